@@ -1,0 +1,31 @@
+"""The engine: exact hypergradients of window schedules through a functional training loop.
+
+Pure torch.func; imports neither Optuna nor the tasks.
+"""
+
+from ._forward import EngineResult, run_forward, run_plain
+from ._functional import FunctionalModel, unsupported_reason
+from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
+from ._problem import HyperTable, InnerProblem
+from ._reference import run_bptt, run_fds
+from ._schedule import Schedule, ScheduleSpace, window_index, window_start
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "EngineResult",
+    "FunctionalModel",
+    "HyperTable",
+    "InnerOptimizer",
+    "InnerProblem",
+    "Schedule",
+    "ScheduleSpace",
+    "make_optimizer",
+    "run_bptt",
+    "run_fds",
+    "run_forward",
+    "run_plain",
+    "unsupported_reason",
+    "window_index",
+    "window_start",
+]

@@ -1,0 +1,186 @@
+"""The inner problem: a pure training step over a flat state, and the hyperparameter table.
+
+State layout (a flat list of tensors): ``params + optimizer state + BatchNorm statistics``.
+Hyperparameter columns (one per scheduled window value) are ordered by the step at which their window
+starts, so the columns active at step t - those whose window has started - are always a prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._functional import Batch, FunctionalModel
+from ._optim import InnerOptimizer
+from ._schedule import window_index, window_start
+
+__all__ = ["HyperTable", "InnerProblem"]
+
+
+class HyperTable:
+    """Values of every hyperparameter of the inner optimiser over the windows of a ``steps`` run.
+
+    Args:
+        values: name -> list of K window values, for every hyperparameter of the optimiser.
+        scheduled: names whose window values are differentiated (each window is a column).
+        steps: the horizon T.
+    """
+
+    def __init__(
+        self, values: Mapping[str, Sequence[float]], scheduled: Sequence[str], steps: int
+    ) -> None:
+        if steps < 1:
+            raise ValueError(f"`steps` must be at least 1, but got {steps}.")
+        self.names = tuple(values)
+        self.values = {n: [float(v) for v in values[n]] for n in self.names}
+        for n, vals in self.values.items():
+            if not 1 <= len(vals) <= steps:
+                raise ValueError(
+                    f"schedule `{n}` must have between 1 and steps={steps} windows, "
+                    f"but got {len(vals)}."
+                )
+        unknown = [n for n in scheduled if n not in self.values]
+        if unknown:
+            raise ValueError(f"scheduled hypers {unknown} are not in {list(self.names)}.")
+        self.scheduled = tuple(n for n in self.names if n in scheduled)
+        self.steps = steps
+        cols = [
+            (window_start(k, steps, len(self.values[n])), self.names.index(n), k)
+            for n in self.scheduled
+            for k in range(len(self.values[n]))
+        ]
+        cols.sort()
+        self.columns: list[tuple[str, int]] = [(self.names[i], k) for _, i, k in cols]
+        self.starts: list[int] = [s for s, _, _ in cols]
+        self._col_index = {c: j for j, c in enumerate(self.columns)}
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.columns)
+
+    def window(self, name: str, step: int) -> int:
+        return window_index(step, self.steps, len(self.values[name]))
+
+    def values_at(self, step: int, like: Tensor) -> Tensor:
+        """The hyperparameter vector (one entry per name) used at ``step``."""
+        vals = [self.values[n][self.window(n, step)] for n in self.names]
+        return torch.tensor(vals, dtype=like.dtype, device=like.device)
+
+    def n_active(self, step: int) -> int:
+        """Number of columns whose window has started at ``step`` (a prefix of the columns)."""
+        lo, hi = 0, len(self.starts)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.starts[mid] <= step:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def hyper_tangent(self, step: int, n_active: int, like: Tensor) -> Tensor:
+        """d(hyper vector at ``step``)/d(column) for the first ``n_active`` columns: (n, H)."""
+        out = torch.zeros(n_active, len(self.names), dtype=like.dtype, device=like.device)
+        for i, n in enumerate(self.names):
+            if n in self.scheduled:
+                j = self._col_index[(n, self.window(n, step))]
+                if j < n_active:
+                    out[j, i] = 1.0
+        return out
+
+    def table(self, like: Tensor, requires_grad: bool = False) -> dict[str, Tensor]:
+        """Window values as tensors (for reverse mode through the unrolled loop)."""
+        return {
+            n: torch.tensor(v, dtype=like.dtype, device=like.device).requires_grad_(
+                requires_grad and n in self.scheduled
+            )
+            for n, v in self.values.items()
+        }
+
+    def lookup(self, table: Mapping[str, Tensor], step: int) -> Tensor:
+        """The hyperparameter vector at ``step`` gathered from tensors (differentiable)."""
+        return torch.stack([table[n][self.window(n, step)] for n in self.names])
+
+    def split(self, column_values: Tensor) -> dict[str, list[float]]:
+        """Per-column values (in column order) back to ``{name: [K values]}``."""
+        out = {n: [0.0] * len(self.values[n]) for n in self.scheduled}
+        for (n, k), v in zip(self.columns, column_values.tolist(), strict=True):
+            out[n][k] = float(v)
+        return out
+
+
+@dataclass
+class InnerProblem:
+    """A training run as pure functions: the engine differentiates ``step`` through ``steps`` steps.
+
+    Args:
+        model: The network as pure functions.
+        optimizer: The functional inner optimiser.
+        batch_at: ``batch_at(t)`` -> the training minibatch of step t (deterministic).
+        val_batches: The validation split, in batches.
+        steps: Horizon T.
+        seed: Seeds the randomness (dropout) of each step: step t draws from seed ``(seed, t)``.
+    """
+
+    model: FunctionalModel
+    optimizer: InnerOptimizer
+    batch_at: Callable[[int], Batch]
+    val_batches: Sequence[Batch]
+    steps: int
+    seed: int = 0
+    grad_clip: float | None = None
+
+    def initial_state(self, params: Sequence[Tensor], stats: Sequence[Tensor]) -> list[Tensor]:
+        """The flat state ``params + optimizer state + statistics`` at step 0."""
+        return [*params, *self.optimizer.init(params), *stats]
+
+    def unpack(self, state: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Split a flat state into (params, optimizer state, statistics)."""
+        a = len(self.model.param_names)
+        b = len(state) - len(self.model.stat_names)
+        return list(state[:a]), list(state[a:b]), list(state[b:])
+
+    @contextlib.contextmanager
+    def rng(self, step: int) -> Iterator[None]:
+        """Seed the global generator for ``step`` (dropout), identically in every engine."""
+        torch.manual_seed((self.seed * 1_000_003 + step) % (2**63))
+        yield
+
+    def step(self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch) -> tuple[
+        list[Tensor], Tensor
+    ]:
+        """One training step: ``(state_t, hyper vector, t, batch) -> (state_{t+1}, train loss)``."""
+        params, opt_state, stats = self.unpack(state)
+
+        def loss_of(p: list[Tensor]) -> tuple[Tensor, tuple[Tensor, list[Tensor]]]:
+            loss, new_stats = self.model.train_loss(p, stats, batch)
+            return loss, (loss, new_stats)
+
+        grads, (loss, new_stats) = torch.func.grad(loss_of, has_aux=True)(params)
+        if self.grad_clip is not None:
+            grads = [g.clamp(-self.grad_clip, self.grad_clip) for g in grads]
+        hyper_map = {n: hypers[i] for i, n in enumerate(self.optimizer.hypers)}
+        new_params, new_opt = self.optimizer.update(params, grads, opt_state, hyper_map, t)
+        return [*new_params, *new_opt, *new_stats], loss
+
+    def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+        """Mean validation loss and accuracy over the whole validation split (eval mode)."""
+        params, _, stats = self.unpack(state)
+        total = 0
+        loss_sum: Tensor | None = None
+        correct: Tensor | None = None
+        for x, y in self.val_batches:
+            out = self.model.eval_output(params, stats, x)
+            part = self.model.loss(out, y) * y.shape[0]
+            loss_sum = part if loss_sum is None else loss_sum + part
+            if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
+                c = (out.argmax(dim=1) == y).sum()
+                correct = c if correct is None else correct + c
+            total += y.shape[0]
+        if loss_sum is None or total == 0:
+            raise ValueError("the validation split is empty.")
+        acc = (correct.double() / total) if correct is not None else torch.tensor(float("nan"))
+        return loss_sum / total, acc

@@ -1,0 +1,260 @@
+"""One training episode of a task under given schedules: validation loss and exact hypergradient."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .engine import (
+    EngineResult,
+    FunctionalModel,
+    HyperTable,
+    InnerProblem,
+    run_bptt,
+    run_fds,
+    run_forward,
+    run_plain,
+)
+from .tasks import Task
+
+__all__ = ["EpisodeResult", "build_episode", "run_episode"]
+
+Batch = tuple[Tensor, Tensor]
+_ENGINES = ("forward", "bptt", "fds")
+
+
+@dataclass(frozen=True)
+class EpisodeResult:
+    """The outcome of :func:`run_episode`.
+
+    Attributes:
+        val_loss: Mean validation loss after the last step (``inf`` if training diverged).
+        val_accuracy: Validation accuracy after the last step.
+        hypergradient: ``{hyper: [dL_val/d value_k for each window k]}`` in each value's own units,
+            or ``None`` when not computed (or training diverged).
+        steps: Inner steps run (fewer than the task's ``steps`` if training diverged).
+        seconds: Wall-clock seconds of the episode.
+        seed: The episode's seed.
+        train_loss: Training loss of the last step.
+        diverged: Whether the training loss became NaN or infinite (the episode then stops).
+        engine: Which engine computed the hypergradient (``"forward"``, ...; ``"none"``).
+    """
+
+    val_loss: float
+    val_accuracy: float
+    hypergradient: dict[str, list[float]] | None
+    steps: int
+    seconds: float
+    seed: int
+    train_loss: float
+    diverged: bool
+    engine: str
+
+
+def _check_seed(seed: object) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"`seed` must be a non-negative int, but got {seed!r}.")
+    return seed
+
+
+def _check_schedules(
+    task: Task, schedules: Mapping[str, Sequence[float]]
+) -> dict[str, list[float]]:
+    if not isinstance(schedules, Mapping):
+        raise TypeError(f"`schedules` must map hyper name -> list of values, but got {schedules!r}.")
+    hypers = task.inner_optimizer().hypers
+    out: dict[str, list[float]] = {}
+    for name, values in schedules.items():
+        if name not in hypers:
+            raise ValueError(
+                f"schedule `{name}` is not a hyperparameter of optimizer={task.optimizer!r}; "
+                f"it has {list(hypers)}."
+            )
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+            raise TypeError(f"schedule `{name}` must be a list of floats, but got {values!r}.")
+        if not 1 <= len(values) <= task.steps:
+            raise ValueError(
+                f"schedule `{name}` must have between 1 and steps={task.steps} windows, "
+                f"but got {len(values)}."
+            )
+        vals = []
+        for k, v in enumerate(values):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"schedule `{name}` value {k} must be a finite float, but got {v!r}.")
+            vals.append(float(v))
+        out[name] = vals
+    return out
+
+
+class _Batches:
+    """Deterministic minibatches: epoch e is a permutation drawn from (seed, e); drop-last."""
+
+    def __init__(self, task: Task, x: Tensor, y: Tensor, seed: int) -> None:
+        self.task, self.x, self.y, self.seed = task, x, y, seed
+        self.per_epoch = x.shape[0] // task.batch_size
+        if self.per_epoch < 1:
+            raise ValueError(
+                f"`batch_size` must not exceed the training split ({x.shape[0]} examples), "
+                f"but got {task.batch_size}."
+            )
+        self._perms: dict[int, Tensor] = {}
+
+    def _perm(self, epoch: int) -> Tensor:
+        if epoch not in self._perms:
+            if len(self._perms) > 1:
+                self._perms.pop(min(self._perms))
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 1)
+            self._perms[epoch] = torch.randperm(self.x.shape[0], generator=g).to(self.x.device)
+        return self._perms[epoch]
+
+    def __call__(self, t: int) -> Batch:
+        epoch, i = divmod(t, self.per_epoch)
+        b = self.task.batch_size
+        idx = self._perm(epoch)[i * b : (i + 1) * b]
+        x = self.x[idx]
+        if self.task.augmentation:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7 * t + 3)
+            x = self.task.augment(x, g)
+        return x, self.y[idx]
+
+
+def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 99991)
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, int(round(fraction * n)))
+    if n_val >= n:
+        raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
+    return perm[n_val:], perm[:n_val]
+
+
+def build_episode(
+    task: Task,
+    schedules: Mapping[str, Sequence[float]],
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
+    """The engine's view of an episode: (inner problem, hyperparameter table, initial state)."""
+    seed = _check_seed(seed)
+    checked = _check_schedules(task, schedules)
+    horizon = task.steps if steps is None else steps
+    data = task.data()
+    train_idx, val_idx = _split(data.train_x.shape[0], task.val_fraction, seed)
+    train_idx, val_idx = train_idx.to(data.train_x.device), val_idx.to(data.train_x.device)
+    tx, ty = data.train_x[train_idx], data.train_y[train_idx]
+    vx, vy = data.train_x[val_idx], data.train_y[val_idx]
+    vb = task.val_batch_size
+    val_batches = [(vx[i : i + vb], vy[i : i + vb]) for i in range(0, vx.shape[0], vb)]
+    module = task.make_model(seed)
+    model = FunctionalModel(module, task.make_loss())
+    problem = InnerProblem(
+        model=model,
+        optimizer=task.inner_optimizer(),
+        batch_at=_Batches(task, tx, ty, seed),
+        val_batches=val_batches,
+        steps=horizon,
+        seed=seed,
+        grad_clip=task.grad_clip,
+    )
+    values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
+    values.update(checked)
+    table = HyperTable({n: values[n] for n in problem.optimizer.hypers}, list(checked), horizon)
+    params, stats = model.initial_state(module)
+    return problem, table, problem.initial_state(params, stats)
+
+
+def run_episode(
+    task: Task,
+    schedules: Mapping[str, Sequence[float]],
+    *,
+    seed: int = 0,
+    hypergradient: bool = True,
+    engine: str = "forward",
+    chunk_size: int | None = None,
+    progress: bool = False,
+) -> EpisodeResult:
+    """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
+    the exact hypergradient of the validation loss with respect to every window value.
+
+    Args:
+        task: The training problem (data, model, inner optimiser, horizon).
+        schedules: ``{hyper: [K window values]}``; step t of T uses window ``floor(t * K / T)``.
+            Hyperparameters not given keep the task's fixed values.
+        seed: Seeds initial weights, validation split, minibatch order and dropout.
+        hypergradient: Compute the hypergradient (otherwise plain training).
+        engine: ``"forward"`` (forward mode, memory constant in T), or the references ``"bptt"``
+            (reverse mode through the unrolled loop) and ``"fds"`` (the FDS hand recurrence).
+        chunk_size: Forward mode pushes at most this many tangent columns at once.
+        progress: Show a progress bar over the inner steps.
+
+    Returns:
+        An :class:`EpisodeResult`.
+
+    Example:
+        >>> import optuna_fmd as fmd
+        >>> task = fmd.tasks.Digits(steps=20, batch_size=32)
+        >>> res = fmd.run_episode(task, {"lr": [0.1, 0.05]})
+        >>> sorted(res.hypergradient)
+        ['lr']
+    """
+    if engine not in _ENGINES:
+        raise ValueError(f"`engine` must be one of {_ENGINES}, but got {engine!r}.")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
+        raise ValueError(f"`chunk_size` must be a positive int or None, but got {chunk_size!r}.")
+    start = time.perf_counter()
+    problem, table, state0 = build_episode(task, schedules, seed=seed)
+    bar = _progress_bar(problem.steps) if progress else None
+    callback: Callable[[int, float], None] | None = None
+    if bar is not None:
+        def callback(t: int, loss: float) -> None:
+            bar.update(1)
+            if t % 50 == 0:
+                bar.set_postfix(loss=f"{loss:.4f}")
+
+    try:
+        with torch.random.fork_rng(devices=[]):
+            result = _run(problem, table, state0, hypergradient, engine, chunk_size, callback)
+    finally:
+        if bar is not None:
+            bar.close()
+    hg = table.split(result.hypergradient) if result.hypergradient is not None else None
+    return EpisodeResult(
+        val_loss=result.val_loss if not result.diverged else float("inf"),
+        val_accuracy=result.val_accuracy,
+        hypergradient=hg,
+        steps=result.steps_done,
+        seconds=time.perf_counter() - start,
+        seed=seed,
+        train_loss=result.train_loss,
+        diverged=result.diverged,
+        engine=engine if hypergradient else "none",
+    )
+
+
+def _run(
+    problem: InnerProblem,
+    table: HyperTable,
+    state0: list[Tensor],
+    hypergradient: bool,
+    engine: str,
+    chunk_size: int | None,
+    callback: Callable[[int, float], None] | None,
+) -> EngineResult:
+    if not hypergradient or table.n_columns == 0:
+        return run_plain(problem, table, state0, progress=callback)
+    if engine == "forward":
+        return run_forward(problem, table, state0, chunk_size=chunk_size, progress=callback)
+    if engine == "bptt":
+        return run_bptt(problem, table, state0, progress=callback)
+    return run_fds(problem, table, state0, progress=callback)
+
+
+def _progress_bar(total: int):  # type: ignore[no-untyped-def]
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="episode", unit="step", leave=False)

@@ -1,0 +1,196 @@
+"""The Task config: data held as tensors, a model factory, the inner optimiser and its defaults."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..engine import InnerOptimizer, make_optimizer
+from ._models import build_model
+
+__all__ = ["Dataset", "Digits", "Synthetic", "Task"]
+
+Batch = tuple[Tensor, Tensor]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset held as tensors: training (validation is held out of it) and test splits."""
+
+    train_x: Tensor
+    train_y: Tensor
+    test_x: Tensor | None
+    test_y: Tensor | None
+    n_classes: int
+    in_shape: tuple[int, ...]
+
+
+@dataclass(eq=False)
+class Task:
+    """One training problem: data, model, inner optimiser and horizon.
+
+    Args:
+        model: Model name (``"mlp"``, ``"lenet"``, ``"wrn-16-1"``, ...).
+        steps: Horizon T (inner steps per episode).
+        batch_size: Training minibatch size.
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        nesterov: Nesterov momentum (SGD only).
+        val_fraction: Fraction of the training set held out for validation (0.05 as in FDS).
+        augmentation: Random augmentation of training batches (where the task defines one).
+        device: Where data, model and tangents live.
+        dtype: Floating dtype (``torch.float64`` for verification).
+        root: Where to look for the dataset files first.
+        hypers: Fixed values of the optimiser's hyperparameters that are not scheduled.
+        val_batch_size: Batch size of the validation pass.
+        grad_clip: Clamp each training-gradient entry to ``[-grad_clip, grad_clip]`` (off by default).
+    """
+
+    model: str = "mlp"
+    steps: int = 500
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    nesterov: bool = False
+    val_fraction: float = 0.05
+    augmentation: bool = False
+    device: str | torch.device = "cpu"
+    dtype: torch.dtype = torch.float32
+    root: str | None = None
+    hypers: Mapping[str, float] = field(default_factory=dict)
+    val_batch_size: int = 1000
+    grad_clip: float | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+
+    name: ClassVar[str] = "task"
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- checks -------------------------------------------------------------------------------
+    def validate(self) -> None:
+        """Check the config; raise one clear error naming the argument, rule and value."""
+        for arg in ("steps", "batch_size", "val_batch_size"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
+            raise ValueError(f"`val_fraction` must lie in (0, 1), but got {self.val_fraction!r}.")
+        if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
+            raise ValueError(f"`dtype` must be a floating torch.dtype, but got {self.dtype!r}.")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"`grad_clip` must be positive or None, but got {self.grad_clip!r}.")
+        opt = self.inner_optimizer()
+        unknown = sorted(set(self.hypers) - set(opt.hypers))
+        if unknown:
+            raise ValueError(
+                f"`hypers` names {unknown}, which optimizer={self.optimizer!r} does not have; "
+                f"its hyperparameters are {list(opt.hypers)}."
+            )
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"`device` must name a torch device, but got {self.device!r}.") from err
+
+    # -- pieces -------------------------------------------------------------------------------
+    def inner_optimizer(self) -> InnerOptimizer:
+        return make_optimizer(self.optimizer, nesterov=self.nesterov)
+
+    def fixed_hypers(self) -> dict[str, float]:
+        """Every optimiser hyperparameter's value when it is not scheduled."""
+        return {**self.inner_optimizer().defaults, **{k: float(v) for k, v in self.hypers.items()}}
+
+    def _load(self) -> Dataset:
+        raise NotImplementedError
+
+    def data(self) -> Dataset:
+        """The dataset on ``device`` in ``dtype`` (loaded once per task object)."""
+        if "data" not in self._cache:
+            raw = self._load()
+            dev = torch.device(self.device)
+
+            def put(x: Tensor | None, is_input: bool) -> Tensor | None:
+                if x is None:
+                    return None
+                return x.to(dev, self.dtype) if is_input else x.to(dev)
+
+            self._cache["data"] = dataclasses.replace(
+                raw,
+                train_x=put(raw.train_x, True),
+                train_y=put(raw.train_y, False),
+                test_x=put(raw.test_x, True),
+                test_y=put(raw.test_y, False),
+            )
+        data: Dataset = self._cache["data"]
+        return data
+
+    def make_model(self, seed: int) -> nn.Module:
+        """A freshly initialised model (weights drawn from ``seed``)."""
+        data = self.data()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            net = build_model(self.model, data.in_shape, data.n_classes)
+        return net.to(device=torch.device(self.device), dtype=self.dtype)
+
+    def make_loss(self) -> Callable[[Tensor, Tensor], Tensor]:
+        return nn.functional.cross_entropy
+
+    def augment(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """Augment a training batch (identity unless the task defines one)."""
+        return x
+
+
+def _as_dataset(
+    x: Tensor, y: Tensor, test_fraction: float, n_classes: int, in_shape: tuple[int, ...]
+) -> Dataset:
+    g = torch.Generator().manual_seed(12345)
+    perm = torch.randperm(x.shape[0], generator=g)
+    n_test = int(round(test_fraction * x.shape[0]))
+    test, train = perm[:n_test], perm[n_test:]
+    return Dataset(x[train], y[train], x[test], y[test], n_classes, in_shape)
+
+
+@dataclass(eq=False)
+class Digits(Task):
+    """scikit-learn's bundled 8x8 digits (1,797 images, 10 classes): tiny, offline, for tests.
+
+    A fixed 20% of the images form the test set; inputs are scaled to [0, 1].
+    """
+
+    name: ClassVar[str] = "digits"
+
+    def _load(self) -> Dataset:
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        x = torch.tensor(bunch.images, dtype=torch.float64).unsqueeze(1) / 16.0
+        y = torch.tensor(bunch.target, dtype=torch.long)
+        return _as_dataset(x, y, 0.2, 10, (1, 8, 8))
+
+
+@dataclass(eq=False)
+class Synthetic(Task):
+    """Random inputs of ``shape`` with labels from a fixed random linear teacher (speed work).
+
+    Args:
+        shape: Input shape per example, e.g. ``(784,)`` or ``(3, 32, 32)``.
+        n_train: Number of training examples.
+        n_classes: Number of classes.
+    """
+
+    shape: tuple[int, ...] = (784,)
+    n_train: int = 4096
+    n_classes: int = 10
+    name: ClassVar[str] = "synthetic"
+
+    def _load(self) -> Dataset:
+        g = torch.Generator().manual_seed(0)
+        n = self.n_train + self.n_train // 5
+        x = torch.randn((n, *self.shape), generator=g)
+        width = x[0].numel()
+        teacher = torch.randn(width, self.n_classes, generator=g)
+        y = (x.reshape(n, -1) @ teacher).argmax(dim=1)
+        return _as_dataset(x, y, 1 / 6, self.n_classes, tuple(self.shape))

@@ -1,0 +1,109 @@
+"""Models usable by the engine: ``mlp``, ``lenet`` and wide ResNets ``wrn-<depth>-<width>``."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+from torch import nn
+
+__all__ = ["build_model"]
+
+
+def _mlp(in_shape: tuple[int, ...], n_classes: int, hidden: tuple[int, ...] = (64,)) -> nn.Module:
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = 1
+    for d in in_shape:
+        width *= d
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    layers.append(nn.Linear(width, n_classes))
+    return nn.Sequential(*layers)
+
+
+def _lenet(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    channels, height, width = in_shape
+    body = nn.Sequential(
+        nn.Conv2d(channels, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+    )
+    with torch.no_grad():
+        flat = body(torch.zeros(1, channels, height, width)).shape[1]
+    return nn.Sequential(
+        body, nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(84, n_classes),
+    )
+
+
+class _WideBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = torch.relu(self.bn1(x))
+        y = self.conv1(o)
+        y = self.conv2(torch.relu(self.bn2(y)))
+        return y + (self.shortcut(o) if self.shortcut is not None else x)
+
+
+class WideResNet(nn.Module):
+    """WRN-depth-width (Zagoruyko & Komodakis, 2016): pre-activation blocks, BatchNorm."""
+
+    def __init__(self, depth: int, width: int, in_channels: int, n_classes: int) -> None:
+        super().__init__()
+        if (depth - 4) % 6 != 0 or depth < 10:
+            raise ValueError(f"WRN depth must be 6n + 4 (10, 16, 22, 28, ...), but got {depth}.")
+        n = (depth - 4) // 6
+        widths = [16, 16 * width, 32 * width, 64 * width]
+        self.conv = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
+        blocks: list[nn.Module] = []
+        c_in = widths[0]
+        for group, stride in zip(range(1, 4), (1, 2, 2), strict=True):
+            for i in range(n):
+                blocks.append(_WideBlock(c_in, widths[group], stride if i == 0 else 1))
+                c_in = widths[group]
+        self.blocks = nn.Sequential(*blocks)
+        self.bn = nn.BatchNorm2d(c_in)
+        self.fc = nn.Linear(c_in, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn(self.blocks(self.conv(x))))
+        return self.fc(y.mean(dim=(2, 3)))
+
+
+def build_model(name: str, in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
+    """A fresh model called ``name`` for inputs of ``in_shape`` (C, H, W or D) and ``n_classes``.
+
+    Names: ``"mlp"`` (one hidden layer of 64), ``"mlp-<h1>-<h2>..."``, ``"lenet"``,
+    ``"wrn-<depth>-<width>"`` (e.g. ``"wrn-16-1"``, as in the FDS paper).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"`model` must be a string, but got {name!r}.")
+    if name == "mlp":
+        return _mlp(in_shape, n_classes)
+    if m := re.fullmatch(r"mlp((?:-\d+)+)", name):
+        return _mlp(in_shape, n_classes, tuple(int(h) for h in m.group(1)[1:].split("-")))
+    if name == "lenet":
+        if len(in_shape) != 3:
+            raise ValueError(f"model 'lenet' needs image inputs (C, H, W), but got {in_shape}.")
+        return _lenet(in_shape, n_classes)
+    if m := re.fullmatch(r"wrn-(\d+)-(\d+)", name):
+        if len(in_shape) != 3:
+            raise ValueError(f"model {name!r} needs image inputs (C, H, W), but got {in_shape}.")
+        return WideResNet(int(m.group(1)), int(m.group(2)), in_shape[0], n_classes)
+    raise ValueError(
+        f"`model` must be 'mlp', 'mlp-<h1>-...', 'lenet' or 'wrn-<depth>-<width>', but got {name!r}."
+    )
