@@ -124,9 +124,13 @@ def run_forward(
     """
     if method not in ("auto", "jvp", "hvp"):
         raise ValueError(f"`method` must be 'auto', 'jvp' or 'hvp', but got {method!r}.")
-    if method == "hvp" and problem.model.stat_names:
-        raise ValueError("method='hvp' needs a model without BatchNorm running statistics.")
-    push = _push_jvp if method == "jvp" or problem.model.stat_names else _push_hvp
+    hvp_ok = not problem.model.stat_names and problem.optimizer.elementwise
+    if method == "hvp" and not hvp_ok:
+        raise ValueError(
+            "method='hvp' needs a model without BatchNorm running statistics and an elementwise "
+            "optimiser; use method='jvp'."
+        )
+    push = _push_hvp if method == "hvp" or (method == "auto" and hvp_ok) else _push_jvp
     state = [s.detach() for s in state0]
     tangents = [s.new_zeros((0, *s.shape)) for s in state]
     loss_value = float("nan")
@@ -172,11 +176,16 @@ def _push_jvp(
         (out, loss), (dout, _) = torch.func.jvp(step, (state, h), (zs, dhv))
         return out, loss, dout
 
-    batched = torch.func.vmap(
-        push, in_dims=(0, 0), out_dims=(None, None, 0), randomness="same", chunk_size=chunk_size
-    )
+    batched = torch.func.vmap(push, in_dims=(0, 0), out_dims=(None, None, 0), randomness="same")
+    size = n_active if chunk_size is None else chunk_size
+    parts = []
     with torch.no_grad():
-        new_state, loss, new_tangents = batched(tangents, dh)
+        for lo in range(0, n_active, size):
+            with problem.rng(t):  # every chunk sees the same dropout masks
+                parts.append(batched([z[lo : lo + size] for z in tangents], dh[lo : lo + size]))
+    new_state, loss, new_tangents = parts[0]
+    if len(parts) > 1:
+        new_tangents = [torch.cat(cols) for cols in zip(*(p[2] for p in parts), strict=True)]
     return list(new_state), loss, list(new_tangents)
 
 
@@ -223,59 +232,96 @@ def _update_tangents(
     """Tangents through an elementwise optimiser update from its per-coordinate Jacobian.
 
     The update of each coordinate depends only on that coordinate's (param, grad, state slots) and
-    the hyperparameters, so its Jacobian is a small block per coordinate. One ``vmap(jvp)`` over
-    the 2 + slots + H input directions gives every block; the n tangent columns then cost one
-    multiply-add per (output, input) pair, and each hyperparameter adds its derivative to the one
-    column it is active in (``dh`` is one-hot) instead of to all n.
+    the hyperparameters, so its Jacobian is a small block per coordinate, found by ``jvp`` of the
+    update over the flattened inputs replicated once per input direction. When the optimiser says
+    its Jacobian does not depend on the coordinates (SGD: an affine update), the blocks come from
+    a single probe coordinate. The n tangent columns then cost one multiply-add per (output,
+    input) pair, and each scheduled hyperparameter adds its derivative (one ``jvp`` direction) to
+    the one column it is active in (``dh`` is one-hot) instead of to all n.
     """
     names = problem.optimizer.hypers
     n_p = len(params)
     slots = len(opt_state) // n_p
-    n_h = h.shape[0]
-    n_dir = 2 + slots + n_h
+    n_state = 2 + slots
+    sizes = [p.numel() for p in params]
+    clip = problem.grad_clip
+    probe = problem.optimizer.constant_jacobian and clip is None
+
+    def flat(xs: Sequence[Tensor]) -> Tensor:
+        return torch.cat([x.reshape(-1) for x in xs])
 
     def update(
-        p: list[Tensor], g: list[Tensor], s: list[Tensor], hv: Tensor
+        p: Tensor, g: Tensor, s: tuple[Tensor, ...], hv: Tensor
     ) -> tuple[list[Tensor], list[Tensor]]:
-        if problem.grad_clip is not None:
-            g = [gi.clamp(-problem.grad_clip, problem.grad_clip) for gi in g]
-        return problem.optimizer.update(p, g, s, {n: hv[i] for i, n in enumerate(names)}, t)
+        if clip is not None:
+            g = g.clamp(-clip, clip)
+        hyper = {n: hv[:, i : i + 1] for i, n in enumerate(names)}
+        return problem.optimizer.update([p], [g], list(s), hyper, t)
 
-    def direction(x: Tensor, row: int) -> Tensor:
-        e = x.new_zeros((n_dir, *x.shape))
-        e[row] = 1.0
-        return e
+    inputs = [flat(params), flat(grads)] + [
+        flat(opt_state[k * n_p : (k + 1) * n_p]) for k in range(slots)
+    ]
 
-    tp = [direction(p, 0) for p in params]
-    tg = [direction(g, 1) for g in grads]
-    ts = [direction(x, 2 + i // n_p) for i, x in enumerate(opt_state)]
-    th = h.new_zeros((n_dir, n_h))
-    th[2 + slots :] = torch.eye(n_h, dtype=h.dtype, device=h.device)
-
-    def push(
-        a: list[Tensor], b: list[Tensor], c: list[Tensor], d: Tensor
+    def jvp_rows(
+        xs: list[Tensor], row_of_input: list[int | None], hyper_of_row: list[int | None]
     ) -> tuple[tuple[list[Tensor], list[Tensor]], tuple[list[Tensor], list[Tensor]]]:
-        return torch.func.jvp(update, (params, grads, opt_state, h), (a, b, c, d))
+        n_rows = len(hyper_of_row)
+        reps, tans = [], []
+        for idx, x in enumerate(xs):
+            reps.append(x.expand(n_rows, -1).contiguous())
+            e = x.new_zeros((n_rows, x.shape[0]))
+            if row_of_input[idx] is not None:
+                e[row_of_input[idx]] = 1.0
+            tans.append(e)
+        th = h.new_zeros((n_rows, h.shape[0]))
+        for r, hi in enumerate(hyper_of_row):
+            if hi is not None:
+                th[r, hi] = 1.0
+        hv = h.expand(n_rows, -1).contiguous()
+        return torch.func.jvp(
+            update, (reps[0], reps[1], tuple(reps[2:]), hv), (tans[0], tans[1], tuple(tans[2:]), th)
+        )
 
-    batched = torch.func.vmap(push, out_dims=((None, None), (0, 0)))
-    (new_p, new_s), (jac_p, jac_s) = batched(tp, tg, ts, th)
     # Rows of the one-hot hyper tangent: column j moves hyper i at this step.
-    hyper_rows = [(int(j), i) for j, i in zip(*torch.nonzero(dh, as_tuple=True), strict=True)]
+    hyper_cols = [(int(j), int(i)) for j, i in zip(*torch.nonzero(dh, as_tuple=True), strict=True)]
+    # 1. Blocks d(out)/d(input) for the state inputs.
+    if probe:
+        small = [x[:1] for x in inputs]
+        _, (jp, js) = jvp_rows(small, list(range(n_state)), [None] * n_state)
+    else:
+        (new_p, new_s), (jp, js) = jvp_rows(inputs, list(range(n_state)), [None] * n_state)
+    # 2. d(out)/d(hyper) for each hyper with an active column, and the primal outputs.
+    hyper_rows = [hi for _, hi in hyper_cols] or [None]
+    (new_p, new_s), (hp, hs) = jvp_rows(inputs, [None] * n_state, hyper_rows)
 
-    def combine(jac: Tensor, k: int) -> Tensor:
-        # output tensor k (within its kind) of param index k % n_p
-        i = k % n_p
-        out = jac[0] * dp[i]
-        out.addcmul_(jac[1], dg[i])
-        for slot in range(slots):
-            out.addcmul_(jac[2 + slot], ds[slot * n_p + i])
-        for j, hi in hyper_rows:
-            out[j] += jac[2 + slots + hi]
+    def unflat(x: Tensor) -> list[Tensor]:
+        if x.shape[0] == 1 and probe:
+            return [x.reshape(()) for _ in params]
+        return [v.view(p.shape) for v, p in zip(x.split(sizes), params, strict=True)]
+
+    def combine(jac: Tensor, hjac: Tensor) -> list[Tensor]:
+        blocks = [unflat(jac[r]) for r in range(n_state)]
+        hblocks = [unflat(hjac[r]) for r in range(len(hyper_cols))]
+        out = []
+        for i in range(n_p):
+            o = dp[i] * blocks[0][i]
+            o.addcmul_(dg[i], blocks[1][i])
+            for k in range(slots):
+                o.addcmul_(ds[k * n_p + i], blocks[2 + k][i])
+            for r, (j, _) in enumerate(hyper_cols):
+                o[j] += hblocks[r][i]
+            out.append(o)
         return out
 
-    d_p = [combine(jac, k) for k, jac in enumerate(jac_p)]
-    d_s = [combine(jac, k) for k, jac in enumerate(jac_s)]
-    return list(new_p), list(new_s), d_p, d_s
+    d_p = combine(jp[0], hp[0])
+    d_s = [d for jac, hjac in zip(js, hs, strict=True) for d in combine(jac, hjac)]
+    new_params = [v.view(p.shape) for v, p in zip(new_p[0][0].split(sizes), params, strict=True)]
+    new_state = [
+        v.view(p.shape)
+        for x in new_s
+        for v, p in zip(x[0].split(sizes), params, strict=True)
+    ]
+    return new_params, new_state, d_p, d_s
 
 
 def _batched_hvp(

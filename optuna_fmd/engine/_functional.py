@@ -32,6 +32,8 @@ _UNSUPPORTED: dict[type[nn.Module], str] = {
     nn.GRU: "fused RNN kernels have no forward-mode derivative; use nn.GRUCell instead",
     nn.RNN: "fused RNN kernels have no forward-mode derivative; use nn.RNNCell instead",
     nn.SyncBatchNorm: "SyncBatchNorm needs a process group; use nn.BatchNorm2d for a single device",
+    nn.EmbeddingBag: "embedding_bag has no forward-mode derivative; use nn.Embedding followed by "
+    "a sum or mean over the bag dimension",
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -24,6 +25,10 @@ class InnerOptimizer:
     """Base of the functional optimisers: names of hyperparameters and their defaults."""
 
     defaults: Mapping[str, float] = field(default_factory=dict)
+    #: The update of each coordinate depends on that coordinate's (param, grad, state) only.
+    elementwise: ClassVar[bool] = True
+    #: The update is affine in (param, grad, state) with coefficients set by the hypers alone.
+    constant_jacobian: ClassVar[bool] = False
 
     @property
     def hypers(self) -> tuple[str, ...]:
@@ -51,6 +56,7 @@ class SGD(InnerOptimizer):
     ``p <- p - lr * (g + weight_decay * p + momentum * v)``).
     """
 
+    constant_jacobian: ClassVar[bool] = True
     nesterov: bool = False
     defaults: Mapping[str, float] = field(
         default_factory=lambda: {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.0}
