@@ -1,0 +1,100 @@
+"""run_episode: determinism, and bad input refused before any training starts."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import optuna_fmd as fmd
+from optuna_fmd import episode
+
+
+@pytest.fixture
+def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: object, **kwargs: object) -> None:
+        raise AssertionError("training started")
+
+    for name in ("run_forward", "run_plain", "run_bptt", "run_fds"):
+        monkeypatch.setattr(episode, name, boom)
+
+
+@pytest.mark.parametrize(
+    "schedules,match",
+    [
+        ({"learning_rate": [0.1]}, r"schedule `learning_rate` is not a hyperparameter of "
+                                   r"optimizer='sgd'; it has \['lr', 'momentum', 'weight_decay'\]"),
+        ({"beta1": [0.9]}, r"`beta1` is not a hyperparameter of optimizer='sgd'"),
+        ({"lr": [0.1] * 21}, r"between 1 and steps=20 windows, but got 21"),
+        ({"lr": []}, r"between 1 and steps=20 windows, but got 0"),
+        ({"lr": [0.1, float("nan")]}, r"`lr` value 1 must be a finite float, but got nan"),
+        ({"lr": [0.1, "0.2"]}, r"`lr` value 1 must be a finite float, but got '0.2'"),
+        ({"lr": 0.1}, r"`lr` must be a list of floats, but got 0.1"),
+        ([0.1], r"`schedules` must map hyper name"),
+    ],
+)
+def test_bad_schedules_are_refused_before_training(
+    no_training: None, schedules: object, match: str
+) -> None:
+    task = fmd.tasks.Digits(steps=20, batch_size=16)
+    with pytest.raises((ValueError, TypeError), match=match):
+        fmd.run_episode(task, schedules)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"seed": -1}, r"`seed` must be a non-negative int, but got -1"),
+        ({"seed": 1.5}, r"`seed` must be a non-negative int, but got 1.5"),
+        ({"engine": "magic"}, r"`engine` must be one of \('forward', 'bptt', 'fds'\), but got"),
+        ({"chunk_size": 0}, r"`chunk_size` must be a positive int or None, but got 0"),
+    ],
+)
+def test_bad_episode_arguments(no_training: None, kwargs: dict, match: str) -> None:
+    task = fmd.tasks.Digits(steps=20, batch_size=16)
+    with pytest.raises(ValueError, match=match):
+        fmd.run_episode(task, {"lr": [0.1]}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"steps": 0}, r"`steps` must be a positive int, but got 0"),
+        ({"batch_size": -3}, r"`batch_size` must be a positive int, but got -3"),
+        ({"val_fraction": 1.0}, r"`val_fraction` must lie in \(0, 1\), but got 1.0"),
+        ({"dtype": torch.int64}, r"`dtype` must be a floating torch.dtype"),
+        ({"optimizer": "rmsprop"}, r"`optimizer` must be one of 'sgd', 'adam', 'adamw'"),
+        ({"hypers": {"beta1": 0.9}}, r"`hypers` names \['beta1'\], which optimizer='sgd'"),
+        ({"grad_clip": 0.0}, r"`grad_clip` must be positive or None, but got 0.0"),
+        ({"device": "tpu:x"}, r"`device` must name a torch device, but got 'tpu:x'"),
+    ],
+)
+def test_bad_task_configs(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        fmd.tasks.Digits(**kwargs)
+
+
+def test_batch_larger_than_training_split(no_training: None) -> None:
+    task = fmd.tasks.Digits(steps=5, batch_size=5000)
+    with pytest.raises(ValueError, match=r"`batch_size` must not exceed the training split"):
+        fmd.run_episode(task, {"lr": [0.1]})
+
+
+def test_same_seed_same_episode_bitwise_and_other_seed_differs() -> None:
+    task = fmd.tasks.Digits(steps=25, batch_size=16)
+    sched = {"lr": [0.1, 0.05], "momentum": [0.9, 0.8]}
+    a = fmd.run_episode(task, sched, seed=3)
+    b = fmd.run_episode(fmd.tasks.Digits(steps=25, batch_size=16), sched, seed=3)
+    c = fmd.run_episode(task, sched, seed=4)
+    assert a.val_loss == b.val_loss and a.hypergradient == b.hypergradient
+    assert a.val_loss != c.val_loss
+    assert a.seconds > 0 and a.seed == 3
+
+
+def test_fixed_hypers_come_from_the_task() -> None:
+    sched = {"lr": [0.1]}
+    base = fmd.run_episode(fmd.tasks.Digits(steps=20, batch_size=16), sched, hypergradient=False)
+    other = fmd.run_episode(
+        fmd.tasks.Digits(steps=20, batch_size=16, hypers={"momentum": 0.0}), sched,
+        hypergradient=False,
+    )
+    assert base.val_loss != other.val_loss
