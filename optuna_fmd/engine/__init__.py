@@ -8,6 +8,7 @@ from ._functional import FunctionalModel, unsupported_reason
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
 from ._problem import HyperTable, InnerProblem
 from ._reference import run_bptt, run_fds
+from ._reverse import run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "run_fds",
     "run_forward",
     "run_plain",
+    "run_reverse",
     "unsupported_reason",
     "window_index",
     "window_start",

@@ -1,10 +1,10 @@
 """Checkpointed reverse mode: exact hypergradients whose cost per step does not grow with N.
 
-Forward mode (:func:`~optuna_fmd.engine.run_forward`) carries one tangent per hyperparameter column,
-so its cost per step grows with the number of columns N. Reverse mode carries one adjoint (the size
-of the training state) backwards instead, whatever N is; its price is memory, because every step's
-state is needed again on the way back. Checkpointing (Griewank & Walther's ``revolve`` idea, at one
-level) trades that memory for recomputation:
+Forward mode (:func:`~optuna_fmd.engine.run_forward`) carries one tangent per hyperparameter
+column, so its cost per step grows with the number of columns N. Reverse mode carries one adjoint
+(the size of the training state) backwards instead, whatever N is; its price is memory, because
+every step's state is needed again on the way back. Checkpointing (one level of Griewank &
+Walther's idea) trades that memory for recomputation:
 
 1. Train forwards, keeping the flat state every ``c`` steps (the checkpoints) and the states of the
    current segment of ``c`` steps.
@@ -12,14 +12,15 @@ level) trades that memory for recomputation:
 3. Walk the segments backwards. Recompute a segment from its checkpoint (the states of the last
    segment are still held from step 1), with the very same minibatches (``problem.batch_at(t)``)
    and dropout seeds (``problem.rng(t)``), then carry the adjoint back through each step with one
-   ``torch.func.vjp`` of ``problem.step`` with respect to (state, hyperparameter vector). The vjp
-   runs the backward of the step's own gradient too, i.e. a Hessian-vector product with the
-   adjoint. The cotangent of the step's hyperparameter vector belongs to the window active at that
-   step; all steps are scattered into their columns with one ``index_add_`` per hyperparameter.
+   vector-Jacobian product of ``problem.step`` (one reverse-mode autograd pass) with respect to
+   (state, hyperparameter vector). The vjp runs the backward of the step's own gradient too, i.e.
+   a Hessian-vector product with the adjoint. The cotangent of the step's hyperparameter vector
+   belongs to the window active at that step; all steps are scattered into their columns at the
+   end with one ``index_add_`` per hyperparameter.
 
 Memory: ``ceil(T / c)`` checkpoints plus ``c - 1`` segment states, least (about ``2 sqrt(T)``
-states) at the default ``c = ceil(sqrt(T))``. Compute: about three training steps' worth of work
-per step (forward, recomputation, vjp) plus the vjp's backward, independent of N.
+states) at the default ``c = ceil(sqrt(T))``. Compute per step, independent of N: the forward
+step, about one recomputed step, and the vjp (a step with its graph recorded, then its backward).
 """
 
 from __future__ import annotations
@@ -116,7 +117,8 @@ def plan_checkpoints(
         or math.isnan(memory_budget)
     ):
         raise ValueError(
-            f"`memory_budget` must be a positive number of bytes or None, but got {memory_budget!r}."
+            "`memory_budget` must be a positive number of bytes or None, "
+            f"but got {memory_budget!r}."
         )
     plans = [_plan(steps, c, state_bytes) for c in range(1, steps + 1)]
     fitting = [p for p in plans if p.stored_bytes <= memory_budget]
@@ -243,7 +245,9 @@ def run_reverse(
         segment = []
 
     hg = _scatter_columns(table, h_bar)
-    return EngineResult(result_state, float(val.detach()), float(acc), hg, steps, False, loss_value)
+    return EngineResult(
+        result_state, float(val.detach()), float(acc), hg, steps, False, loss_value
+    )
 
 
 def _recompute(
@@ -268,6 +272,8 @@ StepVjp = Callable[[list[Tensor], Tensor, int, list[Tensor]], tuple[list[Tensor]
 def _make_step_vjp(problem: InnerProblem, float_idx: list[int]) -> StepVjp:
     """``(state_t, h_t, t, adjoint of state_{t+1}) -> (adjoint of state_t, cotangent of h_t)``.
 
+    One reverse pass of ordinary autograd over the step (whose ``torch.func.grad`` is recorded
+    by the outer autograd): on CPU about twice as fast as ``torch.func.vjp`` of the same step.
     Only floating entries of the state are differentiated (the others are carried as constants).
     """
 
@@ -275,18 +281,21 @@ def _make_step_vjp(problem: InnerProblem, float_idx: list[int]) -> StepVjp:
         state: list[Tensor], h: Tensor, t: int, adjoint: list[Tensor]
     ) -> tuple[list[Tensor], Tensor]:
         batch = problem.batch_at(t)
-
-        def f(diff: list[Tensor], hv: Tensor) -> tuple[list[Tensor], Tensor]:
-            full = list(state)
-            for i, x in zip(float_idx, diff, strict=True):
-                full[i] = x
-            new, loss = problem.step(full, hv, t, batch)
-            return [new[i] for i in float_idx], loss
-
-        with problem.rng(t):
-            _, vjp_fn, _ = torch.func.vjp(f, [state[i] for i in float_idx], h, has_aux=True)
-        adj_state, adj_h = vjp_fn(adjoint)
-        return list(adj_state), adj_h
+        full = list(state)
+        for i in float_idx:
+            full[i] = state[i].detach().requires_grad_()
+        hv = h.detach().requires_grad_()
+        inputs = [*(full[i] for i in float_idx), hv]
+        with torch.enable_grad(), problem.rng(t):
+            new, _ = problem.step(full, hv, t, batch)
+            grads = torch.autograd.grad(
+                [new[i] for i in float_idx],
+                inputs,
+                grad_outputs=adjoint,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        return list(grads[:-1]), grads[-1]
 
     return step_vjp
 
