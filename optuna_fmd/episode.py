@@ -15,17 +15,19 @@ from .engine import (
     FunctionalModel,
     HyperTable,
     InnerProblem,
+    choose_engine,
     run_bptt,
     run_fds,
     run_forward,
     run_plain,
+    run_reverse,
 )
 from .tasks import Task
 
 __all__ = ["EpisodeResult", "build_episode", "run_episode"]
 
 Batch = tuple[Tensor, Tensor]
-_ENGINES = ("forward", "bptt", "fds")
+_ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ class EpisodeResult:
         seed: The episode's seed.
         train_loss: Training loss of the last step.
         diverged: Whether the training loss became NaN or infinite (the episode then stops).
-        engine: Which engine computed the hypergradient (``"forward"``, ...; ``"none"``).
+        engine: The engine that computed the hypergradient (``"forward"``, ``"reverse"``, ...;
+            ``"none"`` without hypergradient).
     """
 
     val_loss: float
@@ -174,8 +177,10 @@ def run_episode(
     *,
     seed: int = 0,
     hypergradient: bool = True,
-    engine: str = "forward",
+    engine: str = "auto",
     chunk_size: int | None = None,
+    checkpoint_every: int | None = None,
+    memory_budget: int | None = None,
     progress: bool = False,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
@@ -187,9 +192,14 @@ def run_episode(
             Hyperparameters not given keep the task's fixed values.
         seed: Seeds initial weights, validation split, minibatch order and dropout.
         hypergradient: Compute the hypergradient (otherwise plain training).
-        engine: ``"forward"`` (forward mode, memory constant in T), or the references ``"bptt"``
-            (reverse mode through the unrolled loop) and ``"fds"`` (the FDS hand recurrence).
+        engine: ``"forward"`` (forward mode: memory constant in T, cost growing with the number
+            of columns N), ``"reverse"`` (checkpointed reverse mode: cost flat in N, memory about
+            ``2 sqrt(T)`` states), ``"auto"`` (the cheaper of the two by the cost model in
+            :mod:`optuna_fmd.engine._auto`), or the references ``"bptt"`` (reverse mode through
+            the unrolled loop, memory O(T)) and ``"fds"`` (the FDS hand recurrence, SGD only).
         chunk_size: Forward mode pushes at most this many tangent columns at once.
+        checkpoint_every: Reverse mode keeps a checkpoint every this many steps.
+        memory_budget: Reverse mode picks its checkpoints to hold at most this many bytes.
         progress: Show a progress bar over the inner steps.
 
     Returns:
@@ -218,7 +228,11 @@ def run_episode(
 
     try:
         with torch.random.fork_rng(devices=[]):
-            result = _run(problem, table, state0, hypergradient, engine, chunk_size, callback)
+            if engine == "auto" and hypergradient and table.n_columns:
+                engine = choose_engine(table, state0).engine
+            result = _run(problem, table, state0, hypergradient, engine, callback,
+                          chunk_size=chunk_size, checkpoint_every=checkpoint_every,
+                          memory_budget=memory_budget)
     finally:
         if bar is not None:
             bar.close()
@@ -232,7 +246,7 @@ def run_episode(
         seed=seed,
         train_loss=result.train_loss,
         diverged=result.diverged,
-        engine=engine if hypergradient else "none",
+        engine=engine if hypergradient and table.n_columns else "none",
     )
 
 
@@ -242,13 +256,19 @@ def _run(
     state0: list[Tensor],
     hypergradient: bool,
     engine: str,
-    chunk_size: int | None,
     callback: Callable[[int, float], None] | None,
+    *,
+    chunk_size: int | None,
+    checkpoint_every: int | None,
+    memory_budget: int | None,
 ) -> EngineResult:
     if not hypergradient or table.n_columns == 0:
         return run_plain(problem, table, state0, progress=callback)
     if engine == "forward":
         return run_forward(problem, table, state0, chunk_size=chunk_size, progress=callback)
+    if engine == "reverse":
+        return run_reverse(problem, table, state0, checkpoint_every=checkpoint_every,
+                           memory_budget=memory_budget, progress=callback)
     if engine == "bptt":
         return run_bptt(problem, table, state0, progress=callback)
     return run_fds(problem, table, state0, progress=callback)

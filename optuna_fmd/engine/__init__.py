@@ -3,6 +3,7 @@
 Pure torch.func; imports neither Optuna nor the tasks.
 """
 
+from ._auto import Choice, choose_engine
 from ._forward import EngineResult, run_forward, run_plain
 from ._functional import FunctionalModel, unsupported_reason
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
@@ -12,6 +13,8 @@ from ._reverse import run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
 
 __all__ = [
+    "Choice",
+    "choose_engine",
     "SGD",
     "Adam",
     "EngineResult",
