@@ -1,0 +1,199 @@
+"""HypergradientObjective: an Optuna objective that trains an episode and stores its hypergradient.
+
+Micaelli & Storkey, "Gradient-based Hyperparameter Optimization Over Long Horizons" (NeurIPS 2021).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .engine import ScheduleSpace
+from .episode import _ENGINES, EpisodeResult, run_episode
+from .tasks import Task
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["HypergradientObjective"]
+
+SeedRule = int | str | Callable[["optuna.trial.BaseTrial"], int] | None
+
+
+class HypergradientObjective:
+    """An Optuna objective: train ``task`` under the trial's schedules, return the validation loss.
+
+    Each window value is suggested with ``trial.suggest_float(f"{hyper}_{k}", low, high,
+    log=...)``, so every Optuna sampler (and the dashboard) sees one float per window. The exact
+    hypergradient ``dL_val / d(param)`` (forward mode through the whole run, FDS) is stored as
+    ``trial.user_attrs["hypergradient"] = {param_name: float}`` when it was computed and is
+    finite; :class:`~optuna_fmd.FMDSampler` reads it. The episode's ``val_accuracy``,
+    ``seconds``, ``steps``, ``seed``, ``train_loss``, ``diverged`` and ``engine`` are stored as
+    user attributes too.
+
+    A diverged episode (NaN or infinite training or validation loss) returns ``float("inf")``:
+    Optuna accepts infinite values for COMPLETE trials (only NaN is rejected), so the trial stays
+    in the study, sorts last, and ``user_attrs["diverged"]`` is ``True``; no hypergradient is
+    stored for it.
+
+    Seeds: by default (``seed=None``) every trial uses seed 0, so the objective is a
+    deterministic function of the schedules (same schedules, same value; samplers compare on
+    equal terms; a resumed study repeats exactly). ``seed="trial"`` uses ``trial.number``: fresh
+    initial weights, minibatch order and validation split at every outer step, as in the FDS
+    paper. An int fixes another seed; a callable maps the trial to a seed.
+
+    Args:
+        task: The training problem.
+        space: The schedules; their names must be hyperparameters of the task's optimiser and
+            their window counts at most ``task.steps``.
+        hypergradient: Compute the hypergradient (``False``: plain training, for black-box
+            samplers such as TPE; same parameters and value).
+        seed: ``None`` (0 for every trial), an int, ``"trial"`` or a callable ``trial -> int``.
+        engine: Hypergradient engine passed to :func:`~optuna_fmd.run_episode`.
+        progress: Show a progress bar over each episode's inner steps.
+
+    Example:
+        >>> import optuna, optuna_fmd as fmd
+        >>> space = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0,
+        ...                                               log=True, init=0.05)})
+        >>> objective = fmd.HypergradientObjective(fmd.tasks.Digits(steps=20, batch_size=32),
+        ...                                        space)
+        >>> study = optuna.create_study()
+        >>> study.optimize(objective, n_trials=1)
+        >>> sorted(study.trials[0].user_attrs["hypergradient"])
+        ['lr_0', 'lr_1']
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        space: ScheduleSpace,
+        *,
+        hypergradient: bool = True,
+        seed: SeedRule = None,
+        engine: str = "auto",
+        progress: bool = False,
+    ) -> None:
+        if not isinstance(task, Task):
+            raise TypeError(f"`task` must be an optuna_fmd Task, but got {type(task).__name__}.")
+        if not isinstance(space, ScheduleSpace):
+            raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
+        hypers = list(task.inner_optimizer().hypers)
+        for name, schedule in space.items():
+            if name not in hypers:
+                raise ValueError(
+                    f"`space` schedules {name!r}, which is not a hyperparameter of "
+                    f"optimizer={task.optimizer!r}; its hyperparameters are {hypers}."
+                )
+            if schedule.windows > task.steps:
+                raise ValueError(
+                    f"`space[{name!r}].windows` must be at most the task's steps={task.steps} "
+                    f"(one step per window at least), but got {schedule.windows}."
+                )
+        if not isinstance(hypergradient, bool):
+            raise TypeError(f"`hypergradient` must be a bool, but got {hypergradient!r}.")
+        if engine not in _ENGINES:  # checked here, before any trial runs
+            raise ValueError(f"`engine` must be one of {_ENGINES}, but got {engine!r}.")
+        if isinstance(seed, bool) or not (
+            seed is None
+            or seed == "trial"
+            or (isinstance(seed, int) and seed >= 0)
+            or (callable(seed) and not isinstance(seed, str))
+        ):
+            raise ValueError(
+                "`seed` must be None, a non-negative int, 'trial' or a callable trial -> int, "
+                f"but got {seed!r}."
+            )
+        self.task = task
+        self.space = space
+        self.hypergradient = hypergradient
+        self.seed = seed
+        self.engine = engine
+        self.progress = progress
+
+    def __repr__(self) -> str:
+        return (
+            f"HypergradientObjective(task={self.task!r}, space={self.space!r}, "
+            f"hypergradient={self.hypergradient}, seed={self.seed!r}, engine={self.engine!r})"
+        )
+
+    def seed_for(self, trial: optuna.trial.BaseTrial) -> int:
+        """The episode seed of ``trial`` under this objective's seed rule."""
+        if self.seed is None:
+            return 0
+        if isinstance(self.seed, int):
+            return self.seed
+        if self.seed == "trial":
+            number = getattr(trial, "number", 0)
+            return int(number) if isinstance(number, int) and number >= 0 else 0
+        assert callable(self.seed)
+        out = self.seed(trial)
+        if isinstance(out, bool) or not isinstance(out, int) or out < 0:
+            raise ValueError(
+                f"the `seed` callable must return a non-negative int, but got {out!r}."
+            )
+        return out
+
+    def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, list[float]]:
+        """Suggest every window value of the space; return the schedules."""
+        return {
+            name: [
+                float(trial.suggest_float(f"{name}_{k}", s.low, s.high, log=s.log))
+                for k in range(s.windows)
+            ]
+            for name, s in self.space.items()
+        }
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        schedules = self.suggest(trial)
+        seed = self.seed_for(trial)
+        result = run_episode(
+            self.task,
+            schedules,
+            seed=seed,
+            hypergradient=self.hypergradient,
+            engine=self.engine,
+            progress=self.progress,
+        )
+        diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
+        for key, value in _figures(result, diverged).items():
+            trial.set_user_attr(key, value)
+        if not diverged:
+            hg = _flat_hypergradient(result, self.space)
+            if hg is not None:
+                trial.set_user_attr("hypergradient", hg)
+        return float("inf") if diverged else float(result.val_loss)
+
+
+def _plain(v: float) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _figures(result: EpisodeResult, diverged: bool) -> dict[str, Any]:
+    return {
+        "val_accuracy": _plain(result.val_accuracy),
+        "seconds": float(result.seconds),
+        "steps": int(result.steps),
+        "seed": int(result.seed),
+        "train_loss": _plain(result.train_loss),
+        "diverged": diverged,
+        "engine": str(result.engine),
+    }
+
+
+def _flat_hypergradient(result: EpisodeResult, space: ScheduleSpace) -> dict[str, float] | None:
+    if result.hypergradient is None:
+        return None
+    out: dict[str, float] = {}
+    for name, s in space.items():
+        values = result.hypergradient.get(name)
+        if values is None or len(values) != s.windows:
+            return None
+        for k, v in enumerate(values):
+            v = float(v)
+            if not math.isfinite(v):
+                return None
+            out[f"{name}_{k}"] = v
+    return out

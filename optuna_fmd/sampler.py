@@ -1,0 +1,584 @@
+"""FMDSampler: an Optuna sampler that refines shared hyperparameter schedules by hypergradients.
+
+The outer loop of FDS (Micaelli & Storkey, "Gradient-based Hyperparameter Optimization Over Long
+Horizons", NeurIPS 2021): every trial trains with the current schedules, the objective stores the
+exact hypergradient ``dL_val / d(param)`` in ``trial.user_attrs["hypergradient"]``
+(:class:`~optuna_fmd.HypergradientObjective` does), and the next trial's schedules are the latest
+iterate moved against that hypergradient.
+
+The outer state lives in storage (one JSON trial system attribute per proposed trial), never only
+in the Python object, so a study continues in another process with the same proposals.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optuna.distributions import BaseDistribution, FloatDistribution
+from optuna.samplers import BaseSampler, RandomSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from .engine import ScheduleSpace
+
+if TYPE_CHECKING:
+    from optuna.study import Study
+
+__all__ = ["STATE_KEY", "FMDSampler"]
+
+#: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
+STATE_KEY = "fmd:state"
+_STATE_VERSION = 1
+_OUTER_RULES = ("sign", "adam")
+_LOGIT_EPS = 1e-3  # logit coordinates clamp (x - low) / (high - low) into [eps, 1 - eps]
+_LOGIT_UNIT = 4.0  # d(logit)/dp at p = 1/2: a step of 0.1 * 4 in logit moves x by ~10% of range
+
+
+# --------------------------------------------------------------------------------------------
+# Coordinates in which the outer optimiser steps
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Coord:
+    """One window value's transformed coordinate u: ``log``, ``linear`` or ``logit``."""
+
+    kind: str
+    low: float
+    high: float
+
+    @property
+    def unit(self) -> float:
+        """The coordinate's natural scale: step sizes are fractions of it."""
+        if self.kind == "log":
+            return math.log(self.high / self.low)
+        if self.kind == "linear":
+            return self.high - self.low
+        return _LOGIT_UNIT
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        if self.kind == "log":
+            return math.log(self.low), math.log(self.high)
+        if self.kind == "linear":
+            return self.low, self.high
+        lo = math.log(_LOGIT_EPS / (1.0 - _LOGIT_EPS))
+        return lo, -lo
+
+    def _p(self, x: float) -> float:
+        p = (x - self.low) / (self.high - self.low)
+        return min(max(p, _LOGIT_EPS), 1.0 - _LOGIT_EPS)
+
+    def to_u(self, x: float) -> float:
+        x = min(max(x, self.low), self.high)
+        if self.kind == "log":
+            return math.log(x)
+        if self.kind == "linear":
+            return x
+        p = self._p(x)
+        return math.log(p / (1.0 - p))
+
+    def from_u(self, u: float) -> float:
+        lo, hi = self.bounds
+        if u <= lo:  # projected onto a bound: exactly the bound (logit cannot reach it)
+            return self.low
+        if u >= hi:
+            return self.high
+        if self.kind == "log":
+            x = math.exp(u)
+        elif self.kind == "linear":
+            x = u
+        else:
+            x = self.low + (self.high - self.low) / (1.0 + math.exp(-u))
+        return float(min(max(x, self.low), self.high))
+
+    def dx_du(self, x: float) -> float:
+        """Chain rule factor: dL/du = dL/dx * dx/du at ``x``."""
+        if self.kind == "log":
+            return min(max(x, self.low), self.high)
+        if self.kind == "linear":
+            return 1.0
+        p = self._p(x)
+        return (self.high - self.low) * p * (1.0 - p)
+
+
+def _sign(v: float) -> int:
+    return 1 if v > 0 else (-1 if v < 0 else 0)
+
+
+# --------------------------------------------------------------------------------------------
+# What the sampler reads from one finished trial
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Seen:
+    number: int
+    x: list[float] | None  # window values in param order (None: trial not in the space)
+    value: float | None  # finite objective value of a COMPLETE, non-diverged trial
+    bad: bool  # failed, pruned, diverged or non-finite value
+    grad: list[float] | None  # finite hypergradient in param order
+    state: dict[str, Any] | None  # this sampler's state stored on the trial (same space)
+
+
+class FMDSampler(BaseSampler):
+    """Refine shared hyperparameter schedules by exact-hypergradient steps (the FDS outer loop).
+
+    The first trial runs every schedule at its ``init``; each next trial is the latest outer
+    iterate moved against its hypergradient (read from ``trial.user_attrs["hypergradient"]``,
+    written by :class:`~optuna_fmd.HypergradientObjective`), projected into the bounds.
+    Steps are taken in transformed coordinates: ``log(x)`` for log-scale hyperparameters and
+    ``logit((x - low) / (high - low))`` for the others (so steps shrink near a bound: momentum
+    0.9 -> 0.93 rather than 0.9 -> 0.99). Step sizes are fractions of each coordinate's range
+    (``log(high / low)``, or 4 logit units, the logit's slope at mid-range).
+
+    Outer rules:
+
+    - ``"sign"`` (default; the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
+      halved whenever the sign of its hypergradient flips.
+    - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
+      ``clip`` times its running RMS.
+
+    Why sign is the default: on Digits (MLP, 150 inner steps, batch 32, lr/momentum/weight decay
+    x 2 windows, 7 trials, seed 0) the best validation loss was 0.057 (sign) vs 0.048 (Adam)
+    from the DESIGN init, but 0.089 (sign) vs 0.177 (Adam) from a poor init (lr 1e-3,
+    momentum 0.5); a constant-length step per window ignores the hypergradient's magnitude,
+    which varies by orders of magnitude between windows and outer steps. The FDS paper and our
+    Fashion-MNIST prototype found the same.
+
+    Stability: the best trial with a hypergradient is remembered; after a diverged, failed or
+    clearly worse episode (value above ``best + backtrack_tol * |best|``) the sampler backtracks
+    to the best iterate and takes a step half as long; every step is bounded by the trust region
+    ``trust_region`` (a fraction of each coordinate's range). After ``max_backtracks``
+    consecutive backtracks, or (sign rule) once every step size fell below ``min_step``, the
+    sampler reports convergence (:meth:`is_converged`) and proposes the best iterate.
+
+    Trials without a usable hypergradient (enqueued, from another sampler, failed, NaN, missing
+    or corrupt attribute) do not break the outer loop: the sampler falls back to the best
+    iterate that has one and warns once. Parameters outside the schedule space go to
+    ``independent_sampler``. With ``n_jobs > 1`` two trials that start before either finishes
+    step from the same iterate (and may coincide); the loop continues from whichever finished
+    trial has the highest number.
+
+    The outer state (iterate, step sizes or moments, step scale, best trial, outer step count)
+    is stored as JSON in the trial system attribute ``"fmd:state"`` of every proposed trial, so
+    a study continued in another process proposes exactly what an uninterrupted run would.
+
+    Args:
+        space: The schedules to optimise; trial params are named ``<hyper>_<k>``.
+        outer: Outer rule, ``"sign"`` or ``"adam"``.
+        step_size: Initial step as a fraction of each coordinate's range (sign: ``s``; Adam:
+            learning rate).
+        trust_region: Largest step per coordinate, as a fraction of its range.
+        min_step: Sign rule: convergence once every step size is below this fraction.
+        backtrack_tol: A trial whose value exceeds ``best + backtrack_tol * |best|`` is clearly
+            worse and triggers backtracking. The default (2%) suits the default deterministic
+            objective (same seed every trial); raise it (e.g. 0.1) when every trial uses a fresh
+            seed (``HypergradientObjective(seed="trial")``) and values are noisy.
+        max_backtracks: Consecutive backtracks before the sampler reports convergence.
+        betas: Adam's moment decay rates.
+        clip: Adam: clip each transformed hypergradient coordinate to ``clip`` times its
+            running RMS (``None``: no clipping).
+        seed: Seed of the default independent sampler.
+        independent_sampler: Sampler for parameters outside ``space`` (default
+            :class:`optuna.samplers.RandomSampler`).
+        warn_independent_sampling: Warn (once per parameter) when a parameter is sampled by
+            the independent sampler.
+
+    Example:
+        >>> import optuna, optuna_fmd as fmd
+        >>> space = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0,
+        ...                                               log=True, init=0.05)})
+        >>> task = fmd.tasks.Digits(steps=20, batch_size=32)
+        >>> study = optuna.create_study(sampler=fmd.FMDSampler(space))
+        >>> study.optimize(fmd.HypergradientObjective(task, space), n_trials=2)
+        >>> study.trials[0].params
+        {'lr_0': 0.05, 'lr_1': 0.05}
+    """
+
+    def __init__(
+        self,
+        space: ScheduleSpace,
+        *,
+        outer: str = "sign",
+        step_size: float = 0.1,
+        trust_region: float = 0.25,
+        min_step: float = 1e-3,
+        backtrack_tol: float = 0.02,
+        max_backtracks: int = 6,
+        betas: tuple[float, float] = (0.9, 0.999),
+        clip: float | None = 5.0,
+        seed: int | None = None,
+        independent_sampler: BaseSampler | None = None,
+        warn_independent_sampling: bool = True,
+    ) -> None:
+        if not isinstance(space, ScheduleSpace):
+            raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
+        if outer not in _OUTER_RULES:
+            raise ValueError(f"`outer` must be one of {_OUTER_RULES}, but got {outer!r}.")
+        _positive("step_size", step_size)
+        _positive("trust_region", trust_region)
+        _positive("min_step", min_step)
+        _positive("backtrack_tol", backtrack_tol, allow_zero=True)
+        if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, int):
+            raise TypeError(f"`max_backtracks` must be an int, but got {max_backtracks!r}.")
+        if max_backtracks < 0:
+            raise ValueError(f"`max_backtracks` must be >= 0, but got {max_backtracks}.")
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
+        ):
+            raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
+        if clip is not None:
+            _positive("clip", clip)
+        if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
+            raise TypeError(
+                "`independent_sampler` must be an optuna BaseSampler or None, "
+                f"but got {type(independent_sampler).__name__}."
+            )
+        self._space = space
+        self._outer = outer
+        self._step_size = float(step_size)
+        self._trust = float(trust_region)
+        self._min_step = float(min_step)
+        self._backtrack_tol = float(backtrack_tol)
+        self._max_backtracks = max_backtracks
+        self._betas = (float(betas[0]), float(betas[1]))
+        self._clip = None if clip is None else float(clip)
+        self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
+        self._warn_independent_sampling = warn_independent_sampling
+        self._names = space.param_names()
+        self._dists: dict[str, FloatDistribution] = {}
+        self._coords: list[_Coord] = []
+        for hyper, sched in space.items():
+            kind = "log" if sched.log else "logit"
+            for k in range(sched.windows):
+                self._dists[f"{hyper}_{k}"] = FloatDistribution(
+                    sched.low, sched.high, log=sched.log
+                )
+                self._coords.append(_Coord(kind, sched.low, sched.high))
+        init = space.initial_values()
+        self._init_x = [v for hyper in space for v in init[hyper]]
+        desc = [self._outer] + [[n, s.windows, s.low, s.high, s.log] for n, s in space.items()]
+        self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    # -- public helpers ----------------------------------------------------------------------
+    @property
+    def space(self) -> ScheduleSpace:
+        """The schedule space this sampler optimises."""
+        return self._space
+
+    def outer_state(self, study: Study) -> dict[str, Any] | None:
+        """The outer state stored on the latest trial this sampler proposed (``None``: none)."""
+        states = [
+            s
+            for t in study.get_trials(deepcopy=False)
+            if (s := self._read_state(t, warn=False)) is not None
+        ]
+        return states[-1] if states else None
+
+    def is_converged(self, study: Study) -> bool:
+        """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""
+        state = self.outer_state(study)
+        return bool(state and state.get("converged"))
+
+    # -- BaseSampler -------------------------------------------------------------------------
+    def reseed_rng(self) -> None:
+        self._independent_sampler.reseed_rng()
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._raise_error_if_multi_objective(study)
+        self._independent_sampler.before_trial(study, trial)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._independent_sampler.after_trial(study, trial, state, values)
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        self._raise_error_if_multi_objective(study)
+        return dict(self._dists)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        self._raise_error_if_multi_objective(study)
+        names = [n for n in self._names if n in search_space]
+        if not names:
+            return {}
+        x, state = self._propose(study, trial)
+        study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
+        values = dict(zip(self._names, x, strict=True))
+        return {n: float(values[n]) for n in names}
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        self._raise_error_if_multi_objective(study)
+        if self._warn_independent_sampling:
+            why = (
+                f"its distribution differs from the schedule space's {self._dists[param_name]}"
+                if param_name in self._dists
+                else "it is not in the schedule space"
+            )
+            self._warn_once(
+                f"indep:{param_name}",
+                f"FMDSampler samples parameter {param_name!r} of trial {trial.number} with "
+                f"{type(self._independent_sampler).__name__} because {why}.",
+            )
+        return self._independent_sampler.sample_independent(
+            study, trial, param_name, param_distribution
+        )
+
+    # -- reading the study -------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str) -> None:
+        with self._lock:
+            if key in self._warned:
+                return
+            self._warned.add(key)
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> dict[str, Any] | None:
+        raw = trial.system_attrs.get(STATE_KEY)
+        if raw is None:
+            return None
+        n = len(self._names)
+        ok = (
+            isinstance(raw, dict)
+            and raw.get("version") == _STATE_VERSION
+            and raw.get("space") == self._fingerprint
+            and all(
+                isinstance(raw.get(k), list) and len(raw[k]) == n for k in ("s", "sign", "m", "v")
+            )
+        )
+        if not ok:
+            if warn:
+                self._warn_once(
+                    f"state:{trial.number}",
+                    f"trial {trial.number} carries an FMDSampler state for another schedule "
+                    "space or outer rule (or a corrupt one); FMDSampler ignores it.",
+                )
+            return None
+        return raw
+
+    def _read_grad(self, trial: FrozenTrial) -> list[float] | None:
+        raw = trial.user_attrs.get("hypergradient")
+        if raw is None:
+            return None
+        try:
+            if not isinstance(raw, Mapping):
+                raise TypeError
+            out = []
+            for n in self._names:
+                v = raw[n]
+                if isinstance(v, bool) or not isinstance(v, (int, float)):
+                    raise TypeError
+                if not math.isfinite(v):
+                    raise ValueError
+                out.append(float(v))
+            return out
+        except (KeyError, TypeError, ValueError):
+            self._warn_once(
+                "corrupt-grad",
+                f"trial {trial.number} has a hypergradient attribute that is not a dict of finite "
+                f"floats for every parameter {self._names[:3]}...; FMDSampler treats such trials "
+                "as having no hypergradient.",
+            )
+            return None
+
+    def _see(self, trial: FrozenTrial) -> _Seen:
+        x: list[float] | None = []
+        for n in self._names:
+            dist = trial.distributions.get(n)
+            if n not in trial.params or dist != self._dists[n]:
+                if dist is not None and dist != self._dists[n]:
+                    self._warn_once(
+                        f"dist:{n}",
+                        f"trial {trial.number} suggested {n!r} with {dist}, but the schedule "
+                        f"space has {self._dists[n]}; FMDSampler ignores such trials.",
+                    )
+                x = None
+                break
+            assert x is not None
+            x.append(float(trial.params[n]))
+        value: float | None = None
+        bad = trial.state in (TrialState.FAIL, TrialState.PRUNED)
+        if trial.state == TrialState.COMPLETE:
+            v = trial.value
+            if v is None or not math.isfinite(v) or trial.user_attrs.get("diverged") is True:
+                bad = True
+            else:
+                value = float(v)
+        grad = self._read_grad(trial) if x is not None and value is not None else None
+        return _Seen(trial.number, x, value, bad, grad, self._read_state(trial))
+
+    # -- the outer step ----------------------------------------------------------------------
+    def _fresh_state(self) -> dict[str, Any]:
+        n = len(self._names)
+        return {
+            "version": _STATE_VERSION,
+            "space": self._fingerprint,
+            "rule": self._outer,
+            "s": [self._step_size] * n,
+            "sign": [0] * n,
+            "m": [0.0] * n,
+            "v": [0.0] * n,
+            "t": 0,
+            "scale": 1.0,
+            "backtracks": 0,
+            "outer_step": 0,
+            "converged": False,
+        }
+
+    def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], dict[str, Any]]:
+        finished = sorted(
+            (
+                t
+                for t in study.get_trials(deepcopy=False)
+                if t.state.is_finished() and t.number != trial.number
+            ),
+            key=lambda t: t.number,
+        )
+        seen = [self._see(t) for t in finished]
+        in_space = [s for s in seen if s.x is not None]
+        usable = [s for s in in_space if s.value is not None and s.grad is not None]
+        best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
+        ours = [s for s in seen if s.state is not None]
+        latest = dict(ours[-1].state) if ours else self._fresh_state()  # type: ignore[arg-type]
+        # The latest trial this sampler proposed or that lies in the space: a proposal that failed
+        # before suggesting every parameter still counts (otherwise it would be proposed again).
+        candidates = [s for s in seen if s.x is not None or s.state is not None]
+        parent = candidates[-1] if candidates else None
+
+        def info(state: dict[str, Any], origin: str, base: _Seen | None) -> dict[str, Any]:
+            state = dict(state)
+            state["origin"] = origin
+            state["base"] = None if base is None else base.number
+            state["best"] = None if best is None else {"trial": best.number, "value": best.value}
+            return state
+
+        if latest.get("converged"):
+            x = list(best.x) if best is not None and best.x is not None else list(self._init_x)
+            return x, info(latest, "converged", best)
+        if parent is None and best is None:
+            return list(self._init_x), info(self._fresh_state(), "init", None)
+        if best is None:
+            self._warn_once(
+                "no-grad",
+                "no finished trial has a finite value and a hypergradient yet "
+                "(user_attrs['hypergradient'], written by HypergradientObjective with "
+                "hypergradient=True); FMDSampler proposes the initial schedules again.",
+            )
+            return list(self._init_x), info(latest, "init", None)
+        assert parent is not None and best.value is not None
+        limit = best.value + self._backtrack_tol * abs(best.value)
+        worse = parent.value is not None and parent.value > limit
+        if parent.value is not None and parent.grad is not None and not worse:
+            mem = parent.state if parent.state is not None else latest
+            mem = dict(mem)
+            mem["backtracks"] = 0
+            return self._step(mem, parent, info, "step")
+        if (parent.bad or worse) and parent.state is not None:
+            backtracks = int(parent.state.get("backtracks", 0)) + 1
+            scale = float(parent.state.get("scale", 1.0)) * 0.5
+            if backtracks > self._max_backtracks:
+                state = dict(latest)
+                state["converged"] = True
+                assert best.x is not None
+                return list(best.x), info(state, "converged", best)
+            mem = dict(best.state if best.state is not None else latest)
+            mem["scale"], mem["backtracks"] = scale, backtracks
+            return self._step(mem, best, info, "backtrack")
+        # The latest trial has no usable hypergradient (enqueued, another sampler, NaN, corrupt,
+        # or a bad trial this sampler did not propose): continue from the best iterate.
+        why = (
+            "has no usable hypergradient"
+            if parent.grad is None
+            else "was not proposed by FMDSampler and failed or is clearly worse than the best"
+        )
+        self._warn_once(
+            f"fallback:{why[:6]}",
+            f"trial {parent.number} {why}; FMDSampler continues from the best trial with a "
+            f"hypergradient (trial {best.number}).",
+        )
+        return self._step(dict(latest), best, info, "fallback")
+
+    def _step(
+        self, mem: dict[str, Any], base: _Seen, info: Any, origin: str
+    ) -> tuple[list[float], dict[str, Any]]:
+        assert base.x is not None and base.grad is not None
+        n = len(self._names)
+        u = [c.to_u(x) for c, x in zip(self._coords, base.x, strict=True)]
+        g = [gx * c.dx_du(x) for c, gx, x in zip(self._coords, base.grad, base.x, strict=True)]
+        scale = float(mem.get("scale", 1.0))
+        s = [float(v) for v in mem["s"]]
+        signs = [int(v) for v in mem["sign"]]
+        m = [float(v) for v in mem["m"]]
+        v2 = [float(v) for v in mem["v"]]
+        t = int(mem.get("t", 0))
+        delta = [0.0] * n
+        if self._outer == "sign":
+            for i in range(n):
+                sg = _sign(g[i])
+                if sg != 0 and signs[i] != 0 and sg != signs[i]:
+                    s[i] *= 0.5
+                if sg != 0:
+                    signs[i] = sg
+                delta[i] = -sg * min(s[i] * scale, self._trust) * self._coords[i].unit
+            converged = max(si * scale for si in s) < self._min_step
+        else:
+            b1, b2 = self._betas
+            if t > 0 and self._clip is not None:
+                for i in range(n):
+                    rms = math.sqrt(v2[i] / (1.0 - b2**t))
+                    if rms > 0:
+                        g[i] = min(max(g[i], -self._clip * rms), self._clip * rms)
+            t += 1
+            for i in range(n):
+                m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+                v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
+                m_hat = m[i] / (1.0 - b1**t)
+                v_hat = v2[i] / (1.0 - b2**t)
+                ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
+                step = self._step_size * scale * ratio
+                delta[i] = -min(max(step, -self._trust), self._trust) * self._coords[i].unit
+            converged = False
+        x = []
+        for c, ui, di in zip(self._coords, u, delta, strict=True):
+            lo, hi = c.bounds
+            x.append(c.from_u(min(max(ui + di, lo), hi)))
+        state = dict(mem)
+        state.update(
+            s=s,
+            sign=signs,
+            m=m,
+            v=v2,
+            t=t,
+            scale=scale,
+            outer_step=int(mem.get("outer_step", 0)) + 1,
+            converged=bool(converged),
+        )
+        return x, info(state, origin, base)
+
+
+def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise TypeError(f"`{name}` must be a finite float, but got {value!r}.")
+    if value < 0 or (value == 0 and not allow_zero):
+        rule = "non-negative" if allow_zero else "positive"
+        raise ValueError(f"`{name}` must be {rule}, but got {value}.")

@@ -1,0 +1,164 @@
+"""HypergradientObjective: one training episode per trial, value + hypergradient in user attrs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import optuna
+import pytest
+
+import optuna_fmd as fmd
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+TASK = fmd.tasks.Digits(steps=30, batch_size=32)
+SPACE = fmd.ScheduleSpace(
+    {
+        "lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05),
+        "momentum": fmd.Schedule(windows=1, low=0.0, high=0.99, init=0.9),
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def study() -> optuna.Study:
+    s = optuna.create_study()
+    s.enqueue_trial(SPACE.to_params(SPACE.initial_values()))
+    s.optimize(fmd.HypergradientObjective(TASK, SPACE), n_trials=1)
+    return s
+
+
+def test_params_value_and_attrs_match_run_episode(study: optuna.Study) -> None:
+    trial = study.trials[0]
+    assert list(trial.params) == ["lr_0", "lr_1", "momentum_0"]
+    assert trial.distributions["lr_0"] == optuna.distributions.FloatDistribution(
+        1e-3, 1.0, log=True
+    )
+    ref = fmd.run_episode(TASK, SPACE.initial_values(), seed=0)
+    assert trial.value == ref.val_loss
+    hg = trial.user_attrs["hypergradient"]
+    assert ref.hypergradient is not None
+    assert hg == {
+        "lr_0": ref.hypergradient["lr"][0],
+        "lr_1": ref.hypergradient["lr"][1],
+        "momentum_0": ref.hypergradient["momentum"][0],
+    }
+    assert all(type(v) is float and math.isfinite(v) for v in hg.values())
+    attrs = trial.user_attrs
+    assert attrs["seed"] == 0 and attrs["steps"] == TASK.steps and attrs["diverged"] is False
+    assert attrs["engine"] == ref.engine and attrs["val_accuracy"] == ref.val_accuracy
+    assert attrs["seconds"] > 0 and math.isfinite(attrs["train_loss"])
+    json.dumps(attrs, allow_nan=False)  # plain JSON
+
+
+def test_without_hypergradient_same_value_no_attr(study: optuna.Study) -> None:
+    s = optuna.create_study()
+    s.enqueue_trial(SPACE.to_params(SPACE.initial_values()))
+    s.optimize(fmd.HypergradientObjective(TASK, SPACE, hypergradient=False), n_trials=1)
+    t = s.trials[0]
+    assert "hypergradient" not in t.user_attrs
+    assert t.user_attrs["engine"] == "none"
+    assert t.value == study.trials[0].value
+
+
+def test_diverged_episode_returns_inf_without_hypergradient(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import optuna_fmd.objective as objective_module
+
+    def diverging(task, schedules, **kw):  # type: ignore[no-untyped-def]
+        return fmd.EpisodeResult(
+            val_loss=float("inf"),
+            val_accuracy=0.1,
+            hypergradient=None,
+            steps=3,
+            seconds=0.1,
+            seed=kw["seed"],
+            train_loss=float("nan"),
+            diverged=True,
+            engine="forward",
+        )
+
+    monkeypatch.setattr(objective_module, "run_episode", diverging)
+    s = optuna.create_study()
+    s.optimize(fmd.HypergradientObjective(TASK, SPACE), n_trials=1)
+    t = s.trials[0]
+    assert t.state == optuna.trial.TrialState.COMPLETE  # Optuna accepts inf, not NaN
+    assert t.value == float("inf")
+    assert t.user_attrs["diverged"] is True and t.user_attrs["train_loss"] is None
+    assert "hypergradient" not in t.user_attrs
+
+
+def test_nonfinite_hypergradient_is_not_stored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import optuna_fmd.objective as objective_module
+
+    def nan_grad(task, schedules, **kw):  # type: ignore[no-untyped-def]
+        return fmd.EpisodeResult(
+            val_loss=0.5,
+            val_accuracy=0.9,
+            hypergradient={"lr": [1.0, float("nan")], "momentum": [0.1]},
+            steps=30,
+            seconds=0.1,
+            seed=0,
+            train_loss=0.4,
+            diverged=False,
+            engine="forward",
+        )
+
+    monkeypatch.setattr(objective_module, "run_episode", nan_grad)
+    s = optuna.create_study()
+    s.optimize(fmd.HypergradientObjective(TASK, SPACE), n_trials=1)
+    assert s.trials[0].value == 0.5
+    assert "hypergradient" not in s.trials[0].user_attrs
+
+
+def test_seed_rules() -> None:
+    trial = optuna.trial.FixedTrial({}, number=7)
+    assert fmd.HypergradientObjective(TASK, SPACE).seed_for(trial) == 0
+    assert fmd.HypergradientObjective(TASK, SPACE, seed=3).seed_for(trial) == 3
+    assert fmd.HypergradientObjective(TASK, SPACE, seed="trial").seed_for(trial) == 7
+    rule = fmd.HypergradientObjective(TASK, SPACE, seed=lambda t: t.number * 2)
+    assert rule.seed_for(trial) == 14
+    bad = fmd.HypergradientObjective(TASK, SPACE, seed=lambda t: -1)
+    with pytest.raises(ValueError, match="non-negative int"):
+        bad.seed_for(trial)
+
+
+def test_works_with_fixed_trial() -> None:
+    params = SPACE.to_params(SPACE.initial_values())
+    objective = fmd.HypergradientObjective(TASK, SPACE, hypergradient=False)
+    value = objective(optuna.trial.FixedTrial(params))
+    assert math.isfinite(value)
+
+
+@pytest.mark.parametrize(
+    ("space", "kwargs", "match"),
+    [
+        (
+            fmd.ScheduleSpace({"beta1": fmd.Schedule(windows=1, low=0.0, high=0.99)}),
+            {},
+            r"`space` schedules 'beta1', which is not a hyperparameter of optimizer='sgd'",
+        ),
+        (
+            fmd.ScheduleSpace({"lr": fmd.Schedule(windows=31, low=1e-3, high=1.0)}),
+            {},
+            r"`space\['lr'\].windows` must be at most the task's steps=30",
+        ),
+        (SPACE, {"seed": -1}, "`seed` must be None, a non-negative int"),
+        (SPACE, {"seed": "fresh"}, "`seed` must be None, a non-negative int"),
+        (SPACE, {"engine": "magic"}, "`engine` must be one of"),
+    ],
+)
+def test_bad_input_fails_before_training(
+    space: fmd.ScheduleSpace, kwargs: dict, match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        fmd.HypergradientObjective(TASK, space, **kwargs)
+
+
+def test_type_errors() -> None:
+    with pytest.raises(TypeError, match="`task` must be an optuna_fmd Task"):
+        fmd.HypergradientObjective("digits", SPACE)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="`space` must be a ScheduleSpace"):
+        fmd.HypergradientObjective(TASK, {"lr": [0.1]})  # type: ignore[arg-type]
