@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := optuna,vision,plots,dashboard,postgres,dev
+EXTRAS := vision,plots,dashboard,postgres,dev
 FASHION := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data demo test test-slow lint bench clean

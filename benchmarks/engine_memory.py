@@ -47,7 +47,9 @@ def measure(steps: int, windows: int, engine: str, task: str = "synthetic") -> d
     """Peak memory of one episode of ``steps`` steps, measured in a fresh process."""
     out = subprocess.run(
         [sys.executable, "-c", _CHILD, str(steps), str(windows), engine, task],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
     result: dict[str, float] = json.loads(out.stdout.strip().splitlines()[-1])
     return result

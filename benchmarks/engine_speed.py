@@ -34,7 +34,9 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _median_ms(fns: dict[str, Callable[[], object]], repeats: int, device: str) -> dict[str, float]:
+def _median_ms(
+    fns: dict[str, Callable[[], object]], repeats: int, device: str
+) -> dict[str, float]:
     times: dict[str, list[float]] = {k: [] for k in fns}
     for f in fns.values():  # warm-up
         f()
@@ -84,23 +86,27 @@ def _plain(problem: InnerProblem, state: list, h: torch.Tensor, t: int, batch: t
         return problem.step(state, h, t, batch)
 
 
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--model", default="mlp")
     ap.add_argument("--shape", type=int, nargs="+", default=[784])
     ap.add_argument("--batch-size", type=int, default=128)
-    ap.add_argument("--windows", type=int, nargs="+", default=[1, 3, 10], help="K per hyper (N=3K)")
+    ap.add_argument(
+        "--windows", type=int, nargs="+", default=[1, 3, 10], help="K per hyper (N=3K)"
+    )
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     rows = []
     for k in args.windows:
         task = fmd.tasks.Synthetic(
-            model=args.model, shape=tuple(args.shape), steps=max(3 * k, 30),
-            batch_size=args.batch_size, device=args.device, n_train=max(2048, 4 * args.batch_size),
+            model=args.model,
+            shape=tuple(args.shape),
+            steps=max(3 * k, 30),
+            batch_size=args.batch_size,
+            device=args.device,
+            n_train=max(2048, 4 * args.batch_size),
         )
         ms = measure(task, k, args.repeats, args.device)
         row = {"N": 3 * k, **{f"{key}_ms": round(v, 3) for key, v in ms.items()}}
@@ -109,13 +115,16 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row))
     device_name = (
-        torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor()
-        or platform.machine()
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine()
     )
     report = {
-        "command": "python benchmarks/engine_speed.py " + " ".join(
+        "command": "python benchmarks/engine_speed.py "
+        + " ".join(
             f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items() if v is not None and k != "out"
+            for k, v in vars(args).items()
+            if v is not None and k != "out"
         ),
         "device": args.device,
         "device_name": device_name,
@@ -127,7 +136,9 @@ def main() -> None:
         "batch_size": args.batch_size,
         "rows": rows,
     }
-    out = Path(args.out) if args.out else RESULTS / f"engine_speed_{args.device.split(':')[0]}.json"
+    out = (
+        Path(args.out) if args.out else RESULTS / f"engine_speed_{args.device.split(':')[0]}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {out}")

@@ -1,4 +1,4 @@
-"""One training episode of a task under given schedules: validation loss and exact hypergradient."""
+"""One training episode under given schedules: validation loss and exact hypergradient."""
 
 from __future__ import annotations
 
@@ -69,7 +69,9 @@ def _check_schedules(
     task: Task, schedules: Mapping[str, Sequence[float]]
 ) -> dict[str, list[float]]:
     if not isinstance(schedules, Mapping):
-        raise TypeError(f"`schedules` must map hyper name -> list of values, but got {schedules!r}.")
+        raise TypeError(
+            f"`schedules` must map hyper name -> list of values, but got {schedules!r}."
+        )
     hypers = task.inner_optimizer().hypers
     out: dict[str, list[float]] = {}
     for name, values in schedules.items():
@@ -88,7 +90,9 @@ def _check_schedules(
         vals = []
         for k, v in enumerate(values):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise ValueError(f"schedule `{name}` value {k} must be a finite float, but got {v!r}.")
+                raise ValueError(
+                    f"schedule `{name}` value {k} must be a finite float, but got {v!r}."
+                )
             vals.append(float(v))
         out[name] = vals
     return out
@@ -129,7 +133,7 @@ class _Batches:
 def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     g = torch.Generator().manual_seed(seed * 1_000_003 + 99991)
     perm = torch.randperm(n, generator=g)
-    n_val = max(1, int(round(fraction * n)))
+    n_val = max(1, round(fraction * n))
     if n_val >= n:
         raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
     return perm[n_val:], perm[:n_val]
@@ -221,6 +225,7 @@ def run_episode(
     bar = _progress_bar(problem.steps) if progress else None
     callback: Callable[[int, float], None] | None = None
     if bar is not None:
+
         def callback(t: int, loss: float) -> None:
             bar.update(1)
             if t % 50 == 0:
@@ -230,9 +235,17 @@ def run_episode(
         with torch.random.fork_rng(devices=[]):
             if engine == "auto" and hypergradient and table.n_columns:
                 engine = choose_engine(table, state0).engine
-            result = _run(problem, table, state0, hypergradient, engine, callback,
-                          chunk_size=chunk_size, checkpoint_every=checkpoint_every,
-                          memory_budget=memory_budget)
+            result = _run(
+                problem,
+                table,
+                state0,
+                hypergradient,
+                engine,
+                callback,
+                chunk_size=chunk_size,
+                checkpoint_every=checkpoint_every,
+                memory_budget=memory_budget,
+            )
     finally:
         if bar is not None:
             bar.close()
@@ -267,8 +280,14 @@ def _run(
     if engine == "forward":
         return run_forward(problem, table, state0, chunk_size=chunk_size, progress=callback)
     if engine == "reverse":
-        return run_reverse(problem, table, state0, checkpoint_every=checkpoint_every,
-                           memory_budget=memory_budget, progress=callback)
+        return run_reverse(
+            problem,
+            table,
+            state0,
+            checkpoint_every=checkpoint_every,
+            memory_budget=memory_budget,
+            progress=callback,
+        )
     if engine == "bptt":
         return run_bptt(problem, table, state0, progress=callback)
     return run_fds(problem, table, state0, progress=callback)

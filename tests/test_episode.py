@@ -21,8 +21,11 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     "schedules,match",
     [
-        ({"learning_rate": [0.1]}, r"schedule `learning_rate` is not a hyperparameter of "
-                                   r"optimizer='sgd'; it has \['lr', 'momentum', 'weight_decay'\]"),
+        (
+            {"learning_rate": [0.1]},
+            r"schedule `learning_rate` is not a hyperparameter of "
+            r"optimizer='sgd'; it has \['lr', 'momentum', 'weight_decay'\]",
+        ),
         ({"beta1": [0.9]}, r"`beta1` is not a hyperparameter of optimizer='sgd'"),
         ({"lr": [0.1] * 21}, r"between 1 and steps=20 windows, but got 21"),
         ({"lr": []}, r"between 1 and steps=20 windows, but got 0"),
@@ -94,7 +97,8 @@ def test_fixed_hypers_come_from_the_task() -> None:
     sched = {"lr": [0.1]}
     base = fmd.run_episode(fmd.tasks.Digits(steps=20, batch_size=16), sched, hypergradient=False)
     other = fmd.run_episode(
-        fmd.tasks.Digits(steps=20, batch_size=16, hypers={"momentum": 0.0}), sched,
+        fmd.tasks.Digits(steps=20, batch_size=16, hypers={"momentum": 0.0}),
+        sched,
         hypergradient=False,
     )
     assert base.val_loss != other.val_loss

@@ -13,10 +13,9 @@ from ._reverse import run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
 
 __all__ = [
-    "Choice",
-    "choose_engine",
     "SGD",
     "Adam",
+    "Choice",
     "EngineResult",
     "FunctionalModel",
     "HyperTable",
@@ -24,6 +23,7 @@ __all__ = [
     "InnerProblem",
     "Schedule",
     "ScheduleSpace",
+    "choose_engine",
     "make_optimizer",
     "run_bptt",
     "run_fds",

@@ -1,8 +1,8 @@
 """A torch ``nn.Module`` seen as pure functions of flat tensor lists (parameters, statistics).
 
 BatchNorm: training uses batch statistics; running statistics are carried as part of the state and
-updated functionally (the same exponential average as ``torch.nn.BatchNorm*``), so evaluation in eval
-mode is an exact, differentiable function of the training trajectory.
+updated functionally (the same exponential average as ``torch.nn.BatchNorm*``), so evaluation in
+eval mode is an exact, differentiable function of the training trajectory.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ _UNSUPPORTED: dict[type[nn.Module], str] = {
     "with nn.LSTMCell or nn.Linear layers instead",
     nn.GRU: "fused RNN kernels have no forward-mode derivative; use nn.GRUCell instead",
     nn.RNN: "fused RNN kernels have no forward-mode derivative; use nn.RNNCell instead",
-    nn.SyncBatchNorm: "SyncBatchNorm needs a process group; use nn.BatchNorm2d for a single device",
+    nn.SyncBatchNorm: "SyncBatchNorm needs a process group; use nn.BatchNorm2d on one device",
     nn.EmbeddingBag: "embedding_bag has no forward-mode derivative; use nn.Embedding followed by "
     "a sum or mean over the bag dimension",
 }
@@ -44,13 +44,16 @@ def unsupported_reason(module: nn.Module) -> str | None:
             if isinstance(sub, kind):
                 where = name or type(module).__name__
                 return f"layer `{where}` ({kind.__name__}) is not supported: {why}."
-        if isinstance(sub, nn.modules.batchnorm._BatchNorm) and sub.track_running_stats:
-            if sub.momentum is None:
-                where = name or type(module).__name__
-                return (
-                    f"layer `{where}` uses BatchNorm with momentum=None (cumulative average), "
-                    "which is not supported; pass a float momentum such as 0.1."
-                )
+        if (
+            isinstance(sub, nn.modules.batchnorm._BatchNorm)
+            and sub.track_running_stats
+            and sub.momentum is None
+        ):
+            where = name or type(module).__name__
+            return (
+                f"layer `{where}` uses BatchNorm with momentum=None (cumulative average), "
+                "which is not supported; pass a float momentum such as 0.1."
+            )
     return None
 
 
@@ -58,7 +61,9 @@ def _eval_batch_norm(self: nn.modules.batchnorm._BatchNorm, x: Tensor) -> Tensor
     """Eval-mode BatchNorm written out, so it is differentiable in the running statistics."""
     shape = [1, -1] + [1] * (x.dim() - 2)
     assert self.running_mean is not None and self.running_var is not None
-    out = (x - self.running_mean.view(shape)) * torch.rsqrt(self.running_var.view(shape) + self.eps)
+    out = (x - self.running_mean.view(shape)) * torch.rsqrt(
+        self.running_var.view(shape) + self.eps
+    )
     if self.affine:
         out = out * self.weight.view(shape) + self.bias.view(shape)
     return out
@@ -95,9 +100,7 @@ class FunctionalModel:
         for i, (_, sub, _) in enumerate(self._bn):
             sub.register_forward_pre_hook(self._make_hook(i))
         buffers = dict(module.named_buffers())
-        self._other_buffers = {
-            n: b for n, b in buffers.items() if n not in self.stat_names
-        }
+        self._other_buffers = {n: b for n, b in buffers.items() if n not in self.stat_names}
 
     def _make_hook(self, index: int) -> Callable[..., None]:
         def hook(_module: nn.Module, args: tuple[Any, ...]) -> None:

@@ -50,7 +50,8 @@ class InnerOptimizer:
 
 @dataclass(frozen=True)
 class SGD(InnerOptimizer):
-    """SGD with heavy-ball or Nesterov momentum and L2 weight decay (``torch.optim.SGD``, dampening 0).
+    """SGD with heavy-ball or Nesterov momentum and L2 weight decay (``torch.optim.SGD``, no
+    dampening).
 
     ``v <- momentum * v + g + weight_decay * p``; ``p <- p - lr * v`` (Nesterov:
     ``p <- p - lr * (g + weight_decay * p + momentum * v)``).

@@ -1,8 +1,9 @@
 """The inner problem: a pure training step over a flat state, and the hyperparameter table.
 
 State layout (a flat list of tensors): ``params + optimizer state + BatchNorm statistics``.
-Hyperparameter columns (one per scheduled window value) are ordered by the step at which their window
-starts, so the columns active at step t - those whose window has started - are always a prefix.
+Hyperparameter columns (one per scheduled window value) are ordered by the step at which their
+window starts, so the columns active at step t - those whose window has started - are always a
+prefix.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class HyperTable:
 
 @dataclass
 class InnerProblem:
-    """A training run as pure functions: the engine differentiates ``step`` through ``steps`` steps.
+    """A training run as pure functions; the engine differentiates ``step`` through the run.
 
     Args:
         model: The network as pure functions.
@@ -149,10 +150,10 @@ class InnerProblem:
         torch.manual_seed((self.seed * 1_000_003 + step) % (2**63))
         yield
 
-    def step(self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch) -> tuple[
-        list[Tensor], Tensor
-    ]:
-        """One training step: ``(state_t, hyper vector, t, batch) -> (state_{t+1}, train loss)``."""
+    def step(
+        self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch
+    ) -> tuple[list[Tensor], Tensor]:
+        """One step: ``(state_t, hyper vector, t, batch) -> (state_{t+1}, train loss)``."""
         params, opt_state, stats = self.unpack(state)
 
         def loss_of(p: list[Tensor]) -> tuple[Tensor, tuple[Tensor, list[Tensor]]]:

@@ -1,9 +1,9 @@
 """Reference hypergradients, for tests and as benchmark baselines.
 
 - :func:`run_bptt`: reverse mode through the unrolled loop (stores every step: memory O(T)).
-- :func:`run_fds`: the FDS hand recurrence for SGD + momentum + L2 weight decay, with Hessian-vector
-  products by double backward in a python loop over active columns (the public FDS code's method;
-  Micaelli & Storkey, NeurIPS 2021).
+- :func:`run_fds`: the FDS hand recurrence for SGD + momentum + L2 weight decay, with Hessian-
+  vector products by double backward in a python loop over active columns (the public FDS code's
+  method; Micaelli & Storkey, NeurIPS 2021).
 """
 
 from __future__ import annotations

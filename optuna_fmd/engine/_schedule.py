@@ -1,7 +1,7 @@
 """Shared hyperparameter schedules: K values per hyperparameter, each held over a window of steps.
 
-Step ``t`` (0-based) of a ``T``-step run uses window ``floor(t * K / T)`` of a ``K``-window schedule
-(Micaelli & Storkey, NeurIPS 2021, "hyperparameter sharing").
+Step ``t`` (0-based) of a ``T``-step run uses window ``floor(t * K / T)`` of a ``K``-window
+schedule (Micaelli & Storkey, NeurIPS 2021, "hyperparameter sharing").
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ __all__ = ["Schedule", "ScheduleSpace", "window_index", "window_start"]
 
 
 def window_index(step: int, steps: int, windows: int) -> int:
-    """The window used at 0-based ``step`` of a ``steps``-long run split into ``windows`` windows."""
+    """The window used at 0-based ``step`` of a ``steps``-long run of ``windows`` windows."""
     return (step * windows) // steps
 
 
@@ -34,7 +34,7 @@ def _finite(name: str, value: object) -> float:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A hyperparameter schedule of ``windows`` values, each shared over a contiguous window of steps.
+    """A schedule of ``windows`` values, each shared over a contiguous window of steps.
 
     Args:
         windows: Number of values K (windows). Step t of T uses value ``floor(t * K / T)``.
@@ -64,7 +64,9 @@ class Schedule:
         low = _finite("low", self.low)
         high = _finite("high", self.high)
         if not low < high:
-            raise ValueError(f"`low` must be smaller than `high`, but got low={low} >= high={high}.")
+            raise ValueError(
+                f"`low` must be smaller than `high`, but got low={low} >= high={high}."
+            )
         if self.log and low <= 0.0:
             raise ValueError(f"`low` must be positive when `log=True`, but got low={low}.")
         object.__setattr__(self, "low", low)
@@ -124,9 +126,7 @@ class ScheduleSpace(Mapping[str, Schedule]):
             raise ValueError("`schedules` must name at least one hyperparameter, but got {}.")
         for name, schedule in schedules.items():
             if not isinstance(name, str) or not name.isidentifier():
-                raise ValueError(
-                    f"schedule names must be Python identifiers, but got {name!r}."
-                )
+                raise ValueError(f"schedule names must be Python identifiers, but got {name!r}.")
             if not isinstance(schedule, Schedule):
                 raise TypeError(
                     f"schedule `{name}` must be a Schedule, but got {type(schedule).__name__}."

@@ -36,7 +36,11 @@ def _lenet(in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     with torch.no_grad():
         flat = body(torch.zeros(1, channels, height, width)).shape[1]
     return nn.Sequential(
-        body, nn.Linear(flat, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(),
+        body,
+        nn.Linear(flat, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
         nn.Linear(84, n_classes),
     )
 
@@ -105,5 +109,6 @@ def build_model(name: str, in_shape: tuple[int, ...], n_classes: int) -> nn.Modu
             raise ValueError(f"model {name!r} needs image inputs (C, H, W), but got {in_shape}.")
         return WideResNet(int(m.group(1)), int(m.group(2)), in_shape[0], n_classes)
     raise ValueError(
-        f"`model` must be 'mlp', 'mlp-<h1>-...', 'lenet' or 'wrn-<depth>-<width>', but got {name!r}."
+        "`model` must be 'mlp', 'mlp-<h1>-...', 'lenet' or 'wrn-<depth>-<width>', "
+        f"but got {name!r}."
     )

@@ -41,7 +41,9 @@ def test_memory_overrides_the_time_model() -> None:
     short = table(1, hypers=2, steps=4)
     f = choose_engine(short, STATE, available_bytes=10**12)
     assert f.engine == "forward" and f.forward_bytes > f.reverse_bytes
-    assert choose_engine(short, STATE, available_bytes=2 * f.reverse_bytes + 16).engine == "reverse"
+    assert (
+        choose_engine(short, STATE, available_bytes=2 * f.reverse_bytes + 16).engine == "reverse"
+    )
 
 
 def test_run_episode_records_the_engine_and_agrees() -> None:

@@ -89,8 +89,10 @@ def test_forward_equals_bptt_fds_and_finite_differences(
         assert fds.hypergradient is not None
         assert rel(fwd.hypergradient, fds.hypergradient) <= 1e-6
     # one column per hyper, in the last window (the longest chain) and the first
-    cols = sorted({table.columns.index((n, 0)) for n in table.scheduled if n != "beta2"}
-                  | {table.n_columns - 1})
+    cols = sorted(
+        {table.columns.index((n, 0)) for n in table.scheduled if n != "beta2"}
+        | {table.n_columns - 1}
+    )
     fd_check(problem, table, state0, fwd.hypergradient, cols)
 
 
@@ -119,9 +121,13 @@ def bn_dropout_problem(optimizer: str, steps: int = 60) -> tuple[InnerProblem, l
 def test_batchnorm_and_dropout_are_exact(optimizer: str) -> None:
     problem, state0 = bn_dropout_problem(optimizer)
     table = HyperTable(
-        {n: [v] * 3 if n in ("lr", "momentum", "beta1") else [v]
-         for n, v in {**problem.optimizer.defaults,
-                      "lr": 0.1 if optimizer == "sgd" else 1e-2}.items()},
+        {
+            n: [v] * 3 if n in ("lr", "momentum", "beta1") else [v]
+            for n, v in {
+                **problem.optimizer.defaults,
+                "lr": 0.1 if optimizer == "sgd" else 1e-2,
+            }.items()
+        },
         ["lr", "momentum"] if optimizer == "sgd" else ["lr", "beta1"],
         problem.steps,
     )
@@ -136,8 +142,9 @@ def test_batchnorm_and_dropout_are_exact(optimizer: str) -> None:
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_both_tangent_methods_and_chunks_agree(optimizer: str) -> None:
-    task = fmd.tasks.Digits(steps=40, batch_size=16, dtype=F64, optimizer=optimizer,
-                            grad_clip=0.05)
+    task = fmd.tasks.Digits(
+        steps=40, batch_size=16, dtype=F64, optimizer=optimizer, grad_clip=0.05
+    )
     problem, table, state0 = build_episode(task, schedules(optimizer, 3), seed=0)
     a = run_forward(problem, table, state0, method="jvp")
     b = run_forward(problem, table, state0, method="hvp")
@@ -176,11 +183,12 @@ def test_run_episode_reports_hypergradient_per_window() -> None:
     res = fmd.run_episode(task, {"lr": [0.1, 0.05, 0.02], "momentum": [0.9]}, seed=2)
     assert res.hypergradient is not None
     assert [len(v) for v in res.hypergradient.values()] == [3, 1]
-    assert res.steps == 30 and res.engine == "forward" and not res.diverged
+    assert res.steps == 30 and res.engine == "reverse" and not res.diverged
     again = fmd.run_episode(task, {"lr": [0.1, 0.05, 0.02], "momentum": [0.9]}, seed=2)
     assert again.hypergradient == res.hypergradient and again.val_loss == res.val_loss
-    plain = fmd.run_episode(task, {"lr": [0.1, 0.05, 0.02], "momentum": [0.9]}, seed=2,
-                            hypergradient=False)
+    plain = fmd.run_episode(
+        task, {"lr": [0.1, 0.05, 0.02], "momentum": [0.9]}, seed=2, hypergradient=False
+    )
     assert plain.hypergradient is None and plain.val_loss == pytest.approx(res.val_loss, rel=1e-5)
 
 

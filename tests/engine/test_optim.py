@@ -11,24 +11,58 @@ from optuna_fmd.engine import make_optimizer
 @pytest.mark.parametrize(
     "name,nesterov,hypers,reference",
     [
-        ("sgd", False, {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2},
-         lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=h["momentum"],
-                                      weight_decay=h["weight_decay"])),
-        ("sgd", True, {"lr": 0.1, "momentum": 0.8, "weight_decay": 1e-2},
-         lambda p, h: torch.optim.SGD(p, lr=h["lr"], momentum=h["momentum"],
-                                      weight_decay=h["weight_decay"], nesterov=True)),
-        ("adam", False, {"lr": 1e-2, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-2},
-         lambda p, h: torch.optim.Adam(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]),
-                                       weight_decay=h["weight_decay"], foreach=False)),
-        ("adamw", False, {"lr": 1e-2, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-1},
-         lambda p, h: torch.optim.AdamW(p, lr=h["lr"], betas=(h["beta1"], h["beta2"]),
-                                        weight_decay=h["weight_decay"], foreach=False)),
+        (
+            "sgd",
+            False,
+            {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-2},
+            lambda p, h: torch.optim.SGD(
+                p, lr=h["lr"], momentum=h["momentum"], weight_decay=h["weight_decay"]
+            ),
+        ),
+        (
+            "sgd",
+            True,
+            {"lr": 0.1, "momentum": 0.8, "weight_decay": 1e-2},
+            lambda p, h: torch.optim.SGD(
+                p,
+                lr=h["lr"],
+                momentum=h["momentum"],
+                weight_decay=h["weight_decay"],
+                nesterov=True,
+            ),
+        ),
+        (
+            "adam",
+            False,
+            {"lr": 1e-2, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-2},
+            lambda p, h: torch.optim.Adam(
+                p,
+                lr=h["lr"],
+                betas=(h["beta1"], h["beta2"]),
+                weight_decay=h["weight_decay"],
+                foreach=False,
+            ),
+        ),
+        (
+            "adamw",
+            False,
+            {"lr": 1e-2, "beta1": 0.8, "beta2": 0.95, "weight_decay": 1e-1},
+            lambda p, h: torch.optim.AdamW(
+                p,
+                lr=h["lr"],
+                betas=(h["beta1"], h["beta2"]),
+                weight_decay=h["weight_decay"],
+                foreach=False,
+            ),
+        ),
     ],
 )
 def test_matches_torch_optim(name, nesterov, hypers, reference) -> None:  # type: ignore[no-untyped-def]
     g = torch.Generator().manual_seed(0)
-    params = [torch.randn(5, 3, generator=g, dtype=torch.float64), torch.randn(4, generator=g,
-                                                                               dtype=torch.float64)]
+    params = [
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(4, generator=g, dtype=torch.float64),
+    ]
     grads_seq = [[torch.randn_like(p) for p in params] for _ in range(6)]
     torch_params = [p.clone().requires_grad_() for p in params]
     opt_ref = reference(torch_params, hypers)
@@ -46,8 +80,11 @@ def test_matches_torch_optim(name, nesterov, hypers, reference) -> None:  # type
 
 
 def test_bad_optimizer_names() -> None:
-    with pytest.raises(ValueError, match=r"`optimizer` must be one of 'sgd', 'adam', 'adamw', "
-                                         r"but got 'rmsprop'"):
+    with pytest.raises(
+        ValueError,
+        match=r"`optimizer` must be one of 'sgd', 'adam', 'adamw', "
+        r"but got 'rmsprop'",
+    ):
         make_optimizer("rmsprop")
     with pytest.raises(ValueError, match="nesterov=True` needs optimizer='sgd'"):
         make_optimizer("adam", nesterov=True)
