@@ -6,9 +6,12 @@ made automatic with torch.func, as an Optuna sampler.
 
 import warnings as _warnings
 
-from . import tasks
+from . import baselines, tasks
 from .engine import Schedule, ScheduleSpace
 from .episode import EpisodeResult, run_episode
+from .evaluation import EvaluationResult, evaluate_schedule
+from .objective import HypergradientObjective
+from .sampler import FMDSampler
 
 # torch's first jvp warns about torch.jit.script internals; it is not actionable for users.
 _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
@@ -17,8 +20,13 @@ __version__ = "0.1.0"
 
 __all__ = [
     "EpisodeResult",
+    "EvaluationResult",
+    "FMDSampler",
+    "HypergradientObjective",
     "Schedule",
     "ScheduleSpace",
+    "baselines",
+    "evaluate_schedule",
     "run_episode",
     "tasks",
 ]

@@ -130,15 +130,6 @@ class _Batches:
         return x, self.y[idx]
 
 
-def _split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 99991)
-    perm = torch.randperm(n, generator=g)
-    n_val = max(1, round(fraction * n))
-    if n_val >= n:
-        raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
-    return perm[n_val:], perm[:n_val]
-
-
 def build_episode(
     task: Task,
     schedules: Mapping[str, Sequence[float]],
@@ -151,7 +142,7 @@ def build_episode(
     checked = _check_schedules(task, schedules)
     horizon = task.steps if steps is None else steps
     data = task.data()
-    train_idx, val_idx = _split(data.train_x.shape[0], task.val_fraction, seed)
+    train_idx, val_idx = task.split(seed)
     train_idx, val_idx = train_idx.to(data.train_x.device), val_idx.to(data.train_x.device)
     tx, ty = data.train_x[train_idx], data.train_y[train_idx]
     vx, vy = data.train_x[val_idx], data.train_y[val_idx]

@@ -48,7 +48,10 @@ def test_bad_schedules_are_refused_before_training(
     [
         ({"seed": -1}, r"`seed` must be a non-negative int, but got -1"),
         ({"seed": 1.5}, r"`seed` must be a non-negative int, but got 1.5"),
-        ({"engine": "magic"}, r"`engine` must be one of \('forward', 'bptt', 'fds'\), but got"),
+        (
+            {"engine": "magic"},
+            r"`engine` must be one of \('auto', 'forward', 'reverse', 'bptt', 'fds'\)",
+        ),
         ({"chunk_size": 0}, r"`chunk_size` must be a positive int or None, but got 0"),
     ],
 )

@@ -100,39 +100,16 @@ def run_plain(
             batch = problem.batch_at(t)
             if cpu_only:  # what problem.rng(t) does to the CPU generator, without the rest
                 torch.default_generator.manual_seed((problem.seed * 1_000_003 + t) % (2**63))
-                state, loss = _plain_step(problem, state, h, t, batch)
+                state, loss = problem.step_plain(state, h, t, batch)
             else:
                 with problem.rng(t):
-                    state, loss = _plain_step(problem, state, h, t, batch)
+                    state, loss = problem.step_plain(state, h, t, batch)
             loss_value = float(loss)
             if progress is not None:
                 progress(t, loss_value)
             if loss_value != loss_value or abs(loss_value) == float("inf"):
                 return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
     return _finish(problem, state, None, problem.steps, False, loss_value, table.n_columns)
-
-
-def _plain_step(
-    problem: InnerProblem,
-    state: list[Tensor],
-    hypers: Tensor,
-    t: int,
-    batch: tuple[Tensor, Tensor],
-) -> tuple[list[Tensor], Tensor]:
-    """``problem.step`` without tangents: the gradient by ``torch.autograd.grad`` on leaves."""
-    params, opt_state, stats = problem.unpack(state)
-    leaves = [p.detach().requires_grad_() for p in params]
-    with torch.enable_grad():
-        loss, new_stats = problem.model.train_loss(leaves, stats, batch)
-        raw = torch.autograd.grad(loss, leaves, allow_unused=True)
-    grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
-    loss = loss.detach()
-    new_stats = [x.detach() for x in new_stats]
-    if problem.grad_clip is not None:
-        grads = [g.clamp(-problem.grad_clip, problem.grad_clip) for g in grads]
-    hyper_map = {n: hypers[i] for i, n in enumerate(problem.optimizer.hypers)}
-    new_params, new_opt = problem.optimizer.update(params, grads, opt_state, hyper_map, t)
-    return [*new_params, *new_opt, *new_stats], loss
 
 
 def run_forward(
@@ -177,8 +154,7 @@ def run_forward(
         batch = problem.batch_at(t)
         with problem.rng(t):
             if n_active == 0:
-                with torch.no_grad():
-                    state, loss = problem.step(state, h, t, batch)
+                state, loss = problem.step_plain(state, h, t, batch)
             else:
                 state, loss, tangents = push(
                     problem, state, h, t, batch, tangents, table, n_active, chunk_size

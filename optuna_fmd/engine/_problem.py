@@ -161,11 +161,38 @@ class InnerProblem:
             return loss, (loss, new_stats)
 
         grads, (loss, new_stats) = torch.func.grad(loss_of, has_aux=True)(params)
+        return self.apply_update(params, grads, opt_state, new_stats, hypers, t), loss
+
+    def step_plain(
+        self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch
+    ) -> tuple[list[Tensor], Tensor]:
+        """:meth:`step` without differentiating it: bitwise the same result, the gradient by
+        ``torch.autograd.grad`` on detached leaves (``torch.func.grad`` costs ~0.5 ms more per step
+        on a small CPU model)."""
+        params, opt_state, stats = self.unpack(state)
+        leaves = [p.detach().requires_grad_() for p in params]
+        with torch.enable_grad():
+            loss, new_stats = self.model.train_loss(leaves, stats, batch)
+            raw = torch.autograd.grad(loss, leaves, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
+        new_stats = [x.detach() for x in new_stats]
+        return self.apply_update(params, grads, opt_state, new_stats, hypers, t), loss.detach()
+
+    def apply_update(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        opt_state: Sequence[Tensor],
+        new_stats: Sequence[Tensor],
+        hypers: Tensor,
+        t: int,
+    ) -> list[Tensor]:
+        """The optimiser's update (after gradient clipping) as the next flat state."""
         if self.grad_clip is not None:
             grads = [g.clamp(-self.grad_clip, self.grad_clip) for g in grads]
         hyper_map = {n: hypers[i] for i, n in enumerate(self.optimizer.hypers)}
         new_params, new_opt = self.optimizer.update(params, grads, opt_state, hyper_map, t)
-        return [*new_params, *new_opt, *new_stats], loss
+        return [*new_params, *new_opt, *new_stats]
 
     def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Mean validation loss and accuracy over the whole validation split (eval mode)."""

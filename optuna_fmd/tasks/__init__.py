@@ -1,6 +1,21 @@
 """Training tasks: offline datasets, models and the inner optimiser, as small configs."""
 
-from ._base import Dataset, Digits, Synthetic, Task
+from ._base import Dataset, Digits, Synthetic, Task, random_split
+from ._custom import Custom
 from ._models import build_model
+from ._vision import CIFAR10, MNIST, DatasetNotFoundError, FashionMNIST, data_cache_dir
 
-__all__ = ["Dataset", "Digits", "Synthetic", "Task", "build_model"]
+__all__ = [
+    "CIFAR10",
+    "MNIST",
+    "Custom",
+    "Dataset",
+    "DatasetNotFoundError",
+    "Digits",
+    "FashionMNIST",
+    "Synthetic",
+    "Task",
+    "build_model",
+    "data_cache_dir",
+    "random_split",
+]

@@ -47,7 +47,7 @@ class Task:
         root: Where to look for the dataset files first.
         hypers: Fixed values of the optimiser's hyperparameters that are not scheduled.
         val_batch_size: Batch size of the validation pass.
-        grad_clip: Clamp each training-gradient entry to ``[-grad_clip, grad_clip]`` (off by default).
+        grad_clip: Clamp each gradient entry to ``[-grad_clip, grad_clip]`` (off by default).
     """
 
     model: str = "mlp"
@@ -93,7 +93,9 @@ class Task:
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as err:
-            raise ValueError(f"`device` must name a torch device, but got {self.device!r}.") from err
+            raise ValueError(
+                f"`device` must name a torch device, but got {self.device!r}."
+            ) from err
 
     # -- pieces -------------------------------------------------------------------------------
     def inner_optimizer(self) -> InnerOptimizer:
@@ -112,20 +114,29 @@ class Task:
             raw = self._load()
             dev = torch.device(self.device)
 
-            def put(x: Tensor | None, is_input: bool) -> Tensor | None:
-                if x is None:
-                    return None
-                return x.to(dev, self.dtype) if is_input else x.to(dev)
+            def put(x: Tensor) -> Tensor:
+                # Floating tensors (inputs, regression targets) take the task's dtype; integer
+                # inputs (token ids) and class labels keep theirs.
+                return x.to(dev, self.dtype) if x.is_floating_point() else x.to(dev)
 
             self._cache["data"] = dataclasses.replace(
                 raw,
-                train_x=put(raw.train_x, True),
-                train_y=put(raw.train_y, False),
-                test_x=put(raw.test_x, True),
-                test_y=put(raw.test_y, False),
+                train_x=put(raw.train_x),
+                train_y=put(raw.train_y),
+                test_x=None if raw.test_x is None else put(raw.test_x),
+                test_y=None if raw.test_y is None else put(raw.test_y),
             )
         data: Dataset = self._cache["data"]
         return data
+
+    def split(self, seed: int) -> tuple[Tensor, Tensor]:
+        """Indices into ``data().train_x`` of the (training, validation) parts for ``seed``.
+
+        The default holds out a random ``val_fraction`` of the training split, drawn from
+        ``seed``: the same seed gives the same split, bitwise. Tasks with a fixed validation set
+        (:class:`Custom` given ``val``) override this.
+        """
+        return random_split(self.data().train_x.shape[0], self.val_fraction, seed)
 
     def make_model(self, seed: int) -> nn.Module:
         """A freshly initialised model (weights drawn from ``seed``)."""
@@ -143,12 +154,22 @@ class Task:
         return x
 
 
+def random_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
+    """(train, val) indices: a random ``fraction`` of ``range(n)`` held out, from ``seed``."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 99991)
+    perm = torch.randperm(n, generator=g)
+    n_val = max(1, round(fraction * n))
+    if n_val >= n:
+        raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
+    return perm[n_val:], perm[:n_val]
+
+
 def _as_dataset(
     x: Tensor, y: Tensor, test_fraction: float, n_classes: int, in_shape: tuple[int, ...]
 ) -> Dataset:
     g = torch.Generator().manual_seed(12345)
     perm = torch.randperm(x.shape[0], generator=g)
-    n_test = int(round(test_fraction * x.shape[0]))
+    n_test = round(test_fraction * x.shape[0])
     test, train = perm[:n_test], perm[n_test:]
     return Dataset(x[train], y[train], x[test], y[test], n_classes, in_shape)
 

@@ -1,0 +1,233 @@
+"""The paper's final evaluation: retrain a schedule from scratch on train+val, score on test."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .engine import FunctionalModel, HyperTable, InnerProblem, run_plain
+from .episode import _Batches, _check_schedules, _check_seed
+from .tasks import Task
+
+__all__ = ["EvaluationResult", "SeedEvaluation", "evaluate_schedule"]
+
+
+@dataclass(frozen=True)
+class SeedEvaluation:
+    """One retraining run of :func:`evaluate_schedule`.
+
+    Attributes:
+        seed: Seeds initial weights, minibatch order and dropout.
+        test_loss: Mean test loss after the last step (``inf`` if training diverged).
+        test_accuracy: Test accuracy (``nan`` when the targets are not class labels).
+        test_metric: The task's ``metric`` on the test set, if it defines one.
+        train_loss: Training loss of the last step.
+        steps: Steps run (fewer than asked if training diverged).
+        diverged: Whether the training loss became NaN or infinite.
+        seconds: Wall-clock seconds of the run.
+    """
+
+    seed: int
+    test_loss: float
+    test_accuracy: float
+    test_metric: float | None
+    train_loss: float
+    steps: int
+    diverged: bool
+    seconds: float
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Test figures of a schedule retrained from scratch, mean and std over seeds.
+
+    Standard deviations are the sample std over seeds (``ddof=1``; 0 for a single seed).
+
+    Attributes:
+        test_accuracy: Mean test accuracy.
+        test_accuracy_std: Its std over seeds.
+        test_loss: Mean test loss (``inf`` if any seed diverged).
+        test_loss_std: Its std over seeds.
+        per_seed: One :class:`SeedEvaluation` per seed, in the order given.
+        steps: The training horizon used.
+        test_metric: Mean of the task's ``metric`` (``None`` when it defines none).
+        test_metric_std: Its std over seeds.
+    """
+
+    test_accuracy: float
+    test_accuracy_std: float
+    test_loss: float
+    test_loss_std: float
+    per_seed: tuple[SeedEvaluation, ...]
+    steps: int
+    test_metric: float | None = None
+    test_metric_std: float | None = None
+
+
+def _mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample std (ddof=1; 0 for one value); NaN/inf propagate."""
+    if any(math.isnan(v) for v in values):
+        return float("nan"), float("nan")
+    if any(math.isinf(v) for v in values):
+        return float("inf"), float("nan")
+    mean = math.fsum(values) / len(values)
+    if len(values) == 1:
+        return mean, 0.0
+    var = math.fsum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return mean, math.sqrt(var)
+
+
+def _check_seeds(seeds: object) -> list[int]:
+    if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
+        raise ValueError(f"`seeds` must be a non-empty sequence of ints, but got {seeds!r}.")
+    out = [_check_seed(s) for s in seeds]
+    if len(set(out)) != len(out):
+        raise ValueError(f"`seeds` must be distinct, but got {list(seeds)!r}.")
+    return out
+
+
+def build_final_training(
+    task: Task,
+    schedules: Mapping[str, Sequence[float]],
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
+    """The engine's view of a final-evaluation run: train on the whole training split (no
+    validation held out) for ``steps`` (default ``task.steps``); the problem's validation batches
+    are the test set.
+    """
+    seed = _check_seed(seed)
+    checked = _check_schedules(task, schedules)
+    horizon = task.steps if steps is None else steps
+    data = task.data()
+    if data.test_x is None or data.test_y is None:
+        raise ValueError(
+            f"`task` ({type(task).__name__}) has no test split, so it cannot be evaluated; "
+            "give the task test data (e.g. Custom(test=(x, y)))."
+        )
+    vb = task.val_batch_size
+    test_batches = [
+        (data.test_x[i : i + vb], data.test_y[i : i + vb])
+        for i in range(0, data.test_x.shape[0], vb)
+    ]
+    module = task.make_model(seed)
+    model = FunctionalModel(module, task.make_loss())
+    problem = InnerProblem(
+        model=model,
+        optimizer=task.inner_optimizer(),
+        batch_at=_Batches(task, data.train_x, data.train_y, seed),
+        val_batches=test_batches,
+        steps=horizon,
+        seed=seed,
+        grad_clip=task.grad_clip,
+    )
+    values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
+    values.update(checked)
+    table = HyperTable({n: values[n] for n in problem.optimizer.hypers}, list(checked), horizon)
+    params, stats = model.initial_state(module)
+    return problem, table, problem.initial_state(params, stats)
+
+
+def _metric(task: Task, problem: InnerProblem, state: Sequence[Tensor]) -> float | None:
+    metric = getattr(task, "metric", None)
+    if metric is None:
+        return None
+    params, _, stats = problem.unpack(state)
+    with torch.no_grad():
+        outs = [problem.model.eval_output(params, stats, x) for x, _ in problem.val_batches]
+    target = torch.cat([y for _, y in problem.val_batches])
+    return float(metric(torch.cat(outs), target))
+
+
+def evaluate_schedule(
+    task: Task,
+    schedules: Mapping[str, Sequence[float]],
+    seeds: Sequence[int] = (0, 1, 2),
+    steps: int | None = None,
+) -> EvaluationResult:
+    """Retrain ``schedules`` from scratch on train+val and report test accuracy and loss.
+
+    The paper's final evaluation (Micaelli & Storkey, NeurIPS 2021): for each seed, fresh weights
+    are trained with the task's inner optimiser on the whole training split (the validation part
+    included) and scored on the untouched test set. With ``steps`` longer than ``task.steps`` the
+    K-window schedules stretch over the longer horizon (step t of T uses window
+    ``floor(t * K / T)``). No hypergradient is computed; the same functional training step as
+    :func:`optuna_fmd.run_episode` is used.
+
+    Args:
+        task: The training problem; it must have a test split.
+        schedules: ``{hyper: [K window values]}``; hyperparameters not given keep the task's
+            fixed values.
+        seeds: One retraining run per seed (initial weights, minibatch order, dropout).
+        steps: Training horizon (default ``task.steps``).
+
+    Returns:
+        An :class:`EvaluationResult` (mean and std over seeds, and each seed's figures).
+
+    Example:
+        >>> import optuna_fmd as fmd
+        >>> task = fmd.tasks.Digits(steps=50, batch_size=32)
+        >>> res = fmd.evaluate_schedule(task, {"lr": fmd.baselines.cosine(0.1, 5)}, seeds=(0,))
+        >>> res.test_accuracy > 0.5
+        True
+    """
+    if not isinstance(task, Task):
+        raise TypeError(f"`task` must be an optuna_fmd.tasks.Task, but got {task!r}.")
+    seed_list = _check_seeds(seeds)
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"`steps` must be a positive int or None, but got {steps!r}.")
+    horizon = task.steps if steps is None else steps
+    checked = _check_schedules(task, schedules)
+    for name, vals in checked.items():
+        if len(vals) > horizon:
+            raise ValueError(
+                f"schedule `{name}` must have at most steps={horizon} windows, "
+                f"but got {len(vals)}."
+            )
+    data = task.data()
+    if data.test_x is None or data.test_y is None:
+        raise ValueError(
+            f"`task` ({type(task).__name__}) has no test split, so it cannot be evaluated; "
+            "give the task test data (e.g. Custom(test=(x, y)))."
+        )
+    runs: list[SeedEvaluation] = []
+    for seed in seed_list:
+        start = time.perf_counter()
+        problem, table, state0 = build_final_training(task, checked, seed=seed, steps=horizon)
+        with torch.random.fork_rng(devices=[]):
+            result = run_plain(problem, table, state0)
+        metric = None if result.diverged else _metric(task, problem, result.state)
+        runs.append(
+            SeedEvaluation(
+                seed=seed,
+                test_loss=result.val_loss if not result.diverged else float("inf"),
+                test_accuracy=result.val_accuracy,
+                test_metric=metric,
+                train_loss=result.train_loss,
+                steps=result.steps_done,
+                diverged=result.diverged,
+                seconds=time.perf_counter() - start,
+            )
+        )
+    acc, acc_std = _mean_std([r.test_accuracy for r in runs])
+    loss, loss_std = _mean_std([r.test_loss for r in runs])
+    metric_mean = metric_std = None
+    if getattr(task, "metric", None) is not None:
+        vals = [r.test_metric if r.test_metric is not None else float("nan") for r in runs]
+        metric_mean, metric_std = _mean_std(vals)
+    return EvaluationResult(
+        test_accuracy=acc,
+        test_accuracy_std=acc_std,
+        test_loss=loss,
+        test_loss_std=loss_std,
+        per_seed=tuple(runs),
+        steps=horizon,
+        test_metric=metric_mean,
+        test_metric_std=metric_std,
+    )
