@@ -16,6 +16,7 @@ from .engine import (
     HyperTable,
     InnerProblem,
     choose_engine,
+    make_partitions,
     run_bptt,
     run_fds,
     run_forward,
@@ -27,6 +28,7 @@ from .tasks import Task
 __all__ = ["EpisodeResult", "build_episode", "run_episode"]
 
 Batch = tuple[Tensor, Tensor]
+Groups = Mapping[str, tuple[str, Sequence[str]]]
 _ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
 
@@ -66,7 +68,7 @@ def _check_seed(seed: object) -> int:
 
 
 def _check_schedules(
-    task: Task, schedules: Mapping[str, Sequence[float]]
+    task: Task, schedules: Mapping[str, Sequence[float]], groups: Groups | None = None
 ) -> dict[str, list[float]]:
     if not isinstance(schedules, Mapping):
         raise TypeError(
@@ -74,8 +76,19 @@ def _check_schedules(
         )
     hypers = task.inner_optimizer().hypers
     out: dict[str, list[float]] = {}
+    groups = groups or {}
+    if not isinstance(groups, Mapping):
+        raise TypeError(f"`groups` must map name -> (hyper, globs), but got {groups!r}.")
+    for name in groups:
+        if name not in schedules:
+            raise ValueError(f"group `{name}` has no schedule; schedules name {list(schedules)}.")
+        if name in hypers:
+            raise ValueError(
+                f"group `{name}` must not be named like a hyperparameter of the optimiser "
+                f"({list(hypers)}); name it e.g. `{name}_head`."
+            )
     for name, values in schedules.items():
-        if name not in hypers:
+        if name not in hypers and name not in groups:
             raise ValueError(
                 f"schedule `{name}` is not a hyperparameter of optimizer={task.optimizer!r}; "
                 f"it has {list(hypers)}."
@@ -136,10 +149,11 @@ def build_episode(
     *,
     seed: int = 0,
     steps: int | None = None,
+    groups: Groups | None = None,
 ) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
     """The engine's view of an episode: (inner problem, hyperparameter table, initial state)."""
     seed = _check_seed(seed)
-    checked = _check_schedules(task, schedules)
+    checked = _check_schedules(task, schedules, groups)
     horizon = task.steps if steps is None else steps
     data = task.data()
     train_idx, val_idx = task.split(seed)
@@ -150,18 +164,24 @@ def build_episode(
     val_batches = [(vx[i : i + vb], vy[i : i + vb]) for i in range(0, vx.shape[0], vb)]
     module = task.make_model(seed)
     model = FunctionalModel(module, task.make_loss())
+    optimizer = task.inner_optimizer()
+    names = [*optimizer.hypers, *(groups or {})]
+    partitions = None
+    if groups:
+        partitions = make_partitions(model.param_names, optimizer.hypers, names, groups)
     problem = InnerProblem(
         model=model,
-        optimizer=task.inner_optimizer(),
+        optimizer=optimizer,
         batch_at=_Batches(task, tx, ty, seed),
         val_batches=val_batches,
         steps=horizon,
         seed=seed,
         grad_clip=task.grad_clip,
+        partitions=partitions,
     )
     values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
     values.update(checked)
-    table = HyperTable({n: values[n] for n in problem.optimizer.hypers}, list(checked), horizon)
+    table = HyperTable({n: values[n] for n in names}, list(checked), horizon)
     params, stats = model.initial_state(module)
     return problem, table, problem.initial_state(params, stats)
 
@@ -176,6 +196,7 @@ def run_episode(
     chunk_size: int | None = None,
     checkpoint_every: int | None = None,
     memory_budget: int | None = None,
+    groups: Groups | None = None,
     progress: bool = False,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
@@ -195,6 +216,9 @@ def run_episode(
         chunk_size: Forward mode pushes at most this many tangent columns at once.
         checkpoint_every: Reverse mode keeps a checkpoint every this many steps.
         memory_budget: Reverse mode picks its checkpoints to hold at most this many bytes.
+        groups: Per-layer-group schedules: ``{name: (hyper, parameter globs)}``; ``schedules``
+            then also maps each group name to its values, and the matched parameters take them
+            instead of the ungrouped ``hyper`` (``ScheduleSpace.groups()`` builds this).
         progress: Show a progress bar over the inner steps.
 
     Returns:
@@ -212,7 +236,7 @@ def run_episode(
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None, but got {chunk_size!r}.")
     start = time.perf_counter()
-    problem, table, state0 = build_episode(task, schedules, seed=seed)
+    problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
     bar = _progress_bar(problem.steps) if progress else None
     callback: Callable[[int, float], None] | None = None
     if bar is not None:

@@ -9,7 +9,7 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .engine import ScheduleSpace
+from .engine import ScheduleSpace, make_partitions
 from .episode import _ENGINES, EpisodeResult, run_episode
 from .tasks import Task
 
@@ -81,9 +81,10 @@ class HypergradientObjective:
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
         hypers = list(task.inner_optimizer().hypers)
         for name, schedule in space.items():
-            if name not in hypers:
+            hyper = schedule.hyper or name
+            if hyper not in hypers:
                 raise ValueError(
-                    f"`space` schedules {name!r}, which is not a hyperparameter of "
+                    f"`space` schedules {hyper!r}, which is not a hyperparameter of "
                     f"optimizer={task.optimizer!r}; its hyperparameters are {hypers}."
                 )
             if schedule.windows > task.steps:
@@ -91,6 +92,10 @@ class HypergradientObjective:
                     f"`space[{name!r}].windows` must be at most the task's steps={task.steps} "
                     f"(one step per window at least), but got {schedule.windows}."
                 )
+        self.groups = space.groups()
+        if self.groups:  # every group must match some parameter of the task's model
+            names = [n for n, _ in task.make_model(0).named_parameters()]
+            make_partitions(names, hypers, [*hypers, *self.groups], self.groups)
         if not isinstance(hypergradient, bool):
             raise TypeError(f"`hypergradient` must be a bool, but got {hypergradient!r}.")
         if engine not in _ENGINES:  # checked here, before any trial runs
@@ -154,6 +159,7 @@ class HypergradientObjective:
             seed=seed,
             hypergradient=self.hypergradient,
             engine=self.engine,
+            groups=self.groups or None,
             progress=self.progress,
         )
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)

@@ -7,7 +7,7 @@ from ._auto import Choice, choose_engine
 from ._forward import EngineResult, run_forward, run_plain
 from ._functional import FunctionalModel, unsupported_reason
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
-from ._problem import HyperTable, InnerProblem
+from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import run_bptt, run_fds
 from ._reverse import run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
@@ -21,10 +21,12 @@ __all__ = [
     "HyperTable",
     "InnerOptimizer",
     "InnerProblem",
+    "Partition",
     "Schedule",
     "ScheduleSpace",
     "choose_engine",
     "make_optimizer",
+    "make_partitions",
     "run_bptt",
     "run_fds",
     "run_forward",

@@ -227,7 +227,7 @@ def _push_hvp(
         grads = torch.autograd.grad(loss, leaves, create_graph=True)
         dgrads = _batched_hvp(grads, leaves, tangents[:n_p], chunk_size)
     with torch.no_grad():
-        new_p, new_s, d_p, d_s = _update_tangents(
+        new_p, new_s, d_p, d_s = _update_tangents_by_partition(
             problem,
             params,
             [g.detach() for g in grads],
@@ -240,6 +240,48 @@ def _push_hvp(
             dh,
         )
     return [*new_p, *new_s], loss.detach(), [*d_p, *d_s]
+
+
+def _update_tangents_by_partition(
+    problem: InnerProblem,
+    params: list[Tensor],
+    grads: list[Tensor],
+    opt_state: list[Tensor],
+    h: Tensor,
+    t: int,
+    dp: list[Tensor],
+    dg: list[Tensor],
+    ds: list[Tensor],
+    dh: Tensor,
+) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
+    """:func:`_update_tangents` for each group of parameters that shares its hyperparameters."""
+    if problem.partitions is None:
+        return _update_tangents(problem, params, grads, opt_state, h, t, dp, dg, ds, dh)
+    n_p = len(params)
+    slots = len(opt_state) // n_p
+    new_p, new_s = list(params), list(opt_state)
+    d_p, d_s = list(dp), list(ds)
+    for part in problem.partitions:
+        idx = part.params
+        in_state = [k * n_p + i for k in range(slots) for i in idx]
+        sel = torch.tensor(part.hypers, device=h.device)
+        out = _update_tangents(
+            problem,
+            [params[i] for i in idx],
+            [grads[i] for i in idx],
+            [opt_state[j] for j in in_state],
+            h[sel],
+            t,
+            [dp[i] for i in idx],
+            [dg[i] for i in idx],
+            [ds[j] for j in in_state],
+            dh[:, sel],
+        )
+        for pos, i in enumerate(idx):
+            new_p[i], d_p[i] = out[0][pos], out[2][pos]
+        for pos, j in enumerate(in_state):
+            new_s[j], d_s[j] = out[1][pos], out[3][pos]
+    return new_p, new_s, d_p, d_s
 
 
 def _update_tangents(

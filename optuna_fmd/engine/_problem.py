@@ -9,6 +9,7 @@ prefix.
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -19,7 +20,7 @@ from ._functional import Batch, FunctionalModel
 from ._optim import InnerOptimizer
 from ._schedule import window_index, window_start
 
-__all__ = ["HyperTable", "InnerProblem"]
+__all__ = ["HyperTable", "InnerProblem", "Partition", "make_partitions"]
 
 
 class HyperTable:
@@ -113,6 +114,50 @@ class HyperTable:
         return out
 
 
+@dataclass(frozen=True)
+class Partition:
+    """Parameters that share their hyperparameters: per-layer-group schedules split the model.
+
+    Attributes:
+        params: Indices of the parameters (in ``model.param_names`` order).
+        hypers: For each optimiser hyperparameter, its index in the hyperparameter vector.
+    """
+
+    params: tuple[int, ...]
+    hypers: tuple[int, ...]
+
+
+def make_partitions(
+    param_names: Sequence[str],
+    optimizer_hypers: Sequence[str],
+    table_names: Sequence[str],
+    groups: Mapping[str, tuple[str, Sequence[str]]],
+) -> list[Partition]:
+    """Split parameters by which group schedule (``{name: (hyper, globs)}``) sets each hyper."""
+    for name, (hyper, patterns) in groups.items():
+        if hyper not in optimizer_hypers:
+            raise ValueError(
+                f"group schedule `{name}` sets `{hyper}`, which is not a hyperparameter of the "
+                f"optimiser; it has {list(optimizer_hypers)}."
+            )
+        if not any(fnmatch.fnmatchcase(p, pat) for p in param_names for pat in patterns):
+            raise ValueError(
+                f"group schedule `{name}` matches no parameter with {list(patterns)}; parameter "
+                f"names are like {list(param_names[:6])}."
+            )
+    keys: dict[tuple[int, ...], list[int]] = {}
+    for i, pname in enumerate(param_names):
+        key = []
+        for hyper in optimizer_hypers:
+            index = table_names.index(hyper)
+            for name, (h, patterns) in groups.items():
+                if h == hyper and any(fnmatch.fnmatchcase(pname, pat) for pat in patterns):
+                    index = table_names.index(name)
+            key.append(index)
+        keys.setdefault(tuple(key), []).append(i)
+    return [Partition(tuple(idx), key) for key, idx in keys.items()]
+
+
 @dataclass
 class InnerProblem:
     """A training run as pure functions; the engine differentiates ``step`` through the run.
@@ -124,6 +169,10 @@ class InnerProblem:
         val_batches: The validation split, in batches.
         steps: Horizon T.
         seed: Seeds the randomness (dropout) of each step: step t draws from seed ``(seed, t)``.
+        grad_clip: Clamp each gradient entry to ``[-grad_clip, grad_clip]``.
+        partitions: Parameter groups with their own hyperparameters (per-layer-group schedules);
+            ``None``: every parameter uses the optimiser's hyperparameters, in the first entries
+            of the hyperparameter vector.
     """
 
     model: FunctionalModel
@@ -133,6 +182,7 @@ class InnerProblem:
     steps: int
     seed: int = 0
     grad_clip: float | None = None
+    partitions: Sequence[Partition] | None = None
 
     def initial_state(self, params: Sequence[Tensor], stats: Sequence[Tensor]) -> list[Tensor]:
         """The flat state ``params + optimizer state + statistics`` at step 0."""
@@ -190,9 +240,27 @@ class InnerProblem:
         """The optimiser's update (after gradient clipping) as the next flat state."""
         if self.grad_clip is not None:
             grads = [g.clamp(-self.grad_clip, self.grad_clip) for g in grads]
-        hyper_map = {n: hypers[i] for i, n in enumerate(self.optimizer.hypers)}
-        new_params, new_opt = self.optimizer.update(params, grads, opt_state, hyper_map, t)
-        return [*new_params, *new_opt, *new_stats]
+        names = self.optimizer.hypers
+        if self.partitions is None:
+            hyper_map = {n: hypers[i] for i, n in enumerate(names)}
+            new_params, new_opt = self.optimizer.update(params, grads, opt_state, hyper_map, t)
+            return [*new_params, *new_opt, *new_stats]
+        n_p = len(params)
+        slots = len(opt_state) // n_p
+        out_p: list[Tensor] = list(params)
+        out_s: list[Tensor] = list(opt_state)
+        for part in self.partitions:
+            idx = part.params
+            sub_s = [opt_state[k * n_p + i] for k in range(slots) for i in idx]
+            hyper_map = {n: hypers[j] for n, j in zip(names, part.hypers, strict=True)}
+            new_p, new_s = self.optimizer.update(
+                [params[i] for i in idx], [grads[i] for i in idx], sub_s, hyper_map, t
+            )
+            for pos, i in enumerate(idx):
+                out_p[i] = new_p[pos]
+                for k in range(slots):
+                    out_s[k * n_p + i] = new_s[k * len(idx) + pos]
+        return [*out_p, *out_s, *new_stats]
 
     def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Mean validation loss and accuracy over the whole validation split (eval mode)."""

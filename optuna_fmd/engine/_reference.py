@@ -66,6 +66,8 @@ def run_fds(
     opt = problem.optimizer
     if not isinstance(opt, SGD) or opt.nesterov:
         raise ValueError("the FDS recurrence is defined for SGD with heavy-ball momentum only.")
+    if problem.partitions is not None:
+        raise ValueError("the FDS recurrence has one schedule per hyperparameter (no groups).")
     if problem.model.stat_names:
         raise ValueError("the FDS recurrence does not carry BatchNorm running statistics.")
     if problem.grad_clip is not None:

@@ -43,11 +43,18 @@ class Schedule:
         log: Whether the values are searched on a log scale (then ``low > 0``).
         init: Initial value of every window (inside ``[low, high]``); defaults to the geometric
             (log) or arithmetic mean of the bounds.
+        hyper: The optimiser hyperparameter this schedule sets; defaults to its name in the
+            :class:`ScheduleSpace`. Set it for per-layer-group schedules.
+        params: Restrict the schedule to the parameters whose names match these glob patterns
+            (``fnmatch``, e.g. ``"blocks.1.*"``); ``None`` applies it to every parameter. A
+            parameter matched by a group schedule takes the group's value instead of the
+            ungrouped schedule of the same hyper (the last matching group wins).
 
     Example:
         >>> lr = Schedule(windows=10, low=1e-3, high=1.0, log=True, init=0.05)
         >>> lr.initial_values()[:2]
         [0.05, 0.05]
+        >>> head = Schedule(windows=10, low=1e-3, high=1.0, log=True, hyper="lr", params="fc.*")
     """
 
     windows: int
@@ -55,6 +62,8 @@ class Schedule:
     high: float
     log: bool = False
     init: float | None = None
+    hyper: str | None = None
+    params: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.windows, bool) or not isinstance(self.windows, int):
@@ -71,6 +80,16 @@ class Schedule:
             raise ValueError(f"`low` must be positive when `log=True`, but got low={low}.")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
+        if self.hyper is not None and (not isinstance(self.hyper, str) or not self.hyper):
+            raise ValueError(f"`hyper` must be a hyperparameter name, but got {self.hyper!r}.")
+        if self.params is not None:
+            patterns = (self.params,) if isinstance(self.params, str) else tuple(self.params)
+            if not patterns or not all(isinstance(p, str) and p for p in patterns):
+                raise ValueError(
+                    "`params` must be a glob pattern or a sequence of them, "
+                    f"but got {self.params!r}."
+                )
+            object.__setattr__(self, "params", patterns)
         if self.init is None:
             default = math.sqrt(low * high) if self.log else 0.5 * (low + high)
             object.__setattr__(self, "init", default)
@@ -149,6 +168,19 @@ class ScheduleSpace(Mapping[str, Schedule]):
     def n_params(self) -> int:
         """Total number of window values N = sum of K over schedules."""
         return sum(s.windows for s in self._schedules.values())
+
+    def groups(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """Per-layer-group entries: ``{name: (hyper, parameter patterns)}``."""
+        out = {}
+        for name, s in self._schedules.items():
+            if s.params is not None or (s.hyper is not None and s.hyper != name):
+                patterns = s.params if isinstance(s.params, tuple) else ("*",)
+                out[name] = (s.hyper or name, patterns)
+        return out
+
+    def hypers(self) -> dict[str, str]:
+        """The optimiser hyperparameter each entry sets: ``{name: hyper}``."""
+        return {name: s.hyper or name for name, s in self._schedules.items()}
 
     def param_names(self) -> list[str]:
         """Trial parameter names ``<hyper>_<k>`` in schedule order."""
