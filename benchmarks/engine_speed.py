@@ -14,6 +14,7 @@ import argparse
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import InnerProblem
+from optuna_fmd.engine import InnerProblem, run_reverse
 from optuna_fmd.engine._forward import _push_hvp, _push_jvp
 from optuna_fmd.engine._reference import fds_step
 from optuna_fmd.episode import build_episode
@@ -51,7 +52,11 @@ def _median_ms(
     return {k: statistics.median(v) for k, v in times.items()}
 
 
-def measure(task: fmd.tasks.Task, windows: int, repeats: int, device: str) -> dict[str, float]:
+def measure(
+    task: fmd.tasks.Task, windows: int, repeats: int, device: str, with_reverse: bool = True
+) -> dict[str, float]:
+    """Median ms per step of each engine at K windows per hyper (N = 3K), all columns active;
+    reverse mode as a whole episode of ``task.steps`` steps divided by the steps."""
     schedules = {h: [0.05] * windows for h in ("lr", "momentum", "weight_decay")}
     schedules["momentum"] = [0.9] * windows
     schedules["weight_decay"] = [1e-4] * windows
@@ -76,8 +81,12 @@ def measure(task: fmd.tasks.Task, windows: int, repeats: int, device: str) -> di
         fns["forward_hvp"] = lambda: _push_hvp(
             problem, state, h, t, batch, tangents, table, n, None
         )
+    if with_reverse:  # a whole reverse-mode episode (its cost per step does not depend on N)
+        fns["reverse_episode"] = lambda: run_reverse(problem, table, state)
     out = _median_ms(fns, repeats, device)
     out["forward"] = min(out.get("forward_hvp", float("inf")), out["forward_jvp"])
+    if with_reverse:
+        out["reverse"] = out.pop("reverse_episode") / task.steps
     return out
 
 
@@ -96,6 +105,7 @@ def main() -> None:
         "--windows", type=int, nargs="+", default=[1, 3, 10], help="K per hyper (N=3K)"
     )
     ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--no-reverse", action="store_true", help="skip reverse-mode episodes")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     rows = []
@@ -108,10 +118,13 @@ def main() -> None:
             device=args.device,
             n_train=max(2048, 4 * args.batch_size),
         )
-        ms = measure(task, k, args.repeats, args.device)
+        ms = measure(task, k, args.repeats, args.device, not args.no_reverse)
         row = {"N": 3 * k, **{f"{key}_ms": round(v, 3) for key, v in ms.items()}}
         row["forward_vs_plain"] = round(ms["forward"] / ms["plain"], 2)
         row["fds_loop_vs_forward"] = round(ms["fds_loop"] / ms["forward"], 2)
+        if "reverse" in ms:
+            row["forward_vs_reverse"] = round(ms["forward"] / ms["reverse"], 2)
+            row["fds_loop_vs_reverse"] = round(ms["fds_loop"] / ms["reverse"], 2)
         rows.append(row)
         print(json.dumps(row))
     device_name = (
@@ -120,12 +133,7 @@ def main() -> None:
         else platform.processor() or platform.machine()
     )
     report = {
-        "command": "python benchmarks/engine_speed.py "
-        + " ".join(
-            f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-            for k, v in vars(args).items()
-            if v is not None and k != "out"
-        ),
+        "command": " ".join(["python benchmarks/engine_speed.py", *sys.argv[1:]]),
         "device": args.device,
         "device_name": device_name,
         "cpu_threads": torch.get_num_threads(),
