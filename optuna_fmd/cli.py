@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo = sub.add_parser("demo", help="a small FMD study (a few minutes on 2 CPU cores)")
     # The demo starts from a common but too timid schedule (lr 0.01, momentum 0.5), so the
     # outer steps have something visible to fix within a few trials.
-    _add_study_args(demo, steps=300, trials=6, windows=3, lr_init=0.01, momentum_init=0.5)
+    _add_study_args(demo, steps=1000, trials=10, windows=5, lr_init=0.01, momentum_init=0.5)
     demo.add_argument("--study", default=None, help="study name (default: demo-<date-time>)")
     demo.set_defaults(func=_demo)
     args = parser.parse_args(argv)
