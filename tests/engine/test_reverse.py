@@ -9,20 +9,18 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from torch import nn
 
 import optuna_fmd as fmd
 from optuna_fmd.engine import (
-    FunctionalModel,
     HyperTable,
-    InnerProblem,
-    make_optimizer,
     run_bptt,
     run_forward,
     run_reverse,
 )
 from optuna_fmd.engine._reverse import plan_checkpoints, state_nbytes
 from optuna_fmd.episode import build_episode
+
+from ._problems import bn_dropout_problem, bn_table, rel, schedules
 
 F64 = torch.float64
 STEPS = 20
@@ -35,26 +33,6 @@ def _one_thread(_threads: None) -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
-
-
-def schedules(optimizer: str, k: int) -> dict[str, list[float]]:
-    ramp = [1.0 + 0.5 * i / max(k - 1, 1) for i in range(k)]
-    if optimizer == "sgd":
-        return {
-            "lr": [0.05 * r for r in ramp],
-            "momentum": [0.9 / r for r in ramp],
-            "weight_decay": [1e-3 * r for r in ramp],
-        }
-    return {
-        "lr": [3e-3 * r for r in ramp],
-        "beta1": [0.9 / r for r in ramp],
-        "beta2": [0.999] * k,
-        "weight_decay": [1e-2 * r for r in ramp],
-    }
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
@@ -94,39 +72,9 @@ def test_unscheduled_hypers_and_uneven_windows() -> None:
     assert rel(rev.hypergradient, ref.hypergradient) <= 1e-6
 
 
-def bn_dropout_problem(optimizer: str, steps: int = 15) -> tuple[InnerProblem, list]:
-    g = torch.Generator().manual_seed(0)
-    x = torch.randn(256, 6, generator=g, dtype=F64)
-    y = (x[:, :3].sum(1) > 0).long() + (x[:, 3] > 1).long()
-    torch.manual_seed(3)
-    net = nn.Sequential(
-        nn.Linear(6, 12), nn.BatchNorm1d(12), nn.Tanh(), nn.Dropout(0.2), nn.Linear(12, 3)
-    ).to(F64)
-    model = FunctionalModel(net)
-
-    def batch_at(t: int) -> tuple[torch.Tensor, torch.Tensor]:
-        i = (t * 16) % 192
-        return x[i : i + 16], y[i : i + 16]
-
-    problem = InnerProblem(
-        model, make_optimizer(optimizer), batch_at, [(x[192:], y[192:])], steps, seed=5
-    )
-    params, stats = model.initial_state(net)
-    return problem, problem.initial_state(params, stats)
-
-
-def bn_table(problem: InnerProblem, optimizer: str) -> HyperTable:
-    defaults = {**problem.optimizer.defaults, "lr": 0.1 if optimizer == "sgd" else 1e-2}
-    return HyperTable(
-        {n: [v] * 3 if n in ("lr", "momentum", "beta1") else [v] for n, v in defaults.items()},
-        ["lr", "momentum"] if optimizer == "sgd" else ["lr", "beta1"],
-        problem.steps,
-    )
-
-
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_batchnorm_and_dropout_every_segment_length(optimizer: str) -> None:
-    problem, state0 = bn_dropout_problem(optimizer)
+    problem, state0 = bn_dropout_problem(optimizer, steps=15)
     table = bn_table(problem, optimizer)
     ref = run_bptt(problem, table, state0)
     fwd = run_forward(problem, table, state0)
