@@ -6,7 +6,7 @@ made automatic with torch.func, as an Optuna sampler.
 
 import warnings as _warnings
 
-from . import baselines, tasks
+from . import baselines, tasks, visualization
 from .engine import Schedule, ScheduleSpace
 from .episode import EpisodeResult, run_episode
 from .evaluation import EvaluationResult, evaluate_schedule
@@ -29,4 +29,5 @@ __all__ = [
     "evaluate_schedule",
     "run_episode",
     "tasks",
+    "visualization",
 ]

@@ -1,0 +1,5 @@
+"""Plots of FMD studies: the schedules each trial tried and the hypergradients that moved them."""
+
+from ._schedules import plot_hypergradients, plot_schedules
+
+__all__ = ["plot_hypergradients", "plot_schedules"]

@@ -1,0 +1,90 @@
+"""Gathering and drawing schedules and hypergradients of small studies (no training needed)."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from optuna_fmd.visualization import plot_hypergradients, plot_schedules
+from optuna_fmd.visualization._schedules import _get_hypergradient_info, _get_schedule_info
+
+DIST = {
+    "lr_0": FloatDistribution(1e-3, 1.0, log=True),
+    "lr_1": FloatDistribution(1e-3, 1.0, log=True),
+    "momentum_0": FloatDistribution(0.0, 0.99),
+}
+
+
+def trial(
+    value: float | None,
+    lr: tuple[float, float],
+    mom: float,
+    hg: dict | None = None,
+    state: TrialState = TrialState.COMPLETE,
+) -> optuna.trial.FrozenTrial:
+    attrs: dict = {"steps": 100}
+    if hg is not None:
+        attrs["hypergradient"] = hg
+    return create_trial(
+        params={"lr_0": lr[0], "lr_1": lr[1], "momentum_0": mom},
+        distributions=DIST,
+        value=value,
+        user_attrs=attrs,
+        state=state,
+    )
+
+
+@pytest.fixture
+def study() -> optuna.Study:
+    s = optuna.create_study()
+    s.add_trial(trial(0.9, (0.05, 0.05), 0.9, {"lr_0": -1.0, "lr_1": 2.0, "momentum_0": 0.5}))
+    s.add_trial(trial(0.5, (0.1, 0.02), 0.8, {"lr_0": -0.5, "lr_1": 1.0, "momentum_0": 0.1}))
+    s.add_trial(trial(None, (0.2, 0.01), 0.7, state=TrialState.FAIL))
+    s.add_trial(trial(float("inf"), (0.9, 0.9), 0.9))  # diverged: no hypergradient
+    s.add_trial(trial(0.6, (0.12, 0.03), 0.8, {"lr_0": "x"}))  # corrupt attr
+    return s
+
+
+def test_schedule_info(study: optuna.Study) -> None:
+    info = _get_schedule_info(study)
+    assert info.hypers == ["lr", "momentum"]
+    assert info.log == {"lr": True, "momentum": False}
+    assert info.steps == 100
+    assert [t.number for t in info.trials] == [0, 1, 3, 4]  # the failed trial is left out
+    assert info.trials[1].schedules == {"lr": [0.1, 0.02], "momentum": [0.8]}
+    assert info.latest == 4 and info.best == 1
+
+
+def test_hypergradient_info_skips_missing_and_corrupt(study: optuna.Study) -> None:
+    info = _get_hypergradient_info(study)
+    assert info.numbers == [0, 1]
+    assert info.values["lr"] == [[-1.0, -0.5], [2.0, 1.0]]
+    assert info.values["momentum"] == [[0.5, 0.1]]
+
+
+def test_single_trial_and_empty_study() -> None:
+    s = optuna.create_study()
+    assert _get_schedule_info(s).trials == [] and _get_schedule_info(s).latest is None
+    assert _get_hypergradient_info(s).hypers == []
+    s.add_trial(trial(0.3, (0.1, 0.1), 0.9))
+    info = _get_schedule_info(s)
+    assert info.latest == info.best == 0
+    assert len(plot_schedules(s).data) == 2
+    assert len(plot_hypergradients(s).data) == 0
+
+
+def test_figures(study: optuna.Study) -> None:
+    fig = plot_schedules(study)
+    # 4 trials x 2 hypers, step functions over the 100 training steps
+    assert len(fig.data) == 8
+    latest = [t for t in fig.data if "(latest)" in t.name]
+    assert len(latest) == 2 and latest[0].line.width == 3
+    assert list(latest[0].x) == [0.0, 50.0, 50.0, 100.0]
+    assert fig.layout.yaxis.type == "log"
+    hg = plot_hypergradients(study)
+    assert sorted(t.name for t in hg.data) == ["lr_0", "lr_1", "momentum_0"]
+    assert all(not any(math.isnan(y) for y in t.y) for t in hg.data)
