@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .engine import ScheduleSpace, make_partitions
 from .episode import _ENGINES, EpisodeResult, run_episode
+from .sampler import STATE_KEY
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -124,13 +125,22 @@ class HypergradientObjective:
         )
 
     def seed_for(self, trial: optuna.trial.BaseTrial) -> int:
-        """The episode seed of ``trial`` under this objective's seed rule."""
+        """The episode seed of ``trial`` under this objective's seed rule.
+
+        With ``FMDSampler(population=M)``, member ``j`` of an outer iterate adds ``j`` to a fixed
+        seed (``None`` or an int), so the M members train with M different seeds. A trial that
+        retries a failed one (heartbeat) keeps the failed trial's seed.
+        """
+        attrs = _system_attrs(trial)
+        state = attrs.get(STATE_KEY)
+        member = state.get("member") if isinstance(state, dict) else None
+        member = member if isinstance(member, int) and not isinstance(member, bool) else 0
         if self.seed is None:
-            return 0
+            return member
         if isinstance(self.seed, int):
-            return self.seed
+            return self.seed + member
         if self.seed == "trial":
-            number = getattr(trial, "number", 0)
+            number = attrs.get("failed_trial", getattr(trial, "number", 0))
             return int(number) if isinstance(number, int) and number >= 0 else 0
         assert callable(self.seed)
         out = self.seed(trial)
@@ -151,7 +161,16 @@ class HypergradientObjective:
         }
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        schedules = self.suggest(trial)
+        schedules = self.suggest(trial)  # the sampler's claim is written by now
+        state = _system_attrs(trial).get(STATE_KEY)
+        if isinstance(state, dict) and state.get("claim") == "superseded":
+            import optuna
+
+            raise optuna.TrialPruned(
+                f"trial {trial.number} retries trial {state.get('retry_of')}, whose population "
+                f"slot (iterate {state.get('iterate')}, member {state.get('member')}) another "
+                "trial has already taken; it is not run twice."
+            )
         seed = self.seed_for(trial)
         result = run_episode(
             self.task,
@@ -165,11 +184,28 @@ class HypergradientObjective:
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         for key, value in _figures(result, diverged).items():
             trial.set_user_attr(key, value)
+        if isinstance(state, dict) and isinstance(state.get("iterate"), int):
+            trial.set_user_attr("iterate", int(state["iterate"]))
+            trial.set_user_attr("member", int(state.get("member", 0)))
         if not diverged:
             hg = _flat_hypergradient(result, self.space)
             if hg is not None:
                 trial.set_user_attr("hypergradient", hg)
         return float("inf") if diverged else float(result.val_loss)
+
+
+def _system_attrs(trial: optuna.trial.BaseTrial) -> dict[str, Any]:
+    """The trial's system attributes (read from storage for a running trial)."""
+    attrs = getattr(trial, "system_attrs", None)  # FrozenTrial
+    if isinstance(attrs, dict):
+        return attrs
+    storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
+    if storage is None or not isinstance(trial_id, int):
+        return {}
+    try:
+        return dict(storage.get_trial_system_attrs(trial_id))
+    except Exception:  # a storage that cannot say: no sampler state
+        return {}
 
 
 def _plain(v: float) -> float | None:

@@ -12,10 +12,13 @@ in the Python object, so a study continues in another process with the same prop
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import math
+import random
 import threading
+import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -23,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
+from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from .engine import ScheduleSpace
@@ -38,6 +42,9 @@ _STATE_VERSION = 1
 _OUTER_RULES = ("sign", "adam")
 _LOGIT_EPS = 1e-3  # logit coordinates clamp (x - low) / (high - low) into [eps, 1 - eps]
 _LOGIT_UNIT = 4.0  # d(logit)/dp at p = 1/2: a step of 0.1 * 4 in logit moves x by ~10% of range
+_MAX_HYPERGRADIENT = 1e100  # larger transformed hypergradient coordinates are clipped
+_MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
+_MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,6 +128,38 @@ class _Seen:
     bad: bool  # failed, pruned, diverged or non-finite value
     grad: list[float] | None  # finite hypergradient in param order
     state: dict[str, Any] | None  # this sampler's state stored on the trial (same space)
+
+
+@dataclass
+class _Claim:
+    """A trial's claim on member ``member`` of outer iterate ``iterate`` (population mode)."""
+
+    trial: FrozenTrial
+    iterate: int
+    member: int
+    state: dict[str, Any]
+
+
+def _finite_list(value: object, n: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )
+
+
+def _is_slot(state: dict[str, Any], population: int | None) -> bool:
+    it, member = state.get("iterate"), state.get("member")
+    return (
+        population is not None
+        and isinstance(it, int)
+        and isinstance(member, int)
+        and it >= 0
+        and 0 <= member < population
+    )
 
 
 class FMDSampler(BaseSampler):
@@ -210,6 +249,10 @@ class FMDSampler(BaseSampler):
         max_backtracks: int = 6,
         betas: tuple[float, float] = (0.9, 0.999),
         clip: float | None = 5.0,
+        population: int | None = None,
+        quorum: int | None = None,
+        population_timeout: float | None = None,
+        poll_interval: float = 0.5,
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
@@ -234,6 +277,17 @@ class FMDSampler(BaseSampler):
             raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
         if clip is not None:
             _positive("clip", clip)
+        if population is not None:
+            _positive_int("population", population)
+        if quorum is not None:
+            _positive_int("quorum", quorum)
+            if population is None or quorum > population:
+                raise ValueError(
+                    f"`quorum` must be at most `population` ({population}), but got {quorum}."
+                )
+        if population_timeout is not None:
+            _positive("population_timeout", population_timeout, allow_zero=True)
+        _positive("poll_interval", poll_interval)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "
@@ -248,6 +302,11 @@ class FMDSampler(BaseSampler):
         self._max_backtracks = max_backtracks
         self._betas = (float(betas[0]), float(betas[1]))
         self._clip = None if clip is None else float(clip)
+        self._population = population
+        self._quorum = quorum if quorum is not None else (population or 1) // 2 + 1
+        self._population_timeout = population_timeout
+        self._poll_interval = float(poll_interval)
+        self._rng = random.Random(seed)
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._warn_independent_sampling = warn_independent_sampling
         self._names = space.param_names()
@@ -294,6 +353,16 @@ class FMDSampler(BaseSampler):
     def before_trial(self, study: Study, trial: FrozenTrial) -> None:
         self._raise_error_if_multi_objective(study)
         self._independent_sampler.before_trial(study, trial)
+        # A retry of a failed trial (RetryHeartbeatStaleTrialCallback) already holds every
+        # parameter, so sample_relative is never called for it: claim its slot here.
+        retry = self._retried_state(trial)
+        if (
+            retry is not None
+            and self._population is not None
+            and _is_slot(retry, self._population)
+        ):
+            _, state = self._claim(study, trial, retry)
+            study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
 
     def after_trial(
         self,
@@ -318,6 +387,7 @@ class FMDSampler(BaseSampler):
         if not names:
             return {}
         x, state = self._propose(study, trial)
+        state["x"] = [float(v) for v in x]
         study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
         values = dict(zip(self._names, x, strict=True))
         return {n: float(values[n]) for n in names}
@@ -446,6 +516,11 @@ class FMDSampler(BaseSampler):
         }
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], dict[str, Any]]:
+        retry = self._retried_state(trial)
+        if retry is not None and self._population is None:
+            return list(retry["x"]), retry
+        if self._population is not None:
+            return self._claim(study, trial, retry)
         finished = sorted(
             (
                 t
@@ -454,7 +529,37 @@ class FMDSampler(BaseSampler):
             ),
             key=lambda t: t.number,
         )
-        seen = [self._see(t) for t in finished]
+        retried = {
+            int(n)
+            for t in study.get_trials(deepcopy=False)
+            if isinstance(n := t.system_attrs.get("failed_trial"), int)
+        }
+        # A failed trial that has been retried (heartbeat, RetryHeartbeatStaleTrialCallback) says
+        # nothing about its schedules: its retry stands for it.
+        seen = [
+            self._see(t)
+            for t in finished
+            if not (t.state == TrialState.FAIL and t.number in retried)
+        ]
+        return self._decide(seen)
+
+    def _retried_state(self, trial: FrozenTrial) -> dict[str, Any] | None:
+        """The state of the failed trial that ``trial`` retries (same params), if any."""
+        if "failed_trial" not in trial.system_attrs:
+            return None
+        state = self._read_state(trial, warn=False)
+        if state is None:
+            return None
+        state = dict(state)
+        if not _finite_list(state.get("x"), len(self._names)):
+            pairs = zip(self._names, self._init_x, strict=True)
+            state["x"] = [float(trial.params.get(n, x)) for n, x in pairs]
+        state["origin"] = "retry"
+        state["retry_of"] = trial.system_attrs["failed_trial"]
+        return state
+
+    def _decide(self, seen: list[_Seen]) -> tuple[list[float], dict[str, Any]]:
+        """The next iterate from the points seen so far (trials, or averaged iterates)."""
         in_space = [s for s in seen if s.x is not None]
         usable = [s for s in in_space if s.value is not None and s.grad is not None]
         best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
@@ -518,6 +623,172 @@ class FMDSampler(BaseSampler):
         )
         return self._step(dict(latest), best, info, "fallback")
 
+    # -- population: M members per iterate, coordinated through storage ----------------------
+    def _claims(self, study: Study, own: int) -> list[_Claim]:
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            if t.number == own:
+                continue
+            state = self._read_state(t, warn=False)
+            if state is None or not _is_slot(state, self._population):
+                continue
+            if state.get("claim") not in ("tentative", "final"):
+                continue
+            if not _finite_list(state.get("x"), len(self._names)):
+                continue
+            out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
+        return sorted(out, key=lambda c: c.trial.number)
+
+    def _point(self, iterate: int, definition: dict[str, Any], members: list[_Claim]) -> _Seen:
+        """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
+        values, grads, bad = [], [], False
+        for c in sorted(members, key=lambda c: c.member):
+            seen = self._see(c.trial)
+            if seen.bad or seen.value is None or seen.grad is None:
+                bad = True
+                continue
+            values.append(seen.value)
+            grads.append(seen.grad)
+        if bad or not values:
+            return _Seen(iterate, list(definition["x"]), None, True, None, definition)
+        n = len(values)
+        mean_grad = [sum(g[i] for g in grads) / n for i in range(len(self._names))]
+        return _Seen(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
+
+    def _next_slot(
+        self, claims: list[_Claim]
+    ) -> tuple[int, int, dict[str, Any], list[int]] | None:
+        """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
+        m = self._population
+        assert m is not None
+        by_iterate: dict[int, list[_Claim]] = {}
+        for c in claims:
+            by_iterate.setdefault(c.iterate, []).append(c)
+        if not by_iterate:
+            state = self._fresh_state()
+            state.update(origin="init", base=None, best=None, x=list(self._init_x), used=[])
+            return 0, 0, state, []
+        cur = max(by_iterate)
+        definition = dict(by_iterate[cur][0].state)  # the lowest-numbered claim defines it
+        done: dict[int, _Claim] = {}
+        failed: dict[int, list[int]] = {}
+        busy: set[int] = set()
+        for c in by_iterate[cur]:
+            if c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                done.setdefault(c.member, c)
+            elif c.trial.state == TrialState.RUNNING:
+                busy.add(c.member)
+            elif c.trial.state == TrialState.FAIL:
+                failed.setdefault(c.member, []).append(c.trial.number)
+        for j in range(m):
+            if j not in done and j not in busy and len(failed.get(j, [])) < _MAX_SLOT_FAILURES:
+                return cur, j, definition, sorted(failed.get(j, []), reverse=True)
+        finished = [j for j in range(m) if j in done or j not in busy]  # failed for good: bad
+        if len(finished) < m:
+            if not self._quorum_reached(list(done.values())):
+                return None
+            finished = sorted(done)
+        # Every member of ``cur`` is done (or the quorum after the timeout): take the outer step.
+        points = []
+        for k in sorted(by_iterate):
+            if k == cur:
+                used = finished
+            else:
+                later = by_iterate.get(k + 1)
+                used = list(later[0].state.get("used", [])) if later else []
+            members = [
+                c
+                for c in by_iterate[k]
+                if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            ]
+            members = list({c.member: c for c in reversed(members)}.values())  # lowest number
+            missing = [j for j in used if j not in {c.member for c in members}]
+            point = self._point(k, dict(by_iterate[k][0].state), members)
+            if missing:  # a member that failed for good makes the iterate bad
+                point = _Seen(k, point.x, None, True, None, point.state)
+            points.append(point)
+        x, state = self._decide(points)
+        state.update(x=x, used=finished)
+        return cur + 1, 0, state, []
+
+    def _quorum_reached(self, done: list[_Claim]) -> bool:
+        if self._population_timeout is None or len(done) < self._quorum:
+            return False
+        first = min(
+            (c.trial.datetime_complete for c in done if c.trial.datetime_complete is not None),
+            default=None,
+        )
+        if first is None:
+            return False
+        waited = (datetime.datetime.now() - first).total_seconds()
+        return waited >= self._population_timeout
+
+    def _claim(
+        self, study: Study, trial: FrozenTrial, retry: dict[str, Any] | None
+    ) -> tuple[list[float], dict[str, Any]]:
+        """Claim a member slot of the current iterate (or define the next iterate).
+
+        A claim is written as ``tentative``, checked against the other trials' claims and made
+        ``final``; a trial yields to a final claim on the same slot or to a tentative one from
+        a lower-numbered trial, and waits for higher-numbered tentative claims to settle. With
+        any storage whose writes are seen by later reads (RDB, journal, in-memory), no slot is
+        ever final twice.
+        """
+        storage = study._storage
+        while True:
+            claims = self._claims(study, trial.number)
+            slot: tuple[int, int, dict[str, Any], list[int]]
+            if retry is not None and _is_slot(retry, self._population):
+                slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
+            else:
+                found = self._next_slot(claims)
+                if found is None:  # every member of the iterate is running: wait for one
+                    self._wait(study)
+                    continue
+                slot = found
+            iterate, member, definition, failed = slot
+            claim = dict(definition)
+            claim.update(iterate=iterate, member=member, claim="tentative", resume=failed)
+            if retry is not None:
+                claim.update(origin="retry", retry_of=retry.get("retry_of"))
+            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim)
+            if self._verify(study, trial, claim):
+                claim["claim"] = "final"
+                return list(claim["x"]), claim
+            if retry is not None:  # its slot was taken over while it waited: do not rerun it
+                claim["claim"] = "superseded"
+                return list(claim["x"]), claim
+
+    def _verify(self, study: Study, trial: FrozenTrial, claim: dict[str, Any]) -> bool:
+        iterate, member, x = claim["iterate"], claim["member"], claim["x"]
+        for _ in range(_MAX_SETTLE_POLLS):
+            rivals = []
+            for c in self._claims(study, trial.number):
+                if c.trial.state not in (
+                    TrialState.RUNNING,
+                    TrialState.COMPLETE,
+                    TrialState.PRUNED,
+                ):
+                    continue
+                if c.iterate == iterate and c.trial.number < trial.number and c.state["x"] != x:
+                    return False  # a lower-numbered trial defined this iterate: adopt it
+                if c.iterate == iterate and c.member == member:
+                    if c.state["claim"] == "final" or c.trial.number < trial.number:
+                        return False
+                    rivals.append(c)
+            if not rivals:
+                return True
+            self._wait(study, short=True)  # a higher-numbered tentative claim: let it settle
+        return True
+
+    def _wait(self, study: Study, *, short: bool = False) -> None:
+        """Sleep a little (with jitter) and fail trials whose worker stopped beating."""
+        delay = self._poll_interval * (0.1 if short else 1.0) * (0.5 + self._rng.random())
+        time.sleep(delay)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)
+
     def _step(
         self, mem: dict[str, Any], base: _Seen, info: Any, origin: str
     ) -> tuple[list[float], dict[str, Any]]:
@@ -525,6 +796,14 @@ class FMDSampler(BaseSampler):
         n = len(self._names)
         u = [c.to_u(x) for c, x in zip(self._coords, base.x, strict=True)]
         g = [gx * c.dx_du(x) for c, gx, x in zip(self._coords, base.grad, base.x, strict=True)]
+        if any(not abs(gi) <= _MAX_HYPERGRADIENT for gi in g):
+            self._warn_once(
+                "exploding",
+                f"the hypergradient of trial {base.number} has coordinates beyond "
+                f"{_MAX_HYPERGRADIENT:g} in the sampler's coordinates (largest "
+                f"{max(abs(gi) for gi in g):.3g}); FMDSampler clips them.",
+            )
+            g = [min(max(gi, -_MAX_HYPERGRADIENT), _MAX_HYPERGRADIENT) for gi in g]
         scale = float(mem.get("scale", 1.0))
         s = [float(v) for v in mem["s"]]
         signs = [int(v) for v in mem["sign"]]
@@ -546,7 +825,13 @@ class FMDSampler(BaseSampler):
             if t > 0 and self._clip is not None:
                 for i in range(n):
                     rms = math.sqrt(v2[i] / (1.0 - b2**t))
-                    if rms > 0:
+                    if rms > 0 and abs(g[i]) > self._clip * rms:
+                        self._warn_once(
+                            "adam-clip",
+                            f"the hypergradient of trial {base.number} exceeds {self._clip:g} "
+                            "times its running RMS in some coordinates; FMDSampler clips them "
+                            "(`clip`).",
+                        )
                         g[i] = min(max(g[i], -self._clip * rms), self._clip * rms)
             t += 1
             for i in range(n):
@@ -559,9 +844,10 @@ class FMDSampler(BaseSampler):
                 delta[i] = -min(max(step, -self._trust), self._trust) * self._coords[i].unit
             converged = False
         x = []
-        for c, ui, di in zip(self._coords, u, delta, strict=True):
+        for c, ui, di, xi in zip(self._coords, u, delta, base.x, strict=True):
             lo, hi = c.bounds
-            x.append(c.from_u(min(max(ui + di, lo), hi)))
+            new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
+            x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
         state = dict(mem)
         state.update(
             s=s,
@@ -574,6 +860,13 @@ class FMDSampler(BaseSampler):
             converged=bool(converged),
         )
         return x, info(state, origin, base)
+
+
+def _positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"`{name}` must be an int, but got {value!r}.")
+    if value < 1:
+        raise ValueError(f"`{name}` must be positive, but got {value}.")
 
 
 def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
