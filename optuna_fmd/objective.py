@@ -33,10 +33,14 @@ class HypergradientObjective:
     ``seconds``, ``steps``, ``seed``, ``train_loss``, ``diverged`` and ``engine`` are stored as
     user attributes too.
 
-    A diverged episode (NaN or infinite training or validation loss) returns ``float("inf")``:
+    A diverged episode (NaN or infinite training or validation loss; training stops at the
+    first such step) returns ``float("inf")``:
     Optuna accepts infinite values for COMPLETE trials (only NaN is rejected), so the trial stays
-    in the study, sorts last, and ``user_attrs["diverged"]`` is ``True``; no hypergradient is
-    stored for it.
+    in the study, sorts last, and ``user_attrs["diverged"]`` is ``True`` with
+    ``user_attrs["divergence"] = "training"``; no hypergradient is stored for it. An episode
+    that trains fine but whose hypergradient is NaN or infinite keeps its value and is marked
+    ``diverged`` with ``divergence = "hypergradient"``. :class:`~optuna_fmd.FMDSampler`
+    backtracks from both with a shorter step.
 
     Seeds: by default (``seed=None``) every trial uses seed 0, so the objective is a
     deterministic function of the schedules (same schedules, same value; samplers compare on
@@ -187,10 +191,15 @@ class HypergradientObjective:
         if isinstance(state, dict) and isinstance(state.get("iterate"), int):
             trial.set_user_attr("iterate", int(state["iterate"]))
             trial.set_user_attr("member", int(state.get("member", 0)))
-        if not diverged:
+        if diverged:
+            trial.set_user_attr("divergence", "training")
+        else:
             hg = _flat_hypergradient(result, self.space)
             if hg is not None:
                 trial.set_user_attr("hypergradient", hg)
+            elif result.hypergradient is not None:  # computed, but NaN or infinite
+                trial.set_user_attr("diverged", True)
+                trial.set_user_attr("divergence", "hypergradient")
         return float("inf") if diverged else float(result.val_loss)
 
 

@@ -128,6 +128,7 @@ class _Seen:
     bad: bool  # failed, pruned, diverged or non-finite value
     grad: list[float] | None  # finite hypergradient in param order
     state: dict[str, Any] | None  # this sampler's state stored on the trial (same space)
+    diverged: bool = False  # training or the hypergradient became NaN / infinite
 
 
 @dataclass
@@ -205,6 +206,31 @@ class FMDSampler(BaseSampler):
     is stored as JSON in the trial system attribute ``"fmd:state"`` of every proposed trial, so
     a study continued in another process proposes exactly what an uninterrupted run would.
 
+    Ensemble averaging (``population=M``): every outer iterate is evaluated by M trials, its
+    *members*, which :class:`~optuna_fmd.HypergradientObjective` trains with seeds
+    ``seed + 0 ... seed + M - 1``; the outer step is taken from the mean of their values and
+    hypergradients once all M are done (the paper's variance reduction). Members are claimed
+    through storage (a tentative claim, checked against the other trials' claims, then made
+    final), so any number of workers - threads, processes, machines sharing an RDB or journal
+    storage - run them, each member of each iterate exactly once, and every worker computes the
+    same step: the final schedules equal a single worker's. A worker that finds every member
+    of the current iterate running waits (polling storage every ``poll_interval`` seconds and
+    failing trials whose heartbeat stopped). A member whose trial failed is claimed again by the
+    next trial (resuming from its checkpoint, see ``HypergradientObjective(checkpoint_every=)``);
+    after 3 failures it counts as bad and the iterate backtracks. With
+    ``population_timeout``, the step is taken with the ``quorum`` members done once the first
+    of them finished that many seconds ago, so a hung worker cannot stall the study; late
+    members are then ignored. Trials written by ``RetryHeartbeatStaleTrialCallback`` keep
+    their member's slot, or are pruned without training if another trial took it meanwhile.
+    In population mode ``origin``, ``base`` and ``best`` in the state refer to iterates.
+
+    Divergence: a trial whose training or hypergradient became NaN or infinite (user attr
+    ``diverged``) is bad: the sampler backtracks from the best iterate with a step half as long.
+    If the very first schedules diverge there is nothing to step from: the sampler warns and
+    reports convergence. Proposals are always finite and inside the bounds; transformed
+    hypergradient coordinates beyond 1e100 (and, with Adam, beyond ``clip`` times their running
+    RMS) are clipped with a warning.
+
     Args:
         space: The schedules to optimise; trial params are named ``<hyper>_<k>``.
         outer: Outer rule, ``"sign"`` or ``"adam"``.
@@ -220,6 +246,12 @@ class FMDSampler(BaseSampler):
         betas: Adam's moment decay rates.
         clip: Adam: clip each transformed hypergradient coordinate to ``clip`` times its
             running RMS (``None``: no clipping).
+        population: Members (seeds) per outer iterate whose hypergradients are averaged
+            (``None``: one trial per outer step, each stepping from the latest finished trial).
+        quorum: Members that suffice after ``population_timeout`` (default: a majority).
+        population_timeout: Seconds after the first member of an iterate finished from which a
+            quorum suffices (``None``: wait for all M).
+        poll_interval: Seconds between storage polls while waiting for members.
         seed: Seed of the default independent sampler.
         independent_sampler: Sampler for parameters outside ``space`` (default
             :class:`optuna.samplers.RandomSampler`).
@@ -495,7 +527,8 @@ class FMDSampler(BaseSampler):
             else:
                 value = float(v)
         grad = self._read_grad(trial) if x is not None and value is not None else None
-        return _Seen(trial.number, x, value, bad, grad, self._read_state(trial))
+        diverged = trial.user_attrs.get("diverged") is True
+        return _Seen(trial.number, x, value, bad, grad, self._read_state(trial), diverged)
 
     # -- the outer step ----------------------------------------------------------------------
     def _fresh_state(self) -> dict[str, Any]:
@@ -582,6 +615,16 @@ class FMDSampler(BaseSampler):
             return x, info(latest, "converged", best)
         if parent is None and best is None:
             return list(self._init_x), info(self._fresh_state(), "init", None)
+        if best is None and parent is not None and parent.diverged and parent.state is not None:
+            self._warn_once(
+                "init-diverged",
+                f"trial {parent.number} diverged with the initial schedules and no trial has a "
+                "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
+                "initial learning rate (Schedule(init=...)) and start a new study.",
+            )
+            state = dict(latest)
+            state["converged"] = True
+            return list(self._init_x), info(state, "converged", None)
         if best is None:
             self._warn_once(
                 "no-grad",
@@ -641,16 +684,17 @@ class FMDSampler(BaseSampler):
 
     def _point(self, iterate: int, definition: dict[str, Any], members: list[_Claim]) -> _Seen:
         """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
-        values, grads, bad = [], [], False
+        values, grads, bad, diverged = [], [], False, False
         for c in sorted(members, key=lambda c: c.member):
             seen = self._see(c.trial)
+            diverged = diverged or seen.diverged
             if seen.bad or seen.value is None or seen.grad is None:
                 bad = True
                 continue
             values.append(seen.value)
             grads.append(seen.grad)
         if bad or not values:
-            return _Seen(iterate, list(definition["x"]), None, True, None, definition)
+            return _Seen(iterate, list(definition["x"]), None, True, None, definition, diverged)
         n = len(values)
         mean_grad = [sum(g[i] for g in grads) / n for i in range(len(self._names))]
         return _Seen(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
