@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 EXTRAS := vision,plots,dashboard,postgres,dev
 FASHION := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-slow lint bench clean
+.PHONY: setup data browser demo test test-slow lint bench clean
 
 setup: $(VENV)/.installed
 
@@ -23,10 +23,18 @@ data:
 	  || echo "warning: could not install dataset-fashion-mnist; Fashion-MNIST tests will be skipped"; \
 	else echo "note: Fashion-MNIST not found (apt-get install dataset-fashion-mnist); using Digits"; fi
 
+# Headless Chromium and ChromeDriver from Debian for the dashboard's browser test (skipped without).
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  (apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null) \
+	  || echo "warning: could not install chromium; the dashboard browser test will be skipped"; \
+	else echo "note: chromium not found (apt-get install chromium chromium-driver); browser test skipped"; fi
+
 demo: setup data
 	$(PY) -m optuna_fmd.cli demo
 
-test: setup data
+test: setup data browser
 	$(PY) -m pytest -q
 
 test-slow: setup data

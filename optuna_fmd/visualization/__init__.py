@@ -1,6 +1,19 @@
-"""Plots of FMD studies: the schedules each trial tried and the hypergradients that moved them."""
+"""Plots of FMD studies: the schedules each trial tried and the hypergradients that moved them.
 
+Plotly figures here, matplotlib twins in :mod:`optuna_fmd.visualization.matplotlib`;
+:class:`DashboardCallback` shows a running study in optuna-dashboard and :func:`write_report`
+writes a self-contained HTML report.
+"""
+
+from ._dashboard import DashboardCallback
 from ._regret import plot_regret
+from ._report import write_report
 from ._schedules import plot_hypergradients, plot_schedules
 
-__all__ = ["plot_hypergradients", "plot_regret", "plot_schedules"]
+__all__ = [
+    "DashboardCallback",
+    "plot_hypergradients",
+    "plot_regret",
+    "plot_schedules",
+    "write_report",
+]

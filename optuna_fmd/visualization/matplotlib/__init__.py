@@ -1,0 +1,10 @@
+"""Matplotlib twins of :mod:`optuna_fmd.visualization`: the same data, drawn as static figures.
+
+Each function returns matplotlib ``Axes`` (an array of them for one row per hyperparameter), as
+:mod:`optuna.visualization.matplotlib` does; save with ``ax.figure.savefig("plot.png")``.
+"""
+
+from ._regret import plot_regret
+from ._schedules import plot_hypergradients, plot_schedules
+
+__all__ = ["plot_hypergradients", "plot_regret", "plot_schedules"]

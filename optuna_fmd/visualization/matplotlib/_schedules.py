@@ -1,0 +1,149 @@
+"""Schedules and hypergradients of an FMD study (matplotlib), from the plotly plots' data."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from .._schedules import (
+    HypergradientInfo,
+    ScheduleInfo,
+    _get_hypergradient_info,
+    _get_schedule_info,
+)
+from ._axes import BEST_COLOR, LATEST_COLOR, empty, new_axes, result
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["plot_hypergradients", "plot_schedules"]
+
+
+def _edges(windows: int, steps: int | None) -> list[float]:
+    total = float(steps) if steps is not None else 1.0
+    return [k * total / windows for k in range(windows + 1)]
+
+
+def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules per trial") -> None:
+    """Step-shaped schedules over training, coloured by trial order, latest and best on top."""
+    import matplotlib
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.ticker import MaxNLocator
+
+    fig = axes[0].figure
+    fig.suptitle(title)
+    if not info.trials:
+        empty(axes[0], "no completed trial with a schedule yet")
+        return
+    cmap = matplotlib.colormaps["viridis"]
+    numbers = [t.number for t in info.trials]
+    norm = Normalize(vmin=min(numbers), vmax=max(max(numbers), min(numbers) + 1))
+    for ax, hyper in zip(axes, info.hypers, strict=True):
+        for t in info.trials:
+            values = t.schedules.get(hyper)
+            if values is None:
+                continue
+            edges = _edges(len(values), info.steps)
+            latest = t.number == info.latest
+            best = t.number == info.best
+            if latest:
+                label = f"trial {t.number} (latest{', best' if best else ''})"
+                style: dict[str, Any] = {"color": LATEST_COLOR, "linewidth": 2.6, "zorder": 4}
+            elif best:
+                label = f"trial {t.number} (best)"
+                style = {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 3}
+            else:
+                label = f"_trial {t.number}"  # kept out of the legend
+                style = {"color": cmap(norm(t.number)), "linewidth": 1.2, "alpha": 0.85}
+            ax.stairs(values, edges, baseline=None, label=label, **style)
+        if info.log.get(hyper):
+            ax.set_yscale("log")
+        ax.use_sticky_edges = False  # room above and below the highest and lowest schedule
+        ax.margins(y=0.08)
+        ax.set_ylabel(hyper)
+    axes[-1].set_xlabel("training step" if info.steps is not None else "fraction of training")
+    axes[-1].set_xlim(0.0, _edges(1, info.steps)[-1])
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside upper right", ncol=2)
+    if len(info.trials) > 1:
+        bar = fig.colorbar(
+            ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), label="trial", pad=0.01
+        )
+        bar.locator = MaxNLocator(integer=True)
+        bar.update_ticks()
+
+
+def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
+    """One line per window over the outer steps, coloured by window, around a zero line."""
+    import matplotlib
+
+    axes[0].set_title("Hypergradients per window")
+    if not info.numbers:
+        empty(axes[0], "no trial with a hypergradient yet")
+        return
+    cmap = matplotlib.colormaps["plasma"]
+    for ax, hyper in zip(axes, info.hypers, strict=True):
+        series = info.values[hyper]
+        for k, ys in enumerate(series):
+            color = cmap(0.85 * k / max(len(series) - 1, 1))
+            points = [(n, y) for n, y in zip(info.numbers, ys, strict=True) if not math.isnan(y)]
+            ax.plot(
+                [n for n, _ in points],
+                [y for _, y in points],
+                marker="o",
+                markersize=3,
+                linewidth=1.4,
+                color=color,
+                label=f"{hyper}_{k}",
+            )
+        ax.axhline(0.0, color="grey", linewidth=0.8, zorder=0)
+        ax.set_ylabel(f"dL/d{hyper}")
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), ncol=1 if len(series) <= 8 else 2)
+    axes[-1].set_xlabel("trial (outer step)")
+    axes[-1].xaxis.get_major_locator().set_params(integer=True)
+
+
+def plot_schedules(study: optuna.Study) -> Any:
+    """Each completed trial's schedules over training, coloured by trial order.
+
+    The matplotlib twin of :func:`optuna_fmd.visualization.plot_schedules`: step-shaped window
+    schedules over the training steps, log axes for log-scale hyperparameters, the latest outer
+    iterate in red and the best trial dashed.
+
+    Args:
+        study: A study whose trials suggest ``<hyper>_<k>`` window values.
+
+    Returns:
+        A ``matplotlib.axes.Axes`` for one hyperparameter, otherwise a ``numpy.ndarray`` of them
+        (one row per hyperparameter).
+
+    Example:
+        >>> axes = plot_schedules(study)  # doctest: +SKIP
+    """
+    return result(_schedules_axes(_get_schedule_info(study), pyplot=True))
+
+
+def plot_hypergradients(study: optuna.Study) -> Any:
+    """The hypergradient of each window over the outer steps, one row per hyperparameter.
+
+    The matplotlib twin of :func:`optuna_fmd.visualization.plot_hypergradients`.
+
+    Returns:
+        A ``matplotlib.axes.Axes`` for one hyperparameter, otherwise a ``numpy.ndarray`` of them.
+    """
+    return result(_hypergradients_axes(study, pyplot=True))
+
+
+def _schedules_axes(info: ScheduleInfo, *, pyplot: bool, title: str | None = None) -> Any:
+    axes = new_axes(max(len(info.hypers), 1), pyplot=pyplot)
+    _draw_schedules(info, axes, **({} if title is None else {"title": title}))
+    return axes
+
+
+def _hypergradients_axes(study: optuna.Study, *, pyplot: bool) -> Any:
+    info = _get_hypergradient_info(study)
+    axes = new_axes(max(len(info.hypers), 1), pyplot=pyplot)
+    _draw_hypergradients(info, axes)
+    return axes

@@ -1,0 +1,102 @@
+"""The matplotlib twins draw what the shared ``_get_*_info`` functions gather."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import optuna
+import pytest
+from matplotlib.axes import Axes
+
+from optuna_fmd.visualization import matplotlib as vm
+
+from ._studies import mixed_study, trial
+
+
+@pytest.fixture(autouse=True)
+def _close_figures() -> Iterator[None]:
+    yield
+    plt.close("all")
+
+
+def test_regret_one_line_per_study_saved_as_png(tmp_path: Path) -> None:
+    fmd, tpe = mixed_study("fmd"), optuna.create_study(study_name="tpe")
+    ax = vm.plot_regret([fmd, tpe])
+    assert isinstance(ax, Axes)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels == ["fmd", "tpe (no completed trial)"]
+    x, y = ax.get_lines()[0].get_data()
+    assert list(x) == [1.0, 3.0, 7.0, 9.0]  # completed trials, seconds since the first start
+    assert list(y) == [0.9, 0.5, 0.5, 0.5]  # best so far
+    assert ax.get_xlabel().startswith("seconds") and ax.get_title()
+    ax.figure.savefig(tmp_path / "regret.png")
+    assert (tmp_path / "regret.png").stat().st_size > 1000
+    assert len(vm.plot_regret(fmd).get_lines()) == 1  # one study, same signature as plotly's
+
+
+def test_regret_of_an_empty_study_says_so() -> None:
+    ax = vm.plot_regret(optuna.create_study(study_name="empty"))
+    assert any("no completed trial" in t.get_text() for t in ax.texts)
+
+
+def test_schedules_step_shaped_log_axis_latest_highlighted() -> None:
+    axes = vm.plot_schedules(mixed_study())
+    assert isinstance(axes, np.ndarray) and axes.shape == (2,)  # one row per hyper
+    lr, mom = axes
+    assert lr.get_yscale() == "log" and mom.get_yscale() == "linear"
+    assert lr.get_ylabel() == "lr" and mom.get_xlabel() == "training step"
+    stairs = lr.patches
+    assert len(stairs) == 4  # four completed trials with a schedule; the failed one left out
+    values, edges, _ = stairs[-1].get_data()
+    assert list(edges) == [0.0, 50.0, 100.0] and list(values) == [0.12, 0.03]
+    latest = [p for p in stairs if "(latest" in p.get_label()]
+    best = [p for p in stairs if p.get_label() == "trial 1 (best)"]
+    assert len(latest) == 1 and latest[0].get_linewidth() > stairs[0].get_linewidth()
+    assert len(best) == 1 and best[0].get_linestyle() == "--"
+    # earlier trials take the colormap's colours in trial order
+    assert stairs[0].get_edgecolor() != stairs[2].get_edgecolor()
+
+
+def test_schedules_single_trial_and_single_hyper() -> None:
+    s = optuna.create_study()
+    s.add_trial(trial(0.3, (0.1, 0.1), 0.9))
+    axes = vm.plot_schedules(s)
+    assert len(axes) == 2 and "(latest, best)" in axes[0].patches[0].get_label()
+    only_lr = optuna.create_study()
+    only_lr.add_trial(
+        optuna.trial.create_trial(
+            params={"lr_0": 0.1},
+            distributions={"lr_0": optuna.distributions.FloatDistribution(1e-3, 1.0, log=True)},
+            value=1.0,
+        )
+    )
+    ax = vm.plot_schedules(only_lr)
+    assert isinstance(ax, Axes) and ax.get_xlabel() == "fraction of training"  # no steps attr
+
+
+def test_empty_study_draws_a_message() -> None:
+    s = optuna.create_study()
+    assert any("no completed trial" in t.get_text() for t in vm.plot_schedules(s).texts)
+    assert any(
+        "no trial with a hypergradient" in t.get_text() for t in vm.plot_hypergradients(s).texts
+    )
+
+
+def test_hypergradients_one_line_per_window_skipping_missing() -> None:
+    lr, mom = vm.plot_hypergradients(mixed_study())
+    lines = [line for line in lr.get_lines() if line.get_label().startswith("lr_")]
+    assert [line.get_label() for line in lines] == ["lr_0", "lr_1"]
+    x, y = lines[1].get_data()
+    assert list(x) == [0, 1] and list(y) == [2.0, 1.0]  # no diverged, failed or corrupt trial
+    assert mom.get_ylabel() == "dL/dmomentum" and mom.get_xlabel() == "trial (outer step)"
+    no_hg = optuna.create_study()
+    no_hg.add_trial(trial(0.3, (0.1, 0.1), 0.9))
+    ax = vm.plot_hypergradients(no_hg)
+    assert isinstance(ax, Axes) and not ax.get_lines()
