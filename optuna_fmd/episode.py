@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -15,6 +18,8 @@ from .engine import (
     FunctionalModel,
     HyperTable,
     InnerProblem,
+    Snapshot,
+    Snapshots,
     choose_engine,
     make_partitions,
     run_bptt,
@@ -198,6 +203,9 @@ def run_episode(
     memory_budget: int | None = None,
     groups: Groups | None = None,
     progress: bool = False,
+    snapshot_every: int | None = None,
+    on_snapshot: Callable[[Snapshot], None] | None = None,
+    resume: Snapshot | bytes | None = None,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
     the exact hypergradient of the validation loss with respect to every window value.
@@ -220,6 +228,17 @@ def run_episode(
             then also maps each group name to its values, and the matched parameters take them
             instead of the ungrouped ``hyper`` (``ScheduleSpace.groups()`` builds this).
         progress: Show a progress bar over the inner steps.
+        snapshot_every: Take a :class:`~optuna_fmd.engine.Snapshot` of the running episode after
+            every this many inner steps (reverse mode: at the first segment boundary at or after
+            each multiple, in both of its sweeps) and hand it to ``on_snapshot``.
+        on_snapshot: Receives each snapshot; keep ``snapshot.to_bytes()`` somewhere durable.
+            Required with ``snapshot_every``. An exception raised here stops the episode.
+        resume: A snapshot of this same episode (or its bytes): continue from it instead of step
+            0. The result equals that of the uninterrupted episode bit for bit (given the same
+            ``chunk_size`` and ``checkpoint_every``; ``seconds`` counts this run only). With
+            ``engine="auto"`` the snapshot's engine is used. A snapshot of another episode (task,
+            schedules, seed, engine, ``hypergradient`` or ``groups`` differ) raises
+            ``ValueError`` before any training.
 
     Returns:
         An :class:`EpisodeResult`.
@@ -235,9 +254,38 @@ def run_episode(
         raise ValueError(f"`engine` must be one of {_ENGINES}, but got {engine!r}.")
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None, but got {chunk_size!r}.")
+    snap = _as_snapshot(resume)
+    every = snapshot_every
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ValueError(
+            f"`snapshot_every` must be a positive int or None, but got {snapshot_every!r}."
+        )
+    if (snapshot_every is None) != (on_snapshot is None):
+        raise ValueError(
+            "`snapshot_every` and `on_snapshot` must be given together, but got "
+            f"snapshot_every={snapshot_every!r} and on_snapshot={on_snapshot!r}."
+        )
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
+    if engine == "auto" and hypergradient and table.n_columns:
+        if snap is not None and snap.engine in ("forward", "reverse"):
+            engine = snap.engine  # a resumed episode goes on with the engine it started with
+        else:
+            engine = choose_engine(table, state0).engine
+    snapshots = None
+    if snapshot_every is not None or snap is not None:
+        used = engine if hypergradient and table.n_columns else "plain"
+        fingerprint = _fingerprint(task, schedules, seed, used, hypergradient, groups)
+        _check_resume(snap, used, fingerprint)
+        snapshots = Snapshots(
+            every=2 * problem.steps if snapshot_every is None else snapshot_every,  # None: never
+            save=on_snapshot or _discard,
+            resume=snap,
+            fingerprint=fingerprint,
+        )
     bar = _progress_bar(problem.steps) if progress else None
+    if bar is not None and snap is not None:
+        bar.update(problem.steps if snap.phase == "backward" else snap.step)
     callback: Callable[[int, float], None] | None = None
     if bar is not None:
 
@@ -248,8 +296,6 @@ def run_episode(
 
     try:
         with torch.random.fork_rng(devices=[]):
-            if engine == "auto" and hypergradient and table.n_columns:
-                engine = choose_engine(table, state0).engine
             result = _run(
                 problem,
                 table,
@@ -260,6 +306,7 @@ def run_episode(
                 chunk_size=chunk_size,
                 checkpoint_every=checkpoint_every,
                 memory_budget=memory_budget,
+                snapshots=snapshots,
             )
     finally:
         if bar is not None:
@@ -289,11 +336,14 @@ def _run(
     chunk_size: int | None,
     checkpoint_every: int | None,
     memory_budget: int | None,
+    snapshots: Snapshots | None = None,
 ) -> EngineResult:
     if not hypergradient or table.n_columns == 0:
-        return run_plain(problem, table, state0, progress=callback)
+        return run_plain(problem, table, state0, progress=callback, snapshots=snapshots)
     if engine == "forward":
-        return run_forward(problem, table, state0, chunk_size=chunk_size, progress=callback)
+        return run_forward(
+            problem, table, state0, chunk_size=chunk_size, progress=callback, snapshots=snapshots
+        )
     if engine == "reverse":
         return run_reverse(
             problem,
@@ -302,10 +352,72 @@ def _run(
             checkpoint_every=checkpoint_every,
             memory_budget=memory_budget,
             progress=callback,
+            snapshots=snapshots,
         )
     if engine == "bptt":
         return run_bptt(problem, table, state0, progress=callback)
     return run_fds(problem, table, state0, progress=callback)
+
+
+def _as_snapshot(resume: Snapshot | bytes | None) -> Snapshot | None:
+    if resume is None or isinstance(resume, Snapshot):
+        return resume
+    if isinstance(resume, (bytes, bytearray, memoryview)):
+        return Snapshot.from_bytes(bytes(resume))
+    raise TypeError(
+        f"`resume` must be a Snapshot, its bytes or None, but got {type(resume).__name__}."
+    )
+
+
+def _discard(snapshot: Snapshot) -> None:
+    pass
+
+
+def _fingerprint(
+    task: Task,
+    schedules: Mapping[str, Sequence[float]],
+    seed: int,
+    engine: str,
+    hypergradient: bool,
+    groups: Groups | None,
+) -> str:
+    """SHA-1 of what makes an episode: task (its dataset location aside), schedules, seed, engine
+    actually used, hypergradient flag and groups."""
+    if dataclasses.is_dataclass(task):
+        shown = [f for f in dataclasses.fields(task) if f.repr and f.name != "root"]
+        described = ", ".join(f"{f.name}={getattr(task, f.name)!r}" for f in shown)
+        task_repr = f"{type(task).__name__}({described})"
+    else:
+        task_repr = repr(task)
+    spec = {
+        "task": task_repr,
+        "schedules": {n: [float(v) for v in vals] for n, vals in schedules.items()},
+        "seed": seed,
+        "engine": engine,
+        "hypergradient": bool(hypergradient),
+        "groups": {n: [h, list(globs)] for n, (h, globs) in (groups or {}).items()},
+    }
+    return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _check_resume(snap: Snapshot | None, engine: str, fingerprint: str) -> None:
+    if engine not in ("plain", "forward", "reverse"):
+        raise ValueError(
+            "snapshots need engine 'forward' or 'reverse' (or no hypergradient), "
+            f"but got engine={engine!r}."
+        )
+    if snap is None:
+        return
+    if snap.engine != engine:
+        raise ValueError(
+            f"`resume` is a snapshot of engine {snap.engine!r}, but this episode runs engine "
+            f"{engine!r}."
+        )
+    if snap.fingerprint != fingerprint:
+        raise ValueError(
+            "`resume` is a snapshot of another episode: its task, schedules, seed, hypergradient "
+            f"or groups differ (fingerprint {snap.fingerprint!r}, this episode's {fingerprint!r})."
+        )
 
 
 def _progress_bar(total: int):  # type: ignore[no-untyped-def]

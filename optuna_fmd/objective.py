@@ -5,7 +5,13 @@ Micaelli & Storkey, "Gradient-based Hyperparameter Optimization Over Long Horizo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import os
+import socket
+import uuid
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +23,12 @@ from .tasks import Task
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["HypergradientObjective"]
+__all__ = ["CHECKPOINT_KEY", "WORKER_KEY", "HypergradientObjective"]
+
+#: Trial system attribute pointing at the trial's latest episode snapshot in the artifact store.
+CHECKPOINT_KEY = "fmd:checkpoint"
+#: Trial system attribute naming the process that runs the trial (host and pid).
+WORKER_KEY = "fmd:worker"
 
 SeedRule = int | str | Callable[["optuna.trial.BaseTrial"], int] | None
 
@@ -57,6 +68,12 @@ class HypergradientObjective:
         seed: ``None`` (0 for every trial), an int, ``"trial"`` or a callable ``trial -> int``.
         engine: Hypergradient engine passed to :func:`~optuna_fmd.run_episode`.
         progress: Show a progress bar over each episode's inner steps.
+        checkpoint_every: Snapshot the running episode (parameters, optimiser state, tangents or
+            reverse-mode checkpoints, data position) every this many inner steps into
+            ``artifact_store``, so that a trial retrying a killed one resumes mid-episode with
+            exactly the result of an uninterrupted run (``None``: no snapshots).
+        artifact_store: An Optuna artifact store (e.g.
+            ``optuna.artifacts.FileSystemArtifactStore(dir)``) shared by all workers.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -79,6 +96,8 @@ class HypergradientObjective:
         seed: SeedRule = None,
         engine: str = "auto",
         progress: bool = False,
+        checkpoint_every: int | None = None,
+        artifact_store: Any = None,
     ) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"`task` must be an optuna_fmd Task, but got {type(task).__name__}.")
@@ -115,6 +134,28 @@ class HypergradientObjective:
                 "`seed` must be None, a non-negative int, 'trial' or a callable trial -> int, "
                 f"but got {seed!r}."
             )
+        if checkpoint_every is not None and (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, int)
+            or checkpoint_every < 1
+        ):
+            raise ValueError(
+                f"`checkpoint_every` must be a positive int or None, but got {checkpoint_every!r}."
+            )
+        if checkpoint_every is not None and artifact_store is None:
+            raise ValueError(
+                "`checkpoint_every` needs an `artifact_store` to keep the snapshots in (e.g. "
+                "optuna.artifacts.FileSystemArtifactStore('./artifacts')), but got None."
+            )
+        if artifact_store is not None and not all(
+            callable(getattr(artifact_store, m, None)) for m in ("open_reader", "write", "remove")
+        ):
+            raise TypeError(
+                "`artifact_store` must be an Optuna artifact store (open_reader, write, remove), "
+                f"but got {type(artifact_store).__name__}."
+            )
+        self.checkpoint_every = checkpoint_every
+        self.artifact_store = artifact_store
         self.task = task
         self.space = space
         self.hypergradient = hypergradient
@@ -166,7 +207,8 @@ class HypergradientObjective:
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         schedules = self.suggest(trial)  # the sampler's claim is written by now
-        state = _system_attrs(trial).get(STATE_KEY)
+        attrs = _system_attrs(trial)
+        state = attrs.get(STATE_KEY)
         if isinstance(state, dict) and state.get("claim") == "superseded":
             import optuna
 
@@ -176,15 +218,52 @@ class HypergradientObjective:
                 "trial has already taken; it is not run twice."
             )
         seed = self.seed_for(trial)
-        result = run_episode(
-            self.task,
-            schedules,
-            seed=seed,
-            hypergradient=self.hypergradient,
-            engine=self.engine,
-            groups=self.groups or None,
-            progress=self.progress,
-        )
+        storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
+        if storage is not None and isinstance(trial_id, int):
+            storage.set_trial_system_attr(
+                trial_id, WORKER_KEY, {"host": socket.gethostname(), "pid": os.getpid()}
+            )
+        checkpoints = _Checkpoints(self, trial, attrs, state)
+        kwargs: dict[str, Any] = {}
+        if checkpoints.enabled:
+            kwargs = {"snapshot_every": self.checkpoint_every, "on_snapshot": checkpoints.save}
+        resume = checkpoints.latest()
+        try:
+            result = run_episode(
+                self.task,
+                schedules,
+                seed=seed,
+                hypergradient=self.hypergradient,
+                engine=self.engine,
+                groups=self.groups or None,
+                progress=self.progress,
+                resume=None if resume is None else resume[1],
+                **kwargs,
+            )
+        except ValueError as err:
+            if resume is None or "snapshot" not in str(err):
+                raise
+            warnings.warn(
+                f"trial {trial.number}: the checkpoint of trial {resume[0]} does not belong to "
+                f"this episode ({err}); training from the start.",
+                UserWarning,
+                stacklevel=2,
+            )
+            resume = None
+            result = run_episode(
+                self.task,
+                schedules,
+                seed=seed,
+                hypergradient=self.hypergradient,
+                engine=self.engine,
+                groups=self.groups or None,
+                progress=self.progress,
+                **kwargs,
+            )
+        if resume is not None:
+            trial.set_user_attr("resumed_from_trial", resume[0])
+            trial.set_user_attr("resumed_from_step", resume[2])
+        checkpoints.discard()
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         for key, value in _figures(result, diverged).items():
             trial.set_user_attr(key, value)
@@ -201,6 +280,114 @@ class HypergradientObjective:
                 trial.set_user_attr("diverged", True)
                 trial.set_user_attr("divergence", "hypergradient")
         return float("inf") if diverged else float(result.val_loss)
+
+
+class _Checkpoints:
+    """Episode snapshots of one trial kept in an Optuna artifact store.
+
+    The latest snapshot's artifact id is stored in the trial system attribute
+    :data:`CHECKPOINT_KEY`; older ones are removed. A trial that retries a failed one (a copy made
+    by ``RetryHeartbeatStaleTrialCallback``, or a population member claimed again by
+    :class:`~optuna_fmd.FMDSampler`) resumes from the failed trial's latest snapshot. Storing
+    never fails a trial: a store that does not work is reported by one warning.
+    """
+
+    def __init__(
+        self,
+        objective: HypergradientObjective,
+        trial: optuna.trial.BaseTrial,
+        attrs: dict[str, Any],
+        state: Any,
+    ) -> None:
+        self.store = objective.artifact_store
+        self.trial = trial
+        self.attrs = attrs
+        self.state = state if isinstance(state, dict) else {}
+        self.storage = getattr(trial, "storage", None)
+        self.trial_id = getattr(trial, "_trial_id", None)
+        self.enabled = (
+            objective.checkpoint_every is not None
+            and self.store is not None
+            and self.storage is not None
+            and isinstance(self.trial_id, int)
+        )
+        self.written: list[str] = []
+        self.failed = False
+
+    def latest(self) -> tuple[int, bytes, int] | None:
+        """(trial number, snapshot bytes, step) of the newest usable snapshot to resume from."""
+        if self.store is None:
+            return None
+        pointers: list[tuple[int, dict[str, Any]]] = []
+        own = self.attrs.get(CHECKPOINT_KEY)
+        origin = self.attrs.get("failed_trial", getattr(self.trial, "number", -1))
+        if isinstance(own, dict):
+            pointers.append((int(origin) if isinstance(origin, int) else -1, own))
+        resume = self.state.get("resume")
+        study = getattr(self.trial, "study", None)
+        if isinstance(resume, list) and resume and study is not None:
+            wanted = {n for n in resume if isinstance(n, int)}
+            for t in study.get_trials(deepcopy=False):
+                pointer = t.system_attrs.get(CHECKPOINT_KEY)
+                if t.number in wanted and isinstance(pointer, dict):
+                    pointers.append((t.number, pointer))
+        pointers.sort(key=lambda p: -int(p[1].get("step", 0) or 0))
+        for number, pointer in pointers:
+            artifact_id = pointer.get("artifact_id")
+            if not isinstance(artifact_id, str):
+                continue
+            try:
+                with self.store.open_reader(artifact_id) as reader:
+                    data = reader.read()
+            except Exception as err:  # removed or unreadable: try an older one
+                warnings.warn(
+                    f"trial {getattr(self.trial, 'number', '?')}: cannot read the checkpoint "
+                    f"{artifact_id!r} of trial {number} ({type(err).__name__}: {err}).",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                continue
+            return number, data, int(pointer.get("step", 0) or 0)
+        return None
+
+    def save(self, snapshot: Any) -> None:
+        if not self.enabled or self.failed:
+            return
+        assert self.storage is not None and isinstance(self.trial_id, int)
+        try:
+            data = snapshot.to_bytes()
+            artifact_id = f"fmd-checkpoint-{uuid.uuid4().hex}"
+            self.store.write(artifact_id, io.BytesIO(data))
+            self.storage.set_trial_system_attr(
+                self.trial_id,
+                CHECKPOINT_KEY,
+                {"artifact_id": artifact_id, "step": int(snapshot.step), "bytes": len(data)},
+            )
+        except Exception as err:
+            self.failed = True
+            warnings.warn(
+                f"trial {getattr(self.trial, 'number', '?')}: checkpointing to the artifact "
+                f"store failed ({type(err).__name__}: {err}); the episode goes on without "
+                "checkpoints.",
+                UserWarning,
+                stacklevel=2,
+            )
+            return
+        self.written.append(artifact_id)
+        while len(self.written) > 1:
+            self._remove(self.written.pop(0))
+
+    def discard(self) -> None:
+        """The episode is done: its snapshots are no longer needed."""
+        for artifact_id in self.written:
+            self._remove(artifact_id)
+        if self.written and self.storage is not None and isinstance(self.trial_id, int):
+            self.storage.set_trial_system_attr(self.trial_id, CHECKPOINT_KEY, None)
+        self.written = []
+
+    def _remove(self, artifact_id: str) -> None:
+        with contextlib.suppress(Exception):  # already gone: nothing to free
+            self.store.remove(artifact_id)
 
 
 def _system_attrs(trial: optuna.trial.BaseTrial) -> dict[str, Any]:

@@ -97,3 +97,125 @@ def test_console_entry_point_help() -> None:
     )
     assert proc.returncode == 0
     assert "--outer" in proc.stdout and "--storage" in proc.stdout
+
+
+def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from optuna.artifacts import get_all_artifact_meta
+
+    url = f"sqlite:///{tmp_path / 'art.db'}"
+    args = ["run", *TINY, "--trials", "2", "--storage", url, "--study", "a", "--no-progress"]
+    assert cli.main(args) == 0
+    artifacts = tmp_path / "optuna-fmd-artifacts"  # next to the SQLite file by default
+    assert f"optuna-dashboard {url} --artifact-dir {artifacts}\n" in capsys.readouterr().out
+    study = optuna.load_study(study_name="a", storage=url)
+    for trial in study.trials:
+        (meta,) = get_all_artifact_meta(trial, storage=study._storage)
+        assert meta.filename == f"schedule-trial-{trial.number}.png"
+        assert (artifacts / meta.artifact_id).exists()
+    attrs = study._storage.get_study_system_attrs(study._study_id)
+    assert any(k.startswith("dashboard:plot_data:fmd-schedules:") for k in attrs)
+
+    other = tmp_path / "elsewhere"
+    args[args.index("--study") + 1] = "b"
+    assert cli.main([*args, "--artifact-dir", str(other), "--trials", "1"]) == 0
+    assert f"--artifact-dir {other}\n" in capsys.readouterr().out and any(other.iterdir())
+    args[args.index("--study") + 1] = "c"
+    assert cli.main([*args, "--no-artifacts", "--trials", "1"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(f"optuna-dashboard {url}")
+    study = optuna.load_study(study_name="c", storage=url)
+    assert get_all_artifact_meta(study.trials[0], storage=study._storage) == []
+    assert cli.default_artifact_dir("postgresql://u@h/db") == str(Path.cwd() / artifacts.name)
+    assert cli.default_artifact_dir("journal:/x/s.log") == "/x/optuna-fmd-artifacts"
+
+
+def test_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"sqlite:///{tmp_path / 'rep.db'}"
+    base = [*TINY, "--storage", url, "--no-progress", "--no-artifacts"]
+    assert cli.main(["run", *base, "--trials", "2", "--study", "fmd"]) == 0
+    tpe = optuna.create_study(study_name="tpe", storage=url)
+    tpe.optimize(lambda t: t.suggest_float("lr_0", 1e-3, 1.0, log=True), n_trials=2)
+    capsys.readouterr()
+    out = tmp_path / "report"
+    args = ["report", "--storage", url, "--study", "fmd", "--vs", "tpe", "--out", str(out)]
+    assert cli.main(args) == 0
+    printed = capsys.readouterr().out
+    assert f"report: {out / 'report.html'}" in printed
+    html = (out / "report.html").read_text()
+    for stem in ("schedules", "hypergradients", "regret"):
+        assert f"figure: {out / (stem + '.png')}" in printed
+        assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+        assert f'id="fig-{stem}"' in html
+    assert "<td>init</td>" in html and "<td>step</td>" in html  # origin column, from the sampler
+    assert "<b>lr</b> 0.05" in html and "<td>tpe</td>" in html
+    with pytest.raises(SystemExit, match=r"no study \['nope'\]"):
+        cli.main(["report", "--storage", url, "--study", "fmd", "--vs", "nope"])
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--storage", "optuna.db"], "--storage: the storage must be a URL"),
+        (["--storage", "postgresql+psycopg2://x@127.0.0.1:1/x"], "cannot open the storage"),
+        (["--population", "0"], "--population must be positive"),
+        (["--trials", "-1"], "--trials must be >= 0"),
+        (["--checkpoint-every", "0"], "--checkpoint-every must be positive"),
+        (["--heartbeat", "0"], "--heartbeat must be positive"),
+        (["--windows", "30"], "--windows` must be at most --steps=20"),
+        (["--hypers", "lr,beta9"], "--hypers` must be a comma-separated subset"),
+    ],
+)
+def test_bad_flags_get_one_clear_error_before_training(
+    flags: list[str], match: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    args = ["run", *TINY, "--storage", url, "--no-progress", "--no-artifacts", *flags]
+    with pytest.raises(SystemExit) as info:
+        cli.main(args)
+    assert match in str(info.value)
+    if "--storage" not in flags:  # nothing was trained or stored
+        assert optuna.get_all_study_names(storage=url) == []
+
+
+def test_worker_reads_the_study_flags_and_refuses_unknown_studies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    base = ["--storage", url, "--no-progress", "--no-artifacts"]
+    with pytest.raises(SystemExit, match="no study 'w' in"):
+        cli.main(["worker", "--study", "w", *base])
+    optuna.create_study(storage=url, study_name="plain")
+    with pytest.raises(SystemExit, match="was not made by `optuna-fmd run`"):
+        cli.main(["worker", "--study", "plain", *base])
+    assert (
+        cli.main(["run", *TINY, "--trials", "0", "--population", "2", "--study", "w", *base]) == 0
+    )
+    assert cli.main(["worker", "--study", "w", "--total", "3", *base]) == 0
+    study = optuna.load_study(study_name="w", storage=url)
+    done = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) >= 3 and all("hypergradient" in t.user_attrs for t in done)
+    assert [t.user_attrs["member"] for t in done[:3]] == [0, 1, 0]
+
+
+def test_continuing_a_study_with_other_flags_is_refused_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    base = ["--storage", url, "--study", "s", "--no-progress", "--no-artifacts"]
+    assert cli.main(["run", *TINY, "--trials", "1", *base]) == 0
+    before = optuna.load_study(study_name="s", storage=url)
+    config = before._storage.get_study_system_attrs(before._study_id)[cli.CONFIG_KEY]
+    flags = list(TINY)
+    flags[flags.index("--windows") + 1] = "2"
+    with pytest.raises(SystemExit, match="was created with --windows 1"):
+        cli.main(["run", *flags, "--trials", "1", *base])
+    after = optuna.load_study(study_name="s", storage=url)
+    assert len(after.trials) == 1
+    assert after._storage.get_study_system_attrs(after._study_id)[cli.CONFIG_KEY] == config
+    # a study made in Python with another space is refused the same way
+    optuna.create_study(storage=url, study_name="py").enqueue_trial({"lr_0": 0.1})
+    py = optuna.load_study(study_name="py", storage=url)
+    py.optimize(lambda t: t.suggest_float("lr_0", 0.0, 1.0), n_trials=1)
+    with pytest.raises(SystemExit, match="searched over another space"):
+        cli.main(["run", *TINY, "--trials", "1", *base[:2], "--study", "py", *base[4:]])

@@ -105,3 +105,47 @@ def test_fixed_hypers_come_from_the_task() -> None:
         hypergradient=False,
     )
     assert base.val_loss != other.val_loss
+
+
+@pytest.mark.parametrize("engine", ["forward", "reverse"])
+def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> None:
+    task = fmd.tasks.Digits(steps=12, batch_size=16)
+    sched = {"lr": [0.1, 0.05], "momentum": [0.9, 0.8]}
+    kw = {"seed": 2, "checkpoint_every": 3}
+    whole = fmd.run_episode(task, sched, engine=engine, **kw)
+    saved: list[bytes] = []
+    fmd.run_episode(
+        task,
+        sched,
+        engine=engine,
+        snapshot_every=4,
+        on_snapshot=lambda s: saved.append(s.to_bytes()),
+        **kw,
+    )
+    assert len(saved) >= 2
+    for resume in (saved[-1], fmd.engine.Snapshot.from_bytes(saved[0])):
+        # engine="auto" goes on with the snapshot's engine (it would pick reverse mode here)
+        res = fmd.run_episode(task, sched, resume=resume, **kw)
+        assert (res.val_loss, res.val_accuracy, res.train_loss) == (
+            whole.val_loss,
+            whole.val_accuracy,
+            whole.train_loss,
+        )
+        assert res.hypergradient == whole.hypergradient
+        assert (res.steps, res.engine) == (whole.steps, engine)
+
+
+def test_snapshot_of_another_episode_is_refused_before_training(
+    no_training: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(episode, "run_reverse", episode.run_forward)  # refuses, as the others
+    task = fmd.tasks.Digits(steps=12, batch_size=16)
+    snap = fmd.engine.Snapshot("forward", 4, [], float("nan"), 2, fingerprint="x")
+    with pytest.raises(ValueError, match=r"`resume` is a snapshot of another episode"):
+        fmd.run_episode(task, {"lr": [0.1, 0.05]}, engine="forward", resume=snap)
+    with pytest.raises(ValueError, match=r"snapshot of engine 'forward', but this episode runs"):
+        fmd.run_episode(task, {"lr": [0.1, 0.05]}, engine="reverse", resume=snap)
+    with pytest.raises(ValueError, match=r"`snapshot_every` and `on_snapshot` must be given"):
+        fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=5)
+    with pytest.raises(ValueError, match=r"`snapshot_every` must be a positive int or None"):
+        fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=0, on_snapshot=print)

@@ -27,6 +27,7 @@ POPULATION, ITERATES = 4, 3
 FLAGS = [
     "--task", "digits", "--steps", "40", "--batch-size", "32", "--windows", "2",
     "--hypers", "lr,momentum", "--population", str(POPULATION), "--no-progress",
+    "--no-artifacts",
 ]  # fmt: skip
 
 
@@ -39,6 +40,7 @@ def env() -> dict[str, str]:
 
 
 def start_workers(storage: str, n: int, total: int, *extra: str) -> list[subprocess.Popen]:
+    extra = ("--no-artifacts", *extra)
     return [
         subprocess.Popen(
             cli("worker", "--study", "s", "--storage", storage, "--total", str(total), *extra),
@@ -132,7 +134,7 @@ def test_four_workers_lose_and_repeat_nothing(
 
 KILL_FLAGS = [
     "--task", "digits", "--steps", "300", "--batch-size", "32", "--windows", "2",
-    "--hypers", "lr,momentum", "--population", "2", "--no-progress",
+    "--hypers", "lr,momentum", "--population", "2", "--no-progress", "--no-artifacts",
 ]  # fmt: skip
 
 
@@ -157,7 +159,7 @@ def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(tmp_path: Path
             check=True,
             capture_output=True,
         )
-        extra = ["--heartbeat", "1", "--checkpoint-every", "50", "--no-artifacts"]
+        extra = ["--heartbeat", "1", "--checkpoint-every", "50"]
         extra += ["--artifact-dir", str(tmp_path / "artifacts")]
         procs = start_workers(url, 2, 6, *extra)
         study = optuna.load_study(study_name="s", storage=open_storage(url))

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ._problem import HyperTable, InnerProblem
+from ._snapshot import Snapshots
+
+if TYPE_CHECKING:
+    from ._compiled import CompileOptions
 
 __all__ = ["EngineResult", "final_hypergradient", "run_forward", "run_plain"]
 
@@ -83,19 +87,27 @@ def run_plain(
     state0: Sequence[Tensor],
     *,
     progress: Progress | None = None,
+    snapshots: Snapshots | None = None,
 ) -> EngineResult:
     """Train without hypergradient (the same functional step), then evaluate.
 
     Bitwise the same trajectory as ``problem.step`` under ``problem.rng``, but the gradient is
     taken by plain ``torch.autograd.grad`` (``torch.func.grad`` costs ~0.5 ms more per step on a
     small CPU model) and, when everything is on the CPU, only the CPU generator is seeded.
+    With ``snapshots``, a :class:`~optuna_fmd.engine.Snapshot` is saved every ``every`` steps and
+    a run resumes from ``snapshots.resume``, bitwise as if never interrupted.
     """
     state = [s.detach() for s in state0]
     loss_value = float("nan")
-    t = 0
+    t = first = 0
+    snap = None
+    if snapshots is not None:
+        snap = snapshots.restore("plain", state, table.n_columns, problem.steps)
+    if snap is not None:
+        first, state, loss_value = snap.step, snap.state, snap.train_loss
     cpu_only = all(s.device.type == "cpu" for s in state)
     with torch.no_grad():
-        for t in range(problem.steps):
+        for t in range(first, problem.steps):
             h = table.values_at(t, state[0])
             batch = problem.batch_at(t)
             if cpu_only:  # what problem.rng(t) does to the CPU generator, without the rest
@@ -109,6 +121,8 @@ def run_plain(
                 progress(t, loss_value)
             if loss_value != loss_value or abs(loss_value) == float("inf"):
                 return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
+            if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
+                snapshots.take("plain", t + 1, state, loss_value, table.n_columns)
     return _finish(problem, state, None, problem.steps, False, loss_value, table.n_columns)
 
 
@@ -120,6 +134,8 @@ def run_forward(
     chunk_size: int | None = None,
     method: str = "auto",
     progress: Progress | None = None,
+    snapshots: Snapshots | None = None,
+    compile: bool | CompileOptions | None = None,
 ) -> EngineResult:
     """Train while carrying forward-mode tangents; return the exact hypergradient per column.
 
@@ -134,9 +150,21 @@ def run_forward(
             the optimiser update; needs a model without running statistics), or ``"auto"``
             (``"hvp"`` where it applies: it is the faster on CPUs).
         progress: Called as ``progress(t, train_loss)`` after each step.
+        snapshots: Save a :class:`~optuna_fmd.engine.Snapshot` (state and tangents) every
+            ``snapshots.every`` steps, and resume from ``snapshots.resume`` if set: the result is
+            bitwise that of an uninterrupted run with the same ``method`` and ``chunk_size``.
+        compile: Run the compiled ``vmap(jvp(step))`` path (:mod:`._compiled`; a
+            :class:`CompileOptions` sets it up); ``None``: on when the state lives on a CUDA
+            device, ``method`` is not ``"hvp"`` and no snapshots are taken.
     """
     if method not in ("auto", "jvp", "hvp"):
         raise ValueError(f"`method` must be 'auto', 'jvp' or 'hvp', but got {method!r}.")
+    from ._compiled import run_compiled, use_compiled
+
+    if use_compiled(compile, state0, method, resumable=snapshots is not None):
+        return run_compiled(
+            problem, table, state0, chunk_size=chunk_size, options=compile, progress=progress
+        )
     hvp_ok = not problem.model.stat_names and problem.optimizer.elementwise
     if method == "hvp" and not hvp_ok:
         raise ValueError(
@@ -147,7 +175,13 @@ def run_forward(
     state = [s.detach() for s in state0]
     tangents = [s.new_zeros((0, *s.shape)) for s in state]
     loss_value = float("nan")
-    for t in range(problem.steps):
+    first = 0
+    snap = None
+    if snapshots is not None:
+        snap = snapshots.restore("forward", state, table.n_columns, problem.steps)
+    if snap is not None and snap.tangents is not None:
+        first, state, tangents, loss_value = snap.step, snap.state, snap.tangents, snap.train_loss
+    for t in range(first, problem.steps):
         n_active = table.n_active(t)
         tangents = _grow(tangents, n_active)
         h = table.values_at(t, state[0])
@@ -164,6 +198,8 @@ def run_forward(
             progress(t, loss_value)
         if loss_value != loss_value or abs(loss_value) == float("inf"):
             return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
+        if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
+            snapshots.take("forward", t + 1, state, loss_value, table.n_columns, tangents=tangents)
     tangents = _grow(tangents, table.n_columns)
     return _finish(problem, state, tangents, problem.steps, False, loss_value, table.n_columns)
 

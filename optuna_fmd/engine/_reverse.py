@@ -34,6 +34,7 @@ from torch import Tensor
 
 from ._forward import EngineResult, Progress
 from ._problem import HyperTable, InnerProblem
+from ._snapshot import Snapshots
 
 __all__ = ["CheckpointPlan", "plan_checkpoints", "run_reverse"]
 
@@ -149,6 +150,7 @@ def run_reverse(
     checkpoint_every: int | None = None,
     memory_budget: int | float | None = None,
     progress: Progress | None = None,
+    snapshots: Snapshots | None = None,
 ) -> EngineResult:
     """Train, then return the exact hypergradient per column by checkpointed reverse mode.
 
@@ -167,6 +169,11 @@ def run_reverse(
         memory_budget: Instead of ``checkpoint_every``: bytes the stored states may take; the
             segment length that fits with the least recomputation is chosen.
         progress: Called as ``progress(t, train_loss)`` after each step of the forward pass.
+        snapshots: Save a :class:`~optuna_fmd.engine.Snapshot` at segment boundaries, about every
+            ``snapshots.every`` steps of either sweep (forward sweep: the state and the
+            checkpoints so far; backward sweep: also the adjoint and the per-step cotangents),
+            and resume from ``snapshots.resume`` if set, bitwise as if never interrupted. The
+            segment length must be the snapshot's.
 
     Returns:
         An :class:`EngineResult` whose ``hypergradient`` has one entry per column of ``table``
@@ -190,14 +197,34 @@ def run_reverse(
         memory_budget=memory_budget,
     )
     c = plan.every
+    snap = None
+    if snapshots is not None:
+        snap = snapshots.restore("reverse", state, table.n_columns, steps, checkpoint_every=c)
+    backward = snap is not None and snap.phase == "backward"
 
     # 1. Forward pass: checkpoints every c steps, and the states of the current segment.
     checkpoints: list[list[Tensor]] = []
     segment: list[list[Tensor]] = []
     loss_value = float("nan")
+    first = seen = 0  # seen: progress (steps of both sweeps) at the last segment boundary
+    if snap is not None:
+        first = steps if backward else snap.step
+        state, loss_value, checkpoints = snap.state, snap.train_loss, snap.checkpoints
+        seen = 2 * steps - snap.step if backward else snap.step
     with torch.no_grad():
-        for t in range(steps):
+        for t in range(first, steps):
             if t % c == 0:
+                if snapshots is not None and t > first and snapshots.due(seen, t):
+                    snapshots.take(
+                        "reverse",
+                        t,
+                        state,
+                        loss_value,
+                        table.n_columns,
+                        checkpoints=checkpoints,
+                        checkpoint_every=c,
+                    )
+                seen = t
                 checkpoints.append(state)
                 segment = [state]
             else:
@@ -215,6 +242,56 @@ def run_reverse(
 
     # 2. The adjoint of the final state: the gradient of the validation loss.
     float_idx = [i for i, s in enumerate(state) if s.is_floating_point()]
+    if snap is not None and backward and snap.adjoint is not None:
+        val_loss, val_acc, adjoint = snap.val_loss, snap.val_accuracy, snap.adjoint
+    else:
+        val_loss, val_acc, adjoint = _final_adjoint(problem, state, float_idx)
+    result_state = state
+    if table.n_columns == 0:
+        hg = state[0].new_zeros(0)
+        return EngineResult(result_state, val_loss, val_acc, hg, steps, False, loss_value)
+
+    # 3. Backward over the segments, last first; one vjp per step.
+    h_bar = state[0].new_zeros((steps, len(table.names)))
+    last = len(checkpoints) - 1
+    if snap is not None and backward and snap.h_bar is not None:
+        h_bar, last = snap.h_bar, snap.step // c - 1
+    step_vjp = _make_step_vjp(problem, float_idx)
+    for index in range(last, -1, -1):
+        start = index * c
+        stop = min(start + c, steps)
+        if index < plan.checkpoints - 1:
+            segment = _recompute(problem, table, checkpoints[index], start, stop)
+        checkpoints[index] = []
+        for t in range(stop - 1, start - 1, -1):
+            s_t = segment.pop()
+            adjoint, h_bar[t] = step_vjp(s_t, table.values_at(t, s_t[0]), t, adjoint)
+        segment = []
+        if snapshots is not None and start > 0 and snapshots.due(seen, 2 * steps - start):
+            snapshots.take(
+                "reverse",
+                start,
+                result_state,
+                loss_value,
+                table.n_columns,
+                phase="backward",
+                checkpoints=checkpoints[:index],
+                checkpoint_every=c,
+                adjoint=adjoint,
+                h_bar=h_bar,
+                val_loss=val_loss,
+                val_accuracy=val_acc,
+            )
+        seen = 2 * steps - start
+
+    hg = _scatter_columns(table, h_bar)
+    return EngineResult(result_state, val_loss, val_acc, hg, steps, False, loss_value)
+
+
+def _final_adjoint(
+    problem: InnerProblem, state: list[Tensor], float_idx: list[int]
+) -> tuple[float, float, list[Tensor]]:
+    """Validation loss, accuracy and their gradient with respect to the floating state entries."""
     leaves = [s.detach().requires_grad_(s.is_floating_point()) for s in state]
     with torch.enable_grad():
         val, acc = problem.val_loss(leaves)
@@ -223,31 +300,7 @@ def run_reverse(
         g if g is not None else torch.zeros_like(leaves[i])
         for g, i in zip(grads, float_idx, strict=True)
     ]
-    result_state = state
-    if table.n_columns == 0:
-        hg = state[0].new_zeros(0)
-        return EngineResult(
-            result_state, float(val.detach()), float(acc), hg, steps, False, loss_value
-        )
-
-    # 3. Backward over the segments, last first; one vjp per step.
-    h_bar = state[0].new_zeros((steps, len(table.names)))
-    step_vjp = _make_step_vjp(problem, float_idx)
-    for index in range(len(checkpoints) - 1, -1, -1):
-        start = index * c
-        stop = min(start + c, steps)
-        if index < len(checkpoints) - 1:
-            segment = _recompute(problem, table, checkpoints[index], start, stop)
-        checkpoints[index] = []
-        for t in range(stop - 1, start - 1, -1):
-            s_t = segment.pop()
-            adjoint, h_bar[t] = step_vjp(s_t, table.values_at(t, s_t[0]), t, adjoint)
-        segment = []
-
-    hg = _scatter_columns(table, h_bar)
-    return EngineResult(
-        result_state, float(val.detach()), float(acc), hg, steps, False, loss_value
-    )
+    return float(val.detach()), float(acc), adjoint
 
 
 def _recompute(
