@@ -199,6 +199,7 @@ def run_episode(
     hypergradient: bool = True,
     engine: str = "auto",
     chunk_size: int | None = None,
+    compile: bool | None = None,
     checkpoint_every: int | None = None,
     memory_budget: int | None = None,
     groups: Groups | None = None,
@@ -222,6 +223,9 @@ def run_episode(
             :mod:`optuna_fmd.engine._auto`), or the references ``"bptt"`` (reverse mode through
             the unrolled loop, memory O(T)) and ``"fds"`` (the FDS hand recurrence, SGD only).
         chunk_size: Forward mode pushes at most this many tangent columns at once.
+        compile: Forward mode runs one compiled ``vmap(jvp(step))`` graph for the whole
+            episode (``torch.compile``, CUDA graphs on CUDA); ``None``: on when the state lives
+            on a CUDA device and no snapshots are taken, ``False``: the eager loop.
         checkpoint_every: Reverse mode keeps a checkpoint every this many steps.
         memory_budget: Reverse mode picks its checkpoints to hold at most this many bytes.
         groups: Per-layer-group schedules: ``{name: (hyper, parameter globs)}``; ``schedules``
@@ -307,6 +311,7 @@ def run_episode(
                 checkpoint_every=checkpoint_every,
                 memory_budget=memory_budget,
                 snapshots=snapshots,
+                compile=compile,
             )
     finally:
         if bar is not None:
@@ -337,12 +342,19 @@ def _run(
     checkpoint_every: int | None,
     memory_budget: int | None,
     snapshots: Snapshots | None = None,
+    compile: bool | None = None,
 ) -> EngineResult:
     if not hypergradient or table.n_columns == 0:
         return run_plain(problem, table, state0, progress=callback, snapshots=snapshots)
     if engine == "forward":
         return run_forward(
-            problem, table, state0, chunk_size=chunk_size, progress=callback, snapshots=snapshots
+            problem,
+            table,
+            state0,
+            chunk_size=chunk_size,
+            progress=callback,
+            snapshots=snapshots,
+            compile=compile,
         )
     if engine == "reverse":
         return run_reverse(

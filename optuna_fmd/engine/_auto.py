@@ -13,6 +13,12 @@ engine_reverse_cpu.json):
 So reverse mode is the faster from about 3 active columns on. Memory decides otherwise when
 reverse mode's ``~2 sqrt(T)`` stored states do not fit the memory available but forward mode's
 ``2 N + 2`` state-sized tensors do.
+
+On a CUDA device forward mode runs compiled (:mod:`._compiled`): a small network's step is
+launch-bound there, and the compiled tangent step adds little per column, while reverse mode runs
+eager. Its constants (``FORWARD_CUDA_*``, in plain eager steps) are the GPU path's targets (at most
+4 compiled plain steps, about 2 eager ones, at 30 columns), not measurements: with them forward
+mode is chosen on CUDA up to about 120 mean active columns.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ __all__ = ["Choice", "choose_engine"]
 FORWARD_BASE = 5.0
 FORWARD_PER_COLUMN = 0.8
 REVERSE = 7.0
+FORWARD_CUDA_BASE = 1.0
+FORWARD_CUDA_PER_COLUMN = 0.05
 #: Fraction of the available memory an engine may plan to hold.
 MEMORY_FRACTION = 0.5
 
@@ -75,11 +83,15 @@ def choose_engine(
     """Pick ``"forward"`` or ``"reverse"`` for one episode by the cost model above."""
     state_bytes = state_nbytes(state)
     active = mean_active_columns(table)
-    forward_cost = FORWARD_BASE + FORWARD_PER_COLUMN * active
+    device = state[0].device if state else torch.device("cpu")
+    if device.type == "cuda":  # forward mode runs compiled there
+        forward_cost = FORWARD_CUDA_BASE + FORWARD_CUDA_PER_COLUMN * active
+    else:
+        forward_cost = FORWARD_BASE + FORWARD_PER_COLUMN * active
     plan = plan_checkpoints(table.steps, state_bytes)
     forward_bytes = (2 * table.n_columns + 2) * state_bytes
     if available_bytes is None:
-        available_bytes = _available_bytes(state[0].device if state else torch.device("cpu"))
+        available_bytes = _available_bytes(device)
     budget = math.inf if available_bytes is None else MEMORY_FRACTION * available_bytes
     engine = "forward" if forward_cost <= REVERSE else "reverse"
     if engine == "reverse" and plan.stored_bytes > budget and forward_bytes <= budget:
