@@ -8,7 +8,9 @@ engine_reverse_cpu.json):
   (the mean over the run of the number of columns whose window has started, about N/2 for
   equal windows); measured 5-12 plain steps at 3 columns, +0.7-1.1 per column;
 - reverse mode: ``REVERSE`` per step (forward step, recomputation, one vjp), flat in N;
-  measured 6-8 plain steps.
+  measured 6-8 plain steps, 5.7-6.2 since the forward sweep and recomputation run the plain step
+  and the vjp rebuilds the step with ordinary autograd (MLP 784-64-10, batch 128, T = 300,
+  median of 7 interleaved runs).
 
 So reverse mode is the faster from about 3 active columns on. Memory decides otherwise when
 reverse mode's ``~2 sqrt(T)`` stored states do not fit the memory available but forward mode's
@@ -38,7 +40,7 @@ __all__ = ["Choice", "choose_engine"]
 
 FORWARD_BASE = 5.0
 FORWARD_PER_COLUMN = 0.8
-REVERSE = 7.0
+REVERSE = 6.0
 FORWARD_CUDA_BASE = 1.0
 FORWARD_CUDA_PER_COLUMN = 0.05
 #: Fraction of the available memory an engine may plan to hold.

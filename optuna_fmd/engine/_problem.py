@@ -213,6 +213,18 @@ class InnerProblem:
         grads, (loss, new_stats) = torch.func.grad(loss_of, has_aux=True)(params)
         return self.apply_update(params, grads, opt_state, new_stats, hypers, t), loss
 
+    def step_graph(
+        self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch
+    ) -> list[Tensor]:
+        """:meth:`step` recorded by ordinary autograd, the gradient taken with
+        ``create_graph=True`` so that the new state can be differentiated again (reverse mode);
+        bitwise the same values. Call it with gradients enabled."""
+        params, opt_state, stats = self.unpack(state)
+        loss, new_stats = self.model.train_loss(params, stats, batch)
+        raw = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
+        grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
+        return self.apply_update(params, grads, opt_state, new_stats, hypers, t)
+
     def step_plain(
         self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch
     ) -> tuple[list[Tensor], Tensor]:

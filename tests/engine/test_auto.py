@@ -37,8 +37,8 @@ def test_memory_overrides_the_time_model() -> None:
     c = choose_engine(many, STATE, available_bytes=10**12)
     assert c.engine == "reverse" and c.reverse_bytes > c.forward_bytes
     assert choose_engine(many, STATE, available_bytes=2 * c.forward_bytes + 16).engine == "forward"
-    # time says forward (2 columns), but only reverse's checkpoints fit -> reverse
-    short = table(1, hypers=2, steps=4)
+    # time says forward (1 column), but only reverse's checkpoints fit -> reverse
+    short = table(1, hypers=1, steps=4)
     f = choose_engine(short, STATE, available_bytes=10**12)
     assert f.engine == "forward" and f.forward_bytes > f.reverse_bytes
     assert (

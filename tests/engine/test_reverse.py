@@ -124,13 +124,16 @@ def test_step_count_matches_the_plan() -> None:
     task = fmd.tasks.Digits(steps=STEPS, batch_size=16, dtype=F64)
     problem, table, state0 = build_episode(task, {"lr": [0.1, 0.05]}, seed=0)
     calls: list[int] = []
-    original = problem.step
 
-    def counting(state, hypers, t, batch):  # type: ignore[no-untyped-def]
-        calls.append(t)
-        return original(state, hypers, t, batch)
+    def counted(method):  # type: ignore[no-untyped-def]
+        def counting(state, hypers, t, batch):  # type: ignore[no-untyped-def]
+            calls.append(t)
+            return method(state, hypers, t, batch)
 
-    problem.step = counting  # type: ignore[method-assign]
+        return counting
+
+    problem.step_plain = counted(problem.step_plain)  # type: ignore[method-assign]
+    problem.step_graph = counted(problem.step_graph)  # type: ignore[method-assign]
     for c in (1, 3, 6, STEPS):
         calls.clear()
         run_reverse(problem, table, state0, checkpoint_every=c)
