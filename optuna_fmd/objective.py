@@ -228,8 +228,9 @@ class HypergradientObjective:
         if checkpoints.enabled:
             kwargs = {"snapshot_every": self.checkpoint_every, "on_snapshot": checkpoints.save}
         resume = checkpoints.latest()
-        try:
-            result = run_episode(
+
+        def episode(snapshot: bytes | None) -> EpisodeResult:
+            return run_episode(
                 self.task,
                 schedules,
                 seed=seed,
@@ -237,9 +238,12 @@ class HypergradientObjective:
                 engine=self.engine,
                 groups=self.groups or None,
                 progress=self.progress,
-                resume=None if resume is None else resume[1],
+                resume=snapshot,
                 **kwargs,
             )
+
+        try:
+            result = episode(None if resume is None else resume[1])
         except ValueError as err:
             if resume is None or "snapshot" not in str(err):
                 raise
@@ -250,16 +254,7 @@ class HypergradientObjective:
                 stacklevel=2,
             )
             resume = None
-            result = run_episode(
-                self.task,
-                schedules,
-                seed=seed,
-                hypergradient=self.hypergradient,
-                engine=self.engine,
-                groups=self.groups or None,
-                progress=self.progress,
-                **kwargs,
-            )
+            result = episode(None)
         if resume is not None:
             trial.set_user_attr("resumed_from_trial", resume[0])
             trial.set_user_attr("resumed_from_step", resume[2])
