@@ -5,6 +5,8 @@ Micaelli & Storkey, "Gradient-based Hyperparameter Optimization Over Long Horizo
 Example:
     optuna-fmd run --task digits --steps 300 --trials 8 --study digits-sign
     optuna-fmd demo
+    optuna-fmd compare --quick --out compare.json --plot compare.png
+    optuna-fmd report --study digits-sign --out report
 """
 
 from __future__ import annotations
@@ -93,12 +95,17 @@ def _fmt(values: Sequence[float]) -> str:
     return "[" + " ".join(f"{v:.3g}" for v in values) + "]"
 
 
-def describe_trial(trial: optuna.trial.FrozenTrial, space: fmd.ScheduleSpace) -> str:
-    """One line per outer step: trial number, how it was proposed, value, schedules."""
+def describe_trial(
+    trial: optuna.trial.FrozenTrial, space: fmd.ScheduleSpace, population: int | None = None
+) -> str:
+    """One line per trial: number, how it was proposed (with a population: iterate.member), value,
+    schedules."""
     from optuna_fmd.sampler import STATE_KEY
 
     state = trial.system_attrs.get(STATE_KEY)
     origin = state.get("origin", "") if isinstance(state, dict) else "other"
+    if population and population > 1 and isinstance(state, dict) and "iterate" in state:
+        origin = f"{origin} {state['iterate']}.{state.get('member', 0)}"
     value = "failed" if trial.value is None else f"{trial.value:.4f}"
     acc = trial.user_attrs.get("val_accuracy")
     acc_s = f" acc {acc:.3f}" if isinstance(acc, float) else ""
@@ -126,6 +133,13 @@ def run_study(
     fresh_split: bool = False,
     progress: bool = True,
     out: Any = None,
+    population: int | None = None,
+    config: dict[str, Any] | None = None,
+    total: int | None = None,
+    heartbeat: float | None = None,
+    artifact_dir: str | None = None,
+    checkpoint_every: int | None = None,
+    checkpoint_dir: str | None = None,
 ) -> optuna.Study:
     """Run (or continue) an FMD study: ``trials`` more outer steps, one line printed per step."""
     import optuna
@@ -135,12 +149,28 @@ def run_study(
 
     out = out or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = fmd.FMDSampler(space, outer=outer, seed=seed)
+    sampler = fmd.FMDSampler(space, outer=outer, seed=seed, population=population)
     study = optuna.create_study(
-        storage=storage, study_name=study_name, sampler=sampler, load_if_exists=True
+        storage=_open_storage(storage, heartbeat=heartbeat),
+        study_name=study_name,
+        sampler=sampler,
+        load_if_exists=True,
     )
+    if config is not None:
+        _check_config(study, config, space)
+    store = None
+    if checkpoint_every is not None:
+        from optuna.artifacts import FileSystemArtifactStore
+
+        os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
+        store = FileSystemArtifactStore(checkpoint_dir or ARTIFACT_DIR)
     objective = fmd.HypergradientObjective(
-        task, space, seed="trial" if fresh_split else seed, progress=progress
+        task,
+        space,
+        seed="trial" if fresh_split else seed,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        artifact_store=store,
     )
     print(
         f"study {study_name!r} on {storage}: {type(task).__name__} {task.model}, "
@@ -160,10 +190,31 @@ def run_study(
         except ValueError:
             best = "-"
         bar.set_postfix(best=best)
-        tqdm.write(describe_trial(trial, space) + f"  (best {best})", file=out)
+        tqdm.write(describe_trial(trial, space, population) + f"  (best {best})", file=out)
 
+    callbacks: list[Any] = [report]
+    func: Any = objective
+    if artifact_dir is not None:  # optuna-dashboard: a schedule image per trial, study figures
+        from optuna_fmd.visualization import DashboardCallback
+
+        dashboard = DashboardCallback(artifact_dir)
+        func = dashboard.wrap(objective)
+        callbacks.append(dashboard)
+    if total is not None:  # workers: stop once the study holds ``total`` finished trials
+
+        def finished_enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if _n_done(study) >= total:
+                study.stop()
+
+        callbacks.append(finished_enough)
     try:
-        study.optimize(objective, n_trials=trials, callbacks=[report], catch=(RuntimeError,))
+        if total is None or _n_done(study) < total:
+            study.optimize(
+                func,
+                n_trials=trials if total is None else None,
+                callbacks=callbacks,
+                catch=(RuntimeError,),
+            )
     finally:
         bar.close()
     try:
@@ -178,11 +229,105 @@ def run_study(
     return study
 
 
-def _dashboard_command(storage: str) -> str:
+def _n_done(study: optuna.Study) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _open_storage(url: str, *, heartbeat: float | None = None) -> Any:
+    from optuna_fmd._storage import StorageError, open_storage
+
+    try:
+        return open_storage(url, heartbeat=heartbeat)
+    except StorageError as err:
+        raise SystemExit(f"error: --storage: {err}") from None
+
+
+#: Study system attribute holding the flags an ``optuna-fmd run`` study was created with.
+CONFIG_KEY = "fmd:config"
+_CONFIG_FLAGS = (
+    "task",
+    "model",
+    "steps",
+    "batch_size",
+    "subset",
+    "windows",
+    "hypers",
+    "lr_init",
+    "momentum_init",
+    "weight_decay_init",
+    "outer",
+    "seed",
+    "fresh_split",
+    "population",
+)
+
+
+def _check_config(study: optuna.Study, config: dict[str, Any], space: fmd.ScheduleSpace) -> None:
+    """Store the flags on a new study; refuse flags that disagree with an existing one."""
+    stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_KEY)
+    if isinstance(stored, dict):
+        differ = [k for k in _CONFIG_FLAGS if stored.get(k) != config.get(k)]
+        if differ:
+            was = ", ".join(f"--{k.replace('_', '-')} {stored.get(k)!r}" for k in differ)
+            now = ", ".join(f"--{k.replace('_', '-')} {config.get(k)!r}" for k in differ)
+            raise SystemExit(
+                f"error: study {study.study_name!r} was created with {was}, but these flags say "
+                f"{now}; its trials would not be comparable. Use the same flags (or "
+                "`optuna-fmd worker`, which reads them from the study), or another --study."
+            )
+        return
+    dists = fmd_space_distributions(space)
+    for trial in study.get_trials(deepcopy=False):
+        clash = [n for n, d in trial.distributions.items() if n in dists and d != dists[n]]
+        missing = [n for n in dists if trial.params and n not in trial.params]
+        if clash or missing:
+            raise SystemExit(
+                f"error: study {study.study_name!r} holds trials searched over another space "
+                f"(trial {trial.number}: {'different ranges for ' if clash else 'no '}"
+                f"{(clash or missing)[:4]}); use another --study."
+            )
+    study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, config)
+
+
+def fmd_space_distributions(space: fmd.ScheduleSpace) -> dict[str, Any]:
+    """The Optuna distribution of every window parameter of ``space``."""
+    from optuna.distributions import FloatDistribution
+
+    return {
+        f"{name}_{k}": FloatDistribution(s.low, s.high, log=s.log)
+        for name, s in space.items()
+        for k in range(s.windows)
+    }
+
+
+def _dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
     prefix = "sqlite:///"
     if storage.startswith(prefix) and not storage.startswith(prefix + "/"):
         storage = prefix + os.path.abspath(storage[len(prefix) :])
-    return f"optuna-dashboard {storage}"
+    if artifact_dir is None:
+        return f"optuna-dashboard {storage}"
+    return f"optuna-dashboard {storage} --artifact-dir {os.path.abspath(artifact_dir)}"
+
+
+#: Directory of the schedule images (optuna-dashboard artifacts), next to a SQLite file.
+ARTIFACT_DIR = "optuna-fmd-artifacts"
+
+
+def default_artifact_dir(storage: str) -> str:
+    """``optuna-fmd-artifacts`` next to a SQLite or journal file, else in the working directory."""
+    for prefix in ("sqlite:///", "journal:"):
+        path = storage[len(prefix) :].split("?")[0] if storage.startswith(prefix) else ""
+        if path and path != ":memory:":
+            return os.path.join(os.path.dirname(os.path.abspath(path)), ARTIFACT_DIR)
+    return os.path.abspath(ARTIFACT_DIR)
+
+
+def _artifact_dir(args: argparse.Namespace) -> str | None:
+    if getattr(args, "no_artifacts", False):
+        return None
+    return getattr(args, "artifact_dir", None) or default_artifact_dir(args.storage)
 
 
 def _add_study_args(
@@ -213,7 +358,12 @@ def _add_study_args(
     p.add_argument("--lr-init", type=float, default=lr_init, help="initial lr (every window)")
     p.add_argument("--momentum-init", type=float, default=momentum_init, help="initial momentum")
     p.add_argument("--weight-decay-init", type=float, default=5e-4, help="initial weight decay")
-    p.add_argument("--trials", type=int, default=trials, help="outer steps (trials) to run")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=trials,
+        help="trials to run (0: only create the study, for `optuna-fmd worker`s)",
+    )
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     p.add_argument("--outer", choices=("sign", "adam"), default="sign", help="outer rule")
     p.add_argument("--seed", type=int, default=0, help="episode and sampler seed")
@@ -223,28 +373,83 @@ def _add_study_args(
         help="seed each episode with the trial number (fresh split, as in FDS)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_worker_args(p)
+    p.add_argument(
+        "--population",
+        type=int,
+        default=1,
+        help="seeds per outer iterate; their hypergradients are averaged (ensemble averaging)",
+    )
 
 
-def _study_from_args(args: argparse.Namespace, study_name: str) -> optuna.Study:
-    for arg in ("steps", "trials", "windows", "batch_size"):
+def _add_worker_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--artifact-dir",
+        default=None,
+        help=f"where each trial's schedule image goes, for optuna-dashboard (default: "
+        f"{ARTIFACT_DIR}/ next to a SQLite or journal file, else in the working directory)",
+    )
+    p.add_argument(
+        "--no-artifacts",
+        action="store_true",
+        help="no schedule images or dashboard figures",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="snapshot each episode every this many inner steps into the artifact dir (shared "
+        "by all workers), so a retried trial resumes mid-episode",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        help="seconds between heartbeats of a running trial (RDB storages): a killed worker's "
+        "trial is failed and its slot run again",
+    )
+
+
+def _study_from_args(
+    args: argparse.Namespace, study_name: str, *, total: int | None = None
+) -> optuna.Study:
+    if args.trials < 0:
+        raise SystemExit(f"error: --trials must be >= 0, but got {args.trials}")
+    for arg in ("steps", "windows", "batch_size", "population"):
         if getattr(args, arg) < 1:
             raise SystemExit(
                 f"error: --{arg.replace('_', '-')} must be positive, but got {getattr(args, arg)}"
             )
-    task = make_task(
-        args.task,
-        model=args.model,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        subset=args.subset,
-    )
-    space = make_space(
-        [h.strip() for h in args.hypers.split(",") if h.strip()],
-        args.windows,
-        lr_init=args.lr_init,
-        momentum_init=args.momentum_init,
-        weight_decay_init=args.weight_decay_init,
-    )
+    if args.heartbeat is not None and not args.heartbeat > 0:
+        raise SystemExit(f"error: --heartbeat must be positive, but got {args.heartbeat}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise SystemExit(
+            f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
+        )
+    _open_storage(args.storage)  # a bad URL fails here, before any data is loaded
+    if args.task == "auto":  # stored resolved, so every worker trains the same task
+        args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
+    try:
+        task = make_task(
+            args.task,
+            model=args.model,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            subset=args.subset,
+        )
+        space = make_space(
+            [h.strip() for h in args.hypers.split(",") if h.strip()],
+            args.windows,
+            lr_init=args.lr_init,
+            momentum_init=args.momentum_init,
+            weight_decay_init=args.weight_decay_init,
+        )
+        if args.windows > args.steps:
+            raise ValueError(
+                f"`--windows` must be at most --steps={args.steps}, but got {args.windows}."
+            )
+    except (ValueError, TypeError) as err:
+        raise SystemExit(f"error: {err}") from None
     return run_study(
         task,
         space,
@@ -255,19 +460,85 @@ def _study_from_args(args: argparse.Namespace, study_name: str) -> optuna.Study:
         seed=args.seed,
         fresh_split=args.fresh_split,
         progress=not args.no_progress,
+        population=args.population,
+        config={k: getattr(args, k) for k in _CONFIG_FLAGS},
+        total=total,
+        heartbeat=args.heartbeat,
+        artifact_dir=_artifact_dir(args),
+        checkpoint_every=args.checkpoint_every,
+        checkpoint_dir=args.artifact_dir or default_artifact_dir(args.storage),
     )
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """Join a study made by ``optuna-fmd run``: its flags are read from storage."""
+    import optuna
+
+    storage = _open_storage(args.storage)
+    try:
+        study_id = storage.get_study_id_from_name(args.study)
+    except KeyError:
+        names = optuna.get_all_study_names(storage=storage)
+        raise SystemExit(
+            f"error: --study: no study {args.study!r} in {args.storage}; it has {names}. "
+            "Start it with `optuna-fmd run --study NAME ...` first."
+        ) from None
+    config = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
+    if not isinstance(config, dict) or any(k not in config for k in _CONFIG_FLAGS):
+        raise SystemExit(
+            f"error: study {args.study!r} was not made by `optuna-fmd run` (it has no "
+            f"{CONFIG_KEY!r} attribute); run its workers with study.optimize in Python."
+        )
+    if args.total is not None and args.total < 1:
+        raise SystemExit(f"error: --total must be positive, but got {args.total}")
+    ns = argparse.Namespace(**config)
+    ns.trials, ns.storage, ns.no_progress = 1, args.storage, args.no_progress
+    ns.heartbeat, ns.checkpoint_every = args.heartbeat, args.checkpoint_every
+    ns.artifact_dir, ns.no_artifacts = args.artifact_dir, args.no_artifacts
+    _study_from_args(ns, args.study, total=args.total)
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
     _study_from_args(args, args.study)
-    print(f"view it: {_dashboard_command(args.storage)}")
+    print(f"view it: {_dashboard_command(args.storage, _artifact_dir(args))}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     name = args.study or "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     _study_from_args(args, name)
-    print(f"view it: {_dashboard_command(args.storage)}")
+    print(f"view it: {_dashboard_command(args.storage, _artifact_dir(args))}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from optuna_fmd import _compare as compare_mod
+
+    code = compare_mod.cli_main(args, default_storage=DEFAULT_STORAGE)
+    print(f"view them: {_dashboard_command(args.storage or DEFAULT_STORAGE)}")
+    return code
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Write ``<out>/report.html`` and PNGs of ``--study`` (and the ``--vs`` studies)."""
+    import optuna
+
+    from optuna_fmd.visualization import write_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = _open_storage(args.storage)
+    names = optuna.get_all_study_names(storage=storage)
+    missing = [n for n in [args.study, *args.vs] if n not in names]
+    if missing:
+        raise SystemExit(
+            f"error: --study/--vs: no study {missing} in {args.storage}; it has {names}."
+        )
+    study, *vs = (optuna.load_study(study_name=n, storage=storage) for n in [args.study, *args.vs])
+    path = write_report(study, args.out or f"report-{args.study}", vs=vs)
+    print(f"report: {path}")
+    for png in sorted(path.parent.glob("*.png")):
+        print(f"figure: {png}")
     return 0
 
 
@@ -289,6 +560,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_study_args(demo, steps=1000, trials=10, windows=5, lr_init=0.01, momentum_init=0.5)
     demo.add_argument("--study", default=None, help="study name (default: demo-<date-time>)")
     demo.set_defaults(func=_demo)
+    worker = sub.add_parser(
+        "worker", help="join a study made by `optuna-fmd run` (many workers may share one)"
+    )
+    worker.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    worker.add_argument("--study", required=True, help="name of the study to work on")
+    worker.add_argument(
+        "--total",
+        type=int,
+        default=None,
+        help="stop once the study holds this many COMPLETE trials (default: run until stopped)",
+    )
+    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_worker_args(worker)
+    worker.set_defaults(func=_worker)
+    compare = sub.add_parser(
+        "compare", help="FMD vs TPE, random, CMA-ES, GP and a tuned cosine at equal budget"
+    )
+    from optuna_fmd import _compare as compare_mod
+
+    compare_mod.add_arguments(compare)
+    compare.set_defaults(func=_compare)
+    report = sub.add_parser(
+        "report", help="write an HTML report (plots, table of outer steps) and PNGs of a study"
+    )
+    report.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    report.add_argument("--study", required=True, help="name of the FMD study")
+    report.add_argument(
+        "--vs", nargs="*", default=[], metavar="STUDY", help="studies to compare with"
+    )
+    report.add_argument("--out", default=None, help="output directory (default: report-<study>)")
+    report.set_defaults(func=_report)
     args = parser.parse_args(argv)
     return int(args.func(args))
 
