@@ -1116,9 +1116,9 @@ def config_from_args(args: Any, *, default_storage: str) -> CompareConfig:
 
 
 def plot_results(results: Mapping[str, Any], path: str, *, seed: int | None = None) -> bool:
-    """Regret curves (best value vs wall-clock seconds) of every method for one seed (default:
-    the first), drawn by ``optuna_fmd.visualization.matplotlib.plot_regret``; ``False`` when
-    matplotlib or that function is unavailable."""
+    """Regret curves of every method for one seed (default: the first) against the budget's
+    clock (the trials' ``t_end``), drawn by ``optuna_fmd.visualization.matplotlib.plot_regret``;
+    ``False`` when matplotlib or that function is unavailable."""
     try:
         import matplotlib
 
@@ -1130,7 +1130,9 @@ def plot_results(results: Mapping[str, Any], path: str, *, seed: int | None = No
     cfg = results["config"]
     seed = cfg["seeds"][0] if seed is None else seed
     records = [s for s in results["studies"] if s["seed"] == seed]
-    fig = plot_regret(load_studies(cfg["storage"], records))
+    ax = plot_regret(load_studies(cfg["storage"], records), time_attr="t_end")
+    ax.set_xlabel(f"{cfg.get('clock', 'budget')} seconds since the study started (budget clock)")
+    fig = ax
     fig = getattr(fig, "figure", fig)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return True

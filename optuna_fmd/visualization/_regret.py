@@ -26,34 +26,61 @@ class RegretCurve(NamedTuple):
     best: list[float]
 
 
-def _get_regret_info(studies: Sequence[optuna.Study]) -> list[RegretCurve]:
-    """The regret curve of each study (completed trials with start and end times)."""
+def _get_regret_info(
+    studies: Sequence[optuna.Study], time_attr: str | None = None
+) -> list[RegretCurve]:
+    """The regret curve of each study.
+
+    ``time_attr=None``: completed trials with start and end times, against wall-clock seconds
+    since the study's first trial started. Otherwise completed trials whose user attribute
+    ``time_attr`` is a finite number, against that number (e.g. seconds on the clock a benchmark
+    budgets).
+    """
     from optuna.trial import TrialState
 
     curves = []
     for study in studies:
-        trials = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.datetime_start is not None and t.datetime_complete is not None
-        ]
-        trials.sort(key=lambda t: t.datetime_complete)  # type: ignore[arg-type,return-value]
-        if not trials:
-            curves.append(RegretCurve(study.study_name, [], []))
-            continue
-        start = min(t.datetime_start for t in trials)  # type: ignore[type-var]
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        times: list[tuple[float, optuna.trial.FrozenTrial]] = []
+        if time_attr is None:
+            timed = [t for t in done if t.datetime_start and t.datetime_complete]
+            if timed:
+                start = min(t.datetime_start for t in timed)  # type: ignore[type-var]
+                times = [
+                    ((t.datetime_complete - start).total_seconds(), t)  # type: ignore[operator]
+                    for t in timed
+                ]
+        else:
+            for t in done:
+                v = t.user_attrs.get(time_attr)
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
+                    times.append((float(v), t))
+        times.sort(key=lambda p: p[0])
         seconds, best, current = [], [], math.nan
-        for t in trials:
+        for x, t in times:
             if t.value is not None and math.isfinite(t.value):
                 current = t.value if math.isnan(current) else min(current, t.value)
-            seconds.append((t.datetime_complete - start).total_seconds())  # type: ignore[operator]
+            seconds.append(x)
             best.append(current)
         curves.append(RegretCurve(study.study_name, seconds, best))
     return curves
 
 
-def plot_regret(studies: optuna.Study | Sequence[optuna.Study]) -> Any:
+def _time_label(time_attr: str | None) -> str:
+    if time_attr is None:
+        return "seconds since the study's first trial"
+    return f"seconds (trial user attr {time_attr!r})"
+
+
+def plot_regret(
+    studies: optuna.Study | Sequence[optuna.Study], *, time_attr: str | None = None
+) -> Any:
     """Best validation loss against wall-clock seconds, one line per study.
+
+    Args:
+        studies: One study or several (e.g. an FMD study and a TPE study on the same space).
+        time_attr: Plot against this trial user attribute (seconds on another clock, e.g. the
+            CPU-time budget of a benchmark) instead of wall-clock time.
 
     Example:
         >>> fig = plot_regret([fmd_study, tpe_study])  # doctest: +SKIP
@@ -64,7 +91,7 @@ def plot_regret(studies: optuna.Study | Sequence[optuna.Study]) -> Any:
     if isinstance(studies, optuna.Study):
         studies = [studies]
     fig = go.Figure()
-    for curve in _get_regret_info(studies):
+    for curve in _get_regret_info(studies, time_attr):
         fig.add_trace(
             go.Scatter(
                 x=curve.seconds,
@@ -75,8 +102,8 @@ def plot_regret(studies: optuna.Study | Sequence[optuna.Study]) -> Any:
             )
         )
     fig.update_layout(
-        title="Best value vs wall-clock time",
-        xaxis_title="seconds since the study's first trial",
+        title="Best value vs wall-clock time" if time_attr is None else "Best value vs time",
+        xaxis_title=_time_label(time_attr),
         yaxis_title="best value",
     )
     return fig

@@ -33,3 +33,16 @@ def test_regret_info_best_so_far_against_seconds() -> None:
     fig = plot_regret([a, b])
     assert [t.name for t in fig.data] == ["fmd", "tpe"]
     assert len(plot_regret(a).data) == 1
+
+
+def test_regret_against_a_user_attr_clock() -> None:
+    study = optuna.create_study(study_name="cpu")
+    for value, clock in ((0.7, 30.0), (0.9, 10.0), (0.4, 55.0)):
+        t = timed(value, 0, 1)
+        t.user_attrs = {"t_end": clock}
+        study.add_trial(t)
+    study.add_trial(timed(0.1, 0, 1))  # no clock reading: left out
+    (curve,) = _get_regret_info([study], time_attr="t_end")
+    assert curve.seconds == [10.0, 30.0, 55.0] and curve.best == [0.9, 0.7, 0.4]
+    fig = plot_regret(study, time_attr="t_end")
+    assert "t_end" in fig.layout.xaxis.title.text
