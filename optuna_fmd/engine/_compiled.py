@@ -45,7 +45,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._forward import EngineResult, Progress, _finish
+from ._forward import EngineResult, Progress, _batched_jvp, _finish
 from ._problem import HyperTable, InnerProblem
 
 __all__ = [
@@ -255,18 +255,8 @@ class CompiledStep:
             def step(st: list[Tensor], hh: Tensor) -> tuple[list[Tensor], Tensor]:
                 return problem.step(st, hh, t, (x, y))  # type: ignore[arg-type]
 
-            def push(z: list[Tensor], d: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor]]:
-                (out, loss), (dout, _) = torch.func.jvp(step, (s, hv), (z, d))  # type: ignore[misc]
-                return out, loss, dout
-
             full = [z.to(dt) for z, dt in zip(zs, dtypes, strict=True)]
-            batched = torch.func.vmap(
-                push,
-                in_dims=(0, 0),
-                out_dims=(None, None, 0),  # type: ignore[arg-type]  # None: not batched
-                randomness="same",
-            )
-            out, loss, dout = batched(full, dh)
+            out, loss, dout = _batched_jvp(step, s, hv)(full, dh)
             return list(out), loss, [d.to(low) for d in dout]
 
         t0 = torch.zeros((), dtype=h.dtype, device=h.device)

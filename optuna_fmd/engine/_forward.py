@@ -204,6 +204,28 @@ def run_forward(
     return _finish(problem, state, tangents, problem.steps, False, loss_value, table.n_columns)
 
 
+Step = Callable[[list[Tensor], Tensor], tuple[list[Tensor], Tensor]]
+
+
+def _batched_jvp(
+    step: Step, state: list[Tensor], h: Tensor
+) -> Callable[[list[Tensor], Tensor], tuple[list[Tensor], Tensor, list[Tensor]]]:
+    """``(tangent columns, hyper tangents) -> (next state, loss, next tangent columns)``: ``jvp``
+    of ``step`` at ``(state, h)``, vmapped over columns (state and loss are not batched; every
+    column sees the same random numbers)."""
+
+    def push(zs: list[Tensor], dhv: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor]]:
+        (out, loss), (dout, _) = torch.func.jvp(step, (state, h), (zs, dhv))  # type: ignore[misc]
+        return out, loss, dout
+
+    return torch.func.vmap(
+        push,
+        in_dims=(0, 0),
+        out_dims=(None, None, 0),  # type: ignore[arg-type]  # None: not batched
+        randomness="same",
+    )
+
+
 def _push_jvp(
     problem: InnerProblem,
     state: list[Tensor],
@@ -220,16 +242,7 @@ def _push_jvp(
     def step(s: list[Tensor], hv: Tensor) -> tuple[list[Tensor], Tensor]:
         return problem.step(s, hv, t, batch)
 
-    def push(zs: list[Tensor], dhv: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor]]:
-        (out, loss), (dout, _) = torch.func.jvp(step, (state, h), (zs, dhv))  # type: ignore[misc]
-        return out, loss, dout
-
-    batched = torch.func.vmap(
-        push,
-        in_dims=(0, 0),
-        out_dims=(None, None, 0),  # type: ignore[arg-type]  # None: not batched
-        randomness="same",
-    )
+    batched = _batched_jvp(step, state, h)
     size = n_active if chunk_size is None else chunk_size
     parts: list[Any] = []
     with torch.no_grad():
