@@ -140,8 +140,12 @@ def run_study(
     artifact_dir: str | None = None,
     checkpoint_every: int | None = None,
     checkpoint_dir: str | None = None,
+    opened: Any = None,
 ) -> optuna.Study:
-    """Run (or continue) an FMD study: ``trials`` more outer steps, one line printed per step."""
+    """Run (or continue) an FMD study: ``trials`` more outer steps, one line printed per step.
+
+    ``storage`` is the URL (printed); ``opened``, the storage already opened from it, if any.
+    """
     import optuna
     from tqdm.auto import tqdm
 
@@ -151,7 +155,7 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = fmd.FMDSampler(space, outer=outer, seed=seed, population=population)
     study = optuna.create_study(
-        storage=_open_storage(storage, heartbeat=heartbeat),
+        storage=opened if opened is not None else _open_storage(storage, heartbeat=heartbeat),
         study_name=study_name,
         sampler=sampler,
         load_if_exists=True,
@@ -278,7 +282,7 @@ def _check_config(study: optuna.Study, config: dict[str, Any], space: fmd.Schedu
                 "`optuna-fmd worker`, which reads them from the study), or another --study."
             )
         return
-    dists = fmd_space_distributions(space)
+    dists = _space_distributions(space)
     for trial in study.get_trials(deepcopy=False):
         clash = [n for n, d in trial.distributions.items() if n in dists and d != dists[n]]
         missing = [n for n in dists if trial.params and n not in trial.params]
@@ -291,7 +295,7 @@ def _check_config(study: optuna.Study, config: dict[str, Any], space: fmd.Schedu
     study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, config)
 
 
-def fmd_space_distributions(space: fmd.ScheduleSpace) -> dict[str, Any]:
+def _space_distributions(space: fmd.ScheduleSpace) -> dict[str, Any]:
     """The Optuna distribution of every window parameter of ``space``."""
     from optuna.distributions import FloatDistribution
 
@@ -410,8 +414,17 @@ def _add_worker_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_worker_flags(args: argparse.Namespace) -> None:
+    if args.heartbeat is not None and not args.heartbeat > 0:
+        raise SystemExit(f"error: --heartbeat must be positive, but got {args.heartbeat}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise SystemExit(
+            f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
+        )
+
+
 def _study_from_args(
-    args: argparse.Namespace, study_name: str, *, total: int | None = None
+    args: argparse.Namespace, study_name: str, *, total: int | None = None, opened: Any = None
 ) -> optuna.Study:
     if args.trials < 0:
         raise SystemExit(f"error: --trials must be >= 0, but got {args.trials}")
@@ -420,13 +433,9 @@ def _study_from_args(
             raise SystemExit(
                 f"error: --{arg.replace('_', '-')} must be positive, but got {getattr(args, arg)}"
             )
-    if args.heartbeat is not None and not args.heartbeat > 0:
-        raise SystemExit(f"error: --heartbeat must be positive, but got {args.heartbeat}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise SystemExit(
-            f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
-        )
-    _open_storage(args.storage)  # a bad URL fails here, before any data is loaded
+    _check_worker_flags(args)
+    if opened is None:  # a bad URL fails here, before any data is loaded
+        opened = _open_storage(args.storage, heartbeat=args.heartbeat)
     if args.task == "auto":  # stored resolved, so every worker trains the same task
         args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
     try:
@@ -464,6 +473,7 @@ def _study_from_args(
         config={k: getattr(args, k) for k in _CONFIG_FLAGS},
         total=total,
         heartbeat=args.heartbeat,
+        opened=opened,
         artifact_dir=_artifact_dir(args),
         checkpoint_every=args.checkpoint_every,
         checkpoint_dir=args.artifact_dir or default_artifact_dir(args.storage),
@@ -474,7 +484,8 @@ def _worker(args: argparse.Namespace) -> int:
     """Join a study made by ``optuna-fmd run``: its flags are read from storage."""
     import optuna
 
-    storage = _open_storage(args.storage)
+    _check_worker_flags(args)
+    storage = _open_storage(args.storage, heartbeat=args.heartbeat)
     try:
         study_id = storage.get_study_id_from_name(args.study)
     except KeyError:
@@ -495,7 +506,7 @@ def _worker(args: argparse.Namespace) -> int:
     ns.trials, ns.storage, ns.no_progress = 1, args.storage, args.no_progress
     ns.heartbeat, ns.checkpoint_every = args.heartbeat, args.checkpoint_every
     ns.artifact_dir, ns.no_artifacts = args.artifact_dir, args.no_artifacts
-    _study_from_args(ns, args.study, total=args.total)
+    _study_from_args(ns, args.study, total=args.total, opened=storage)
     return 0
 
 
