@@ -207,6 +207,8 @@ def run_episode(
     snapshot_every: int | None = None,
     on_snapshot: Callable[[Snapshot], None] | None = None,
     resume: Snapshot | bytes | None = None,
+    validate_every: int | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
     the exact hypergradient of the validation loss with respect to every window value.
@@ -243,6 +245,13 @@ def run_episode(
             ``engine="auto"`` the snapshot's engine is used. A snapshot of another episode (task,
             schedules, seed, engine, ``hypergradient`` or ``groups`` differ) raises
             ``ValueError`` before any training.
+        validate_every: Plain training only (``hypergradient=False``): evaluate the validation
+            loss after every this many steps and hand ``(steps_done, val_loss)`` to
+            ``on_validation`` (the trajectory is unchanged). Raising there (e.g.
+            ``optuna.TrialPruned`` after ``trial.report``) stops the episode: multi-fidelity
+            baselines such as Optuna's ``HyperbandPruner`` run on this.
+        on_validation: Receives the intermediate validation losses; required with
+            ``validate_every``.
 
     Returns:
         An :class:`EpisodeResult`.
@@ -269,6 +278,7 @@ def run_episode(
             "`snapshot_every` and `on_snapshot` must be given together, but got "
             f"snapshot_every={snapshot_every!r} and on_snapshot={on_snapshot!r}."
         )
+    _check_validation(validate_every, on_validation, hypergradient)
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
     if engine == "auto" and hypergradient and table.n_columns:
@@ -312,6 +322,8 @@ def run_episode(
                 memory_budget=memory_budget,
                 snapshots=snapshots,
                 compile=compile,
+                validate_every=validate_every,
+                on_validation=on_validation,
             )
     finally:
         if bar is not None:
@@ -343,9 +355,19 @@ def _run(
     memory_budget: int | None,
     snapshots: Snapshots | None = None,
     compile: bool | None = None,
+    validate_every: int | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> EngineResult:
     if not hypergradient or table.n_columns == 0:
-        return run_plain(problem, table, state0, progress=callback, snapshots=snapshots)
+        return run_plain(
+            problem,
+            table,
+            state0,
+            progress=callback,
+            snapshots=snapshots,
+            validate_every=validate_every,
+            on_validation=on_validation,
+        )
     if engine == "forward":
         return run_forward(
             problem,
@@ -369,6 +391,23 @@ def _run(
     if engine == "bptt":
         return run_bptt(problem, table, state0, progress=callback)
     return run_fds(problem, table, state0, progress=callback)
+
+
+def _check_validation(
+    every: int | None, on_validation: Callable[[int, float], None] | None, hypergradient: bool
+) -> None:
+    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
+        raise ValueError(f"`validate_every` must be a positive int or None, but got {every!r}.")
+    if (every is None) != (on_validation is None):
+        raise ValueError(
+            "`validate_every` and `on_validation` must be given together, but got "
+            f"validate_every={every!r} and on_validation={on_validation!r}."
+        )
+    if every is not None and hypergradient:
+        raise ValueError(
+            "`validate_every` needs plain training (hypergradient=False): intermediate "
+            "validation losses are for multi-fidelity baselines, not hypergradient episodes."
+        )
 
 
 def _as_snapshot(resume: Snapshot | bytes | None) -> Snapshot | None:

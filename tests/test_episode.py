@@ -149,3 +149,45 @@ def test_snapshot_of_another_episode_is_refused_before_training(
         fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=5)
     with pytest.raises(ValueError, match=r"`snapshot_every` must be a positive int or None"):
         fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=0, on_snapshot=print)
+
+
+def test_intermediate_validation_reports_and_stops_without_changing_the_trajectory() -> None:
+    task = fmd.tasks.Digits(steps=60, batch_size=32)
+    sched = {"lr": [0.1, 0.05]}
+    plain = fmd.run_episode(task, sched, hypergradient=False)
+    seen: list[tuple[int, float]] = []
+    watched = fmd.run_episode(
+        task,
+        sched,
+        hypergradient=False,
+        validate_every=20,
+        on_validation=lambda t, v: seen.append((t, v)),
+    )
+    assert watched.val_loss == plain.val_loss  # bitwise: evaluation consumes no randomness
+    assert [t for t, _ in seen] == [20, 40]
+    assert seen[0][1] > seen[1][1] > plain.val_loss  # the loss falls as training goes on
+
+    class Stop(Exception):
+        pass
+
+    def stop(t: int, v: float) -> None:
+        raise Stop(t)
+
+    with pytest.raises(Stop, match="20"):
+        fmd.run_episode(task, sched, hypergradient=False, validate_every=20, on_validation=stop)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"validate_every": 0, "on_validation": print}, r"`validate_every` must be a positive"),
+        ({"validate_every": 5}, r"must be given together"),
+        ({"validate_every": 5, "on_validation": print, "hypergradient": True}, r"plain training"),
+    ],
+)
+def test_bad_validation_arguments_are_refused_before_training(
+    no_training: None, kwargs: dict[str, object], match: str
+) -> None:
+    kwargs.setdefault("hypergradient", False)
+    with pytest.raises(ValueError, match=match):
+        fmd.run_episode(fmd.tasks.Digits(steps=20), {"lr": [0.1]}, **kwargs)  # type: ignore[arg-type]

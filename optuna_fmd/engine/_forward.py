@@ -88,6 +88,8 @@ def run_plain(
     *,
     progress: Progress | None = None,
     snapshots: Snapshots | None = None,
+    validate_every: int | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> EngineResult:
     """Train without hypergradient (the same functional step), then evaluate.
 
@@ -96,6 +98,9 @@ def run_plain(
     small CPU model) and, when everything is on the CPU, only the CPU generator is seeded.
     With ``snapshots``, a :class:`~optuna_fmd.engine.Snapshot` is saved every ``every`` steps and
     a run resumes from ``snapshots.resume``, bitwise as if never interrupted.
+    With ``validate_every``, ``on_validation(steps_done, val_loss)`` receives the validation loss
+    after every this many steps (before the last); an exception it raises stops training (e.g.
+    Optuna's ``TrialPruned``). The trajectory is the same with or without it.
     """
     state = [s.detach() for s in state0]
     loss_value = float("nan")
@@ -123,6 +128,9 @@ def run_plain(
                 return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
             if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
                 snapshots.take("plain", t + 1, state, loss_value, table.n_columns)
+            due = validate_every and (t + 1) % validate_every == 0 and t + 1 < problem.steps
+            if on_validation is not None and due:
+                on_validation(t + 1, float(problem.val_loss(state)[0]))
     return _finish(problem, state, None, problem.steps, False, loss_value, table.n_columns)
 
 
