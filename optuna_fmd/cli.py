@@ -5,7 +5,7 @@ Micaelli & Storkey, "Gradient-based Hyperparameter Optimization Over Long Horizo
 Example:
     optuna-fmd run --task digits --steps 300 --trials 8 --study digits-sign
     optuna-fmd demo
-    optuna-fmd compare --quick --out compare.json --plot compare.png
+    optuna-fmd compare --quick --out-dir compare
     optuna-fmd report --study digits-sign --out report
 """
 
@@ -17,6 +17,8 @@ import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
+
+from optuna_fmd import compare
 
 if TYPE_CHECKING:
     import optuna
@@ -73,22 +75,18 @@ def make_space(
     momentum_init: float = 0.9,
     weight_decay_init: float = 5e-4,
 ) -> fmd.ScheduleSpace:
-    """The DESIGN space: lr in [1e-3, 1] (log, init 0.05), momentum in [0, 0.99] (init 0.9),
-    weight decay in [0, 1e-2] (init 5e-4), ``windows`` values each."""
-    import optuna_fmd as fmd
+    """SGD's default space (:func:`optuna_fmd.space.default_space`): lr in [1e-3, 1] (log),
+    momentum in [0, 0.99], weight decay in [0, 1e-2], ``windows`` values each."""
+    from optuna_fmd.space import DEFAULT_BOUNDS, default_space
 
-    defaults = {
-        "lr": fmd.Schedule(windows=windows, low=1e-3, high=1.0, log=True, init=lr_init),
-        "momentum": fmd.Schedule(windows=windows, low=0.0, high=0.99, init=momentum_init),
-        "weight_decay": fmd.Schedule(windows=windows, low=0.0, high=1e-2, init=weight_decay_init),
-    }
-    unknown = [h for h in hypers if h not in defaults]
+    known = list(DEFAULT_BOUNDS["sgd"])
+    unknown = [h for h in hypers if h not in known]
     if unknown or not hypers:
         raise ValueError(
-            f"`--hypers` must be a comma-separated subset of {list(defaults)}, but got "
-            f"{list(hypers)}."
+            f"`--hypers` must be a comma-separated subset of {known}, but got {list(hypers)}."
         )
-    return fmd.ScheduleSpace({h: defaults[h] for h in hypers})
+    init = {"lr": lr_init, "momentum": momentum_init, "weight_decay": weight_decay_init}
+    return default_space("sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers})
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -524,10 +522,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from optuna_fmd import _compare as compare_mod
-
-    code = compare_mod.cli_main(args, default_storage=DEFAULT_STORAGE)
-    print(f"view them: {_dashboard_command(args.storage or DEFAULT_STORAGE)}")
+    code = compare.cli_main(args)
+    if args.storage:
+        print(f"view them: {_dashboard_command(args.storage)}")
     return code
 
 
@@ -585,13 +582,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument("--no-progress", action="store_true", help="no progress bars")
     _add_worker_args(worker)
     worker.set_defaults(func=_worker)
-    compare = sub.add_parser(
-        "compare", help="FMD vs TPE, random, CMA-ES, GP and a tuned cosine at equal budget"
+    compare_p = sub.add_parser(
+        "compare",
+        help="FMD vs TPE, CMA-ES, random, TPE + Hyperband and a tuned cosine at equal budget",
     )
-    from optuna_fmd import _compare as compare_mod
-
-    compare_mod.add_arguments(compare)
-    compare.set_defaults(func=_compare)
+    compare.add_arguments(compare_p)
+    compare_p.set_defaults(func=_compare)
     report = sub.add_parser(
         "report", help="write an HTML report (plots, table of outer steps) and PNGs of a study"
     )

@@ -1,0 +1,179 @@
+"""What a comparison runs: its tasks, budgets, seeds and methods, and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..engine import ScheduleSpace
+from ..space import default_space
+from ..tasks import Digits, FashionMNIST, Task
+
+__all__ = ["TASKS", "CompareConfig", "TaskSpec", "preset"]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One training problem of the comparison and its 3 x K window space.
+
+    Attributes:
+        name: Short name used in study names and results (``"fashion-sgd"``).
+        dataset: ``"fashion-mnist"`` or ``"digits"``.
+        model: Model name (``"mlp"``, ``"mlp-256-128"``).
+        optimizer: Inner optimiser (``"sgd"``, ``"adamw"``).
+        steps: Horizon T.
+        batch_size: Training minibatch size.
+        windows: Windows K per hyperparameter.
+    """
+
+    name: str
+    dataset: str
+    model: str
+    optimizer: str
+    steps: int
+    batch_size: int
+    windows: int = 10
+
+    def make_task(self, device: str = "cpu") -> Task:
+        kind = FashionMNIST if self.dataset == "fashion-mnist" else Digits
+        return kind(
+            model=self.model,
+            optimizer=self.optimizer,
+            steps=self.steps,
+            batch_size=self.batch_size,
+            device=device,
+        )
+
+    def make_space(self) -> ScheduleSpace:
+        return default_space(self.optimizer, self.windows)
+
+
+#: The comparison's tasks. Both Fashion-MNIST ones take 0.7-0.8 s per plain episode on one CPU
+#: thread: an MLP 784-64-10 with SGD (momentum, L2 weight decay) over 800 steps of batch 128
+#: (1.9 epochs), and an MLP 784-256-128-10 with AdamW over 400 steps of batch 64.
+TASKS: Mapping[str, TaskSpec] = {
+    t.name: t
+    for t in (
+        TaskSpec("fashion-sgd", "fashion-mnist", "mlp", "sgd", steps=800, batch_size=128),
+        TaskSpec("fashion-adamw", "fashion-mnist", "mlp-256-128", "adamw", 400, 64),
+        TaskSpec("digits-sgd", "digits", "mlp", "sgd", steps=200, batch_size=64),
+        TaskSpec("digits-adamw", "digits", "mlp", "adamw", steps=200, batch_size=64),
+    )
+}
+
+
+@dataclass
+class CompareConfig:
+    """One comparison run.
+
+    Budgets are in plain-episode equivalents (PEE): a trial's cost is its CPU time (sampler,
+    storage and episode, torch at ``threads`` threads) divided by the CPU time of a plain episode
+    of the same task measured in the same process around the same time, so the budget does not
+    move with the machine's load. The methods of one (task, seed) run in lock-step: the method
+    that has used the least budget runs the next trial. A shorter budget is read off the same
+    studies (every method is budget-independent: the best trial that ended within it counts).
+
+    Attributes:
+        tasks: Names in :data:`TASKS`.
+        seeds: Study seeds (episode seed and sampler seed); each (task, seed) is one unit.
+        budgets: ``{"short": PEE, "long": PEE}``; the run lasts the largest.
+        methods: Method names (see :data:`optuna_fmd.compare.METHODS`).
+        primary: The FMD method the tests are about (fixed before the run).
+        grid: Factors of the starting lr that the grid-searched cosine tries.
+        retrain: Retrain each method's best schedule at each budget with
+            :func:`optuna_fmd.evaluate_schedule` on seed ``retrain_offset + seed``.
+        retrain_offset: Offset of the retraining seeds (fresh weights, batches and split).
+        jobs: Units run at once (processes).
+        threads: torch threads per process.
+        device: Where episodes run.
+        clock: ``"cpu"`` (process CPU time; a CPU run) or ``"wall"`` (a GPU run).
+        storage: Optuna storage URL for every study (``None``: in memory).
+        prefix: Study-name prefix.
+    """
+
+    tasks: tuple[str, ...] = ("fashion-sgd", "fashion-adamw")
+    seeds: tuple[int, ...] = tuple(range(10))
+    budgets: dict[str, float] = field(default_factory=lambda: {"short": 15.0, "long": 50.0})
+    methods: tuple[str, ...] = (
+        "fmd",
+        "tpe",
+        "cmaes",
+        "random",
+        "tpe-const",
+        "tpe-cosine",
+        "tpe-hyperband",
+        "cosine-grid",
+    )
+    primary: str = "fmd"
+    grid: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 10.0, 20.0)
+    retrain: bool = True
+    retrain_offset: int = 1000
+    jobs: int = 2
+    threads: int = 1
+    device: str = "cpu"
+    clock: str = "cpu"
+    storage: str | None = None
+    prefix: str = "compare"
+
+    @property
+    def budget(self) -> float:
+        """The longest budget: every study runs to it."""
+        return max(self.budgets.values())
+
+    def validate(self) -> None:
+        """One clear error naming the setting, the rule and the value."""
+        from ._methods import METHODS
+
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown or not self.tasks:
+            raise ValueError(f"`tasks` must be among {list(TASKS)}, but got {list(self.tasks)}.")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError(f"`seeds` must be distinct and non-empty, but got {self.seeds!r}.")
+        bad = {
+            k: v for k, v in self.budgets.items() if not (isinstance(v, (int, float)) and v > 0)
+        }
+        if bad or not self.budgets:
+            raise ValueError(f"`budgets` must be positive PEE, but got {self.budgets!r}.")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(f"`methods` must be among {list(METHODS)}, but got {unknown}.")
+        if self.primary not in self.methods or METHODS[self.primary].kind != "fmd":
+            raise ValueError(
+                f"`primary` must be an FMD method among `methods`, but got {self.primary!r}."
+            )
+        for arg in ("jobs", "threads"):
+            v = getattr(self, arg)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
+        if self.clock not in ("cpu", "wall"):
+            raise ValueError(f"`clock` must be 'cpu' or 'wall', but got {self.clock!r}.")
+        if not self.grid or any(g <= 0 for g in self.grid):
+            raise ValueError(f"`grid` must be positive lr factors, but got {self.grid!r}.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+_PRESETS: dict[str, dict[str, Any]] = {
+    # The v2 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 50 PEE.
+    "v2": {},
+    # A few minutes on Digits: the same machinery end to end (a slow test runs it).
+    "quick": {
+        "tasks": ("digits-sgd", "digits-adamw"),
+        "seeds": (0, 1),
+        "budgets": {"short": 10.0, "long": 30.0},
+        "grid": (0.2, 1.0, 5.0),
+        "jobs": 1,
+    },
+    # One GPU: episodes are too short for the CPU clock to see the GPU's work.
+    "gpu": {"device": "cuda", "clock": "wall", "jobs": 1, "seeds": (0, 1, 2)},
+}
+
+
+def preset(name: str) -> dict[str, Any]:
+    """The settings of a named preset (``"v2"``, ``"quick"``, ``"gpu"``)."""
+    if name not in _PRESETS:
+        raise ValueError(f"`preset` must be one of {list(_PRESETS)}, but got {name!r}.")
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}

@@ -1,0 +1,278 @@
+"""The compared methods: how each builds its study, its objective and its first trial.
+
+Every method starts from the same point where it takes one: the task space's initial values
+(lr, momentum or beta1, weight decay, constant over the windows). Window-space studies (TPE,
+random) get it as their first, enqueued trial and CMA-ES as its mean ``x0`` too; FMD starts
+there by construction; the 3-constant space holds that point exactly; the cosine spaces start
+from the cosine with the same peak lr, no warm-up and the same other values (the nearest
+member of a family that cannot hold a constant lr), and the grid's factors include 1.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+
+from .. import baselines
+from ..engine import ScheduleSpace
+from ..episode import run_episode
+from ..objective import HypergradientObjective
+from ..sampler import FMDSampler
+from ..tasks import Task
+
+__all__ = ["METHODS", "FamilyObjective", "Method", "Study", "open_study"]
+
+Schedules = dict[str, list[float]]
+#: Warm-up fraction range of the cosine family.
+WARMUP = (0.0, 0.5)
+#: Intermediate validation losses per episode for Hyperband (resources 1..8 of 9).
+RUNGS = 9
+
+
+@dataclass(frozen=True)
+class Method:
+    """One compared method.
+
+    Attributes:
+        name: Short name (study names are ``<prefix>-<task>-<name>-s<seed>``).
+        kind: ``"fmd"`` (hypergradient steps on the window space), ``"window"`` (a black-box
+            sampler on the window space), ``"family"`` (a black-box sampler on a
+            low-dimensional family) or ``"grid"`` (the cosine with a grid-searched peak lr).
+        space: What is searched, in words.
+        sampler: ``"fmd"``, ``"tpe"``, ``"random"``, ``"cmaes"`` or ``"grid"``.
+        family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces.
+        pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
+    """
+
+    name: str
+    kind: str
+    space: str
+    sampler: str
+    family: str | None = None
+    pruner: bool = False
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("fmd", "fmd", "30-dim windows (FMDSampler defaults)", "fmd"),
+        Method("tpe", "window", "30-dim windows", "tpe"),
+        Method("cmaes", "window", "30-dim windows", "cmaes"),
+        Method("random", "window", "30-dim windows", "random"),
+        Method("tpe-const", "family", "3 constants", "tpe", "constant"),
+        Method("tpe-cosine", "family", "cosine: peak lr, warm-up, 2 constants", "tpe", "cosine"),
+        Method(
+            "tpe-hyperband",
+            "family",
+            "cosine: peak lr, warm-up, 2 constants; Hyperband",
+            "tpe",
+            "cosine",
+            pruner=True,
+        ),
+        Method("cosine-grid", "grid", "cosine, peak lr on a grid, other values fixed", "grid"),
+    )
+}
+
+
+def _family(
+    space: ScheduleSpace, family: str
+) -> tuple[dict[str, tuple[float, float, bool]], Callable[[Mapping[str, float]], Schedules]]:
+    """Parameters ``{name: (low, high, log)}`` of a family over ``space``'s hyperparameters and
+    the map from their values to window schedules (lr first; the others constant)."""
+    names = list(space)
+    lr, others = names[0], names[1:]
+    k = space[lr].windows
+    bounds = {h: (space[h].low, space[h].high, space[h].log) for h in names}
+    if family == "constant":
+        return bounds, lambda p: {h: baselines.constant(p[h], k) for h in names}
+    params = {"peak_lr": bounds[lr], "warmup": (*WARMUP, False), **{h: bounds[h] for h in others}}
+
+    def cosine(p: Mapping[str, float]) -> Schedules:
+        return {
+            lr: baselines.cosine(p["peak_lr"], k, warmup=p["warmup"]),
+            **{h: baselines.constant(p[h], k) for h in others},
+        }
+
+    return params, cosine
+
+
+class FamilyObjective:
+    """Suggest a family's few parameters, run a plain episode of the schedules they stand for.
+
+    The value is the validation loss, as for
+    :class:`~optuna_fmd.HypergradientObjective` with ``hypergradient=False`` on the window
+    space. With ``rungs``, the validation loss after every ``steps // rungs`` steps is reported
+    to the trial and a pruned trial stops there (Optuna's pruners, e.g. ``HyperbandPruner``).
+    """
+
+    def __init__(
+        self,
+        task: Task,
+        params: Mapping[str, tuple[float, float, bool]],
+        to_schedules: Callable[[Mapping[str, float]], Schedules],
+        *,
+        seed: int = 0,
+        rungs: int | None = None,
+    ) -> None:
+        self.task = task
+        self.params = dict(params)
+        self.to_schedules = to_schedules
+        self.seed = seed
+        self.rungs = rungs
+
+    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
+        values = {
+            n: float(trial.suggest_float(n, lo, hi, log=log))
+            for n, (lo, hi, log) in self.params.items()
+        }
+        schedules = self.to_schedules(values)
+        kwargs: dict[str, Any] = {}
+        if self.rungs:
+
+            def report(step: int, loss: float) -> None:
+                rung = step // every
+                if rung >= rungs:  # T not a multiple of the rungs: no report past the last
+                    return
+                trial.report(loss if math.isfinite(loss) else math.inf, rung)
+                if trial.should_prune():
+                    trial.set_user_attr("steps", step)
+                    raise optuna.TrialPruned(f"pruned at rung {rung} (step {step})")
+
+            rungs = self.rungs
+            every = max(1, self.task.steps // rungs)
+            kwargs = {"validate_every": every, "on_validation": report}
+        result = run_episode(self.task, schedules, seed=self.seed, hypergradient=False, **kwargs)
+        diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
+        trial.set_user_attr("steps", int(result.steps))
+        trial.set_user_attr("diverged", diverged)
+        return math.inf if diverged else float(result.val_loss)
+
+
+@dataclass
+class Study:
+    """One method's study on one (task, seed): what runs a trial and what reads its schedule."""
+
+    method: Method
+    study: optuna.Study
+    objective: Callable[[optuna.trial.Trial], float]
+    schedule_of: Callable[[Mapping[str, float]], Schedules]
+    max_trials: int | None = None
+
+    def exhausted(self) -> bool:
+        """No further trial would differ: the grid is done, or FMD reports convergence."""
+        finished = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
+        n = len(
+            self.study.get_trials(deepcopy=False, states=(*finished, optuna.trial.TrialState.FAIL))
+        )
+        if self.max_trials is not None and n >= self.max_trials:
+            return True
+        sampler = self.study.sampler
+        return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
+
+
+def start_params(space: ScheduleSpace, family: str | None) -> dict[str, float]:
+    """The common start in a method's own parameters (see the module docstring)."""
+    init = {h: vs[0] for h, vs in space.initial_values().items()}
+    if family is None:
+        return space.to_params(space.initial_values())
+    if family == "constant":
+        return init
+    lr, *others = list(space)
+    return {"peak_lr": init[lr], "warmup": 0.0, **{h: init[h] for h in others}}
+
+
+def open_study(
+    method: Method,
+    task: Task,
+    space: ScheduleSpace,
+    seed: int,
+    *,
+    grid: Sequence[float],
+    storage: Any,
+    name: str,
+) -> Study:
+    """Create ``method``'s study (named ``name`` in ``storage``) with its first trial queued."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        # CmaEsSampler's `x0` is deprecated from Optuna 4.9 (removal planned for 6.0); it still
+        # sets the search distribution's mean, which the queued first trial alone does not
+        warnings.filterwarnings("ignore", message=".*`x0`", category=FutureWarning)
+        return _open(method, task, space, seed, grid, storage, name)
+
+
+def _open(
+    method: Method,
+    task: Task,
+    space: ScheduleSpace,
+    seed: int,
+    grid: Sequence[float],
+    storage: Any,
+    name: str,
+) -> Study:
+    pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
+    max_trials = None
+    objective: Callable[[optuna.trial.Trial], float]
+    schedule_of: Callable[[Mapping[str, float]], Schedules]
+    if method.kind in ("fmd", "window"):
+        start = start_params(space, None)
+        sampler: optuna.samplers.BaseSampler = {
+            "fmd": lambda: FMDSampler(space, seed=seed),
+            "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
+            "random": lambda: optuna.samplers.RandomSampler(seed=seed),
+            "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),
+        }[method.sampler]()
+        objective = HypergradientObjective(
+            task, space, seed=seed, hypergradient=method.kind == "fmd"
+        )
+
+        def window_schedule(p: Mapping[str, float]) -> Schedules:
+            return {h: [float(v) for v in vs] for h, vs in space.from_params(p).items()}
+
+        schedule_of = window_schedule
+
+    elif method.kind == "family":
+        assert method.family is not None
+        params, schedule_of = _family(space, method.family)
+        start = start_params(space, method.family)
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        if method.pruner:
+            pruner = optuna.pruners.HyperbandPruner(
+                min_resource=1, max_resource=RUNGS, reduction_factor=3
+            )
+        objective = FamilyObjective(
+            task, params, schedule_of, seed=seed, rungs=RUNGS if method.pruner else None
+        )
+    else:  # the cosine with a grid-searched peak lr; the other values stay at the start
+        lr, *others = list(space)
+        init = {h: vs[0] for h, vs in space.initial_values().items()}
+        peaks = sorted(
+            min(space[lr].high, max(space[lr].low, init[lr] * g)) for g in dict.fromkeys(grid)
+        )
+        params, cosine = _family(space, "cosine")
+        fixed = {"warmup": 0.0, **{h: init[h] for h in others}}
+
+        def grid_schedule(p: Mapping[str, float]) -> Schedules:
+            return cosine({**fixed, "peak_lr": p["peak_lr"]})
+
+        schedule_of = grid_schedule
+
+        # the grid as queued trials (GridSampler stops the study from its after_trial hook,
+        # which ask-and-tell does not allow); the sampler behind them never samples
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        objective = FamilyObjective(task, {"peak_lr": params["peak_lr"]}, schedule_of, seed=seed)
+        start, max_trials = None, len(peaks)
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
+    study.set_user_attr("method", method.name)
+    study.set_user_attr("seed", seed)
+    study.set_user_attr("space", method.space)
+    if method.kind == "grid":
+        for peak in peaks:
+            study.enqueue_trial({"peak_lr": peak})
+    elif start is not None and method.kind != "fmd":
+        study.enqueue_trial(start)
+    return Study(method, study, objective, schedule_of, max_trials)

@@ -1,0 +1,260 @@
+"""From unit records to what a reader checks: the summary (per task and budget: each method's
+best validation loss and retrained test accuracy per seed, Holm-corrected one-sided tests of the
+primary FMD method against each baseline, effect sizes with confidence intervals, time to
+reach), Markdown tables and the regret plots. Everything here reads the results JSON alone."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from . import _stats
+from ._methods import METHODS
+
+__all__ = ["format_markdown", "plot_results", "summarize"]
+
+
+def _budgets(config: Mapping[str, Any]) -> list[tuple[str, float]]:
+    return sorted(((k, float(v)) for k, v in config["budgets"].items()), key=lambda kv: kv[1])
+
+
+def _worst_filled(values: Sequence[float | None]) -> list[float]:
+    """Seeds without a finite best count as worse than every finite value (a loss)."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    worst = (max(finite) + 1.0) if finite else 1.0
+    return [v if v is not None and math.isfinite(v) else worst for v in values]
+
+
+def summarize(
+    units: Sequence[Mapping[str, Any]],
+    config: Mapping[str, Any],
+    provenance: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The machine-readable summary (``compare_v2_summary.json``).
+
+    ``{"commit", "dirty", "seeds", "runs": [{"task", "budget", "budget_plain_episodes",
+    "methods": {name: {"best_val": [per seed], "test_acc": [per seed]}}, "primary",
+    "holm_p": {baseline: p}, "time_to_reach_ratio": {baseline: ratio or None}, "detail"}]}``.
+    ``holm_p`` is the one-sided Wilcoxon signed-rank p of the primary method's best validation
+    loss being lower, Holm-corrected over the baselines of that task and budget;
+    ``time_to_reach_ratio`` the median over seeds of the primary's cost to reach the baseline's
+    final best over the baseline's cost to reach it (``None`` unless reached on every seed).
+    """
+    primary = str(config["primary"])
+    tasks = [t for t in config["tasks"] if any(u["task"] == t for u in units)]
+    seeds = sorted({int(u["seed"]) for u in units})
+    runs = []
+    for task in tasks:
+        by_seed = {int(u["seed"]): u for u in units if u["task"] == task}
+        ks = sorted(by_seed)
+        names = [m for m in config["methods"] if all(m in by_seed[k]["methods"] for k in ks)]
+        for bname, budget in _budgets(config):
+            runs.append(_run_summary(task, bname, budget, by_seed, ks, names, primary))
+    return {
+        "protocol": "compare-v2",
+        "commit": provenance.get("commit"),
+        "dirty": provenance.get("dirty"),
+        "seeds": seeds,
+        "runs": runs,
+    }
+
+
+def _run_summary(
+    task: str,
+    bname: str,
+    budget: float,
+    by_seed: Mapping[int, Mapping[str, Any]],
+    ks: Sequence[int],
+    names: Sequence[str],
+    primary: str,
+) -> dict[str, Any]:
+    methods: dict[str, Any] = {}
+    detail: dict[str, Any] = {}
+    for m in names:
+        bests = [by_seed[k]["methods"][m]["best"].get(bname) for k in ks]
+        vals = [b["value"] if b else None for b in bests]
+        accs = [b.get("test_accuracy") if b else None for b in bests]
+        methods[m] = {"best_val": vals, "test_acc": accs}
+        filled = _worst_filled(vals)
+        acc_f = [a for a in accs if a is not None and math.isfinite(a)]
+        counts = [
+            sum(1 for t in by_seed[k]["methods"][m]["trials"] if t["end"] <= budget) for k in ks
+        ]
+        detail[m] = {
+            "best_val_mean_ci": list(_stats.mean_ci(filled)),
+            "test_acc_mean_ci": list(_stats.mean_ci(acc_f)) if acc_f else None,
+            "trials_median": statistics.median(counts),
+            "hypergradient_trials_median": statistics.median(
+                sum(
+                    1
+                    for t in by_seed[k]["methods"][m]["trials"]
+                    if t["end"] <= budget and t.get("hypergradient")
+                )
+                for k in ks
+            ),
+            "failed_seeds": sum(v is None for v in vals),
+        }
+    holm_raw: dict[str, float] = {}
+    reach: dict[str, float | None] = {}
+    if primary in methods:
+        for b in names:
+            if b == primary:
+                continue
+            n = len(ks)  # one worst value for both sides: a failed seed loses the pair
+            filled = _worst_filled(methods[primary]["best_val"] + methods[b]["best_val"])
+            fa, fb = filled[:n], filled[n:]
+            effect = _stats.paired_difference(fa, fb)
+            detail[b]["vs_primary"] = effect
+            holm_raw[b] = effect["p"]
+            ratios: list[float | None] = []
+            for k in ks:
+                base = by_seed[k]["methods"][b]["best"].get(bname)
+                if base is None:
+                    ratios.append(None)
+                    continue
+                t = _stats.time_to_reach(
+                    by_seed[k]["methods"][primary]["trials"], base["value"], budget
+                )
+                ratios.append(None if t is None or base["end"] <= 0 else t / base["end"])
+            detail[b]["time_to_reach_ratios"] = ratios
+            reach[b] = (
+                statistics.median([r for r in ratios if r is not None])
+                if all(r is not None for r in ratios)
+                else None
+            )
+    return {
+        "task": task,
+        "budget": bname,
+        "budget_plain_episodes": budget,
+        "methods": methods,
+        "primary": primary,
+        "holm_p": _stats.holm(holm_raw) if holm_raw else {},
+        "time_to_reach_ratio": reach,
+        "detail": detail,
+    }
+
+
+def _f(v: Any, spec: str = ".4f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def format_markdown(summary: Mapping[str, Any]) -> str:
+    """One table per task and budget (the benchmarks/README.md format)."""
+    lines: list[str] = []
+    for run in summary["runs"]:
+        p = run["primary"]
+        lines += [
+            f"**{run['task']}, {run['budget']} budget ({run['budget_plain_episodes']:g} PEE), "
+            f"{len(summary['seeds'])} seeds**",
+            "",
+            "| method | space | trials | best val loss, mean [95% CI] | retrained test acc, "
+            f"mean [95% CI] | {p} − method, val loss [95% CI] | {p} lower on | Holm p | "
+            f"{p}'s time to reach / method's |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, d in run["detail"].items():
+            mean, lo, hi = d["best_val_mean_ci"]
+            acc = d["test_acc_mean_ci"]
+            acc_s = f"{100 * acc[0]:.2f}% [{100 * acc[1]:.2f}, {100 * acc[2]:.2f}]" if acc else "-"
+            vs = d.get("vs_primary")
+            diff = (
+                f"{vs['mean_difference']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}]"
+                if vs
+                else "(primary)"
+            )
+            lower = f"{vs['lower_on']}/{vs['n']}" if vs else ""
+            hp = run["holm_p"].get(m)
+            ratio = run["time_to_reach_ratio"].get(m)
+            ratio_s = "" if m == p else ("not on every seed" if ratio is None else f"{ratio:.2f}")
+            trials = f"{d['trials_median']:g}"
+            if d["hypergradient_trials_median"]:
+                trials += f" ({d['hypergradient_trials_median']:g} hypergradient)"
+            space = METHODS[m].space if m in METHODS else ""
+            lines.append(
+                f"| {m} | {space} | {trials} | {mean:.4f} [{lo:.4f}, {hi:.4f}] | {acc_s} | "
+                f"{diff} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot_results(results: Mapping[str, Any], path_for: Any) -> list[str]:
+    """One PNG per task (``path_for(task)`` names it): the median best validation loss so far
+    over seeds against the budget in plain-episode equivalents (interquartile band), and each
+    seed's best at the longest budget. Returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    config = results["config"]
+    budgets = _budgets(config)
+    longest = budgets[-1][1]
+    grid = np.linspace(0.0, longest, 401)
+    written = []
+    colors = plt.get_cmap("tab10")
+    for task in config["tasks"]:
+        units = [u for u in results["units"] if u["task"] == task]
+        if not units:
+            continue
+        fig, (ax, ax2) = plt.subplots(
+            1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.7, 1]}
+        )
+        for i, m in enumerate(config["methods"]):
+            curves = []
+            for u in units:
+                pts = _stats.best_curve(u["methods"][m]["trials"], longest)
+                ys = np.full(grid.shape, np.nan)
+                for x, y in pts:
+                    ys[grid >= x] = y
+                curves.append(ys)
+            arr = np.array(curves)
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no trial yet
+                med = np.nanmedian(arr, axis=0)
+                q1, q3 = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
+            primary = m == config["primary"]
+            ax.plot(grid, med, color=colors(i), lw=2.6 if primary else 1.4, label=m)
+            ax.fill_between(grid, q1, q3, color=colors(i), alpha=0.12)
+            finals = [
+                float(v)
+                for u in units
+                if (v := (u["methods"][m]["best"].get(budgets[-1][0]) or {}).get("value"))
+                is not None
+            ]
+            ax2.scatter(
+                finals, [i] * len(finals), color=colors(i), s=18, alpha=0.7, edgecolors="none"
+            )
+            if finals:
+                ax2.plot([np.mean(finals)] * 2, [i - 0.3, i + 0.3], color="k", lw=1.5)
+        for bname, b in budgets:
+            ax.axvline(b, color="grey", ls=":", lw=1)
+            ax.text(b, 1.0, f" {bname}", transform=ax.get_xaxis_transform(), va="top", fontsize=8)
+        finite = [
+            v
+            for u in units
+            for m in config["methods"]
+            for v in [(u["methods"][m]["best"].get(budgets[0][0]) or {}).get("value")]
+            if v is not None
+        ]
+        if finite:
+            ax.set_ylim(min(finite) * 0.97, float(np.percentile(finite, 95)) * 1.12)
+        ax.set_xlabel("budget used (plain-episode equivalents)")
+        ax.set_ylabel("best validation loss so far (median over seeds)")
+        ax.set_title(f"{task}: {len(units)} seeds, interquartile band")
+        ax.legend(fontsize=8, ncol=2)
+        ax.grid(alpha=0.3)
+        ax2.set_yticks(range(len(config["methods"])), config["methods"])
+        ax2.invert_yaxis()
+        ax2.set_xlabel(f"best validation loss at {budgets[-1][1]:g} PEE (dots: seeds, bar: mean)")
+        ax2.grid(alpha=0.3, axis="x")
+        fig.tight_layout()
+        path = str(path_for(task))
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -1,0 +1,335 @@
+"""Running a comparison: one (task, seed) unit at a time per process, every method of a unit in
+lock-step on one budget of plain-episode equivalents, each finished unit appended to a JSON-lines
+file at once (a run resumes from it), the results stamped with the commit they ran on."""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import platform
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from .._storage import open_storage
+from ..episode import run_episode
+from ..evaluation import evaluate_schedule
+from ._budget import CostUnit, LockStep
+from ._config import TASKS, CompareConfig
+from ._methods import METHODS, Study, open_study
+
+__all__ = ["provenance", "run_compare", "run_unit", "units_of"]
+
+PROTOCOL = "compare-v2"
+_REPO = Path(__file__).resolve().parents[2]
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(_REPO), *args], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+def provenance(cfg: CompareConfig, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The commit (and whether tracked files differ from it), machine, versions and command."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "optuna": optuna.__version__,
+        "threads_per_process": cfg.threads,
+        "processes": cfg.jobs,
+        "device": cfg.device,
+        "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
+        "command": " ".join(sys.argv if argv is None else argv),
+    }
+
+
+def units_of(cfg: CompareConfig) -> list[tuple[str, int]]:
+    """(task, seed) units in run order: seed by seed, the tasks of a seed side by side."""
+    return [(t, s) for s in cfg.seeds for t in cfg.tasks]
+
+
+def _clock(kind: str) -> Callable[[], float]:
+    return time.process_time if kind == "cpu" else time.perf_counter
+
+
+def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float, float | None]:
+    """Ask, run and tell one trial; its record, its cost on ``clock`` and, for a whole plain
+    episode, the episode's own time (the yardstick's next reading)."""
+    c0, w0 = clock(), time.perf_counter()
+    trial = st.study.ask()
+    e0 = clock()
+    state, value, note = optuna.trial.TrialState.COMPLETE, None, None
+    try:
+        value = float(st.objective(trial))
+    except optuna.TrialPruned:
+        state = optuna.trial.TrialState.PRUNED
+    except RuntimeError as err:  # a failed episode is a failed trial, as in study.optimize
+        state, note = optuna.trial.TrialState.FAIL, f"{type(err).__name__}: {err}"
+    episode = clock() - e0
+    attrs = trial.user_attrs
+    if state == optuna.trial.TrialState.COMPLETE:
+        st.study.tell(trial, value)
+    else:
+        st.study.tell(trial, state=state)
+    cost = clock() - c0
+    steps = attrs.get("steps")
+    diverged = bool(attrs.get("diverged", False))
+    plain = st.method.kind != "fmd" and not st.method.pruner
+    full = state == optuna.trial.TrialState.COMPLETE and not diverged and plain
+    record = {
+        "number": trial.number,
+        "state": state.name,
+        "value": value if value is not None and math.isfinite(value) else None,
+        "seconds": cost,
+        "wall": time.perf_counter() - w0,
+        "episode_seconds": episode,
+        "steps": steps,
+        "diverged": diverged,
+        "hypergradient": st.method.kind == "fmd",
+        "engine": attrs.get("engine"),
+        "params": dict(trial.params),
+    }
+    if note:
+        record["error"] = note
+    return record, cost, episode if full else None
+
+
+def _best(trials: Sequence[Mapping[str, Any]], budget: float) -> Mapping[str, Any] | None:
+    """The best completed trial that ended within ``budget`` (ties: the earlier)."""
+    done = [
+        t
+        for t in trials
+        if t["end"] <= budget and t["state"] == "COMPLETE" and t["value"] is not None
+    ]
+    return min(done, key=lambda t: (t["value"], t["end"])) if done else None
+
+
+def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) -> dict[str, Any]:
+    """Every method of ``cfg`` on one task and seed, in lock-step up to the longest budget;
+    then each method's best schedule at each budget retrained on a fresh seed.
+
+    Returns:
+        A JSON-ready record: the yardstick's readings, every trial (cost in PEE, its start and
+        end on the method's budget, both clocks) and each method's best per budget.
+    """
+    spec = TASKS[task_name]
+    task = spec.make_task(cfg.device)
+    task.data()
+    space = spec.make_space()
+    clock = _clock(cfg.clock)
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    start = {h: list(v) for h, v in space.initial_values().items()}
+    # warm-up outside every budget: first calls, allocator, the reverse-mode code path
+    run_episode(task, start, seed=seed, hypergradient=False)
+    run_episode(task, start, seed=seed, hypergradient=True)
+    unit = CostUnit()
+    for _ in range(3):  # the yardstick's first readings: plain episodes of the start
+        c0 = clock()
+        run_episode(task, start, seed=seed, hypergradient=False)
+        unit.observe(clock() - c0)
+    storage = open_storage(cfg.storage) if cfg.storage else optuna.storages.InMemoryStorage()
+    order = list(cfg.methods)
+    r = seed % len(order)  # rotate the tie-break order per seed
+    order = order[r:] + order[:r]
+    studies = {
+        m: open_study(
+            METHODS[m],
+            task,
+            space,
+            seed,
+            grid=cfg.grid,
+            storage=storage,
+            name=f"{cfg.prefix}-{task_name}-{m}-s{seed}",
+        )
+        for m in order
+    }
+    lock = LockStep(order, cfg.budget, unit)
+    trials: dict[str, list[dict[str, Any]]] = {m: [] for m in order}
+    while (m := lock.next()) is not None:
+        seq = len(unit.observed)
+        record, seconds, plain = _trial(studies[m], clock)
+        if plain is not None:
+            unit.observe(plain)
+        lock.charge(m, seconds, seq)
+        record["seq"] = seq
+        trials[m].append(record)
+        if studies[m].exhausted():
+            lock.finish(m, "converged" if METHODS[m].kind == "fmd" else "grid done")
+    for m in order:  # the final charge: the yardstick's readings on both sides of each trial
+        for record, cost, (t0, t1, counted) in zip(
+            trials[m], lock.costs(m), lock.spans(m), strict=True
+        ):
+            record.update(
+                unit=unit.around(record["seq"]), cost=cost, start=t0, end=t1, counted=counted
+            )
+    methods: dict[str, Any] = {}
+    retrained: dict[str, dict[str, Any]] = {}
+    for m in order:
+        best: dict[str, Any] = {}
+        for bname, b in cfg.budgets.items():
+            t = _best(trials[m], b)
+            if t is None:
+                best[bname] = None
+                continue
+            schedule = studies[m].schedule_of(t["params"])
+            key = json.dumps(schedule, sort_keys=True)
+            if cfg.retrain and key not in retrained:
+                res = evaluate_schedule(task, schedule, seeds=(cfg.retrain_offset + seed,))
+                retrained[key] = {
+                    "test_accuracy": res.test_accuracy,
+                    "test_loss": res.test_loss if math.isfinite(res.test_loss) else None,
+                }
+            best[bname] = {
+                "value": t["value"],
+                "trial": t["number"],
+                "end": t["end"],
+                "schedule": schedule,
+                **retrained.get(key, {}),
+            }
+        methods[m] = {
+            "trials": trials[m],
+            "used": lock.used(m),
+            "stopped": lock.done.get(m),
+            "best": best,
+        }
+    out = {
+        "task": task_name,
+        "seed": seed,
+        "commit": _git("rev-parse", "HEAD"),
+        "host": socket.gethostname(),
+        "yardstick": {"clock": cfg.clock, "initial": unit.observed[:3], **unit.spread()},
+        "cpu_seconds": time.process_time() - cpu0,
+        "wall_seconds": time.perf_counter() - wall0,
+        "methods": methods,
+    }
+    if log is not None:
+        print(_unit_line(out, cfg), file=log, flush=True)
+    return out
+
+
+def _unit_line(u: Mapping[str, Any], cfg: CompareConfig) -> str:
+    long = max(cfg.budgets, key=lambda k: cfg.budgets[k])
+    parts = []
+    for m, r in u["methods"].items():
+        b = r["best"].get(long)
+        parts.append(f"{m} {b['value']:.4f}" if b else f"{m} -")
+    spread = u["yardstick"]
+    return (
+        f"[{time.strftime('%H:%M:%S')}] {u['task']} s{u['seed']}: {', '.join(parts)} "
+        f"(plain episode {spread.get('median', math.nan):.2f} s, "
+        f"x{spread.get('max_over_min', 1):.2f} spread; unit {u['wall_seconds'] / 60:.1f} min)"
+    )
+
+
+def _setup(threads: int) -> None:
+    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _job(args: tuple[CompareConfig, str, int]) -> dict[str, Any]:
+    cfg, task_name, seed = args
+    _setup(cfg.threads)
+    return run_unit(cfg, task_name, seed, log=sys.stdout)
+
+
+def read_units(
+    path: str | os.PathLike[str],
+) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """The header (config and provenance of the run that started the file) and the unit
+    records of a JSON-lines file (missing file: ``(None, [])``)."""
+    if not os.path.exists(path):
+        return None, []
+    header, units = None, []
+    with open(path) as fh:
+        for line in fh:
+            if line.strip():
+                rec = json.loads(line)
+                if "header" in rec:
+                    header = rec["header"]
+                else:
+                    units.append(rec)
+    return header, units
+
+
+def run_compare(
+    cfg: CompareConfig,
+    *,
+    partial: str | os.PathLike[str],
+    allow_dirty: bool = False,
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Run every unit of ``cfg`` not yet in ``partial`` (JSON lines, appended as units finish).
+
+    Refuses a tree whose tracked files differ from its commit unless ``allow_dirty`` (the
+    results are then marked dirty), and units of ``partial`` made on another commit.
+
+    Returns:
+        Every unit record of ``partial`` after the run. The file's first line holds the
+        settings and provenance; a resumed run must match both.
+    """
+    cfg.validate()
+    log = log or sys.stdout
+    prov = provenance(cfg)
+    if prov["dirty"] and not allow_dirty:
+        raise RuntimeError(
+            "the working tree differs from its commit: results would not say what ran. Commit "
+            "first (or pass allow_dirty=True / --allow-dirty, and the results say dirty)."
+        )
+    header, done = read_units(partial)
+    config = json.loads(json.dumps(cfg.to_dict()))
+    if header is None:
+        with open(partial, "a") as fh:
+            fh.write(json.dumps({"header": {"config": config, "provenance": prov}}) + "\n")
+    elif header["provenance"].get("commit") != prov["commit"] or header["config"] != config:
+        raise RuntimeError(
+            f"{partial} was started on commit {header['provenance'].get('commit')} with other "
+            "settings or code: resume with the same settings from a worktree at that commit, "
+            "or write to another file."
+        )
+    have = {(u["task"], u["seed"]) for u in done}
+    todo = [(cfg, t, s) for t, s in units_of(cfg) if (t, s) not in have]
+    print(
+        f"{len(todo)} of {len(units_of(cfg))} units to run ({len(cfg.methods)} methods, "
+        f"budgets {cfg.budgets} PEE), {cfg.jobs} at a time; commit {prov['commit']}",
+        file=log,
+        flush=True,
+    )
+    if cfg.storage:
+        open_storage(cfg.storage)  # one clear error before any training; creates the schema
+
+    def keep(record: dict[str, Any]) -> None:
+        with open(partial, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        done.append(record)
+
+    if cfg.jobs == 1:
+        _setup(cfg.threads)
+        for _, t, s in todo:
+            keep(run_unit(cfg, t, s, log=log))
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
+            for record in pool.imap_unordered(_job, todo, chunksize=1):
+                keep(record)
+    return done
