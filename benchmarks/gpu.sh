@@ -22,9 +22,9 @@ mkdir -p "$OUT_DIR"
 
 # ---- optional step: sampler comparison on the GPU -------------------------------------------
 # Runs only when optuna is importable, COMPARE_ARGS is set and this is not a --tiny run, e.g.
-#   COMPARE_ARGS="--device cuda ..." benchmarks/gpu.sh
+#   COMPARE_ARGS="--gpu --out-dir $OUT" benchmarks/gpu.sh
 # (the command line of benchmarks/compare.py for the GPU goes into COMPARE_ARGS; point its
-# --out / --plot / --storage into "$OUT_DIR" so that the results come back from a GPU machine).
+# --out-dir into "$OUT_DIR" so that the results come back from a GPU machine).
 COMPARE_ARGS=${COMPARE_ARGS:-}
 case " $* " in *" --tiny "*) COMPARE_ARGS="" ;; esac
 if [ -z "$COMPARE_ARGS" ]; then
