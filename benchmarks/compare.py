@@ -1,7 +1,7 @@
 """FMD against black-box search at equal budget: the v2 protocol (see benchmarks/README.md).
 
 Two Fashion-MNIST tasks (MLP 784-64-10 with SGD, T = 800; MLP 784-256-128-10 with AdamW,
-T = 400), 10 seeds, budgets of 15 and 50 plain-episode equivalents, every method from the same
+T = 400), 10 seeds, budgets of 15 and 60 plain-episode equivalents, every method from the same
 start and in lock-step per (task, seed). Results go to benchmarks/results/compare_v2*.{json,jsonl,
 md,png}; an interrupted run resumes from its .jsonl (same commit and settings).
 

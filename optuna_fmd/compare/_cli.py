@@ -24,7 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tasks", default=None, help=f"comma-separated subset of {','.join(TASKS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 ... 9")
     p.add_argument("--short", type=float, default=None, help="short budget, PEE (default 15)")
-    p.add_argument("--long", type=float, default=None, help="long budget, PEE (default 50)")
+    p.add_argument("--long", type=float, default=None, help="long budget, PEE (default 60)")
     p.add_argument(
         "--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}"
     )
