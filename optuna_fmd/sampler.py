@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.storages import fail_stale_trials
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .engine import ScheduleSpace
@@ -122,11 +123,17 @@ def _sign(v: float) -> int:
 # --------------------------------------------------------------------------------------------
 @dataclass
 class _Seen:
+    """A trial (or an averaged iterate) as the outer loop sees it: always a minimisation.
+
+    On a maximize study ``value`` and ``grad`` are the negated objective value and
+    hypergradient, so "lower is better" holds everywhere in the outer loop.
+    """
+
     number: int
     x: list[float] | None  # window values in param order (None: trial not in the space)
-    value: float | None  # finite objective value of a COMPLETE, non-diverged trial
+    value: float | None  # finite (sense-adjusted) value of a COMPLETE, non-diverged trial
     bad: bool  # failed, pruned, diverged or non-finite value
-    grad: list[float] | None  # finite hypergradient in param order
+    grad: list[float] | None  # finite (sense-adjusted) hypergradient in param order
     state: dict[str, Any] | None  # this sampler's state stored on the trial (same space)
     diverged: bool = False  # training or the hypergradient became NaN / infinite
 
@@ -150,6 +157,11 @@ def _finite_list(value: object, n: int) -> bool:
             for v in value
         )
     )
+
+
+def _sense(study: Study) -> float:
+    """+1 for a minimize study, -1 for maximize: the outer loop minimises ``sense * value``."""
+    return -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
 
 
 def _is_slot(state: dict[str, Any], population: int | None) -> bool:
@@ -181,19 +193,25 @@ class FMDSampler(BaseSampler):
     - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
       ``clip`` times its running RMS.
 
-    Why sign is the default: on Digits (MLP, 150 inner steps, batch 32, lr/momentum/weight decay
-    x 2 windows, 7 trials, seed 0) the best validation loss was 0.057 (sign) vs 0.048 (Adam)
-    from the DESIGN init, but 0.089 (sign) vs 0.177 (Adam) from a poor init (lr 1e-3,
-    momentum 0.5); a constant-length step per window ignores the hypergradient's magnitude,
-    which varies by orders of magnitude between windows and outer steps. The FDS paper and our
-    Fashion-MNIST prototype found the same.
+    Why sign is the default: it is the FDS paper's rule, and a constant-length step per window
+    ignores the hypergradient's magnitude, which varies by orders of magnitude between windows
+    and outer steps. In the committed equal-budget comparison (Fashion-MNIST MLP, 30 window
+    values, 80 CPU seconds per study, 5 seeds; ``benchmarks/results/compare_cpu.json``, see
+    ``benchmarks/README.md``) the two rules ended level: best validation loss 0.349 (sign) and
+    0.350 (Adam).
+
+    Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
+    negated value along the negated hypergradient throughout (best iterate, backtracking,
+    convergence, population means), so ``user_attrs["hypergradient"]`` must hold
+    ``d value / d param`` of the value the objective returns, as for a minimize study.
 
     Stability: the best trial with a hypergradient is remembered; after a diverged, failed or
-    clearly worse episode (value above ``best + backtrack_tol * |best|``) the sampler backtracks
-    to the best iterate and takes a step half as long; every step is bounded by the trust region
-    ``trust_region`` (a fraction of each coordinate's range). After ``max_backtracks``
-    consecutive backtracks, or (sign rule) once every step size fell below ``min_step``, the
-    sampler reports convergence (:meth:`is_converged`) and proposes the best iterate.
+    clearly worse episode (value worse than the best by more than ``backtrack_tol * |best|``)
+    the sampler backtracks to the best iterate and takes a step half as long; every step is
+    bounded by the trust region ``trust_region`` (a fraction of each coordinate's range). After
+    ``max_backtracks`` consecutive backtracks, or (sign rule) once every step size fell below
+    ``min_step``, the sampler reports convergence (:meth:`is_converged`) and proposes the best
+    iterate.
 
     Trials without a usable hypergradient (enqueued, from another sampler, failed, NaN, missing
     or corrupt attribute) do not break the outer loop: the sampler falls back to the best
@@ -238,10 +256,11 @@ class FMDSampler(BaseSampler):
             learning rate).
         trust_region: Largest step per coordinate, as a fraction of its range.
         min_step: Sign rule: convergence once every step size is below this fraction.
-        backtrack_tol: A trial whose value exceeds ``best + backtrack_tol * |best|`` is clearly
-            worse and triggers backtracking. The default (2%) suits the default deterministic
-            objective (same seed every trial); raise it (e.g. 0.1) when every trial uses a fresh
-            seed (``HypergradientObjective(seed="trial")``) and values are noisy.
+        backtrack_tol: A trial whose value is worse than the best by more than
+            ``backtrack_tol * |best|`` is clearly worse and triggers backtracking. The default
+            (2%) suits the default deterministic objective (same seed every trial); raise it
+            (e.g. 0.1) when every trial uses a fresh seed (``HypergradientObjective(seed=
+            "trial")``) and values are noisy.
         max_backtracks: Consecutive backtracks before the sampler reports convergence.
         betas: Adam's moment decay rates.
         clip: Adam: clip each transformed hypergradient coordinate to ``clip`` times its
@@ -503,7 +522,7 @@ class FMDSampler(BaseSampler):
             )
             return None
 
-    def _see(self, trial: FrozenTrial) -> _Seen:
+    def _see(self, trial: FrozenTrial, sense: float) -> _Seen:
         x: list[float] | None = []
         for n in self._names:
             dist = trial.distributions.get(n)
@@ -525,8 +544,10 @@ class FMDSampler(BaseSampler):
             if v is None or not math.isfinite(v) or trial.user_attrs.get("diverged") is True:
                 bad = True
             else:
-                value = float(v)
+                value = sense * float(v)
         grad = self._read_grad(trial) if x is not None and value is not None else None
+        if grad is not None:
+            grad = [sense * g for g in grad]
         diverged = trial.user_attrs.get("diverged") is True
         return _Seen(trial.number, x, value, bad, grad, self._read_state(trial), diverged)
 
@@ -554,6 +575,7 @@ class FMDSampler(BaseSampler):
             return list(retry["x"]), retry
         if self._population is not None:
             return self._claim(study, trial, retry)
+        sense = _sense(study)
         finished = sorted(
             (
                 t
@@ -570,11 +592,11 @@ class FMDSampler(BaseSampler):
         # A failed trial that has been retried (heartbeat, RetryHeartbeatStaleTrialCallback) says
         # nothing about its schedules: its retry stands for it.
         seen = [
-            self._see(t)
+            self._see(t, sense)
             for t in finished
             if not (t.state == TrialState.FAIL and t.number in retried)
         ]
-        return self._decide(seen)
+        return self._decide(seen, sense)
 
     def _retried_state(self, trial: FrozenTrial) -> dict[str, Any] | None:
         """The state of the failed trial that ``trial`` retries (same params), if any."""
@@ -591,8 +613,12 @@ class FMDSampler(BaseSampler):
         state["retry_of"] = trial.system_attrs["failed_trial"]
         return state
 
-    def _decide(self, seen: list[_Seen]) -> tuple[list[float], dict[str, Any]]:
-        """The next iterate from the points seen so far (trials, or averaged iterates)."""
+    def _decide(self, seen: list[_Seen], sense: float) -> tuple[list[float], dict[str, Any]]:
+        """The next iterate from the points seen so far (trials, or averaged iterates).
+
+        ``seen`` holds sense-adjusted values (lower is better); ``sense`` turns the best value
+        back into the study's own units for the stored state.
+        """
         in_space = [s for s in seen if s.x is not None]
         usable = [s for s in in_space if s.value is not None and s.grad is not None]
         best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
@@ -607,7 +633,11 @@ class FMDSampler(BaseSampler):
             state = dict(state)
             state["origin"] = origin
             state["base"] = None if base is None else base.number
-            state["best"] = None if best is None else {"trial": best.number, "value": best.value}
+            state["best"] = (
+                None
+                if best is None or best.value is None
+                else {"trial": best.number, "value": sense * best.value}
+            )
             return state
 
         if latest.get("converged"):
@@ -682,11 +712,13 @@ class FMDSampler(BaseSampler):
             out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
         return sorted(out, key=lambda c: c.trial.number)
 
-    def _point(self, iterate: int, definition: dict[str, Any], members: list[_Claim]) -> _Seen:
+    def _point(
+        self, iterate: int, definition: dict[str, Any], members: list[_Claim], sense: float
+    ) -> _Seen:
         """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
         values, grads, bad, diverged = [], [], False, False
         for c in sorted(members, key=lambda c: c.member):
-            seen = self._see(c.trial)
+            seen = self._see(c.trial, sense)
             diverged = diverged or seen.diverged
             if seen.bad or seen.value is None or seen.grad is None:
                 bad = True
@@ -700,7 +732,7 @@ class FMDSampler(BaseSampler):
         return _Seen(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
 
     def _next_slot(
-        self, claims: list[_Claim]
+        self, claims: list[_Claim], sense: float
     ) -> tuple[int, int, dict[str, Any], list[int]] | None:
         """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
         m = self._population
@@ -747,11 +779,11 @@ class FMDSampler(BaseSampler):
             ]
             members = list({c.member: c for c in reversed(members)}.values())  # lowest number
             missing = [j for j in used if j not in {c.member for c in members}]
-            point = self._point(k, dict(by_iterate[k][0].state), members)
+            point = self._point(k, dict(by_iterate[k][0].state), members, sense)
             if missing:  # a member that failed for good makes the iterate bad
                 point = _Seen(k, point.x, None, True, None, point.state)
             points.append(point)
-        x, state = self._decide(points)
+        x, state = self._decide(points, sense)
         state.update(x=x, used=finished)
         return cur + 1, 0, state, []
 
@@ -785,7 +817,7 @@ class FMDSampler(BaseSampler):
             if retry is not None and _is_slot(retry, self._population):
                 slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
             else:
-                found = self._next_slot(claims)
+                found = self._next_slot(claims, _sense(study))
                 if found is None:  # every member of the iterate is running: wait for one
                     self._wait(study)
                     continue

@@ -290,6 +290,71 @@ def test_state_from_another_space_is_ignored_with_a_warning() -> None:
     assert state_of(study.trials[2])["rule"] == "adam"
 
 
+# -- direction ---------------------------------------------------------------------------------
+def mirrored(objective: Callable[[optuna.trial.Trial], float]) -> Callable[..., float]:
+    """``-objective`` with its hypergradient negated: the same problem, to be maximised."""
+
+    def wrapped(trial: optuna.trial.Trial) -> float:
+        value = objective(trial)
+        if "hypergradient" in trial.user_attrs:
+            grad = {k: -g for k, g in trial.user_attrs["hypergradient"].items()}
+            trial.set_user_attr("hypergradient", grad)
+        return -value
+
+    return wrapped
+
+
+def test_maximize_study_ascends_where_the_value_grows_with_lr() -> None:
+    """Value log(lr_0) + log(lr_1) grows with lr: a maximize study raises lr to its bound."""
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        lrs = [trial.suggest_float(f"lr_{k}", 1e-3, 1.0, log=True) for k in range(2)]
+        trial.set_user_attr("hypergradient", {f"lr_{k}": 1.0 / x for k, x in enumerate(lrs)})
+        return sum(math.log(x) for x in lrs)
+
+    space = fmd.ScheduleSpace(
+        {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05)}
+    )
+    study = run(fmd.FMDSampler(space, step_size=0.1), 6, objective, direction="maximize")
+    lrs = [t.params["lr_0"] for t in study.trials]
+    r = math.log(1.0 / 1e-3)
+    assert lrs[1] == pytest.approx(0.05 * math.exp(0.1 * r))  # one step up, in log coordinates
+    assert lrs == sorted(lrs) and lrs[-1] == 1.0, lrs  # up to the bound, never down
+    assert [state_of(t)["origin"] for t in study.trials[1:]] == ["step"] * 5  # no backtrack
+    assert state_of(study.trials[-1])["best"] == {
+        "trial": study.trials[-2].number,
+        "value": study.trials[-2].value,
+    }  # the best in the study's own units
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"outer": "sign"},
+        {"outer": "adam"},
+        {"outer": "sign", "step_size": 0.5, "min_step": 0.01},  # backtracks and converges
+        {"outer": "sign", "population": 2},
+    ],
+)
+def test_maximize_mirrors_minimize_exactly(kwargs: dict) -> None:
+    """Maximising -f with hypergradient -g proposes exactly what minimising f with g does:
+    values, hypergradients, backtracking, convergence and population means all flip sign."""
+    lo = run(fmd.FMDSampler(SPACE, **kwargs), 24, quad_objective())
+    hi_sampler = fmd.FMDSampler(SPACE, **kwargs)
+    hi = run(hi_sampler, 24, mirrored(quad_objective()), direction="maximize")
+    assert params_seq(hi) == params_seq(lo)
+    origins = [state_of(t)["origin"] for t in lo.trials]
+    assert origins == [state_of(t)["origin"] for t in hi.trials]
+    assert hi_sampler.is_converged(hi) == fmd.FMDSampler(SPACE, **kwargs).is_converged(lo)
+    for a, b in zip(lo.trials, hi.trials, strict=True):
+        best_lo, best_hi = state_of(a)["best"], state_of(b)["best"]
+        assert (best_lo is None) == (best_hi is None)
+        if best_lo is not None:
+            assert best_hi == {"trial": best_lo["trial"], "value": -best_lo["value"]}
+    if kwargs.get("min_step"):
+        assert "backtrack" in origins and "converged" in origins, origins
+
+
 # -- a well-mannered Optuna sampler -----------------------------------------------------------
 def test_params_outside_the_space_use_the_independent_sampler() -> None:
     inner = quad_objective()
