@@ -122,7 +122,17 @@ def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> No
         on_snapshot=lambda s: saved.append(s.to_bytes()),
         **kw,
     )
-    assert len(saved) >= 2
+    steps = [(s.step, s.phase) for s in map(fmd.engine.Snapshot.from_bytes, saved)]
+    if engine == "forward":  # after steps 4 and 8 (12 is the end: nothing left to resume)
+        assert steps == [(4, "forward"), (8, "forward")]
+    else:  # at the first segment boundary (every 3 steps) at or after each multiple of 4
+        assert steps == [
+            (6, "forward"),
+            (9, "forward"),
+            (9, "backward"),
+            (6, "backward"),
+            (3, "backward"),
+        ]
     for resume in (saved[-1], fmd.engine.Snapshot.from_bytes(saved[0])):
         # engine="auto" goes on with the snapshot's engine (it would pick reverse mode here)
         res = fmd.run_episode(task, sched, resume=resume, **kw)

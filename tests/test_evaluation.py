@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 import pytest
 import torch
 
@@ -76,7 +78,12 @@ def test_is_deterministic_and_learns(digits: fmd.tasks.Digits) -> None:
             y.train_loss,
         )
     assert (a.test_loss, a.test_accuracy_std) == (b.test_loss, b.test_accuracy_std)
-    assert a.test_accuracy > 0.8 and a.test_accuracy_std >= 0
+    accs = [r.test_accuracy for r in a.per_seed]
+    assert accs[0] != accs[1]  # two seeds, two different runs
+    assert a.test_accuracy == pytest.approx(statistics.mean(accs)) and a.test_accuracy > 0.8
+    assert a.test_accuracy_std == pytest.approx(statistics.stdev(accs))  # sample std, ddof=1
+    losses = [r.test_loss for r in a.per_seed]
+    assert a.test_loss_std == pytest.approx(statistics.stdev(losses))
     assert a.test_metric is None
 
 
