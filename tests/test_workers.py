@@ -138,12 +138,21 @@ KILL_FLAGS = [
 ]  # fmt: skip
 
 
-def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(tmp_path: Path) -> None:
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database; without a server the test skips before any work."""
+    yield from _postgres_url()
+
+
+def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(
+    tmp_path: Path, postgres_url: str
+) -> None:
     import signal
     import time
 
     from optuna_fmd.objective import CHECKPOINT_KEY, WORKER_KEY
 
+    url = postgres_url
     ref_db = f"sqlite:///{tmp_path / 'ref.db'}"
     subprocess.run(
         cli("run", "--study", "s", "--storage", ref_db, "--trials", "7", *KILL_FLAGS),
@@ -152,46 +161,45 @@ def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(tmp_path: Path
         capture_output=True,
     )
     reference = definitions(optuna.load_study(study_name="s", storage=ref_db))
-    for url in _postgres_url():
-        subprocess.run(
-            cli("run", "--study", "s", "--storage", url, "--trials", "0", *KILL_FLAGS),
-            env=env(),
-            check=True,
-            capture_output=True,
-        )
-        extra = ["--heartbeat", "1", "--checkpoint-every", "50"]
-        extra += ["--artifact-dir", str(tmp_path / "artifacts")]
-        procs = start_workers(url, 2, 6, *extra)
-        study = optuna.load_study(study_name="s", storage=open_storage(url))
-        victim, deadline = None, time.monotonic() + 300
-        while victim is None and time.monotonic() < deadline:
-            for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                pointer = t.system_attrs.get(CHECKPOINT_KEY)
-                if isinstance(pointer, dict) and pointer.get("step", 0) >= 100:
-                    victim = t
-                    break
-            time.sleep(0.2)
-        assert victim is not None, "no episode reached its second checkpoint"
-        pid = victim.system_attrs[WORKER_KEY]["pid"]
-        assert pid in [p.pid for p in procs]
-        os.kill(pid, signal.SIGKILL)  # mid-episode, between two checkpoints
-        outs = finish(procs)
-        killed = next(p for p in procs if p.pid == pid)
-        assert killed.returncode == -signal.SIGKILL
-        assert all(p.returncode == 0 for p in procs if p is not killed), outs
-        study = optuna.load_study(study_name="s", storage=open_storage(url))
-        failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
-        assert [t.number for t in failed] == [victim.number]  # failed by the heartbeat
-        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        resumed = [t for t in complete if t.user_attrs.get("resumed_from_trial") == victim.number]
-        assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_step"] >= 100
-        slots = [(t.user_attrs["iterate"], t.user_attrs["member"]) for t in complete]
-        assert len(slots) == len(set(slots))
-        for i in range(3):
-            assert {j for it, j in slots if it == i} == {0, 1}
-        assert all("hypergradient" in t.user_attrs for t in complete)
-        defs = definitions(study)
-        for i, x in defs.items():  # nothing lost: the same schedules as an uninterrupted run
-            if i in reference:
-                assert x == reference[i], i
-        assert sorted(defs)[:3] == [0, 1, 2]
+    subprocess.run(
+        cli("run", "--study", "s", "--storage", url, "--trials", "0", *KILL_FLAGS),
+        env=env(),
+        check=True,
+        capture_output=True,
+    )
+    extra = ["--heartbeat", "1", "--checkpoint-every", "50"]
+    extra += ["--artifact-dir", str(tmp_path / "artifacts")]
+    procs = start_workers(url, 2, 6, *extra)
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    victim, deadline = None, time.monotonic() + 300
+    while victim is None and time.monotonic() < deadline:
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            pointer = t.system_attrs.get(CHECKPOINT_KEY)
+            if isinstance(pointer, dict) and pointer.get("step", 0) >= 100:
+                victim = t
+                break
+        time.sleep(0.2)
+    assert victim is not None, "no episode reached its second checkpoint"
+    pid = victim.system_attrs[WORKER_KEY]["pid"]
+    assert pid in [p.pid for p in procs]
+    os.kill(pid, signal.SIGKILL)  # mid-episode, between two checkpoints
+    outs = finish(procs)
+    killed = next(p for p in procs if p.pid == pid)
+    assert killed.returncode == -signal.SIGKILL
+    assert all(p.returncode == 0 for p in procs if p is not killed), outs
+    study = optuna.load_study(study_name="s", storage=open_storage(url))
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    assert [t.number for t in failed] == [victim.number]  # failed by the heartbeat
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    resumed = [t for t in complete if t.user_attrs.get("resumed_from_trial") == victim.number]
+    assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_step"] >= 100
+    slots = [(t.user_attrs["iterate"], t.user_attrs["member"]) for t in complete]
+    assert len(slots) == len(set(slots))
+    for i in range(3):
+        assert {j for it, j in slots if it == i} == {0, 1}
+    assert all("hypergradient" in t.user_attrs for t in complete)
+    defs = definitions(study)
+    for i, x in defs.items():  # nothing lost: the same schedules as an uninterrupted run
+        if i in reference:
+            assert x == reference[i], i
+    assert sorted(defs)[:3] == [0, 1, 2]
