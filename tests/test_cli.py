@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -11,6 +12,9 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd import cli
+from optuna_fmd._storage import open_storage
+
+from .test_storage import _postgres_url
 
 TINY = [
     "--task",
@@ -151,6 +155,20 @@ def test_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert "<b>lr</b> 0.05" in html and "<td>tpe</td>" in html
     with pytest.raises(SystemExit, match=r"no study \['nope'\]"):
         cli.main(["report", "--storage", url, "--study", "fmd", "--vs", "nope"])
+
+
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server (``postgresql://``); skips without one."""
+    yield from _postgres_url()
+
+
+def test_run_on_a_postgresql_url_as_users_write_it(postgres: str) -> None:
+    base = ["--storage", postgres, "--study", "pg", "--no-progress", "--no-artifacts"]
+    assert cli.main(["run", *TINY, "--trials", "2", *base]) == 0
+    study = optuna.load_study(study_name="pg", storage=open_storage(postgres))
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert "hypergradient" in study.trials[1].user_attrs
 
 
 @pytest.mark.parametrize(

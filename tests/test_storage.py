@@ -27,22 +27,31 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _postgres_url() -> Iterator[str]:
+    """A fresh database on the local server, as users write its URL (``postgresql://``).
+
+    Skips (before anything else runs) without psycopg 3, the driver the ``postgres`` extra
+    installs, or without a server at 127.0.0.1:5432; the database is dropped afterwards.
+    """
     try:
-        import psycopg2
+        import psycopg
     except ImportError:
-        pytest.skip("psycopg2 is not installed")
+        pytest.skip("psycopg is not installed (pip install 'optuna-fmd[postgres]')")
     try:
-        conn = psycopg2.connect(
-            host="127.0.0.1", port=5432, user="postgres", dbname="postgres", connect_timeout=3
+        conn = psycopg.connect(
+            host="127.0.0.1",
+            port=5432,
+            user="postgres",
+            dbname="postgres",
+            connect_timeout=3,
+            autocommit=True,
         )
-    except psycopg2.OperationalError as err:
+    except psycopg.OperationalError as err:
         pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({err})")
-    conn.autocommit = True
     name = f"fmd_test_{uuid.uuid4().hex[:12]}"
     with conn.cursor() as cur:
         cur.execute(f"CREATE DATABASE {name}")
     try:
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{name}"
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
     finally:
         with conn.cursor() as cur:
             cur.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 
-from optuna_fmd._storage import StorageError, open_storage
+from optuna_fmd._storage import StorageError, open_storage, postgres_url
 
 from .test_storage import _postgres_url
 
@@ -22,7 +24,7 @@ from .test_storage import _postgres_url
         ("redis://127.0.0.1:6379", "must be a URL such as"),
         ("journal:", "needs a file path"),
         ("sqlite:////no/such/dir/x.db", "cannot open the storage"),
-        ("postgresql://user@127.0.0.1:5432/db", "needs the Python module 'psycopg'"),
+        ("postgresql://nobody:secret@127.0.0.1:1/x", "cannot open the storage"),
         ("postgresql+psycopg2://nobody:secret@127.0.0.1:1/x", "cannot open the storage"),
     ],
 )
@@ -61,9 +63,72 @@ def test_sqlite_writer_waits_for_another_process_lock(tmp_path: Path) -> None:
     con.close()
 
 
-def test_postgres_with_heartbeat() -> None:
-    for url in _postgres_url():
-        storage = open_storage(url, heartbeat=1, grace_period=2)
-        study = optuna.create_study(storage=storage)
+@pytest.fixture
+def postgres() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL server (``postgresql://``); skips without one."""
+    yield from _postgres_url()
+
+
+def test_postgres_with_heartbeat(postgres: str) -> None:
+    storage = open_storage(postgres, heartbeat=1, grace_period=2)
+    study = optuna.create_study(storage=storage)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
+    assert len(study.trials) == 2
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ("postgres://u@h:5432/db", "postgresql+psycopg://u@h:5432/db"),
+        ("postgresql+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("postgres+psycopg2://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+        ("mysql+pymysql://u@h/db", "mysql+pymysql://u@h/db"),
+    ],
+)
+def test_postgres_urls_name_the_installed_driver(url: str, expected: str) -> None:
+    pytest.importorskip("psycopg")
+    assert postgres_url(url) == expected
+
+
+def test_postgresql_url_as_users_write_it(postgres: str) -> None:
+    """``postgresql://`` and ``postgres://`` open with psycopg 3 (the ``postgres`` extra);
+    ``postgresql+psycopg2://`` keeps working where psycopg2 is installed."""
+    assert postgres.startswith("postgresql://")
+    rest = postgres[len("postgresql://") :]
+    urls = [postgres, f"postgres://{rest}"]
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        urls.append(f"postgresql+psycopg2://{rest}")
+    for i, url in enumerate(urls):
+        storage = open_storage(url)
+        study = optuna.create_study(storage=storage, study_name=f"s{i}")
         study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=2)
-        assert len(study.trials) == 2
+        again = optuna.load_study(study_name=f"s{i}", storage=open_storage(url))
+        assert len(again.trials) == 2
+
+
+def test_postgresql_url_falls_back_to_psycopg2(
+    postgres: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("psycopg2")
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # psycopg 3 not installed
+    assert postgres_url(postgres).startswith("postgresql+psycopg2://")
+    study = optuna.create_study(storage=open_storage(postgres))
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert len(study.trials) == 1
+
+
+def test_postgresql_url_without_any_driver_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for module in ("psycopg", "psycopg2"):
+        monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(
+        StorageError, match=r"needs the Python module 'psycopg2?'.*optuna-fmd\[postgres\]"
+    ):
+        open_storage("postgresql://postgres@127.0.0.1:5432/postgres")
