@@ -16,14 +16,21 @@ import datetime
 import os
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from optuna_fmd import compare
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState
+from tqdm.auto import tqdm
 
-if TYPE_CHECKING:
-    import optuna
-
-    import optuna_fmd as fmd
+from . import compare, tasks
+from ._storage import StorageError, open_storage
+from .engine import ScheduleSpace
+from .objective import HypergradientObjective
+from .sampler import STATE_KEY, FMDSampler
+from .space import DEFAULT_BOUNDS, default_space
+from .visualization import DashboardCallback, write_report
 
 __all__ = ["DEFAULT_STORAGE", "main"]
 
@@ -36,22 +43,16 @@ _HYPERS = ("lr", "momentum", "weight_decay")
 def fashion_mnist_available() -> bool:
     """Whether ``optuna_fmd.tasks.FashionMNIST`` exists and its data is on disk (no download)."""
     try:
-        from optuna_fmd.tasks import FashionMNIST
-
-        finder = getattr(FashionMNIST(), "find_root", None)
-        if finder is not None:
-            finder()
+        tasks.FashionMNIST().find_root()
         return True
-    except Exception:  # no such task yet, torchvision missing or data absent
+    except Exception:  # torchvision missing or data absent
         return False
 
 
 def make_task(
     name: str, *, model: str = "mlp", steps: int, batch_size: int, subset: int | None = None
-) -> fmd.tasks.Task:
+) -> tasks.Task:
     """The task named ``name`` (``"auto"``: Fashion-MNIST when present, otherwise Digits)."""
-    import optuna_fmd as fmd
-
     if name not in _TASKS:
         raise ValueError(f"`--task` must be one of {_TASKS}, but got {name!r}.")
     if name == "auto":
@@ -63,8 +64,8 @@ def make_task(
                 "available (apt-get install dataset-fashion-mnist); use --task digits."
             )
         kwargs: dict[str, Any] = {} if subset is None else {"subset": subset}
-        return fmd.tasks.FashionMNIST(model=model, steps=steps, batch_size=batch_size, **kwargs)
-    return fmd.tasks.Digits(model=model, steps=steps, batch_size=batch_size)
+        return tasks.FashionMNIST(model=model, steps=steps, batch_size=batch_size, **kwargs)
+    return tasks.Digits(model=model, steps=steps, batch_size=batch_size)
 
 
 def make_space(
@@ -74,11 +75,9 @@ def make_space(
     lr_init: float = 0.05,
     momentum_init: float = 0.9,
     weight_decay_init: float = 5e-4,
-) -> fmd.ScheduleSpace:
+) -> ScheduleSpace:
     """SGD's default space (:func:`optuna_fmd.space.default_space`): lr in [1e-3, 1] (log),
     momentum in [0, 0.99], weight decay in [0, 1e-2], ``windows`` values each."""
-    from optuna_fmd.space import DEFAULT_BOUNDS, default_space
-
     known = list(DEFAULT_BOUNDS["sgd"])
     unknown = [h for h in hypers if h not in known]
     if unknown or not hypers:
@@ -94,12 +93,10 @@ def _fmt(values: Sequence[float]) -> str:
 
 
 def describe_trial(
-    trial: optuna.trial.FrozenTrial, space: fmd.ScheduleSpace, population: int | None = None
+    trial: optuna.trial.FrozenTrial, space: ScheduleSpace, population: int | None = None
 ) -> str:
     """One line per trial: number, how it was proposed (with a population: iterate.member), value,
     schedules."""
-    from optuna_fmd.sampler import STATE_KEY
-
     state = trial.system_attrs.get(STATE_KEY)
     origin = state.get("origin", "") if isinstance(state, dict) else "other"
     if population and population > 1 and isinstance(state, dict) and "iterate" in state:
@@ -120,8 +117,8 @@ def describe_trial(
 
 
 def run_study(
-    task: fmd.tasks.Task,
-    space: fmd.ScheduleSpace,
+    task: tasks.Task,
+    space: ScheduleSpace,
     *,
     trials: int,
     storage: str,
@@ -144,14 +141,9 @@ def run_study(
 
     ``storage`` is the URL (printed); ``opened``, the storage already opened from it, if any.
     """
-    import optuna
-    from tqdm.auto import tqdm
-
-    import optuna_fmd as fmd
-
     out = out or sys.stdout
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = fmd.FMDSampler(space, outer=outer, seed=seed, population=population)
+    sampler = FMDSampler(space, outer=outer, seed=seed, population=population)
     study = optuna.create_study(
         storage=opened if opened is not None else _open_storage(storage, heartbeat=heartbeat),
         study_name=study_name,
@@ -162,11 +154,9 @@ def run_study(
         _check_config(study, config, space)
     store = None
     if checkpoint_every is not None:
-        from optuna.artifacts import FileSystemArtifactStore
-
         os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
         store = FileSystemArtifactStore(checkpoint_dir or ARTIFACT_DIR)
-    objective = fmd.HypergradientObjective(
+    objective = HypergradientObjective(
         task,
         space,
         seed="trial" if fresh_split else seed,
@@ -197,8 +187,6 @@ def run_study(
     callbacks: list[Any] = [report]
     func: Any = objective
     if artifact_dir is not None:  # optuna-dashboard: a schedule image per trial, study figures
-        from optuna_fmd.visualization import DashboardCallback
-
         dashboard = DashboardCallback(artifact_dir)
         func = dashboard.wrap(objective)
         callbacks.append(dashboard)
@@ -232,14 +220,10 @@ def run_study(
 
 
 def _n_done(study: optuna.Study) -> int:
-    from optuna.trial import TrialState
-
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
 
 def _open_storage(url: str, *, heartbeat: float | None = None) -> Any:
-    from optuna_fmd._storage import StorageError, open_storage
-
     try:
         return open_storage(url, heartbeat=heartbeat)
     except StorageError as err:
@@ -266,7 +250,7 @@ _CONFIG_FLAGS = (
 )
 
 
-def _check_config(study: optuna.Study, config: dict[str, Any], space: fmd.ScheduleSpace) -> None:
+def _check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSpace) -> None:
     """Store the flags on a new study; refuse flags that disagree with an existing one."""
     stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_KEY)
     if isinstance(stored, dict):
@@ -293,10 +277,8 @@ def _check_config(study: optuna.Study, config: dict[str, Any], space: fmd.Schedu
     study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, config)
 
 
-def _space_distributions(space: fmd.ScheduleSpace) -> dict[str, Any]:
+def _space_distributions(space: ScheduleSpace) -> dict[str, Any]:
     """The Optuna distribution of every window parameter of ``space``."""
-    from optuna.distributions import FloatDistribution
-
     return {
         f"{name}_{k}": FloatDistribution(s.low, s.high, log=s.log)
         for name, s in space.items()
@@ -480,8 +462,6 @@ def _study_from_args(
 
 def _worker(args: argparse.Namespace) -> int:
     """Join a study made by ``optuna-fmd run``: its flags are read from storage."""
-    import optuna
-
     _check_worker_flags(args)
     storage = _open_storage(args.storage, heartbeat=args.heartbeat)
     try:
@@ -530,10 +510,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     """Write ``<out>/report.html`` and PNGs of ``--study`` (and the ``--vs`` studies)."""
-    import optuna
-
-    from optuna_fmd.visualization import write_report
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = _open_storage(args.storage)
     names = optuna.get_all_study_names(storage=storage)

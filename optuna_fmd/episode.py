@@ -30,11 +30,21 @@ from .engine import (
 )
 from .tasks import Task
 
-__all__ = ["EpisodeResult", "build_episode", "run_episode"]
+__all__ = [
+    "ENGINES",
+    "EpisodeResult",
+    "Minibatches",
+    "build_episode",
+    "check_engine",
+    "check_schedules",
+    "check_seed",
+    "run_episode",
+]
 
 Batch = tuple[Tensor, Tensor]
 Groups = Mapping[str, tuple[str, Sequence[str]]]
-_ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
+#: The values of ``run_episode(engine=...)`` (and ``HypergradientObjective(engine=...)``).
+ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
 
 @dataclass(frozen=True)
@@ -66,15 +76,29 @@ class EpisodeResult:
     engine: str
 
 
-def _check_seed(seed: object) -> int:
+def check_engine(engine: object) -> str:
+    """``engine`` if it is one of :data:`ENGINES`; otherwise one clear ``ValueError``."""
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}.")
+    return str(engine)
+
+
+def check_seed(seed: object) -> int:
+    """``seed`` if it is a non-negative int (not a bool); otherwise one clear ``ValueError``."""
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative int, but got {seed!r}.")
     return seed
 
 
-def _check_schedules(
+def check_schedules(
     task: Task, schedules: Mapping[str, Sequence[float]], groups: Groups | None = None
 ) -> dict[str, list[float]]:
+    """``schedules`` as ``{name: [float, ...]}`` after checking them against ``task``.
+
+    Every name must be a hyperparameter of the task's optimiser (or a group of ``groups``), with
+    between 1 and ``task.steps`` finite values; anything else raises one clear error naming the
+    schedule, the rule and the value.
+    """
     if not isinstance(schedules, Mapping):
         raise TypeError(
             f"`schedules` must map hyper name -> list of values, but got {schedules!r}."
@@ -116,8 +140,13 @@ def _check_schedules(
     return out
 
 
-class _Batches:
-    """Deterministic minibatches: epoch e is a permutation drawn from (seed, e); drop-last."""
+class Minibatches:
+    """Deterministic minibatches of ``(x, y)``: ``batches(t)`` is step t's batch.
+
+    Epoch e is a permutation drawn from (seed, e), cut into ``task.batch_size`` batches (the
+    last partial one dropped); the task's augmentation, if any, is drawn from (seed, t). Both
+    :func:`run_episode` and :func:`~optuna_fmd.evaluate_schedule` train on these.
+    """
 
     def __init__(self, task: Task, x: Tensor, y: Tensor, seed: int) -> None:
         self.task, self.x, self.y, self.seed = task, x, y, seed
@@ -157,8 +186,8 @@ def build_episode(
     groups: Groups | None = None,
 ) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
     """The engine's view of an episode: (inner problem, hyperparameter table, initial state)."""
-    seed = _check_seed(seed)
-    checked = _check_schedules(task, schedules, groups)
+    seed = check_seed(seed)
+    checked = check_schedules(task, schedules, groups)
     horizon = task.steps if steps is None else steps
     data = task.data()
     train_idx, val_idx = task.split(seed)
@@ -177,7 +206,7 @@ def build_episode(
     problem = InnerProblem(
         model=model,
         optimizer=optimizer,
-        batch_at=_Batches(task, tx, ty, seed),
+        batch_at=Minibatches(task, tx, ty, seed),
         val_batches=val_batches,
         steps=horizon,
         seed=seed,
@@ -263,8 +292,7 @@ def run_episode(
         >>> sorted(res.hypergradient)
         ['lr']
     """
-    if engine not in _ENGINES:
-        raise ValueError(f"`engine` must be one of {_ENGINES}, but got {engine!r}.")
+    check_engine(engine)
     if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
         raise ValueError(f"`chunk_size` must be a positive int or None, but got {chunk_size!r}.")
     snap = _as_snapshot(resume)

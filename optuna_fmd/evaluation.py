@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .engine import FunctionalModel, HyperTable, InnerProblem, run_plain
-from .episode import _Batches, _check_schedules, _check_seed
+from .episode import Minibatches, check_schedules, check_seed
 from .tasks import Task
 
 __all__ = ["EvaluationResult", "SeedEvaluation", "evaluate_schedule"]
@@ -85,7 +85,7 @@ def _mean_std(values: Sequence[float]) -> tuple[float, float]:
 def _check_seeds(seeds: object) -> list[int]:
     if isinstance(seeds, (str, bytes)) or not isinstance(seeds, Sequence) or len(seeds) == 0:
         raise ValueError(f"`seeds` must be a non-empty sequence of ints, but got {seeds!r}.")
-    out = [_check_seed(s) for s in seeds]
+    out = [check_seed(s) for s in seeds]
     if len(set(out)) != len(out):
         raise ValueError(f"`seeds` must be distinct, but got {list(seeds)!r}.")
     return out
@@ -102,8 +102,8 @@ def build_final_training(
     validation held out) for ``steps`` (default ``task.steps``); the problem's validation batches
     are the test set.
     """
-    seed = _check_seed(seed)
-    checked = _check_schedules(task, schedules)
+    seed = check_seed(seed)
+    checked = check_schedules(task, schedules)
     horizon = task.steps if steps is None else steps
     data = task.data()
     if data.test_x is None or data.test_y is None:
@@ -121,7 +121,7 @@ def build_final_training(
     problem = InnerProblem(
         model=model,
         optimizer=task.inner_optimizer(),
-        batch_at=_Batches(task, data.train_x, data.train_y, seed),
+        batch_at=Minibatches(task, data.train_x, data.train_y, seed),
         val_batches=test_batches,
         steps=horizon,
         seed=seed,
@@ -183,7 +183,7 @@ def evaluate_schedule(
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"`steps` must be a positive int or None, but got {steps!r}.")
     horizon = task.steps if steps is None else steps
-    checked = _check_schedules(task, schedules)
+    checked = check_schedules(task, schedules)
     for name, vals in checked.items():
         if len(vals) > horizon:
             raise ValueError(

@@ -13,15 +13,14 @@ import socket
 import uuid
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import optuna
 
 from .engine import ScheduleSpace, make_partitions
-from .episode import _ENGINES, EpisodeResult, run_episode
+from .episode import EpisodeResult, check_engine, run_episode
 from .sampler import STATE_KEY
 from .tasks import Task
-
-if TYPE_CHECKING:
-    import optuna
 
 __all__ = ["CHECKPOINT_KEY", "WORKER_KEY", "HypergradientObjective"]
 
@@ -122,8 +121,7 @@ class HypergradientObjective:
             make_partitions(names, hypers, [*hypers, *self.groups], self.groups)
         if not isinstance(hypergradient, bool):
             raise TypeError(f"`hypergradient` must be a bool, but got {hypergradient!r}.")
-        if engine not in _ENGINES:  # checked here, before any trial runs
-            raise ValueError(f"`engine` must be one of {_ENGINES}, but got {engine!r}.")
+        check_engine(engine)  # here, before any trial runs
         if isinstance(seed, bool) or not (
             seed is None
             or seed == "trial"
@@ -210,8 +208,6 @@ class HypergradientObjective:
         attrs = _system_attrs(trial)
         state = attrs.get(STATE_KEY)
         if isinstance(state, dict) and state.get("claim") == "superseded":
-            import optuna
-
             raise optuna.TrialPruned(
                 f"trial {trial.number} retries trial {state.get('retry_of')}, whose population "
                 f"slot (iterate {state.get('iterate')}, member {state.get('member')}) another "
