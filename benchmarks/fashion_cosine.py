@@ -4,7 +4,8 @@ For each peak learning rate (SGD, momentum 0.9, cosine annealing to 0 over 10 wi
 schedule is retrained from scratch on the whole training split and scored on the test set
 (``optuna_fmd.evaluate_schedule``, seeds 0, 1, 2). The peak is chosen on the test set here, so
 the best figure is a slightly optimistic hand-tuned baseline; the point is the anchor (>= 85% test
-accuracy), which tests/tasks/test_evaluation.py checks as a slow test.
+accuracy), which tests/test_evaluation.py::test_fashion_mlp_cosine_reaches_85_percent checks as a
+slow test.
 Results: benchmarks/results/fashion_cosine.json.
 
     python benchmarks/fashion_cosine.py

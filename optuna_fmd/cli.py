@@ -564,7 +564,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_study_args(run, steps=1000, trials=10, windows=5)
     run.add_argument("--study", default="optuna-fmd", help="study name (continued if it exists)")
     run.set_defaults(func=_run)
-    demo = sub.add_parser("demo", help="a small FMD study (a few minutes on 2 CPU cores)")
+    demo = sub.add_parser("demo", help="a small FMD study (10 trials of 1,000 steps)")
     # The demo starts from a common but too timid schedule (lr 0.01, momentum 0.5), so the
     # outer steps have something visible to fix within a few trials.
     _add_study_args(demo, steps=1000, trials=10, windows=5, lr_init=0.01, momentum_init=0.5)
