@@ -195,10 +195,7 @@ class FMDSampler(BaseSampler):
 
     Why sign is the default: it is the FDS paper's rule, and a constant-length step per window
     ignores the hypergradient's magnitude, which varies by orders of magnitude between windows
-    and outer steps. In the committed equal-budget comparison (Fashion-MNIST MLP, 30 window
-    values, 80 CPU seconds per study, 5 seeds; ``benchmarks/results/compare_cpu.json``, see
-    ``benchmarks/README.md``) the two rules ended level: best validation loss 0.349 (sign) and
-    0.350 (Adam).
+    and outer steps.
 
     Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
     negated value along the negated hypergradient throughout (best iterate, backtracking,

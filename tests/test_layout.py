@@ -8,12 +8,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_fmd"
-# The study driver and the tasks (the engine and the visualisation subpackage keep their own
-# internal helpers; optuna_fmd/_compare.py is the comparison harness, outside the core).
-MODULES = sorted(
-    [p for p in PACKAGE.glob("*.py") if p.name != "_compare.py"]
-    + list((PACKAGE / "tasks").glob("*.py"))
-)
+# The study driver and the tasks (the engine, the comparison and the visualisation subpackages
+# keep their own internal helpers).
+MODULES = sorted([*PACKAGE.glob("*.py"), *(PACKAGE / "tasks").glob("*.py")])
 
 
 def _imported_names(tree: ast.AST) -> list[tuple[int, str, str]]:
@@ -32,7 +29,7 @@ def test_no_module_imports_another_modules_private_names(path: Path) -> None:
     private = [
         f"line {line}: from {module} import {name}"
         for line, module, name in _imported_names(tree)
-        if name.startswith("_") and name != "_compare"  # the comparison harness (a module)
+        if name.startswith("_")
     ]
     assert private == []
 
@@ -45,6 +42,5 @@ def test_cli_imports_the_package_at_the_top() -> None:
         if isinstance(func, ast.FunctionDef)
         for node in ast.walk(func)
         if isinstance(node, (ast.Import, ast.ImportFrom))
-        and not (isinstance(node, ast.ImportFrom) and [a.name for a in node.names] == ["_compare"])
     ]
     assert lazy == []
