@@ -239,7 +239,7 @@ def test_run_on_a_postgresql_url_as_users_write_it(postgres: str) -> None:
     ("flags", "match"),
     [
         (["--storage", "optuna.db"], "--storage: the storage must be a URL"),
-        (["--storage", "postgresql+psycopg2://x@127.0.0.1:1/x"], "cannot open the storage"),
+        (["--storage", "postgresql://x@127.0.0.1:1/x"], "cannot open the storage"),
         (["--population", "0"], "--population must be positive"),
         (["--trials", "-1"], "--trials must be >= 0"),
         (["--checkpoint-every", "0"], "--checkpoint-every must be positive"),

@@ -25,7 +25,7 @@ from .test_storage import _postgres_url
         ("journal:", "needs a file path"),
         ("sqlite:////no/such/dir/x.db", "cannot open the storage"),
         ("postgresql://nobody:secret@127.0.0.1:1/x", "cannot open the storage"),
-        ("postgresql+psycopg2://nobody:secret@127.0.0.1:1/x", "cannot open the storage"),
+        ("postgresql+psycopg://nobody:secret@127.0.0.1:1/x", "cannot open the storage"),
     ],
 )
 def test_bad_urls_get_one_clear_error(url: str, match: str) -> None:
