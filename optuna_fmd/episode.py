@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from .engine import (
+    ENGINES,
+    Choice,
     EngineResult,
     FunctionalModel,
     HyperTable,
@@ -22,11 +24,8 @@ from .engine import (
     Snapshots,
     choose_engine,
     make_partitions,
-    run_bptt,
-    run_fds,
-    run_forward,
+    run_hypergradient,
     run_plain,
-    run_reverse,
 )
 from .tasks import Task
 
@@ -43,8 +42,6 @@ __all__ = [
 
 Batch = tuple[Tensor, Tensor]
 Groups = Mapping[str, tuple[str, Sequence[str]]]
-#: The values of ``run_episode(engine=...)`` (and ``HypergradientObjective(engine=...)``).
-ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
 
 @dataclass(frozen=True)
@@ -249,16 +246,20 @@ def run_episode(
         seed: Seeds initial weights, validation split, minibatch order and dropout.
         hypergradient: Compute the hypergradient (otherwise plain training).
         engine: ``"forward"`` (forward mode: memory constant in T, cost growing with the number
-            of columns N), ``"reverse"`` (checkpointed reverse mode: cost flat in N, memory about
-            ``2 sqrt(T)`` states), ``"auto"`` (the cheaper of the two by the cost model in
-            :mod:`optuna_fmd.engine._auto`), or the references ``"bptt"`` (reverse mode through
-            the unrolled loop, memory O(T)) and ``"fds"`` (the FDS hand recurrence, SGD only).
+            of columns N), ``"reverse"`` (checkpointed reverse mode: cost flat in N, every state
+            kept when memory allows, else about ``2 sqrt(T)`` states and one recomputed step per
+            step), ``"auto"`` (the cheaper of the two by the cost model in
+            :mod:`optuna_fmd.engine._auto`, which knows whether forward mode can run compiled),
+            or the references ``"bptt"`` (reverse mode through the unrolled loop, memory O(T))
+            and ``"fds"`` (the FDS hand recurrence, SGD only).
         chunk_size: Forward mode pushes at most this many tangent columns at once.
         compile: Forward mode runs one compiled ``vmap(jvp(step))`` graph for the whole
             episode (``torch.compile``, CUDA graphs on CUDA); ``None``: on when the state lives
             on a CUDA device and no snapshots are taken, ``False``: the eager loop.
         checkpoint_every: Reverse mode keeps a checkpoint every this many steps.
         memory_budget: Reverse mode picks its checkpoints to hold at most this many bytes.
+            With neither, reverse mode keeps every state when they fit half the available
+            memory (and no snapshots are taken), else ``ceil(sqrt(T))``-step segments.
         groups: Per-layer-group schedules: ``{name: (hyper, parameter globs)}``; ``schedules``
             then also maps each group name to its values, and the matched parameters take them
             instead of the ungrouped ``hyper`` (``ScheduleSpace.groups()`` builds this).
@@ -309,11 +310,20 @@ def run_episode(
     _check_validation(validate_every, on_validation, hypergradient)
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
-    if engine == "auto" and hypergradient and table.n_columns:
-        if snap is not None and snap.engine in ("forward", "reverse"):
+    choice = None
+    if hypergradient and table.n_columns:
+        if engine == "auto" and snap is not None and snap.engine in ("forward", "reverse"):
             engine = snap.engine  # a resumed episode goes on with the engine it started with
-        else:
-            engine = choose_engine(table, state0).engine
+        choice = choose_engine(
+            table,
+            state0,
+            engine=engine,
+            compile=compile,
+            snapshots=snapshot_every is not None or snap is not None,
+            checkpoint_every=checkpoint_every,
+            memory_budget=memory_budget,
+        )
+        engine = choice.engine
     snapshots = None
     if snapshot_every is not None or snap is not None:
         used = engine if hypergradient and table.n_columns else "plain"
@@ -342,8 +352,7 @@ def run_episode(
                 problem,
                 table,
                 state0,
-                hypergradient,
-                engine,
+                choice,
                 callback,
                 chunk_size=chunk_size,
                 checkpoint_every=checkpoint_every,
@@ -374,8 +383,7 @@ def _run(
     problem: InnerProblem,
     table: HyperTable,
     state0: list[Tensor],
-    hypergradient: bool,
-    engine: str,
+    choice: Choice | None,
     callback: Callable[[int, float], None] | None,
     *,
     chunk_size: int | None,
@@ -386,7 +394,7 @@ def _run(
     validate_every: int | None = None,
     on_validation: Callable[[int, float], None] | None = None,
 ) -> EngineResult:
-    if not hypergradient or table.n_columns == 0:
+    if choice is None:  # no hypergradient
         return run_plain(
             problem,
             table,
@@ -396,29 +404,18 @@ def _run(
             validate_every=validate_every,
             on_validation=on_validation,
         )
-    if engine == "forward":
-        return run_forward(
-            problem,
-            table,
-            state0,
-            chunk_size=chunk_size,
-            progress=callback,
-            snapshots=snapshots,
-            compile=compile,
-        )
-    if engine == "reverse":
-        return run_reverse(
-            problem,
-            table,
-            state0,
-            checkpoint_every=checkpoint_every,
-            memory_budget=memory_budget,
-            progress=callback,
-            snapshots=snapshots,
-        )
-    if engine == "bptt":
-        return run_bptt(problem, table, state0, progress=callback)
-    return run_fds(problem, table, state0, progress=callback)
+    return run_hypergradient(
+        problem,
+        table,
+        state0,
+        choice=choice,
+        chunk_size=chunk_size,
+        compile=compile,
+        checkpoint_every=checkpoint_every,
+        memory_budget=memory_budget,
+        progress=callback,
+        snapshots=snapshots,
+    )
 
 
 def _check_validation(

@@ -14,7 +14,7 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: object, **kwargs: object) -> None:
         raise AssertionError("training started")
 
-    for name in ("run_forward", "run_plain", "run_bptt", "run_fds"):
+    for name in ("run_hypergradient", "run_plain"):
         monkeypatch.setattr(episode, name, boom)
 
 
@@ -145,10 +145,7 @@ def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> No
         assert (res.steps, res.engine) == (whole.steps, engine)
 
 
-def test_snapshot_of_another_episode_is_refused_before_training(
-    no_training: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(episode, "run_reverse", episode.run_forward)  # refuses, as the others
+def test_snapshot_of_another_episode_is_refused_before_training(no_training: None) -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16)
     snap = fmd.engine.Snapshot("forward", 4, [], float("nan"), 2, fingerprint="x")
     with pytest.raises(ValueError, match=r"`resume` is a snapshot of another episode"):

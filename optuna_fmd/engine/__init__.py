@@ -3,20 +3,24 @@
 Pure torch.func; imports neither Optuna nor the tasks.
 """
 
-from ._auto import Choice, choose_engine
+from ._auto import ENGINES, Choice, choose_engine
+from ._common import EngineResult, state_nbytes
 from ._compiled import CompiledResult, CompileOptions, run_compiled
-from ._forward import EngineResult, run_forward, run_plain
+from ._dispatch import run_hypergradient
+from ._forward import run_forward, run_plain, tangent_step
 from ._functional import FunctionalModel, unsupported_reason
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
 from ._problem import HyperTable, InnerProblem, Partition, make_partitions
-from ._reference import run_bptt, run_fds
-from ._reverse import run_reverse
+from ._reference import fds_step, run_bptt, run_fds
+from ._reverse import CheckpointPlan, plan_checkpoints, run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
 from ._snapshot import Snapshot, Snapshots
 
 __all__ = [
+    "ENGINES",
     "SGD",
     "Adam",
+    "CheckpointPlan",
     "Choice",
     "CompileOptions",
     "CompiledResult",
@@ -31,14 +35,19 @@ __all__ = [
     "Snapshot",
     "Snapshots",
     "choose_engine",
+    "fds_step",
     "make_optimizer",
     "make_partitions",
+    "plan_checkpoints",
     "run_bptt",
     "run_compiled",
     "run_fds",
     "run_forward",
+    "run_hypergradient",
     "run_plain",
     "run_reverse",
+    "state_nbytes",
+    "tangent_step",
     "unsupported_reason",
     "window_index",
     "window_start",

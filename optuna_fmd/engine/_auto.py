@@ -1,76 +1,83 @@
-"""Choosing between the two exact engines: forward mode and checkpointed reverse mode.
+"""Choosing the engine of an episode: eager or compiled forward mode, or reverse mode.
 
-Cost model, in units of one plain training step of the same model and batch (measured on a 2-core
-x86_64 CPU, MLPs of 51k and 204k parameters, N = 3 ... 300; benchmarks/results/
-engine_reverse_cpu.json):
+Cost model, in units of one plain (eager) training step of the same model and batch, per step:
 
-- forward mode: ``FORWARD_BASE + FORWARD_PER_COLUMN * mean active columns`` per step
-  (the mean over the run of the number of columns whose window has started, about N/2 for
-  equal windows); measured 5-12 plain steps at 3 columns, +0.7-1.1 per column;
-- reverse mode: ``REVERSE`` per step (forward step, recomputation, one vjp), flat in N;
-  measured 6-8 plain steps, 5.7-6.2 since the forward sweep and recomputation run the plain step
-  and the vjp rebuilds the step with ordinary autograd (MLP 784-64-10, batch 128, T = 300,
-  median of 7 interleaved runs).
+- forward mode, eager: ``FORWARD_BASE + FORWARD_PER_COLUMN * active`` where ``active`` is the
+  mean over the run of the number of columns whose window has started (about N/2 for equal
+  windows);
+- forward mode, compiled (:mod:`._compiled`): ``COMPILED_BASE[device] +
+  COMPILED_PER_COLUMN[device] * active``, used only where this run can compile (see
+  :func:`~optuna_fmd.engine._compiled.use_compiled`: CUDA by default, never with snapshots or
+  ``method="hvp"``, or ``compile=False``);
+- reverse mode: ``REVERSE + RECOMPUTE * recomputed steps / T``: the forward sweep and one vjp
+  per step, plus the steps run again from checkpoints. Every state is kept (no recomputation)
+  when the states fit in ``MEMORY_FRACTION`` of the available memory and no snapshots are taken
+  (snapshots keep ``ceil(sqrt(T))``-step segments, so that a run resumes with the same plan).
 
-So reverse mode is the faster from about 3 active columns on. Memory decides otherwise when
-reverse mode's ``~2 sqrt(T)`` stored states do not fit the memory available but forward mode's
-``2 N + 2`` state-sized tensors do.
-
-On a CUDA device forward mode runs compiled (:mod:`._compiled`): a small network's step is
-launch-bound there, and the compiled tangent step adds little per column, while reverse mode runs
-eager. Its constants (``FORWARD_CUDA_*``, in plain eager steps) are the GPU path's targets (at most
-4 compiled plain steps, about 2 eager ones, at 30 columns), not measurements: with them forward
-mode is chosen on CUDA up to about 120 mean active columns.
+The CPU constants are fitted to ``python benchmarks/engine_auto.py`` (x86_64, 2 cores shared,
+torch 2.14.1, MLP 784-64-10, batch 128; benchmarks/results/engine_auto_cpu.json): whole episodes
+of both engines at N = 1 ... 300, ``auto`` chose the faster (or one within 10%) at every N.
+Memory decides otherwise when the time-preferred engine's memory does not fit the budget but the
+other's does (forward mode: ``2 N + 2`` state-sized tensors; reverse mode: its stored states).
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from ._common import available_bytes as _available_bytes
+from ._common import state_nbytes
+from ._compiled import CompileOptions, use_compiled
 from ._problem import HyperTable
-from ._reverse import plan_checkpoints, state_nbytes
+from ._reverse import CheckpointPlan, plan_checkpoints
 
-__all__ = ["Choice", "choose_engine"]
+__all__ = ["ENGINES", "Choice", "choose_engine", "mean_active_columns"]
 
+#: Engines an episode can run: the exact two, ``"auto"`` between them, and the references.
+ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
+
+# Measured (benchmarks/results/engine_auto_cpu.json, CPU).
 FORWARD_BASE = 5.0
 FORWARD_PER_COLUMN = 0.8
-REVERSE = 6.0
-FORWARD_CUDA_BASE = 1.0
-FORWARD_CUDA_PER_COLUMN = 0.05
+REVERSE = 3.3
+RECOMPUTE = 1.0
+# Compiled forward mode, per device type. CPU: from benchmarks/results/
+# gpu_step_cpu_torch2.14.1_cpu-mlp-N{9,30}.json (all columns active, one call per step; compile
+# time not counted). CUDA: NOT MEASURED - the GPU path's targets (at most 4 compiled plain steps,
+# about 2 eager ones, at 30 columns), as no GPU was available.
+COMPILED_BASE = {"cpu": 0.0, "cuda": 1.0}
+COMPILED_PER_COLUMN = {"cpu": 0.6, "cuda": 0.05}
 #: Fraction of the available memory an engine may plan to hold.
 MEMORY_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
 class Choice:
-    """The chosen engine and the figures that chose it (costs in plain steps per step)."""
+    """The chosen engine and the figures that chose it (costs in plain steps per step).
+
+    Attributes:
+        engine: ``"forward"``, ``"reverse"``, ``"bptt"`` or ``"fds"``.
+        compiled: Forward mode runs the compiled path.
+        predicted_forward: Forward mode's cost (compiled if ``compiled`` could be on).
+        predicted_reverse: Reverse mode's cost under ``plan``.
+        forward_bytes: Forward mode's tangents and state.
+        reverse_bytes: Reverse mode's stored states under ``plan``.
+        memory_budget: The budget reverse mode plans its checkpoints by (``None``: the
+            caller's ``checkpoint_every`` / ``memory_budget``, or ``ceil(sqrt(T))`` segments).
+    """
 
     engine: str
     predicted_forward: float
     predicted_reverse: float
     forward_bytes: int
     reverse_bytes: int
-
-
-def _available_bytes(device: torch.device) -> int | None:
-    if device.type == "cuda" and torch.cuda.is_available():
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else None
-    return int(pages * os.sysconf("SC_PAGE_SIZE")) if pages else None
+    compiled: bool = False
+    memory_budget: float | None = None
 
 
 def mean_active_columns(table: HyperTable) -> float:
@@ -79,31 +86,88 @@ def mean_active_columns(table: HyperTable) -> float:
     return total / table.steps
 
 
+def forward_cost(active: float, device: torch.device, compiled: bool) -> float:
+    """Forward mode's cost per step, in plain eager steps, at ``active`` mean active columns."""
+    if not compiled:
+        return FORWARD_BASE + FORWARD_PER_COLUMN * active
+    kind = device.type if device.type in COMPILED_BASE else "cuda"
+    return COMPILED_BASE[kind] + COMPILED_PER_COLUMN[kind] * active
+
+
+def reverse_cost(plan: CheckpointPlan, steps: int) -> float:
+    """Reverse mode's cost per step, in plain eager steps, under ``plan``."""
+    return REVERSE + RECOMPUTE * plan.recomputed_steps / steps
+
+
 def choose_engine(
-    table: HyperTable, state: Sequence[Tensor], *, available_bytes: int | None = None
+    table: HyperTable,
+    state: Sequence[Tensor],
+    *,
+    engine: str = "auto",
+    compile: bool | CompileOptions | None = None,
+    method: str = "auto",
+    snapshots: bool = False,
+    checkpoint_every: int | None = None,
+    memory_budget: int | float | None = None,
+    available_bytes: int | None = None,
 ) -> Choice:
-    """Pick ``"forward"`` or ``"reverse"`` for one episode by the cost model above."""
-    state_bytes = state_nbytes(state)
-    active = mean_active_columns(table)
+    """Pick the engine of one episode, and how it runs, by the cost model above.
+
+    Args:
+        table: The run's columns and horizon.
+        state: The initial flat state (its bytes and device).
+        engine: ``"auto"`` chooses; any other engine of :data:`ENGINES` is kept (the figures are
+            still filled in).
+        compile: As in :func:`~optuna_fmd.engine.run_forward`: whether forward mode may run
+            compiled (``None``: where :func:`~optuna_fmd.engine._compiled.use_compiled` says).
+        method: Forward mode's tangent method (``"hvp"`` cannot run compiled).
+        snapshots: The run takes or resumes snapshots (no compiled path; reverse mode keeps
+            ``ceil(sqrt(T))``-step segments unless told otherwise).
+        checkpoint_every: Reverse mode's segment length, if the caller fixes it.
+        memory_budget: Reverse mode's budget for stored states, if the caller fixes it.
+        available_bytes: Memory available (default: measured on the state's device).
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}.")
     device = state[0].device if state else torch.device("cpu")
-    if device.type == "cuda":  # forward mode runs compiled there
-        forward_cost = FORWARD_CUDA_BASE + FORWARD_CUDA_PER_COLUMN * active
-    else:
-        forward_cost = FORWARD_BASE + FORWARD_PER_COLUMN * active
-    plan = plan_checkpoints(table.steps, state_bytes)
-    forward_bytes = (2 * table.n_columns + 2) * state_bytes
     if available_bytes is None:
         available_bytes = _available_bytes(device)
     budget = math.inf if available_bytes is None else MEMORY_FRACTION * available_bytes
-    engine = "forward" if forward_cost <= REVERSE else "reverse"
-    if engine == "reverse" and plan.stored_bytes > budget and forward_bytes <= budget:
-        engine = "forward"
-    elif engine == "forward" and forward_bytes > budget and plan.stored_bytes <= budget:
-        engine = "reverse"
+    state_bytes = state_nbytes(state)
+    own_budget = None
+    if checkpoint_every is None and memory_budget is None and not snapshots:
+        everything = plan_checkpoints(table.steps, state_bytes, checkpoint_every=1)
+        if everything.stored_bytes <= budget:
+            own_budget = max(everything.stored_bytes, 1)
+    plan = plan_checkpoints(
+        table.steps,
+        state_bytes,
+        checkpoint_every=checkpoint_every,
+        memory_budget=own_budget if own_budget is not None else memory_budget,
+    )
+    compiled = False
+    if engine == "forward":  # an impossible compile request raises, as in run_forward
+        compiled = use_compiled(compile, state, method, resumable=snapshots)
+    elif engine == "auto":  # ... but only rules forward mode out of the choice here
+        try:
+            compiled = use_compiled(compile, state, method, resumable=snapshots)
+        except ValueError:
+            compiled = False
+    fwd = forward_cost(mean_active_columns(table), device, compiled)
+    rev = reverse_cost(plan, table.steps)
+    forward_bytes = (2 * table.n_columns + 2) * state_bytes
+    if engine == "auto":
+        engine = "forward" if fwd <= rev else "reverse"
+        if engine == "reverse" and plan.stored_bytes > budget and forward_bytes <= budget:
+            engine = "forward"
+        elif engine == "forward" and forward_bytes > budget and plan.stored_bytes <= budget:
+            engine = "reverse"
     return Choice(
         engine=engine,
-        predicted_forward=round(forward_cost, 2),
-        predicted_reverse=REVERSE,
+        predicted_forward=round(fwd, 2),
+        predicted_reverse=round(rev, 2),
         forward_bytes=forward_bytes,
         reverse_bytes=plan.stored_bytes,
+        compiled=compiled and engine == "forward",
+        memory_budget=own_budget,
     )

@@ -45,8 +45,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._forward import EngineResult, Progress, _batched_jvp, _finish
-from ._problem import HyperTable, InnerProblem
+from ._common import EngineResult, Progress, batched_jvp, finish
+from ._problem import HyperTable, InnerProblem, seed_global
 
 __all__ = [
     "CompileOptions",
@@ -256,7 +256,7 @@ class CompiledStep:
                 return problem.step(st, hh, t, (x, y))  # type: ignore[arg-type]
 
             full = [z.to(dt) for z, dt in zip(zs, dtypes, strict=True)]
-            out, loss, dout = _batched_jvp(step, s, hv)(full, dh)
+            out, loss, dout = batched_jvp(step, s, hv)(full, dh)
             return list(out), loss, [d.to(low) for d in dout]
 
         t0 = torch.zeros((), dtype=h.dtype, device=h.device)
@@ -348,126 +348,165 @@ def run_compiled(
         progress: Called as ``progress(t, train_loss)`` after each step.
     """
     opts = options if isinstance(options, CompileOptions) else CompileOptions()
-    start = time.perf_counter()
-    state = [s.detach() for s in state0]
-    device = state[0].device
-    n = table.n_columns
-    cap = opts.chunk_size if opts.chunk_size is not None else chunk_size
-    if opts.width is not None:
-        width = max(1, min(opts.width, n))
-    else:
-        overhead = CALL_OVERHEAD_COLUMNS.get(device.type, CALL_OVERHEAD_COLUMNS["cuda"])
-        width = choose_width(table, overhead, cap)
-    width = max(1, width)  # (no columns: nothing to compile, every step is plain)
-    cuda_graphs = device.type == "cuda" and opts.cuda_graphs is not False
-    low = torch.bfloat16 if opts.precision == "bf16" else None
-    n_chunks = math.ceil(n / width)
-    zero = [s.new_zeros((width, *s.shape), dtype=low or s.dtype) for s in state]
-    chunks: list[list[Tensor]] = [list(zero) for _ in range(n_chunks)]
-    sync_every = 1 if device.type == "cpu" or progress is not None else opts.sync_every
-    cache: dict[tuple[int, ...], tuple[Tensor, list[Tensor]]] = {}
-    step_fn: CompiledStep | None = None
-    compile_seconds = c0 = 0.0
-    calls = 0
-    graphs_before = _unique_graphs()
-    pending: list[tuple[int, Tensor]] = []
-    step_numbers = torch.arange(problem.steps, dtype=state[0].dtype, device=device)
-    loss_value = float("nan")
+    run = _CompiledRun(problem, table, state0, opts, chunk_size, progress)
+    with _precision(opts.precision, run.device), torch.no_grad():
+        for t in range(problem.steps):
+            run.step(t)
+            if len(run.pending) >= run.sync_every or t == problem.steps - 1:
+                bad = run.check()
+                if bad is not None:
+                    return run.finish(None, bad + 1, True)
+        tangents = run.tangents()
+    return run.finish(tangents, problem.steps, False)
 
-    def inputs_at(t: int, n_active: int) -> tuple[Tensor, list[Tensor]]:
+
+class _CompiledRun:
+    """The state of one :func:`run_compiled` episode: training state, tangent chunks, the
+    compiled step (built at the first step with an active column) and the losses not yet
+    checked for divergence."""
+
+    def __init__(
+        self,
+        problem: InnerProblem,
+        table: HyperTable,
+        state0: Sequence[Tensor],
+        opts: CompileOptions,
+        chunk_size: int | None,
+        progress: Progress | None,
+    ) -> None:
+        self.start = time.perf_counter()
+        self.problem, self.table, self.opts, self.progress = problem, table, opts, progress
+        self.state = [s.detach() for s in state0]
+        self.device = self.state[0].device
+        n = table.n_columns
+        cap = opts.chunk_size if opts.chunk_size is not None else chunk_size
+        if opts.width is not None:
+            width = max(1, min(opts.width, n))
+        else:
+            overhead = CALL_OVERHEAD_COLUMNS.get(self.device.type, CALL_OVERHEAD_COLUMNS["cuda"])
+            width = choose_width(table, overhead, cap)
+        self.width = max(1, width)  # (no columns: nothing to compile, every step is plain)
+        self.cuda_graphs = self.device.type == "cuda" and opts.cuda_graphs is not False
+        self.low = torch.bfloat16 if opts.precision == "bf16" else None
+        self.n_chunks = math.ceil(n / self.width)
+        zero = [s.new_zeros((self.width, *s.shape), dtype=self.low or s.dtype) for s in self.state]
+        self.chunks: list[list[Tensor]] = [list(zero) for _ in range(self.n_chunks)]
+        on_cpu = self.device.type == "cpu"
+        self.sync_every = 1 if on_cpu or progress is not None else opts.sync_every
+        self.cache: dict[tuple[int, ...], tuple[Tensor, list[Tensor]]] = {}
+        self.step_fn: CompiledStep | None = None
+        self.compile_seconds = self.compile_start = 0.0
+        self.calls = 0
+        self.graphs_before = _unique_graphs()
+        self.pending: list[tuple[int, Tensor]] = []
+        self.step_numbers = torch.arange(
+            problem.steps, dtype=self.state[0].dtype, device=self.device
+        )
+        self.loss_value = float("nan")
+
+    def inputs_at(self, t: int, n_active: int) -> tuple[Tensor, list[Tensor]]:
+        """The hyper vector and the chunks of the hyper tangent at step ``t`` (cached: they
+        change only at window boundaries)."""
+        table, width = self.table, self.width
         key = (*(table.window(name, t) for name in table.names), n_active)
-        if key not in cache:
-            h = table.values_at(t, state[0])
+        if key not in self.cache:
+            h = table.values_at(t, self.state[0])
             dh = table.hyper_tangent(t, n_active, h)
-            dh = torch.cat([dh, dh.new_zeros((n_chunks * width - n_active, dh.shape[1]))])
-            cache[key] = (h, [d.clone() for d in dh.split(width)])  # own storage each
-        return cache[key]
+            dh = torch.cat([dh, dh.new_zeros((self.n_chunks * width - n_active, dh.shape[1]))])
+            self.cache[key] = (h, [d.clone() for d in dh.split(width)])  # own storage each
+        return self.cache[key]
 
-    def finish(tangents: list[Tensor] | None, steps_done: int, diverged: bool) -> CompiledResult:
-        base = _finish(problem, state, tangents, steps_done, diverged, loss_value, n)
-        recompiles = max(0, _unique_graphs() - graphs_before - 1)
-        seconds = time.perf_counter() - start
+    def step(self, t: int) -> None:
+        """Step ``t``: plain while no column is active, else one compiled call per active chunk."""
+        problem = self.problem
+        n_active = self.table.n_active(t)
+        batch = problem.batch_at(t)
+        h, dh = self.inputs_at(t, n_active)
+        if n_active == 0:
+            with problem.rng(t):
+                self.state, loss = problem.step_plain(self.state, h, t, batch)
+        else:
+            step_fn = self.compiled(h, batch)
+            tt = self.step_numbers[t]  # a view on the device: no host-device copy
+            outs = []
+            for c in range(math.ceil(n_active / self.width)):
+                if step_fn.random:  # every chunk sees the same dropout masks
+                    seed_global(problem.step_seed(t))
+                first_call = self.calls == 0
+                out, loss_c, self.chunks[c] = step_fn(
+                    self.state, h, tt, dh[c], self.chunks[c], *batch
+                )
+                self.calls += 1
+                if first_call:
+                    _sync(self.device)
+                    self.compile_seconds = time.perf_counter() - self.compile_start
+                outs.append((out, loss_c))
+            self.state, loss = outs[0]
+        self.pending.append((t, loss))
+        if self.progress is not None:
+            self.progress(t, float(loss))
+
+    def compiled(self, h: Tensor, batch: tuple[Tensor, Tensor]) -> CompiledStep:
+        """The compiled step, traced and compiled at its first use."""
+        if self.step_fn is None:
+            self.compile_start = time.perf_counter()  # compile_seconds: until the first call
+            self.step_fn = CompiledStep(
+                self.problem,
+                self.state,
+                h,
+                batch,
+                self.width,
+                tangent_dtype=self.low,
+                backend=self.opts.backend,
+                cuda_graphs=self.cuda_graphs,
+            )
+        return self.step_fn
+
+    def check(self) -> int | None:
+        """Index of the first diverged step among the pending losses, if any."""
+        if not self.pending:
+            return None
+        losses = torch.stack([x for _, x in self.pending]).float().cpu()
+        finite = torch.isfinite(losses)
+        steps = [t for t, _ in self.pending]
+        self.pending.clear()
+        if bool(finite.all()):
+            self.loss_value = float(losses[-1])
+            return None
+        bad = int((~finite).nonzero()[0, 0])
+        self.loss_value = float(losses[bad])
+        return steps[bad]
+
+    def tangents(self) -> list[Tensor]:
+        """The tangents of every column, one ``(N, *shape)`` tensor per state tensor."""
+        n = self.table.n_columns
+        return [
+            torch.cat([chunk[i] for chunk in self.chunks])[:n].to(s.dtype)
+            for i, s in enumerate(self.state)
+        ]
+
+    def finish(self, tangents: list[Tensor] | None, steps_done: int, bad: bool) -> CompiledResult:
+        n = self.table.n_columns
+        base = finish(self.problem, self.state, tangents, steps_done, bad, self.loss_value, n)
+        recompiles = max(0, _unique_graphs() - self.graphs_before - 1)
+        seconds = time.perf_counter() - self.start
         logger.info(
             "compiled forward mode: %d steps in %.1f s, of which compile %.1f s; width %d, "
             "%d calls, %d recompiles",
             steps_done,
             seconds,
-            compile_seconds,
-            width,
-            calls,
+            self.compile_seconds,
+            self.width,
+            self.calls,
             recompiles,
         )
         if recompiles:
             logger.warning("the compiled forward-mode step was recompiled %d times", recompiles)
         return CompiledResult(
             **vars(base),
-            compile_seconds=compile_seconds,
+            compile_seconds=self.compile_seconds,
             run_seconds=seconds,
-            width=width,
-            calls=calls,
+            width=self.width,
+            calls=self.calls,
             recompiles=recompiles,
         )
-
-    def check() -> int | None:
-        """Index of the first diverged step among the pending losses, if any."""
-        nonlocal loss_value
-        if not pending:
-            return None
-        losses = torch.stack([x for _, x in pending]).float().cpu()
-        finite = torch.isfinite(losses)
-        steps = [t for t, _ in pending]
-        pending.clear()
-        if bool(finite.all()):
-            loss_value = float(losses[-1])
-            return None
-        bad = int((~finite).nonzero()[0, 0])
-        loss_value = float(losses[bad])
-        return steps[bad]
-
-    with _precision(opts.precision, device), torch.no_grad():
-        for t in range(problem.steps):
-            n_active = table.n_active(t)
-            batch = problem.batch_at(t)
-            h, dh = inputs_at(t, n_active)
-            if n_active == 0:
-                with problem.rng(t):
-                    state, loss = problem.step_plain(state, h, t, batch)
-            else:
-                if step_fn is None:
-                    c0 = time.perf_counter()
-                    step_fn = CompiledStep(
-                        problem,
-                        state,
-                        h,
-                        batch,
-                        width,
-                        tangent_dtype=low,
-                        backend=opts.backend,
-                        cuda_graphs=cuda_graphs,
-                    )
-                tt = step_numbers[t]  # a view on the device: no host-device copy
-                new_state: list[Tensor] | None = None
-                for c in range(math.ceil(n_active / width)):
-                    if step_fn.random:
-                        torch.manual_seed((problem.seed * 1_000_003 + t) % (2**63))
-                    first_call = calls == 0
-                    out, loss_c, chunks[c] = step_fn(state, h, tt, dh[c], chunks[c], *batch)
-                    calls += 1
-                    if first_call:
-                        _sync(device)
-                        compile_seconds = time.perf_counter() - c0
-                    if new_state is None:
-                        new_state, loss = out, loss_c
-                assert new_state is not None
-                state = new_state
-            pending.append((t, loss))
-            if progress is not None:
-                progress(t, float(loss))
-            if len(pending) >= sync_every or t == problem.steps - 1:
-                bad = check()
-                if bad is not None:
-                    return finish(None, bad + 1, True)
-        tangents = [
-            torch.cat([chunk[i] for chunk in chunks])[:n].to(s.dtype) for i, s in enumerate(state)
-        ]
-    return finish(tangents, problem.steps, False)

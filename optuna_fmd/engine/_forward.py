@@ -10,75 +10,20 @@ started are exactly zero and are not stored or computed. Memory is constant in t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ._common import EngineResult, Progress, batched_jvp, diverged, finish, grow
+from ._compiled import CompileOptions, run_compiled, use_compiled
 from ._problem import HyperTable, InnerProblem
 from ._snapshot import Snapshots
 
-if TYPE_CHECKING:
-    from ._compiled import CompileOptions
+__all__ = ["TANGENT_METHODS", "run_forward", "run_plain", "tangent_method", "tangent_step"]
 
-__all__ = ["EngineResult", "final_hypergradient", "run_forward", "run_plain"]
-
-Progress = Callable[[int, float], None]
-
-
-@dataclass
-class EngineResult:
-    """What an engine returns: the final state, validation figures and hypergradient per column."""
-
-    state: list[Tensor]
-    val_loss: float
-    val_accuracy: float
-    hypergradient: Tensor | None
-    steps_done: int
-    diverged: bool
-    train_loss: float
-
-
-def _finish(
-    problem: InnerProblem,
-    state: list[Tensor],
-    tangents: Sequence[Tensor] | None,
-    steps_done: int,
-    diverged: bool,
-    train_loss: float,
-    n_columns: int,
-) -> EngineResult:
-    if tangents is None or diverged:
-        with torch.no_grad():
-            val_t, acc_t = problem.val_loss(state)
-        return EngineResult(
-            state, float(val_t), float(acc_t), None, steps_done, diverged, train_loss
-        )
-    val, acc, hg = final_hypergradient(problem, state, tangents, n_columns)
-    return EngineResult(state, val, acc, hg, steps_done, diverged, train_loss)
-
-
-def final_hypergradient(
-    problem: InnerProblem, state: Sequence[Tensor], tangents: Sequence[Tensor], n_columns: int
-) -> tuple[float, float, Tensor]:
-    """Validation loss, accuracy and ``grad_state L_val . Z_T`` for every column."""
-    leaves = [s.detach().requires_grad_(s.is_floating_point()) for s in state]
-    val, acc = problem.val_loss(leaves)
-    grads = torch.autograd.grad(val, leaves, allow_unused=True)
-    hg = leaves[0].new_zeros(n_columns)
-    for g, z in zip(grads, tangents, strict=True):
-        if g is not None and z.shape[0]:
-            hg[: z.shape[0]] += (z.reshape(z.shape[0], -1) @ g.reshape(-1)).to(hg.dtype)
-    return float(val.detach()), float(acc), hg
-
-
-def _grow(tangents: list[Tensor], n: int) -> list[Tensor]:
-    """Append zero columns so that every tangent has ``n`` columns."""
-    have = tangents[0].shape[0]
-    if n <= have:
-        return tangents
-    return [torch.cat([z, z.new_zeros((n - have, *z.shape[1:]))]) for z in tangents]
+#: How forward mode pushes tangents across the model (see :func:`run_forward`).
+TANGENT_METHODS = ("auto", "jvp", "hvp")
 
 
 def run_plain(
@@ -95,7 +40,7 @@ def run_plain(
 
     Bitwise the same trajectory as ``problem.step`` under ``problem.rng``, but the gradient is
     taken by plain ``torch.autograd.grad`` (``torch.func.grad`` costs ~0.5 ms more per step on a
-    small CPU model) and, when everything is on the CPU, only the CPU generator is seeded.
+    small CPU model).
     With ``snapshots``, a :class:`~optuna_fmd.engine.Snapshot` is saved every ``every`` steps and
     a run resumes from ``snapshots.resume``, bitwise as if never interrupted.
     With ``validate_every``, ``on_validation(steps_done, val_loss)`` receives the validation loss
@@ -104,34 +49,75 @@ def run_plain(
     """
     state = [s.detach() for s in state0]
     loss_value = float("nan")
-    t = first = 0
+    first = 0
     snap = None
     if snapshots is not None:
         snap = snapshots.restore("plain", state, table.n_columns, problem.steps)
     if snap is not None:
         first, state, loss_value = snap.step, snap.state, snap.train_loss
-    cpu_only = all(s.device.type == "cpu" for s in state)
     with torch.no_grad():
         for t in range(first, problem.steps):
             h = table.values_at(t, state[0])
             batch = problem.batch_at(t)
-            if cpu_only:  # what problem.rng(t) does to the CPU generator, without the rest
-                torch.default_generator.manual_seed((problem.seed * 1_000_003 + t) % (2**63))
+            with problem.rng(t):
                 state, loss = problem.step_plain(state, h, t, batch)
-            else:
-                with problem.rng(t):
-                    state, loss = problem.step_plain(state, h, t, batch)
             loss_value = float(loss)
             if progress is not None:
                 progress(t, loss_value)
-            if loss_value != loss_value or abs(loss_value) == float("inf"):
-                return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
+            if diverged(loss_value):
+                return finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
             if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
                 snapshots.take("plain", t + 1, state, loss_value, table.n_columns)
             due = validate_every and (t + 1) % validate_every == 0 and t + 1 < problem.steps
             if on_validation is not None and due:
                 on_validation(t + 1, float(problem.val_loss(state)[0]))
-    return _finish(problem, state, None, problem.steps, False, loss_value, table.n_columns)
+    return finish(problem, state, None, problem.steps, False, loss_value, table.n_columns)
+
+
+def tangent_method(problem: InnerProblem, method: str = "auto") -> str:
+    """``"hvp"`` or ``"jvp"``: how forward mode pushes tangents for ``method`` on ``problem``.
+
+    ``"auto"`` is ``"hvp"`` where it applies (a model without running statistics and an
+    elementwise optimiser: the faster on CPUs), else ``"jvp"``.
+    """
+    if method not in TANGENT_METHODS:
+        raise ValueError(f"`method` must be one of {TANGENT_METHODS}, but got {method!r}.")
+    hvp_ok = not problem.model.stat_names and problem.optimizer.elementwise
+    if method == "hvp" and not hvp_ok:
+        raise ValueError(
+            "method='hvp' needs a model without BatchNorm running statistics and an elementwise "
+            "optimiser; use method='jvp'."
+        )
+    if method == "auto":
+        return "hvp" if hvp_ok else "jvp"
+    return method
+
+
+def tangent_step(
+    problem: InnerProblem,
+    table: HyperTable,
+    state: list[Tensor],
+    tangents: list[Tensor],
+    t: int,
+    *,
+    method: str = "auto",
+    chunk_size: int | None = None,
+) -> tuple[list[Tensor], Tensor, list[Tensor]]:
+    """One forward-mode step: ``(state_t, Z_t) -> (state_{t+1}, train loss, Z_{t+1})``.
+
+    ``tangents`` hold one column per active hyperparameter column (``tangents[i].shape[0]``
+    columns, a prefix of ``table.columns``); step ``t`` draws its minibatch and random numbers
+    as every engine does. ``method`` and ``chunk_size`` as in :func:`run_forward`.
+    """
+    push = _push_hvp if tangent_method(problem, method) == "hvp" else _push_jvp
+    n_active = tangents[0].shape[0] if tangents else 0
+    h = table.values_at(t, state[0])
+    batch = problem.batch_at(t)
+    with problem.rng(t):
+        if n_active == 0:
+            new_state, loss = problem.step_plain(state, h, t, batch)
+            return new_state, loss, tangents
+        return push(problem, state, h, t, batch, tangents, table, n_active, chunk_size)
 
 
 def run_forward(
@@ -162,24 +148,17 @@ def run_forward(
             ``snapshots.every`` steps, and resume from ``snapshots.resume`` if set: the result is
             bitwise that of an uninterrupted run with the same ``method`` and ``chunk_size``.
         compile: Run the compiled ``vmap(jvp(step))`` path (:mod:`._compiled`; a
-            :class:`CompileOptions` sets it up); ``None``: on when the state lives on a CUDA
-            device, ``method`` is not ``"hvp"`` and no snapshots are taken.
+            :class:`CompileOptions` sets it up); ``None``: as
+            :func:`~optuna_fmd.engine._compiled.use_compiled` decides (on when the state lives on
+            a CUDA device, ``method`` is not ``"hvp"`` and no snapshots are taken).
     """
-    if method not in ("auto", "jvp", "hvp"):
-        raise ValueError(f"`method` must be 'auto', 'jvp' or 'hvp', but got {method!r}.")
-    from ._compiled import run_compiled, use_compiled
-
+    if method not in TANGENT_METHODS:
+        raise ValueError(f"`method` must be one of {TANGENT_METHODS}, but got {method!r}.")
     if use_compiled(compile, state0, method, resumable=snapshots is not None):
         return run_compiled(
             problem, table, state0, chunk_size=chunk_size, options=compile, progress=progress
         )
-    hvp_ok = not problem.model.stat_names and problem.optimizer.elementwise
-    if method == "hvp" and not hvp_ok:
-        raise ValueError(
-            "method='hvp' needs a model without BatchNorm running statistics and an elementwise "
-            "optimiser; use method='jvp'."
-        )
-    push = _push_hvp if method == "hvp" or (method == "auto" and hvp_ok) else _push_jvp
+    method = tangent_method(problem, method)
     state = [s.detach() for s in state0]
     tangents = [s.new_zeros((0, *s.shape)) for s in state]
     loss_value = float("nan")
@@ -190,48 +169,19 @@ def run_forward(
     if snap is not None and snap.tangents is not None:
         first, state, tangents, loss_value = snap.step, snap.state, snap.tangents, snap.train_loss
     for t in range(first, problem.steps):
-        n_active = table.n_active(t)
-        tangents = _grow(tangents, n_active)
-        h = table.values_at(t, state[0])
-        batch = problem.batch_at(t)
-        with problem.rng(t):
-            if n_active == 0:
-                state, loss = problem.step_plain(state, h, t, batch)
-            else:
-                state, loss, tangents = push(
-                    problem, state, h, t, batch, tangents, table, n_active, chunk_size
-                )
+        tangents = grow(tangents, table.n_active(t))
+        state, loss, tangents = tangent_step(
+            problem, table, state, tangents, t, method=method, chunk_size=chunk_size
+        )
         loss_value = float(loss)
         if progress is not None:
             progress(t, loss_value)
-        if loss_value != loss_value or abs(loss_value) == float("inf"):
-            return _finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
+        if diverged(loss_value):
+            return finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
         if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
             snapshots.take("forward", t + 1, state, loss_value, table.n_columns, tangents=tangents)
-    tangents = _grow(tangents, table.n_columns)
-    return _finish(problem, state, tangents, problem.steps, False, loss_value, table.n_columns)
-
-
-Step = Callable[[list[Tensor], Tensor], tuple[list[Tensor], Tensor]]
-
-
-def _batched_jvp(
-    step: Step, state: list[Tensor], h: Tensor
-) -> Callable[[list[Tensor], Tensor], tuple[list[Tensor], Tensor, list[Tensor]]]:
-    """``(tangent columns, hyper tangents) -> (next state, loss, next tangent columns)``: ``jvp``
-    of ``step`` at ``(state, h)``, vmapped over columns (state and loss are not batched; every
-    column sees the same random numbers)."""
-
-    def push(zs: list[Tensor], dhv: Tensor) -> tuple[list[Tensor], Tensor, list[Tensor]]:
-        (out, loss), (dout, _) = torch.func.jvp(step, (state, h), (zs, dhv))  # type: ignore[misc]
-        return out, loss, dout
-
-    return torch.func.vmap(
-        push,
-        in_dims=(0, 0),
-        out_dims=(None, None, 0),  # type: ignore[arg-type]  # None: not batched
-        randomness="same",
-    )
+    tangents = grow(tangents, table.n_columns)
+    return finish(problem, state, tangents, problem.steps, False, loss_value, table.n_columns)
 
 
 def _push_jvp(
@@ -250,7 +200,7 @@ def _push_jvp(
     def step(s: list[Tensor], hv: Tensor) -> tuple[list[Tensor], Tensor]:
         return problem.step(s, hv, t, batch)
 
-    batched = _batched_jvp(step, state, h)
+    batched = batched_jvp(step, state, h)
     size = n_active if chunk_size is None else chunk_size
     parts: list[Any] = []
     with torch.no_grad():
@@ -363,16 +313,51 @@ def _update_tangents(
     input) pair, and each scheduled hyperparameter adds its derivative (one ``jvp`` direction) to
     the one column it is active in (``dh`` is one-hot) instead of to all n.
     """
-    names = problem.optimizer.hypers
     n_p = len(params)
     slots = len(opt_state) // n_p
     n_state = 2 + slots
     sizes = [p.numel() for p in params]
-    clip = problem.grad_clip
-    probe = problem.optimizer.constant_jacobian and clip is None
+    probe = problem.optimizer.constant_jacobian and problem.grad_clip is None
+    update = _flat_update(problem, t)
+    inputs = [_flat(params), _flat(grads)] + [
+        _flat(opt_state[k * n_p : (k + 1) * n_p]) for k in range(slots)
+    ]
+    # Rows of the one-hot hyper tangent: column j moves hyper i at this step.
+    hyper_cols = [(int(j), int(i)) for j, i in zip(*torch.nonzero(dh, as_tuple=True), strict=True)]
+    # 1. Blocks d(out)/d(input) for the state inputs.
+    probed = [x[:1] for x in inputs] if probe else inputs
+    _, (jp, js) = _jvp_rows(update, probed, h, range(n_state), [None] * n_state)
+    # 2. d(out)/d(hyper) for each hyper with an active column, and the primal outputs.
+    hyper_rows: list[int | None] = [hi for _, hi in hyper_cols] or [None]
+    (new_p, new_s), (hp, hs) = _jvp_rows(update, inputs, h, [None] * n_state, hyper_rows)
 
-    def flat(xs: Sequence[Tensor]) -> Tensor:
-        return torch.cat([x.reshape(-1) for x in xs])
+    def split(x: Tensor) -> list[Tensor]:
+        return [v.view(p.shape) for v, p in zip(x.split(sizes), params, strict=True)]
+
+    def unflat(x: Tensor) -> list[Tensor]:
+        return [x.reshape(()) for _ in params] if x.shape[0] == 1 and probe else split(x)
+
+    def combine(jac: Tensor, hjac: Tensor) -> list[Tensor]:
+        blocks = [unflat(jac[r]) for r in range(n_state)]
+        hblocks = [unflat(hjac[r]) for r in range(len(hyper_cols))]
+        ins = [dp, dg, *(ds[k * n_p : (k + 1) * n_p] for k in range(slots))]
+        return [_column_sum(i, ins, blocks, hblocks, hyper_cols) for i in range(n_p)]
+
+    d_p = combine(jp[0], hp[0])
+    d_s = [d for jac, hjac in zip(js, hs, strict=True) for d in combine(jac, hjac)]
+    new_params = split(new_p[0][0])
+    new_state = [v for x in new_s for v in split(x[0])]
+    return new_params, new_state, d_p, d_s
+
+
+def _flat(xs: Sequence[Tensor]) -> Tensor:
+    return torch.cat([x.reshape(-1) for x in xs])
+
+
+def _flat_update(problem: InnerProblem, t: int) -> Callable[..., Any]:
+    """The optimiser's update of flattened rows ``(p, g, state slots, hyper rows)``."""
+    names = problem.optimizer.hypers
+    clip = problem.grad_clip
 
     def update(
         p: Tensor, g: Tensor, s: tuple[Tensor, ...], hv: Tensor
@@ -382,68 +367,53 @@ def _update_tangents(
         hyper = {n: hv[:, i : i + 1] for i, n in enumerate(names)}
         return problem.optimizer.update([p], [g], list(s), hyper, t)
 
-    inputs = [flat(params), flat(grads)] + [
-        flat(opt_state[k * n_p : (k + 1) * n_p]) for k in range(slots)
-    ]
+    return update
 
-    def jvp_rows(
-        xs: list[Tensor], row_of_input: Sequence[int | None], hyper_of_row: Sequence[int | None]
-    ) -> Any:
-        n_rows = len(hyper_of_row)
-        reps, tans = [], []
-        for idx, x in enumerate(xs):
-            reps.append(x.expand(n_rows, -1).contiguous())
-            e = x.new_zeros((n_rows, x.shape[0]))
-            if row_of_input[idx] is not None:
-                e[row_of_input[idx]] = 1.0
-            tans.append(e)
-        th = h.new_zeros((n_rows, h.shape[0]))
-        for r, hi in enumerate(hyper_of_row):
-            if hi is not None:
-                th[r, hi] = 1.0
-        hv = h.expand(n_rows, -1).contiguous()
-        return torch.func.jvp(
-            update,
-            (reps[0], reps[1], tuple(reps[2:]), hv),
-            (tans[0], tans[1], tuple(tans[2:]), th),
-        )
 
-    # Rows of the one-hot hyper tangent: column j moves hyper i at this step.
-    hyper_cols = [(int(j), int(i)) for j, i in zip(*torch.nonzero(dh, as_tuple=True), strict=True)]
-    # 1. Blocks d(out)/d(input) for the state inputs.
-    _, (jp, js) = jvp_rows(
-        [x[:1] for x in inputs] if probe else inputs, range(n_state), [None] * n_state
+def _jvp_rows(
+    update: Callable[..., Any],
+    xs: list[Tensor],
+    h: Tensor,
+    row_of_input: Sequence[int | None],
+    hyper_of_row: Sequence[int | None],
+) -> Any:
+    """``jvp`` of ``update`` on ``len(hyper_of_row)`` replicated rows of the flat inputs ``xs``:
+    row r moves input ``idx`` where ``row_of_input[idx] == r`` and hyper ``hyper_of_row[r]``."""
+    n_rows = len(hyper_of_row)
+    reps, tans = [], []
+    for idx, x in enumerate(xs):
+        reps.append(x.expand(n_rows, -1).contiguous())
+        e = x.new_zeros((n_rows, x.shape[0]))
+        if row_of_input[idx] is not None:
+            e[row_of_input[idx]] = 1.0
+        tans.append(e)
+    th = h.new_zeros((n_rows, h.shape[0]))
+    for r, hi in enumerate(hyper_of_row):
+        if hi is not None:
+            th[r, hi] = 1.0
+    hv = h.expand(n_rows, -1).contiguous()
+    return torch.func.jvp(
+        update,
+        (reps[0], reps[1], tuple(reps[2:]), hv),
+        (tans[0], tans[1], tuple(tans[2:]), th),
     )
-    # 2. d(out)/d(hyper) for each hyper with an active column, and the primal outputs.
-    hyper_rows: list[int | None] = [hi for _, hi in hyper_cols] or [None]
-    (new_p, new_s), (hp, hs) = jvp_rows(inputs, [None] * n_state, hyper_rows)
 
-    def unflat(x: Tensor) -> list[Tensor]:
-        if x.shape[0] == 1 and probe:
-            return [x.reshape(()) for _ in params]
-        return [v.view(p.shape) for v, p in zip(x.split(sizes), params, strict=True)]
 
-    def combine(jac: Tensor, hjac: Tensor) -> list[Tensor]:
-        blocks = [unflat(jac[r]) for r in range(n_state)]
-        hblocks = [unflat(hjac[r]) for r in range(len(hyper_cols))]
-        out = []
-        for i in range(n_p):
-            o = dp[i] * blocks[0][i]
-            o.addcmul_(dg[i], blocks[1][i])
-            for k in range(slots):
-                o.addcmul_(ds[k * n_p + i], blocks[2 + k][i])
-            for r, (j, _) in enumerate(hyper_cols):
-                o[j] += hblocks[r][i]
-            out.append(o)
-        return out
-
-    d_p = combine(jp[0], hp[0])
-    d_s = [d for jac, hjac in zip(js, hs, strict=True) for d in combine(jac, hjac)]
-    new_params = [v.view(p.shape) for v, p in zip(new_p[0][0].split(sizes), params, strict=True)]
-    new_state = [
-        v.view(p.shape) for x in new_s for v, p in zip(x[0].split(sizes), params, strict=True)
-    ]
-    return new_params, new_state, d_p, d_s
+def _column_sum(
+    i: int,
+    ins: Sequence[Sequence[Tensor]],
+    blocks: Sequence[Sequence[Tensor]],
+    hblocks: Sequence[Sequence[Tensor]],
+    hyper_cols: Sequence[tuple[int, int]],
+) -> Tensor:
+    """Output tangent of parameter ``i``: ``sum_inputs dX_in * block`` plus the one-hot hyper
+    derivatives in their columns."""
+    o = ins[0][i] * blocks[0][i]
+    for k in range(1, len(ins)):
+        o.addcmul_(ins[k][i], blocks[k][i])
+    for r, (j, _) in enumerate(hyper_cols):
+        o[j] += hblocks[r][i]
+    return o
 
 
 def _batched_hvp(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._forward import EngineResult, Progress, final_hypergradient
+from ._common import EngineResult, Progress, final_hypergradient
 from ._optim import SGD
 from ._problem import HyperTable, InnerProblem
 

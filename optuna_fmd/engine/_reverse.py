@@ -32,9 +32,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._forward import EngineResult, Progress
+from ._common import EngineResult, Progress, diverged, state_nbytes
 from ._problem import HyperTable, InnerProblem
-from ._snapshot import Snapshots
+from ._snapshot import Snapshot, Snapshots
 
 __all__ = ["CheckpointPlan", "plan_checkpoints", "run_reverse"]
 
@@ -133,15 +133,6 @@ def plan_checkpoints(
     return min(fitting, key=lambda p: (p.recomputed_steps, p.stored_bytes, p.every))
 
 
-def state_nbytes(state: Sequence[Tensor]) -> int:
-    """Bytes of a flat state: the sum of ``numel * element_size`` of its tensors."""
-    return sum(s.numel() * s.element_size() for s in state)
-
-
-def _diverged(loss: float) -> bool:
-    return loss != loss or abs(loss) == float("inf")
-
-
 def run_reverse(
     problem: InnerProblem,
     table: HyperTable,
@@ -196,77 +187,146 @@ def run_reverse(
         checkpoint_every=checkpoint_every,
         memory_budget=memory_budget,
     )
-    c = plan.every
     snap = None
     if snapshots is not None:
-        snap = snapshots.restore("reverse", state, table.n_columns, steps, checkpoint_every=c)
-    backward = snap is not None and snap.phase == "backward"
-
-    # 1. Forward pass: checkpoints every c steps, and the states of the current segment.
-    checkpoints: list[list[Tensor]] = []
-    segment: list[list[Tensor]] = []
-    loss_value = float("nan")
-    first = seen = 0  # seen: progress (steps of both sweeps) at the last segment boundary
+        snap = snapshots.restore(
+            "reverse", state, table.n_columns, steps, checkpoint_every=plan.every
+        )
+    sweep = _ForwardSweep(problem, table, plan.every, snapshots)
+    if snap is not None and snap.phase == "backward":
+        return _backward_sweep(problem, table, plan, snap, snapshots)
     if snap is not None:
-        first = steps if backward else snap.step
-        state, loss_value, checkpoints = snap.state, snap.train_loss, snap.checkpoints
-        seen = 2 * steps - snap.step if backward else snap.step
-    with torch.no_grad():
-        for t in range(first, steps):
-            if t % c == 0:
-                if snapshots is not None and t > first and snapshots.due(seen, t):
-                    snapshots.take(
-                        "reverse",
-                        t,
-                        state,
-                        loss_value,
-                        table.n_columns,
-                        checkpoints=checkpoints,
-                        checkpoint_every=c,
-                    )
-                seen = t
-                checkpoints.append(state)
-                segment = [state]
-            else:
-                segment.append(state)
-            h = table.values_at(t, state[0])
-            batch = problem.batch_at(t)
-            with problem.rng(t):
-                state, loss = problem.step_plain(state, h, t, batch)
-            loss_value = float(loss)
-            if progress is not None:
-                progress(t, loss_value)
-            if _diverged(loss_value):
-                val, acc = problem.val_loss(state)
-                return EngineResult(state, float(val), float(acc), None, t + 1, True, loss_value)
-
-    # 2. The adjoint of the final state: the gradient of the validation loss.
-    float_idx = [i for i, s in enumerate(state) if s.is_floating_point()]
-    if snap is not None and backward and snap.adjoint is not None:
-        val_loss, val_acc, adjoint = snap.val_loss, snap.val_accuracy, snap.adjoint
+        sweep.resume(snap)
     else:
-        val_loss, val_acc, adjoint = _final_adjoint(problem, state, float_idx)
-    result_state = state
-    if table.n_columns == 0:
-        hg = state[0].new_zeros(0)
-        return EngineResult(result_state, val_loss, val_acc, hg, steps, False, loss_value)
+        sweep.state = state
+    result = sweep.run(progress)
+    if result is not None:  # diverged
+        return result
+    # 2. The adjoint of the final state: the gradient of the validation loss.
+    float_idx = [i for i, s in enumerate(sweep.state) if s.is_floating_point()]
+    val_loss, val_acc, adjoint = _final_adjoint(problem, sweep.state, float_idx)
+    end = Snapshot(
+        engine="reverse",
+        step=steps,
+        state=sweep.state,
+        train_loss=sweep.loss_value,
+        n_columns=table.n_columns,
+        fingerprint="",
+        phase="backward",
+        checkpoints=sweep.checkpoints,
+        checkpoint_every=plan.every,
+        adjoint=adjoint,
+        h_bar=None,
+        val_loss=val_loss,
+        val_accuracy=val_acc,
+    )
+    return _backward_sweep(
+        problem, table, plan, end, snapshots, segment=sweep.segment, seen=sweep.seen
+    )
 
-    # 3. Backward over the segments, last first; one vjp per step.
-    h_bar = state[0].new_zeros((steps, len(table.names)))
-    last = len(checkpoints) - 1
-    if snap is not None and backward and snap.h_bar is not None:
-        h_bar, last = snap.h_bar, snap.step // c - 1
+
+class _ForwardSweep:
+    """Step 1 of :func:`run_reverse`: train forwards, keeping the state every ``c`` steps (the
+    checkpoints) and the states of the current segment of ``c`` steps."""
+
+    def __init__(
+        self, problem: InnerProblem, table: HyperTable, c: int, snapshots: Snapshots | None
+    ) -> None:
+        self.problem, self.table, self.c, self.snapshots = problem, table, c, snapshots
+        self.state: list[Tensor] = []
+        self.checkpoints: list[list[Tensor]] = []
+        self.segment: list[list[Tensor]] = []
+        self.loss_value = float("nan")
+        self.first = self.seen = 0  # seen: progress (both sweeps) at the last segment boundary
+
+    def resume(self, snap: Snapshot) -> None:
+        self.first = self.seen = snap.step
+        self.state, self.loss_value, self.checkpoints = (
+            snap.state,
+            snap.train_loss,
+            snap.checkpoints,
+        )
+
+    def run(self, progress: Progress | None) -> EngineResult | None:
+        """Train to the end; an :class:`EngineResult` without hypergradient if it diverged."""
+        problem, table, c = self.problem, self.table, self.c
+        with torch.no_grad():
+            for t in range(self.first, problem.steps):
+                if t % c == 0:
+                    self._boundary(t)
+                else:
+                    self.segment.append(self.state)
+                h = table.values_at(t, self.state[0])
+                batch = problem.batch_at(t)
+                with problem.rng(t):
+                    self.state, loss = problem.step_plain(self.state, h, t, batch)
+                self.loss_value = float(loss)
+                if progress is not None:
+                    progress(t, self.loss_value)
+                if diverged(self.loss_value):
+                    val, acc = problem.val_loss(self.state)
+                    return EngineResult(
+                        self.state, float(val), float(acc), None, t + 1, True, self.loss_value
+                    )
+        return None
+
+    def _boundary(self, t: int) -> None:
+        """A segment starts at step ``t``: maybe a snapshot, then a new checkpoint."""
+        snapshots = self.snapshots
+        if snapshots is not None and t > self.first and snapshots.due(self.seen, t):
+            snapshots.take(
+                "reverse",
+                t,
+                self.state,
+                self.loss_value,
+                self.table.n_columns,
+                checkpoints=self.checkpoints,
+                checkpoint_every=self.c,
+            )
+        self.seen = t
+        self.checkpoints.append(self.state)
+        self.segment = [self.state]
+
+
+def _backward_sweep(
+    problem: InnerProblem,
+    table: HyperTable,
+    plan: CheckpointPlan,
+    at: Snapshot,
+    snapshots: Snapshots | None,
+    segment: list[list[Tensor]] | None = None,
+    seen: int | None = None,
+) -> EngineResult:
+    """Step 3 of :func:`run_reverse`: walk the segments backwards from ``at`` (the end of the
+    forward sweep, or a backward-phase snapshot), one vjp per step; ``segment``: the states of
+    the last segment, still held from the forward sweep; ``seen``: the progress (steps of both
+    sweeps) at the last snapshot boundary."""
+    steps, c = problem.steps, plan.every
+    result_state, loss_value = at.state, at.train_loss
+    val_loss, val_acc = at.val_loss, at.val_accuracy
+    if table.n_columns == 0:
+        hg = result_state[0].new_zeros(0)
+        return EngineResult(result_state, val_loss, val_acc, hg, steps, False, loss_value)
+    assert at.adjoint is not None
+    adjoint = list(at.adjoint)
+    checkpoints = list(at.checkpoints)
+    float_idx = [i for i, s in enumerate(result_state) if s.is_floating_point()]
+    h_bar = (
+        at.h_bar if at.h_bar is not None else result_state[0].new_zeros((steps, len(table.names)))
+    )
+    last = len(checkpoints) - 1 if at.step == steps else at.step // c - 1
+    seen = 2 * steps - at.step if seen is None else seen
     step_vjp = _make_step_vjp(problem, float_idx)
     for index in range(last, -1, -1):
         start = index * c
         stop = min(start + c, steps)
-        if index < plan.checkpoints - 1:
+        if segment is None or index < plan.checkpoints - 1:
             segment = _recompute(problem, table, checkpoints[index], start, stop)
         checkpoints[index] = []
         for t in range(stop - 1, start - 1, -1):
             s_t = segment.pop()
             adjoint, h_bar[t] = step_vjp(s_t, table.values_at(t, s_t[0]), t, adjoint)
-        segment = []
+        segment = None
         if snapshots is not None and start > 0 and snapshots.due(seen, 2 * steps - start):
             snapshots.take(
                 "reverse",
@@ -283,7 +343,6 @@ def run_reverse(
                 val_accuracy=val_acc,
             )
         seen = 2 * steps - start
-
     hg = _scatter_columns(table, h_bar)
     return EngineResult(result_state, val_loss, val_acc, hg, steps, False, loss_value)
 

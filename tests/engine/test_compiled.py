@@ -21,7 +21,7 @@ from optuna_fmd.engine import (
     choose_engine,
     run_forward,
 )
-from optuna_fmd.engine._compiled import choose_width, use_compiled
+from optuna_fmd.engine._compiled import CALL_OVERHEAD_COLUMNS, choose_width, use_compiled
 from optuna_fmd.episode import build_episode
 
 from ._problems import bn_dropout_problem, bn_table, rel, schedules
@@ -110,7 +110,8 @@ def test_chunk_width_is_bounded_and_does_not_change_the_result() -> None:
             compile=CompileOptions(backend="aot_eager"),
         )
         assert res.hypergradient is not None
-        assert res.width <= (chunk_size or table.n_columns)  # type: ignore[attr-defined]
+        width = choose_width(table, CALL_OVERHEAD_COLUMNS["cpu"], chunk_size)
+        assert res.width == width  # type: ignore[attr-defined]
         assert rel(res.hypergradient, eager.hypergradient) <= 1e-12
 
 

@@ -14,7 +14,9 @@ def test_window_rule_is_floor_t_k_over_t(steps: int, windows: int) -> None:
     assert idx[0] == 0 and idx[-1] == windows - 1
     for k in range(windows):
         start = window_start(k, steps, windows)
-        assert idx[start] == k and (start == 0 or idx[start - 1] == k - 1)
+        assert idx[start] == k
+        if start > 0:
+            assert idx[start - 1] == k - 1
 
 
 def test_schedule_defaults_and_init() -> None:

@@ -1,0 +1,91 @@
+"""One entry for a hypergradient episode: choose the engine (:func:`~._auto.choose_engine`), then
+run it with the plan the choice was made for."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import Tensor
+
+from ._auto import Choice, choose_engine
+from ._common import EngineResult, Progress
+from ._compiled import CompileOptions
+from ._forward import run_forward
+from ._problem import HyperTable, InnerProblem
+from ._reference import run_bptt, run_fds
+from ._reverse import run_reverse
+from ._snapshot import Snapshots
+
+__all__ = ["run_hypergradient"]
+
+
+def run_hypergradient(
+    problem: InnerProblem,
+    table: HyperTable,
+    state0: Sequence[Tensor],
+    *,
+    engine: str = "auto",
+    choice: Choice | None = None,
+    method: str = "auto",
+    chunk_size: int | None = None,
+    compile: bool | CompileOptions | None = None,
+    checkpoint_every: int | None = None,
+    memory_budget: int | float | None = None,
+    progress: Progress | None = None,
+    snapshots: Snapshots | None = None,
+) -> EngineResult:
+    """Train and return the exact hypergradient per column with the engine ``engine`` names, or
+    (``"auto"``) the one the cost model of :mod:`._auto` predicts to be the fastest.
+
+    Args:
+        problem, table, state0: The episode, as for :func:`~optuna_fmd.engine.run_forward`.
+        engine: One of :data:`~._auto.ENGINES`.
+        choice: A :class:`~._auto.Choice` made beforehand by :func:`~._auto.choose_engine` with
+            the same arguments (``engine`` is then ignored).
+        method, chunk_size, compile: Forward mode's (:func:`~optuna_fmd.engine.run_forward`).
+        checkpoint_every, memory_budget: Reverse mode's (:func:`~optuna_fmd.engine.run_reverse`);
+            with neither (and no snapshots), reverse mode keeps every state when they fit the
+            memory budget of the cost model.
+        progress: Called as ``progress(t, train_loss)`` after each step.
+        snapshots: Take and resume snapshots (forward and reverse mode only).
+    """
+    if choice is None:
+        choice = choose_engine(
+            table,
+            state0,
+            engine=engine,
+            compile=compile,
+            method=method,
+            snapshots=snapshots is not None,
+            checkpoint_every=checkpoint_every,
+            memory_budget=memory_budget,
+        )
+    if choice.engine == "forward":
+        on = compile if isinstance(compile, CompileOptions) else choice.compiled
+        return run_forward(
+            problem,
+            table,
+            state0,
+            chunk_size=chunk_size,
+            method=method,
+            progress=progress,
+            snapshots=snapshots,
+            compile=on,
+        )
+    if choice.engine == "reverse":
+        return run_reverse(
+            problem,
+            table,
+            state0,
+            checkpoint_every=checkpoint_every,
+            memory_budget=memory_budget if choice.memory_budget is None else choice.memory_budget,
+            progress=progress,
+            snapshots=snapshots,
+        )
+    if snapshots is not None:
+        raise ValueError(
+            f"snapshots need engine 'forward' or 'reverse', but got engine={choice.engine!r}."
+        )
+    if choice.engine == "bptt":
+        return run_bptt(problem, table, state0, progress=progress)
+    return run_fds(problem, table, state0, progress=progress)
