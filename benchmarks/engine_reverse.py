@@ -32,8 +32,15 @@ from pathlib import Path
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import HyperTable, InnerProblem, run_forward, run_plain, run_reverse
-from optuna_fmd.engine._reverse import plan_checkpoints, state_nbytes
+from optuna_fmd.engine import (
+    HyperTable,
+    InnerProblem,
+    plan_checkpoints,
+    run_forward,
+    run_plain,
+    run_reverse,
+    state_nbytes,
+)
 from optuna_fmd.episode import build_episode
 
 RESULTS = Path(__file__).parent / "results"

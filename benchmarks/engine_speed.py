@@ -22,9 +22,7 @@ from pathlib import Path
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import InnerProblem, run_reverse
-from optuna_fmd.engine._forward import _push_hvp, _push_jvp
-from optuna_fmd.engine._reference import fds_step
+from optuna_fmd.engine import InnerProblem, fds_step, run_reverse, tangent_step
 from optuna_fmd.episode import build_episode
 
 RESULTS = Path(__file__).parent / "results"
@@ -74,13 +72,11 @@ def measure(
     c = [x.clone() for x in tangents[n_p : 2 * n_p]]
     fns: dict[str, Callable[[], object]] = {
         "plain": lambda: _plain(problem, state, h, t, batch),
-        "forward_jvp": lambda: _push_jvp(problem, state, h, t, batch, tangents, table, n, None),
+        "forward_jvp": lambda: tangent_step(problem, table, state, tangents, t, method="jvp"),
         "fds_loop": lambda: fds_step(problem, table, t, params, velocity, z, c),
     }
     if not problem.model.stat_names:
-        fns["forward_hvp"] = lambda: _push_hvp(
-            problem, state, h, t, batch, tangents, table, n, None
-        )
+        fns["forward_hvp"] = lambda: tangent_step(problem, table, state, tangents, t, method="hvp")
     if with_reverse:  # a whole reverse-mode episode (its cost per step does not depend on N)
         fns["reverse_episode"] = lambda: run_reverse(problem, table, state)
     out = _median_ms(fns, repeats, device)

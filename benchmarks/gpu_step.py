@@ -66,6 +66,7 @@ from optuna_fmd.engine import (  # noqa: E402
     InnerProblem,
     run_compiled,
     run_forward,
+    tangent_step,
 )
 from optuna_fmd.engine._compiled import (  # noqa: E402
     CALL_OVERHEAD_COLUMNS,
@@ -74,7 +75,6 @@ from optuna_fmd.engine._compiled import (  # noqa: E402
     choose_width,
     compile_plain_step,
 )
-from optuna_fmd.engine._forward import _push_hvp, _push_jvp  # noqa: E402
 from optuna_fmd.episode import build_episode  # noqa: E402
 from optuna_fmd.tasks import Synthetic  # noqa: E402
 
@@ -216,14 +216,14 @@ def part_step(args: argparse.Namespace, report: dict[str, Any]) -> None:
         "plain_eager": plain_eager,
         "plain_compiled": lambda: plain_c(state, h, tt, *batch),
         "forward_compiled": forward_compiled,
-        "forward_eager": lambda: _push_jvp(
-            problem, state, h, t, batch, tangents, table, n, args.chunk_size
+        "forward_eager": lambda: tangent_step(
+            problem, table, state, tangents, t, method="jvp", chunk_size=args.chunk_size
         ),
         "fds_loop": lambda: fds_loop_step(problem, table, t, state, z, c),
     }
     if not problem.model.stat_names:  # the eager engine's default on CPUs, where it applies
-        fns["forward_eager_hvp"] = lambda: _push_hvp(
-            problem, state, h, t, batch, tangents, table, n, args.chunk_size
+        fns["forward_eager_hvp"] = lambda: tangent_step(
+            problem, table, state, tangents, t, method="hvp", chunk_size=args.chunk_size
         )
     ms = _median_ms(fns, args.repeats, args.device)
     row: dict[str, Any] = {f"{k}_ms": v for k, v in ms.items()}

@@ -23,8 +23,7 @@ from pathlib import Path
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import run_plain, run_reverse
-from optuna_fmd.engine._problem import InnerProblem
+from optuna_fmd.engine import InnerProblem, run_plain, run_reverse
 from optuna_fmd.episode import build_episode
 
 RESULTS = Path(__file__).parent / "results"
