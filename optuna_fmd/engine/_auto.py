@@ -14,9 +14,14 @@ Cost model, in units of one plain (eager) training step of the same model and ba
   when the states fit in ``MEMORY_FRACTION`` of the available memory and no snapshots are taken
   (snapshots keep ``ceil(sqrt(T))``-step segments, so that a run resumes with the same plan).
 
-The CPU constants are fitted to ``python benchmarks/engine_auto.py`` (x86_64, 2 cores shared,
-torch 2.14.1, MLP 784-64-10, batch 128; benchmarks/results/engine_auto_cpu.json): whole episodes
-of both engines at N = 1 ... 300, ``auto`` chose the faster (or one within 10%) at every N.
+The CPU constants are read from ``python benchmarks/engine_auto.py --steps 100 --repeats 3``
+(x86_64, 2 cores shared, 1 thread, torch 2.14.1, MLP 784-64-10, batch 128, whole episodes over
+plain episodes; benchmarks/results/engine_auto_cpu.json): forward mode 3.7 plain episodes at one
+active column, 6.2 at 3, 8.4 at 6, 15.6 at 16.5 (fit: 4.0 + 0.7 per column); reverse mode
+2.7-3.9 at every N (every state kept), and 3.2 at T = 300, N = 30 in
+benchmarks/results/hypergradient_cost_cpu.json, where ``ceil(sqrt(T))``-step segments cost
+1.06 plain steps more per step (recomputing 0.96 steps per step). With these, reverse mode is
+chosen at every N on a CPU, and it was the faster engine at every N measured.
 Memory decides otherwise when the time-preferred engine's memory does not fit the budget but the
 other's does (forward mode: ``2 N + 2`` state-sized tensors; reverse mode: its stored states).
 """
@@ -41,10 +46,10 @@ __all__ = ["ENGINES", "Choice", "choose_engine", "mean_active_columns"]
 #: Engines an episode can run: the exact two, ``"auto"`` between them, and the references.
 ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
-# Measured (benchmarks/results/engine_auto_cpu.json, CPU).
-FORWARD_BASE = 5.0
-FORWARD_PER_COLUMN = 0.8
-REVERSE = 3.3
+# Measured on a CPU (benchmarks/results/engine_auto_cpu.json, hypergradient_cost_cpu.json).
+FORWARD_BASE = 4.0
+FORWARD_PER_COLUMN = 0.7
+REVERSE = 3.5
 RECOMPUTE = 1.0
 # Compiled forward mode, per device type. CPU: from benchmarks/results/
 # gpu_step_cpu_torch2.14.1_cpu-mlp-N{9,30}.json (all columns active, one call per step; compile
