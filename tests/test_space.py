@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
+import torch
 
 import optuna_fmd as fmd
-from optuna_fmd import cli
-from optuna_fmd.space import DEFAULT_BOUNDS, default_space
+from optuna_fmd import baselines, cli
+from optuna_fmd.space import (
+    DEFAULT_BOUNDS,
+    Constant,
+    Cosine,
+    Custom,
+    FamilyParam,
+    Linear,
+    Refiner,
+    StepDecay,
+    default_space,
+)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
@@ -33,3 +46,90 @@ def test_the_cli_space_is_the_default_space() -> None:
     assert {h: (s.low, s.high, s.log, s.init) for h, s in a.items()} == {
         h: (s.low, s.high, s.log, s.init) for h, s in b.items()
     }
+
+
+# -- families ---------------------------------------------------------------------------------
+FAMILIES = {
+    "constant": (Constant(), {"value": 0.07}),
+    "cosine": (Cosine(), {"peak": 0.2, "warmup": 0.23, "final": 0.1}),
+    "cosine-no-warmup": (Cosine(), {"peak": 0.05, "warmup": 0.0, "final": 0.3}),
+    "linear": (Linear(), {"start": 0.3, "final": 0.2}),
+    "step": (StepDecay(milestones=(0.3, 0.8)), {"value": 0.1, "gamma": 0.3}),
+    "custom": (
+        Custom(
+            lambda u, a, b: a * math.exp(-b * u),
+            {"a": FamilyParam(1e-3, 1.0, log=True), "b": FamilyParam(0.0, 5.0)},
+        ),
+        {"a": 0.2, "b": 1.7},
+    ),
+    "refiner": (
+        Refiner(Cosine(), 5),
+        {
+            "peak": 0.1,
+            "warmup": 0.15,  # a window midpoint at the end of the warm-up is a kink
+            "final": 0.0,
+            **{f"delta_{k}": 0.1 * k - 0.2 for k in range(5)},
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_family_jacobian_matches_central_differences(name: str) -> None:
+    family, p = FAMILIES[name]
+    k = 5
+    jac = family.jacobian(p, k)
+    assert set(jac) == set(family.params)
+    for n in family.params:
+        h = 1e-6 * max(1.0, abs(p[n]))
+        hi, lo = dict(p), dict(p)
+        hi[n] += h
+        lo[n] -= h
+        rel = 1e-6
+        if p[n] == family.params[n].low:  # at a bound: the one-sided difference inside it
+            lo[n], h, rel = p[n], h / 2, 1e-4
+        fd = [
+            (a - b) / (2 * h)
+            for a, b in zip(family.window_values(hi, k), family.window_values(lo, k), strict=True)
+        ]
+        assert jac[n] == pytest.approx(fd, rel=rel, abs=1e-9), n
+
+
+def test_cosine_family_is_the_baseline_cosine_and_checks_its_bounds() -> None:
+    got = Cosine().window_values({"peak": 0.1, "warmup": 0.2, "final": 0.25}, 10)
+    assert got == pytest.approx(baselines.cosine(0.1, 10, warmup=0.2, final=0.025))
+    with pytest.raises(ValueError, match=r"`warmup` must lie inside \[0.0, 0.5\]"):
+        Cosine().window_values({"peak": 0.1, "warmup": 0.7, "final": 0.0}, 4)
+    with pytest.raises(ValueError, match="needs parameter `final`"):
+        Cosine().window_values({"peak": 0.1, "warmup": 0.0}, 4)
+
+
+def test_family_hypergradient_by_the_chain_rule_is_exact_through_an_episode() -> None:
+    """d val_loss / d (peak, warmup, final) of a cosine lr schedule: the window hypergradient of
+    one episode chained through the family's Jacobian equals central differences of the
+    validation loss in the family's parameters (float64)."""
+    task = fmd.tasks.Digits(steps=30, batch_size=16, dtype=torch.float64)
+    family, windows = Cosine(), 6
+    p = {"peak": 0.3, "warmup": 0.2, "final": 0.1}
+    fixed = {"momentum": [0.9] * windows}
+
+    def loss(q: dict[str, float], hypergradient: bool = False) -> fmd.EpisodeResult:
+        sched = {"lr": family.window_values(q, windows), **fixed}
+        return fmd.run_episode(task, sched, seed=0, hypergradient=hypergradient)
+
+    res = loss(p, hypergradient=True)
+    assert res.hypergradient is not None
+    chained = family.chain(p, res.hypergradient["lr"])
+    for n in p:
+        h = 1e-6
+        hi, lo = dict(p), dict(p)
+        hi[n] += h
+        lo[n] -= h
+        fd = (loss(hi).val_loss - loss(lo).val_loss) / (2 * h)
+        assert chained[n] == pytest.approx(fd, rel=1e-6), n
+    # and the same chain by hand: sum over windows of dL/dv_k * dv_k/dpeak
+    by_hand = sum(
+        g * d
+        for g, d in zip(res.hypergradient["lr"], family.jacobian(p, windows)["peak"], strict=True)
+    )
+    assert chained["peak"] == pytest.approx(by_hand, rel=1e-12)
