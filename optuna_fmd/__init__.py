@@ -2,21 +2,37 @@
 
 Forward-mode differentiation with hyperparameter sharing (FDS; Micaelli & Storkey, NeurIPS 2021),
 made automatic with torch.func, as an Optuna sampler.
+
+The public names are imported on first use, so that ``import optuna_fmd.sampler`` or
+``optuna_fmd.space`` (the parts that need no torch) does not import torch.
 """
 
-import warnings as _warnings
+from __future__ import annotations
 
-from . import baselines, tasks, visualization
-from .engine import Schedule, ScheduleSpace
-from .episode import EpisodeResult, run_episode
-from .evaluation import EvaluationResult, evaluate_schedule
-from .objective import HypergradientObjective
-from .sampler import FMDSampler
+import importlib
+import warnings as _warnings
+from typing import TYPE_CHECKING, Any
 
 # torch's first jvp warns about torch.jit.script internals; it is not actionable for users.
 _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
 
 __version__ = "0.1.0"
+
+#: Public name -> the module that defines it (a module itself where the name is the module's).
+_WHERE = {
+    "EpisodeResult": "episode",
+    "EvaluationResult": "evaluation",
+    "FMDSampler": "sampler",
+    "HypergradientObjective": "objective",
+    "Schedule": "space",
+    "ScheduleSpace": "space",
+    "evaluate_schedule": "evaluation",
+    "run_episode": "episode",
+    "baselines": None,
+    "space": None,
+    "tasks": None,
+    "visualization": None,
+}
 
 __all__ = [
     "EpisodeResult",
@@ -28,6 +44,30 @@ __all__ = [
     "baselines",
     "evaluate_schedule",
     "run_episode",
+    "space",
     "tasks",
     "visualization",
 ]
+
+if TYPE_CHECKING:
+    from . import baselines, space, tasks, visualization
+    from .episode import EpisodeResult, run_episode
+    from .evaluation import EvaluationResult, evaluate_schedule
+    from .objective import HypergradientObjective
+    from .sampler import FMDSampler
+    from .space import Schedule, ScheduleSpace
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'optuna_fmd' has no attribute {name!r}")
+    module = _WHERE[name]
+    value: Any = importlib.import_module(f".{module or name}", __name__)
+    if module is not None:
+        value = getattr(value, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

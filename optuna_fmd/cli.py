@@ -26,10 +26,17 @@ from tqdm.auto import tqdm
 
 from . import compare, tasks
 from ._storage import StorageError, open_storage
-from .engine import ScheduleSpace
 from .objective import HypergradientObjective
 from .sampler import STATE_KEY, FMDSampler
-from .space import DEFAULT_BOUNDS, default_space
+from .space import (
+    DEFAULT_BOUNDS,
+    Constant,
+    Cosine,
+    Refiner,
+    Schedule,
+    ScheduleSpace,
+    default_space,
+)
 from .visualization import DashboardCallback, write_report
 
 __all__ = ["DEFAULT_STORAGE", "main"]
@@ -97,17 +104,42 @@ def make_space(
     lr_init: float = 0.05,
     momentum_init: float = 0.9,
     weight_decay_init: float = 5e-4,
+    kind: str = "family",
 ) -> ScheduleSpace:
-    """SGD's default space (:func:`optuna_fmd.space.default_space`): lr in [1e-3, 1] (log),
-    momentum in [0, 0.99], weight decay in [0, 1e-2], ``windows`` values each."""
+    """SGD's search space over ``hypers``, bounds from :data:`optuna_fmd.space.DEFAULT_BOUNDS`
+    (lr in [1e-3, 1] (log), momentum in [0, 0.99], weight decay in [0, 1e-2]).
+
+    ``kind="family"`` (the default): the lr as a cosine with warm-up times ``windows``
+    per-window corrections, every other hyper as one constant
+    (:func:`optuna_fmd.space.default_family_space`); ``kind="windows"``: ``windows`` free
+    values per hyper (:func:`optuna_fmd.space.default_space`).
+    """
     known = list(DEFAULT_BOUNDS["sgd"])
     unknown = [h for h in hypers if h not in known]
     if unknown or not hypers:
         raise ValueError(
             f"`--hypers` must be a comma-separated subset of {known}, but got {list(hypers)}."
         )
+    if kind not in SPACE_KINDS:
+        raise ValueError(f"`--space` must be one of {SPACE_KINDS}, but got {kind!r}.")
     init = {"lr": lr_init, "momentum": momentum_init, "weight_decay": weight_decay_init}
-    return default_space("sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers})
+    window_space = default_space(
+        "sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers}
+    )
+    if kind == "windows":
+        return window_space
+    entries: dict[str, Any] = {}
+    for h, s in window_space.items():
+        assert isinstance(s, Schedule)
+        if h == "lr":
+            entries[h] = Refiner(Cosine(s.low, s.high, init=s.init, windows=windows), windows)
+        else:
+            entries[h] = Constant(s.low, s.high, log=s.log, init=s.init)
+    return ScheduleSpace(entries)
+
+
+#: What ``--space`` may name.
+SPACE_KINDS = ("family", "windows")
 
 
 def _fmt(values: Sequence[float]) -> str:
@@ -128,11 +160,11 @@ def describe_trial(
     acc_s = f" acc {acc:.3f}" if isinstance(acc, float) else ""
     secs = trial.user_attrs.get("seconds")
     secs_s = f" {secs:.1f}s" if isinstance(secs, float) else ""
-    scheds = []
-    for name, s in space.items():
-        vals = [trial.params.get(f"{name}_{k}") for k in range(s.windows)]
-        if all(isinstance(v, float) for v in vals):
-            scheds.append(f"{name}={_fmt(vals)}")  # type: ignore[arg-type]
+    try:
+        schedules = space.from_params(trial.params)
+    except ValueError:  # a trial that did not suggest every param of the space
+        schedules = {}
+    scheds = [f"{name}={_fmt(values)}" for name, values in schedules.items()]
     return f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}  " + " ".join(
         scheds
     )
@@ -145,7 +177,7 @@ def run_study(
     trials: int,
     storage: str,
     study_name: str,
-    outer: str = "sign",
+    outer: str = "search",
     seed: int = 0,
     fresh_split: bool = False,
     progress: bool = True,
@@ -237,7 +269,7 @@ def run_study(
     except ValueError:
         print("no completed trial yet", file=out)
     if sampler.is_converged(study):
-        print("the outer loop reported convergence (step sizes exhausted)", file=out)
+        print("the outer loop reported convergence (no step improves any more)", file=out)
     return study
 
 
@@ -265,6 +297,7 @@ _CONFIG_FLAGS = (
     "lr_init",
     "momentum_init",
     "weight_decay_init",
+    "space",
     "outer",
     "seed",
     "fresh_split",
@@ -300,11 +333,10 @@ def _check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSp
 
 
 def _space_distributions(space: ScheduleSpace) -> dict[str, Any]:
-    """The Optuna distribution of every window parameter of ``space``."""
+    """The Optuna distribution of every trial param of ``space``."""
     return {
-        f"{name}_{k}": FloatDistribution(s.low, s.high, log=s.log)
-        for name, s in space.items()
-        for k in range(s.windows)
+        name: FloatDistribution(lo, hi, log=log)
+        for name, (lo, hi, log) in space.distributions().items()
     }
 
 
@@ -375,7 +407,19 @@ def _add_study_args(
         help="trials to run (0: only create the study, for `optuna-fmd worker`s)",
     )
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
-    p.add_argument("--outer", choices=("sign", "adam"), default="sign", help="outer rule")
+    p.add_argument(
+        "--space",
+        choices=SPACE_KINDS,
+        default="family",
+        help="family: a cosine lr with per-window corrections and constant other hypers; "
+        "windows: --windows free values per hyper",
+    )
+    p.add_argument(
+        "--outer",
+        choices=("search", "sign", "adam"),
+        default="search",
+        help="outer rule (search: scale search, then line-searched hypergradient steps)",
+    )
     p.add_argument("--seed", type=int, default=0, help="episode and sampler seed")
     p.add_argument(
         "--fresh-split",
@@ -458,6 +502,7 @@ def _study_from_args(
             lr_init=args.lr_init,
             momentum_init=args.momentum_init,
             weight_decay_init=args.weight_decay_init,
+            kind=args.space,
         )
         if args.windows > args.steps:
             raise ValueError(

@@ -191,6 +191,23 @@ def build_episode(
     train_idx, val_idx = train_idx.to(data.train_x.device), val_idx.to(data.train_x.device)
     tx, ty = data.train_x[train_idx], data.train_y[train_idx]
     vx, vy = data.train_x[val_idx], data.train_y[val_idx]
+    return make_problem(task, checked, (tx, ty), (vx, vy), seed=seed, steps=horizon, groups=groups)
+
+
+def make_problem(
+    task: Task,
+    checked: Mapping[str, list[float]],
+    train: tuple[Tensor, Tensor],
+    scored: tuple[Tensor, Tensor],
+    *,
+    seed: int,
+    steps: int,
+    groups: Groups | None = None,
+) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
+    """The inner problem that trains on ``train`` and scores on ``scored`` (the validation split
+    of an episode, the test set of a final evaluation), its hyperparameter table (checked
+    schedules, the task's fixed values elsewhere) and its initial state."""
+    vx, vy = scored
     vb = task.val_batch_size
     val_batches = [(vx[i : i + vb], vy[i : i + vb]) for i in range(0, vx.shape[0], vb)]
     module = task.make_model(seed)
@@ -203,16 +220,16 @@ def build_episode(
     problem = InnerProblem(
         model=model,
         optimizer=optimizer,
-        batch_at=Minibatches(task, tx, ty, seed),
+        batch_at=Minibatches(task, train[0], train[1], seed),
         val_batches=val_batches,
-        steps=horizon,
+        steps=steps,
         seed=seed,
         grad_clip=task.grad_clip,
         partitions=partitions,
     )
     values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
     values.update(checked)
-    table = HyperTable({n: values[n] for n in names}, list(checked), horizon)
+    table = HyperTable({n: values[n] for n in names}, list(checked), steps)
     params, stats = model.initial_state(module)
     return problem, table, problem.initial_state(params, stats)
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .engine import FunctionalModel, HyperTable, InnerProblem, run_plain
-from .episode import Minibatches, check_schedules, check_seed
+from .engine import HyperTable, InnerProblem, run_plain
+from .episode import Groups, check_schedules, check_seed, make_problem
+from .space import ScheduleSpace
 from .tasks import Task
 
 __all__ = ["EvaluationResult", "SeedEvaluation", "evaluate_schedule"]
@@ -97,13 +98,14 @@ def build_final_training(
     *,
     seed: int = 0,
     steps: int | None = None,
+    groups: Groups | None = None,
 ) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
     """The engine's view of a final-evaluation run: train on the whole training split (no
     validation held out) for ``steps`` (default ``task.steps``); the problem's validation batches
     are the test set.
     """
     seed = check_seed(seed)
-    checked = check_schedules(task, schedules)
+    checked = check_schedules(task, schedules, groups)
     horizon = task.steps if steps is None else steps
     data = task.data()
     if data.test_x is None or data.test_y is None:
@@ -111,27 +113,15 @@ def build_final_training(
             f"`task` ({type(task).__name__}) has no test split, so it cannot be evaluated; "
             "give the task test data (e.g. Custom(test=(x, y)))."
         )
-    vb = task.val_batch_size
-    test_batches = [
-        (data.test_x[i : i + vb], data.test_y[i : i + vb])
-        for i in range(0, data.test_x.shape[0], vb)
-    ]
-    module = task.make_model(seed)
-    model = FunctionalModel(module, task.make_loss())
-    problem = InnerProblem(
-        model=model,
-        optimizer=task.inner_optimizer(),
-        batch_at=Minibatches(task, data.train_x, data.train_y, seed),
-        val_batches=test_batches,
-        steps=horizon,
+    return make_problem(
+        task,
+        checked,
+        (data.train_x, data.train_y),
+        (data.test_x, data.test_y),
         seed=seed,
-        grad_clip=task.grad_clip,
+        steps=horizon,
+        groups=groups,
     )
-    values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
-    values.update(checked)
-    table = HyperTable({n: values[n] for n in problem.optimizer.hypers}, list(checked), horizon)
-    params, stats = model.initial_state(module)
-    return problem, table, problem.initial_state(params, stats)
 
 
 def _metric(task: Task, problem: InnerProblem, state: Sequence[Tensor]) -> float | None:
@@ -150,6 +140,8 @@ def evaluate_schedule(
     schedules: Mapping[str, Sequence[float]],
     seeds: Sequence[int] = (0, 1, 2),
     steps: int | None = None,
+    *,
+    space: ScheduleSpace | None = None,
 ) -> EvaluationResult:
     """Retrain ``schedules`` from scratch on train+val and report test accuracy and loss.
 
@@ -166,6 +158,9 @@ def evaluate_schedule(
             fixed values.
         seeds: One retraining run per seed (initial weights, minibatch order, dropout).
         steps: Training horizon (default ``task.steps``).
+        space: The study's space: ``schedules`` may then be a trial's params (e.g.
+            ``study.best_params``, window values or family parameters), and the space's
+            per-layer groups apply.
 
     Returns:
         An :class:`EvaluationResult` (mean and std over seeds, and each seed's figures).
@@ -183,7 +178,12 @@ def evaluate_schedule(
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"`steps` must be a positive int or None, but got {steps!r}.")
     horizon = task.steps if steps is None else steps
-    checked = check_schedules(task, schedules)
+    groups = None
+    if space is not None:
+        groups = space.groups() or None
+        if set(schedules) == set(space.param_names()):
+            schedules = space.from_params(schedules)  # type: ignore[arg-type]
+    checked = check_schedules(task, schedules, groups)
     for name, vals in checked.items():
         if len(vals) > horizon:
             raise ValueError(
@@ -199,7 +199,9 @@ def evaluate_schedule(
     runs: list[SeedEvaluation] = []
     for seed in seed_list:
         start = time.perf_counter()
-        problem, table, state0 = build_final_training(task, checked, seed=seed, steps=horizon)
+        problem, table, state0 = build_final_training(
+            task, checked, seed=seed, steps=horizon, groups=groups
+        )
         with torch.random.fork_rng(devices=[]):
             result = run_plain(problem, table, state0)
         metric = None if result.diverged else _metric(task, problem, result.state)

@@ -35,11 +35,15 @@ SeedRule = int | str | Callable[["optuna.trial.BaseTrial"], int] | None
 class HypergradientObjective:
     """An Optuna objective: train ``task`` under the trial's schedules, return the validation loss.
 
-    Each window value is suggested with ``trial.suggest_float(f"{hyper}_{k}", low, high,
-    log=...)``, so every Optuna sampler (and the dashboard) sees one float per window. The exact
-    hypergradient ``dL_val / d(param)`` (forward mode through the whole run, FDS) is stored as
-    ``trial.user_attrs["hypergradient"] = {param_name: float}`` when it was computed and is
-    finite; :class:`~optuna_fmd.FMDSampler` reads it. The episode's ``val_accuracy``,
+    Every param of the space is suggested with ``trial.suggest_float(name, low, high,
+    log=...)``: one float per window of a window schedule (``lr_0`` ...), one per parameter of a
+    family (``lr_peak``, ``momentum_value``), so every Optuna sampler (and the dashboard) sees
+    them. The exact hypergradient ``dL_val / d(param)`` (through the whole run; a family's by
+    the chain rule from its window values) is stored as ``trial.user_attrs["hypergradient"] =
+    {param_name: float}`` when it was computed and is finite; :class:`~optuna_fmd.FMDSampler`
+    reads it, and tells the objective (in its trial state) when a trial is a plain probe that
+    needs no hypergradient. With families, ``user_attrs["schedules"]`` holds the window values
+    the trial trained with. The episode's ``val_accuracy``,
     ``seconds``, ``steps``, ``seed``, ``train_loss``, ``diverged`` and ``engine`` are stored as
     user attributes too.
 
@@ -194,14 +198,13 @@ class HypergradientObjective:
         return out
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> dict[str, list[float]]:
-        """Suggest every window value of the space; return the schedules."""
-        return {
-            name: [
-                float(trial.suggest_float(f"{name}_{k}", s.low, s.high, log=s.log))
-                for k in range(s.windows)
-            ]
-            for name, s in self.space.items()
+        """Suggest every param of the space (window values, family parameters); return the
+        window schedules they stand for."""
+        params = {
+            name: float(trial.suggest_float(name, lo, hi, log=log))
+            for name, (lo, hi, log) in self.space.distributions().items()
         }
+        return self.space.from_params(params)
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         schedules = self.suggest(trial)  # the sampler's claim is written by now
@@ -213,6 +216,10 @@ class HypergradientObjective:
                 f"slot (iterate {state.get('iterate')}, member {state.get('member')}) another "
                 "trial has already taken; it is not run twice."
             )
+        # FMDSampler's plain probes (line search, scale search) need no hypergradient
+        wants = self.hypergradient and not (
+            isinstance(state, dict) and state.get("hypergradient") is False
+        )
         seed = self.seed_for(trial)
         storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
         if storage is not None and isinstance(trial_id, int):
@@ -230,7 +237,7 @@ class HypergradientObjective:
                 self.task,
                 schedules,
                 seed=seed,
-                hypergradient=self.hypergradient,
+                hypergradient=wants,
                 engine=self.engine,
                 groups=self.groups or None,
                 progress=self.progress,
@@ -258,13 +265,15 @@ class HypergradientObjective:
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         for key, value in _figures(result, diverged).items():
             trial.set_user_attr(key, value)
+        if self.space.has_families():  # the window values the family params stand for
+            trial.set_user_attr("schedules", {n: list(v) for n, v in schedules.items()})
         if isinstance(state, dict) and isinstance(state.get("iterate"), int):
             trial.set_user_attr("iterate", int(state["iterate"]))
             trial.set_user_attr("member", int(state.get("member", 0)))
         if diverged:
             trial.set_user_attr("divergence", "training")
         else:
-            hg = _flat_hypergradient(result, self.space)
+            hg = _flat_hypergradient(result, self.space, trial.params)
             if hg is not None:
                 trial.set_user_attr("hypergradient", hg)
             elif result.hypergradient is not None:  # computed, but NaN or infinite
@@ -412,17 +421,17 @@ def _figures(result: EpisodeResult, diverged: bool) -> dict[str, Any]:
     }
 
 
-def _flat_hypergradient(result: EpisodeResult, space: ScheduleSpace) -> dict[str, float] | None:
+def _flat_hypergradient(
+    result: EpisodeResult, space: ScheduleSpace, params: dict[str, Any]
+) -> dict[str, float] | None:
+    """``{param: dL/d param}`` (chained through families), or None if absent or not finite."""
     if result.hypergradient is None:
         return None
-    out: dict[str, float] = {}
+    windows = {}
     for name, s in space.items():
         values = result.hypergradient.get(name)
         if values is None or len(values) != s.windows:
             return None
-        for k, v in enumerate(values):
-            v = float(v)
-            if not math.isfinite(v):
-                return None
-            out[f"{name}_{k}"] = v
-    return out
+        windows[name] = [float(v) for v in values]
+    out = space.chain(params, windows)
+    return out if all(math.isfinite(v) for v in out.values()) else None

@@ -30,7 +30,9 @@ from optuna.storages import fail_stale_trials
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from .engine import ScheduleSpace
+from ._outer import FIRST_STEP as _FIRST_STEP
+from ._outer import Coord, Geometry, Point, search_step
+from .space import DELTA, Family, Refiner, ScheduleSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -40,102 +42,14 @@ __all__ = ["STATE_KEY", "FMDSampler"]
 #: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
 STATE_KEY = "fmd:state"
 _STATE_VERSION = 1
-_OUTER_RULES = ("sign", "adam")
-_LOGIT_EPS = 1e-3  # logit coordinates clamp (x - low) / (high - low) into [eps, 1 - eps]
-_LOGIT_UNIT = 4.0  # d(logit)/dp at p = 1/2: a step of 0.1 * 4 in logit moves x by ~10% of range
+_OUTER_RULES = ("search", "sign", "adam")
 _MAX_HYPERGRADIENT = 1e100  # larger transformed hypergradient coordinates are clipped
 _MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
 _MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
 
-# --------------------------------------------------------------------------------------------
-# Coordinates in which the outer optimiser steps
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Coord:
-    """One window value's transformed coordinate u: ``log``, ``linear`` or ``logit``."""
-
-    kind: str
-    low: float
-    high: float
-
-    @property
-    def unit(self) -> float:
-        """The coordinate's natural scale: step sizes are fractions of it."""
-        if self.kind == "log":
-            return math.log(self.high / self.low)
-        if self.kind == "linear":
-            return self.high - self.low
-        return _LOGIT_UNIT
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        if self.kind == "log":
-            return math.log(self.low), math.log(self.high)
-        if self.kind == "linear":
-            return self.low, self.high
-        lo = math.log(_LOGIT_EPS / (1.0 - _LOGIT_EPS))
-        return lo, -lo
-
-    def _p(self, x: float) -> float:
-        p = (x - self.low) / (self.high - self.low)
-        return min(max(p, _LOGIT_EPS), 1.0 - _LOGIT_EPS)
-
-    def to_u(self, x: float) -> float:
-        x = min(max(x, self.low), self.high)
-        if self.kind == "log":
-            return math.log(x)
-        if self.kind == "linear":
-            return x
-        p = self._p(x)
-        return math.log(p / (1.0 - p))
-
-    def from_u(self, u: float) -> float:
-        lo, hi = self.bounds
-        if u <= lo:  # projected onto a bound: exactly the bound (logit cannot reach it)
-            return self.low
-        if u >= hi:
-            return self.high
-        if self.kind == "log":
-            x = math.exp(u)
-        elif self.kind == "linear":
-            x = u
-        else:
-            x = self.low + (self.high - self.low) / (1.0 + math.exp(-u))
-        return float(min(max(x, self.low), self.high))
-
-    def dx_du(self, x: float) -> float:
-        """Chain rule factor: dL/du = dL/dx * dx/du at ``x``."""
-        if self.kind == "log":
-            return min(max(x, self.low), self.high)
-        if self.kind == "linear":
-            return 1.0
-        p = self._p(x)
-        return (self.high - self.low) * p * (1.0 - p)
-
-
 def _sign(v: float) -> int:
     return 1 if v > 0 else (-1 if v < 0 else 0)
-
-
-# --------------------------------------------------------------------------------------------
-# What the sampler reads from one finished trial
-# --------------------------------------------------------------------------------------------
-@dataclass
-class _Seen:
-    """A trial (or an averaged iterate) as the outer loop sees it: always a minimisation.
-
-    On a maximize study ``value`` and ``grad`` are the negated objective value and
-    hypergradient, so "lower is better" holds everywhere in the outer loop.
-    """
-
-    number: int
-    x: list[float] | None  # window values in param order (None: trial not in the space)
-    value: float | None  # finite (sense-adjusted) value of a COMPLETE, non-diverged trial
-    bad: bool  # failed, pruned, diverged or non-finite value
-    grad: list[float] | None  # finite (sense-adjusted) hypergradient in param order
-    state: dict[str, Any] | None  # this sampler's state stored on the trial (same space)
-    diverged: bool = False  # training or the hypergradient became NaN / infinite
 
 
 @dataclass
@@ -176,33 +90,51 @@ def _is_slot(state: dict[str, Any], population: int | None) -> bool:
 
 
 class FMDSampler(BaseSampler):
-    """Refine shared hyperparameter schedules by exact-hypergradient steps (the FDS outer loop).
+    """Refine hyperparameter schedules by exact hypergradients (the FDS outer loop).
 
-    The first trial runs every schedule at its ``init``; each next trial is the latest outer
-    iterate moved against its hypergradient (read from ``trial.user_attrs["hypergradient"]``,
-    written by :class:`~optuna_fmd.HypergradientObjective`), projected into the bounds.
-    Steps are taken in transformed coordinates: ``log(x)`` for log-scale hyperparameters and
-    ``logit((x - low) / (high - low))`` for the others (so steps shrink near a bound: momentum
-    0.9 -> 0.93 rather than 0.9 -> 0.99). Step sizes are fractions of each coordinate's range
-    (``log(high / low)``, or 4 logit units, the logit's slope at mid-range).
+    The space may hold window schedules (a param per window) and schedule *families* (a cosine
+    with warm-up, a constant, a refiner that bends a family window by window; see
+    :mod:`optuna_fmd.space`). Every trial param is stepped in a transformed coordinate:
+    ``log(x)`` on a log scale, ``logit((x - low) / (high - low))`` for window values and family
+    params that start inside their bounds (steps shrink near a bound: momentum 0.9 -> 0.93
+    rather than 0.9 -> 0.99), ``x`` for family params that start at a bound (a warm-up
+    fraction of 0). Lengths are measured in each coordinate's natural unit (``log(high /
+    low)``, 4 logit units, or ``high - low``).
 
     Outer rules:
 
-    - ``"sign"`` (default; the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
-      halved whenever the sign of its hypergradient flips.
+    - ``"search"`` (default): coarse before fine, and never a worse iterate. Plain episodes
+      (the objective is told to skip the hypergradient) first search the lr scale by factors
+      of 2 and one parabolic step; then a hypergradient at the best point gives a direction
+      (the gradient in units, quasi-Newton from the second step on: L-BFGS over the steps
+      taken), along which plain episodes probe: a step that improves is doubled once, one that
+      does not is shortened to the minimiser of the quadratic through the value, the exact
+      slope and the probe. The best point found is kept and a new hypergradient computed
+      there. A refiner's per-window corrections join once the family's few params stop
+      improving; when no step along the full direction improves, a pattern search over the
+      family's params (one at a time, with halving steps) looks for a point to restart from,
+      and the search converges once it finds none. An exploding hypergradient (a first-order
+      change over the first step of more than 10 times the value) or a non-finite one lowers
+      the lr scale instead. The rule itself is the pure function
+      :func:`optuna_fmd._outer.search_step`.
+    - ``"sign"`` (the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
+      halved whenever the sign of its hypergradient flips; every trial computes a
+      hypergradient.
     - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
       ``clip`` times its running RMS.
 
-    Why sign is the default: it is the FDS paper's rule, and a constant-length step per window
-    ignores the hypergradient's magnitude, which varies by orders of magnitude between windows
-    and outer steps.
+    Why search is the default: on the project's comparison (benchmarks/README.md) a
+    hypergradient episode costs 3-5 plain episodes and the validation loss of one seed is rough
+    at small scales, so a hypergradient is worth computing only where it buys a step that is
+    checked by cheap plain episodes before it is taken.
 
     Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
     negated value along the negated hypergradient throughout (best iterate, backtracking,
     convergence, population means), so ``user_attrs["hypergradient"]`` must hold
     ``d value / d param`` of the value the objective returns, as for a minimize study.
 
-    Stability: the best trial with a hypergradient is remembered; after a diverged, failed or
+    Stability (sign and adam rules): the best trial with a hypergradient is remembered; after a
+    diverged, failed or
     clearly worse episode (value worse than the best by more than ``backtrack_tol * |best|``)
     the sampler backtracks to the best iterate and takes a step half as long; every step is
     bounded by the trust region ``trust_region`` (a fraction of each coordinate's range). After
@@ -248,10 +180,10 @@ class FMDSampler(BaseSampler):
 
     Args:
         space: The schedules to optimise; trial params are named ``<hyper>_<k>``.
-        outer: Outer rule, ``"sign"`` or ``"adam"``.
-        step_size: Initial step as a fraction of each coordinate's range (sign: ``s``; Adam:
-            learning rate).
-        trust_region: Largest step per coordinate, as a fraction of its range.
+        outer: Outer rule, ``"search"``, ``"sign"`` or ``"adam"``.
+        step_size: Initial step in coordinate units (search: the first line-search step along
+            the unit direction, default 0.05; sign: ``s``; Adam: learning rate; default 0.1).
+        trust_region: Sign and Adam: largest step per coordinate, as a fraction of its range.
         min_step: Sign rule: convergence once every step size is below this fraction.
         backtrack_tol: A trial whose value is worse than the best by more than
             ``backtrack_tol * |best|`` is clearly worse and triggers backtracking. The default
@@ -289,8 +221,8 @@ class FMDSampler(BaseSampler):
         self,
         space: ScheduleSpace,
         *,
-        outer: str = "sign",
-        step_size: float = 0.1,
+        outer: str = "search",
+        step_size: float | None = None,
         trust_region: float = 0.25,
         min_step: float = 1e-3,
         backtrack_tol: float = 0.02,
@@ -309,6 +241,8 @@ class FMDSampler(BaseSampler):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
         if outer not in _OUTER_RULES:
             raise ValueError(f"`outer` must be one of {_OUTER_RULES}, but got {outer!r}.")
+        if step_size is None:
+            step_size = _FIRST_STEP if outer == "search" else 0.1
         _positive("step_size", step_size)
         _positive("trust_region", trust_region)
         _positive("min_step", min_step)
@@ -358,18 +292,12 @@ class FMDSampler(BaseSampler):
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._warn_independent_sampling = warn_independent_sampling
         self._names = space.param_names()
-        self._dists: dict[str, FloatDistribution] = {}
-        self._coords: list[_Coord] = []
-        for hyper, sched in space.items():
-            kind = "log" if sched.log else "logit"
-            for k in range(sched.windows):
-                self._dists[f"{hyper}_{k}"] = FloatDistribution(
-                    sched.low, sched.high, log=sched.log
-                )
-                self._coords.append(_Coord(kind, sched.low, sched.high))
-        init = space.initial_values()
-        self._init_x = [v for hyper in space for v in init[hyper]]
-        desc = [self._outer] + [[n, s.windows, s.low, s.high, s.log] for n, s in space.items()]
+        dists = space.distributions()
+        self._dists = {n: FloatDistribution(lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
+        self._geometry = _geometry(space, first_step=step_size if outer == "search" else None)
+        self._coords = self._geometry.coords
+        self._init_x = list(self._geometry.start)
+        desc = [self._outer, [[n, *d] for n, d in dists.items()]]
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()
@@ -480,8 +408,14 @@ class FMDSampler(BaseSampler):
             isinstance(raw, dict)
             and raw.get("version") == _STATE_VERSION
             and raw.get("space") == self._fingerprint
-            and all(
-                isinstance(raw.get(k), list) and len(raw[k]) == n for k in ("s", "sign", "m", "v")
+            and raw.get("rule", self._outer) == self._outer
+            and (
+                isinstance(raw.get("probe"), dict)
+                if self._outer == "search"
+                else all(
+                    isinstance(raw.get(k), list) and len(raw[k]) == n
+                    for k in ("s", "sign", "m", "v")
+                )
             )
         )
         if not ok:
@@ -519,7 +453,7 @@ class FMDSampler(BaseSampler):
             )
             return None
 
-    def _see(self, trial: FrozenTrial, sense: float) -> _Seen:
+    def _see(self, trial: FrozenTrial, sense: float) -> Point:
         x: list[float] | None = []
         for n in self._names:
             dist = trial.distributions.get(n)
@@ -546,10 +480,13 @@ class FMDSampler(BaseSampler):
         if grad is not None:
             grad = [sense * g for g in grad]
         diverged = trial.user_attrs.get("diverged") is True
-        return _Seen(trial.number, x, value, bad, grad, self._read_state(trial), diverged)
+        return Point(trial.number, x, value, bad, grad, self._read_state(trial), diverged)
 
     # -- the outer step ----------------------------------------------------------------------
     def _fresh_state(self) -> dict[str, Any]:
+        if self._outer == "search":
+            _, state = search_step(None, None, self._geometry)
+            return {"version": _STATE_VERSION, "space": self._fingerprint, **state}
         n = len(self._names)
         return {
             "version": _STATE_VERSION,
@@ -610,12 +547,14 @@ class FMDSampler(BaseSampler):
         state["retry_of"] = trial.system_attrs["failed_trial"]
         return state
 
-    def _decide(self, seen: list[_Seen], sense: float) -> tuple[list[float], dict[str, Any]]:
+    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], dict[str, Any]]:
         """The next iterate from the points seen so far (trials, or averaged iterates).
 
         ``seen`` holds sense-adjusted values (lower is better); ``sense`` turns the best value
         back into the study's own units for the stored state.
         """
+        if self._outer == "search":
+            return self._search(seen)
         in_space = [s for s in seen if s.x is not None]
         usable = [s for s in in_space if s.value is not None and s.grad is not None]
         best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
@@ -626,7 +565,7 @@ class FMDSampler(BaseSampler):
         candidates = [s for s in seen if s.x is not None or s.state is not None]
         parent = candidates[-1] if candidates else None
 
-        def info(state: dict[str, Any], origin: str, base: _Seen | None) -> dict[str, Any]:
+        def info(state: dict[str, Any], origin: str, base: Point | None) -> dict[str, Any]:
             state = dict(state)
             state["origin"] = origin
             state["base"] = None if base is None else base.number
@@ -693,6 +632,22 @@ class FMDSampler(BaseSampler):
         )
         return self._step(dict(latest), best, info, "fallback")
 
+    def _search(self, seen: list[Point]) -> tuple[list[float], dict[str, Any]]:
+        """The ``"search"`` rule: continue from the latest point it proposed."""
+        ours = [p for p in seen if p.state is not None]
+        last = ours[-1] if ours else None
+        prev = None if last is None else last.state
+        x, state = search_step(prev, last, self._geometry)
+        state.update(version=_STATE_VERSION, space=self._fingerprint)
+        if state["probe"]["kind"] == "converged" and not (prev or {}).get("converged"):
+            best = state.get("incumbent") or {}
+            self._warn_once(
+                "search-converged",
+                f"FMDSampler's search converged (best trial {best.get('trial')}): no step along "
+                "the hypergradient improves; it proposes the best schedules from now on.",
+            )
+        return x, state
+
     # -- population: M members per iterate, coordinated through storage ----------------------
     def _claims(self, study: Study, own: int) -> list[_Claim]:
         out = []
@@ -711,22 +666,28 @@ class FMDSampler(BaseSampler):
 
     def _point(
         self, iterate: int, definition: dict[str, Any], members: list[_Claim], sense: float
-    ) -> _Seen:
+    ) -> Point:
         """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
         values, grads, bad, diverged = [], [], False, False
         for c in sorted(members, key=lambda c: c.member):
             seen = self._see(c.trial, sense)
             diverged = diverged or seen.diverged
-            if seen.bad or seen.value is None or seen.grad is None:
+            wants_grad = definition.get("hypergradient", True) is not False
+            if seen.bad or seen.value is None or (wants_grad and seen.grad is None):
                 bad = True
                 continue
             values.append(seen.value)
-            grads.append(seen.grad)
+            if seen.grad is not None:
+                grads.append(seen.grad)
         if bad or not values:
-            return _Seen(iterate, list(definition["x"]), None, True, None, definition, diverged)
+            return Point(iterate, list(definition["x"]), None, True, None, definition, diverged)
         n = len(values)
-        mean_grad = [sum(g[i] for g in grads) / n for i in range(len(self._names))]
-        return _Seen(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
+        mean_grad = (
+            [sum(g[i] for g in grads) / n for i in range(len(self._names))]
+            if len(grads) == n
+            else None
+        )
+        return Point(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
 
     def _next_slot(
         self, claims: list[_Claim], sense: float
@@ -778,7 +739,7 @@ class FMDSampler(BaseSampler):
             missing = [j for j in used if j not in {c.member for c in members}]
             point = self._point(k, dict(by_iterate[k][0].state), members, sense)
             if missing:  # a member that failed for good makes the iterate bad
-                point = _Seen(k, point.x, None, True, None, point.state)
+                point = Point(k, point.x, None, True, None, point.state)
             points.append(point)
         x, state = self._decide(points, sense)
         state.update(x=x, used=finished)
@@ -863,7 +824,7 @@ class FMDSampler(BaseSampler):
             fail_stale_trials(study)
 
     def _step(
-        self, mem: dict[str, Any], base: _Seen, info: Any, origin: str
+        self, mem: dict[str, Any], base: Point, info: Any, origin: str
     ) -> tuple[list[float], dict[str, Any]]:
         assert base.x is not None and base.grad is not None
         n = len(self._names)
@@ -933,6 +894,35 @@ class FMDSampler(BaseSampler):
             converged=bool(converged),
         )
         return x, info(state, origin, base)
+
+
+def _geometry(space: ScheduleSpace, *, first_step: float | None) -> Geometry:
+    """Each param's coordinate, the lr-scale and first-stage masks and the start of ``space``.
+
+    Window values of a linear hyper, and family parameters that start inside their bounds
+    (a constant momentum), step in logit coordinates; family parameters that start at a bound
+    (warm-up and final fractions) and a refiner's corrections step linearly. The lr scale is
+    the first entry's log-scale params; a refiner's corrections join after the first stage.
+    """
+    coords, scale, base = [], [], []
+    first = next(iter(space))
+    for name in space.param_names():
+        owner = space.owner(name)
+        assert owner is not None
+        entry_name, local = owner
+        entry = space[entry_name]
+        low, high, log = space.distributions()[name]
+        start = space.initial_params()[name]
+        inside = low < start < high and not (
+            isinstance(entry, Refiner) and local.startswith(DELTA)
+        )
+        kind = "log" if log else ("logit" if inside or not isinstance(entry, Family) else "linear")
+        coords.append(Coord(kind, low, high))
+        scale.append(entry_name == first and log)
+        base.append(not (isinstance(entry, Refiner) and local.startswith(DELTA)))
+    start = [space.initial_params()[n] for n in space.param_names()]
+    extra = {} if first_step is None else {"first_step": first_step}
+    return Geometry(coords, scale, base, start, **extra)
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -30,13 +30,26 @@ TINY = [
     "--hypers",
     "lr,momentum",
 ]
+#: The v0.1 defaults: free window values stepped by the paper's sign rule.
+WINDOWS_SIGN = ["--space", "windows", "--outer", "sign"]
 
 
 def test_run_prints_each_outer_step_and_continues(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    args = ["run", *TINY, "--trials", "2", "--storage", url, "--study", "s", "--no-progress"]
+    args = [
+        "run",
+        *TINY,
+        *WINDOWS_SIGN,
+        "--trials",
+        "2",
+        "--storage",
+        url,
+        "--study",
+        "s",
+        "--no-progress",
+    ]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
     assert "trial   0 init      val_loss" in out and "lr=[0.05] momentum=[0.9]" in out
@@ -55,7 +68,7 @@ def test_demo_uses_embedded_sqlite_and_prints_dashboard_command(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["demo", *TINY, "--trials", "2"]) == 0  # with progress bars
+    assert cli.main(["demo", *TINY, *WINDOWS_SIGN, "--trials", "2"]) == 0  # with progress bars
     out = capsys.readouterr().out
     assert (tmp_path / "optuna-fmd.db").exists()
     assert f"optuna-dashboard sqlite:///{tmp_path / 'optuna-fmd.db'}" in out
@@ -134,7 +147,7 @@ def test_mnist_task_runs_from_files_on_disk(isolated: Path) -> None:
     study = optuna.load_study(study_name="m", storage=url)
     assert study.trials[0].state.name == "COMPLETE"
     with pytest.raises(SystemExit, match="`--subset` applies to the tasks"):
-        cli.main(["run", *TINY, "--subset", "50", "--storage", url, "--study", "d"])
+        cli.main(["run", *TINY, *WINDOWS_SIGN, "--subset", "50", "--storage", url, "--study", "d"])
 
 
 def test_space_and_argument_errors(tmp_path: Path) -> None:
@@ -152,7 +165,7 @@ def test_space_and_argument_errors(tmp_path: Path) -> None:
                 f"sqlite:///{tmp_path / 'x.db'}",
             ]
         )
-    space = cli.make_space(["lr", "momentum", "weight_decay"], 3)
+    space = cli.make_space(["lr", "momentum", "weight_decay"], 3, kind="windows")
     assert space.param_names()[:3] == ["lr_0", "lr_1", "lr_2"]
 
 
@@ -173,7 +186,18 @@ def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
     from optuna.artifacts import get_all_artifact_meta
 
     url = f"sqlite:///{tmp_path / 'art.db'}"
-    args = ["run", *TINY, "--trials", "2", "--storage", url, "--study", "a", "--no-progress"]
+    args = [
+        "run",
+        *TINY,
+        *WINDOWS_SIGN,
+        "--trials",
+        "2",
+        "--storage",
+        url,
+        "--study",
+        "a",
+        "--no-progress",
+    ]
     assert cli.main(args) == 0
     artifacts = tmp_path / "optuna-fmd-artifacts"  # next to the SQLite file by default
     assert f"optuna-dashboard {url} --artifact-dir {artifacts}\n" in capsys.readouterr().out
@@ -200,7 +224,7 @@ def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
 
 def test_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'rep.db'}"
-    base = [*TINY, "--storage", url, "--no-progress", "--no-artifacts"]
+    base = [*TINY, *WINDOWS_SIGN, "--storage", url, "--no-progress", "--no-artifacts"]
     assert cli.main(["run", *base, "--trials", "2", "--study", "fmd"]) == 0
     tpe = optuna.create_study(study_name="tpe", storage=url)
     tpe.optimize(lambda t: t.suggest_float("lr_0", 1e-3, 1.0, log=True), n_trials=2)
@@ -229,7 +253,7 @@ def postgres() -> Iterator[str]:
 
 def test_run_on_a_postgresql_url_as_users_write_it(postgres: str) -> None:
     base = ["--storage", postgres, "--study", "pg", "--no-progress", "--no-artifacts"]
-    assert cli.main(["run", *TINY, "--trials", "2", *base]) == 0
+    assert cli.main(["run", *TINY, *WINDOWS_SIGN, "--trials", "2", *base]) == 0
     study = optuna.load_study(study_name="pg", storage=open_storage(postgres))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     assert "hypergradient" in study.trials[1].user_attrs
@@ -252,7 +276,16 @@ def test_bad_flags_get_one_clear_error_before_training(
     flags: list[str], match: str, tmp_path: Path
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    args = ["run", *TINY, "--storage", url, "--no-progress", "--no-artifacts", *flags]
+    args = [
+        "run",
+        *TINY,
+        *WINDOWS_SIGN,
+        "--storage",
+        url,
+        "--no-progress",
+        "--no-artifacts",
+        *flags,
+    ]
     with pytest.raises(SystemExit) as info:
         cli.main(args)
     assert match in str(info.value)
@@ -271,7 +304,21 @@ def test_worker_reads_the_study_flags_and_refuses_unknown_studies(
     with pytest.raises(SystemExit, match="was not made by `optuna-fmd run`"):
         cli.main(["worker", "--study", "plain", *base])
     assert (
-        cli.main(["run", *TINY, "--trials", "0", "--population", "2", "--study", "w", *base]) == 0
+        cli.main(
+            [
+                "run",
+                *TINY,
+                *WINDOWS_SIGN,
+                "--trials",
+                "0",
+                "--population",
+                "2",
+                "--study",
+                "w",
+                *base,
+            ]
+        )
+        == 0
     )
     assert cli.main(["worker", "--study", "w", "--total", "3", *base]) == 0
     study = optuna.load_study(study_name="w", storage=url)
@@ -285,7 +332,7 @@ def test_continuing_a_study_with_other_flags_is_refused_and_changes_nothing(
 ) -> None:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     base = ["--storage", url, "--study", "s", "--no-progress", "--no-artifacts"]
-    assert cli.main(["run", *TINY, "--trials", "1", *base]) == 0
+    assert cli.main(["run", *TINY, *WINDOWS_SIGN, "--trials", "1", *base]) == 0
     before = optuna.load_study(study_name="s", storage=url)
     config = before._storage.get_study_system_attrs(before._study_id)[cli.CONFIG_KEY]
     flags = list(TINY)
@@ -300,4 +347,26 @@ def test_continuing_a_study_with_other_flags_is_refused_and_changes_nothing(
     py = optuna.load_study(study_name="py", storage=url)
     py.optimize(lambda t: t.suggest_float("lr_0", 0.0, 1.0), n_trials=1)
     with pytest.raises(SystemExit, match="searched over another space"):
-        cli.main(["run", *TINY, "--trials", "1", *base[:2], "--study", "py", *base[4:]])
+        cli.main(
+            ["run", *TINY, *WINDOWS_SIGN, "--trials", "1", *base[:2], "--study", "py", *base[4:]]
+        )
+
+
+def test_run_defaults_to_the_family_space_and_the_search_rule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    args = ["run", *TINY, "--windows", "2", "--trials", "4", "--storage", url, "--no-progress"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "trial   1 scale" in out and "lr=[" in out and "momentum=[0.9]" in out
+    study = optuna.load_study(study_name="optuna-fmd", storage=url)
+    assert sorted(study.trials[0].params) == [
+        "lr_delta_0",
+        "lr_delta_1",
+        "lr_final",
+        "lr_peak",
+        "lr_warmup",
+        "momentum_value",
+    ]
+    assert "hypergradient" not in study.trials[1].user_attrs  # a plain probe of the lr scale

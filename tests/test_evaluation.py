@@ -118,3 +118,29 @@ def test_fashion_mlp_cosine_reaches_85_percent() -> None:
     sched = {"lr": fmd.baselines.cosine(0.05, 10), "momentum": [0.9], "weight_decay": [0.0]}
     res = fmd.evaluate_schedule(task, sched, seeds=(0,))
     assert res.test_accuracy >= 0.85
+
+
+def test_evaluate_takes_a_family_study_s_params_and_per_layer_groups() -> None:
+    from optuna_fmd.space import Constant, Cosine
+
+    task = fmd.tasks.Digits(steps=30, batch_size=32)
+    space = fmd.ScheduleSpace(
+        {"lr": Cosine(windows=3, init=0.1), "momentum": Constant(0.0, 0.99, log=False, init=0.9)}
+    )
+    params = space.initial_params()
+    by_params = fmd.evaluate_schedule(task, params, seeds=(0,), space=space)
+    by_windows = fmd.evaluate_schedule(task, space.from_params(params), seeds=(0,))
+    assert by_params.test_loss == by_windows.test_loss
+    names = [n for n, _ in task.make_model(0).named_parameters()]
+    head = names[-1].rsplit(".", 1)[0] + ".*"
+    same = fmd.ScheduleSpace(
+        {
+            "lr": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.1),
+            "head": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, hyper="lr", params=head),
+        }
+    )
+    flat = fmd.evaluate_schedule(task, {"lr": [0.1]}, seeds=(0,))
+    grouped = fmd.evaluate_schedule(task, {"lr": [0.1], "head": [0.1]}, seeds=(0,), space=same)
+    frozen = fmd.evaluate_schedule(task, {"lr": [0.1], "head": [0.0]}, seeds=(0,), space=same)
+    assert grouped.test_loss == flat.test_loss
+    assert frozen.test_loss != flat.test_loss

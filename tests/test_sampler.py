@@ -16,6 +16,7 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.sampler import STATE_KEY
+from optuna_fmd.space import Constant, Cosine, Refiner
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,7 +81,7 @@ def run(sampler: fmd.FMDSampler, n: int, objective=None, **kw) -> optuna.Study: 
 
 # -- proposals -------------------------------------------------------------------------------
 def test_first_trial_is_init_and_values_are_native_floats_in_bounds() -> None:
-    study = run(fmd.FMDSampler(SPACE), 6)
+    study = run(fmd.FMDSampler(SPACE, outer="sign"), 6)
     assert study.trials[0].params == {
         "lr_0": 0.05,
         "lr_1": 0.05,
@@ -96,7 +97,7 @@ def test_first_trial_is_init_and_values_are_native_floats_in_bounds() -> None:
 
 
 def test_sign_step_moves_against_hypergradient_in_transformed_coordinates() -> None:
-    study = run(fmd.FMDSampler(SPACE, step_size=0.1), 2)
+    study = run(fmd.FMDSampler(SPACE, outer="sign", step_size=0.1), 2)
     _, t1 = study.trials
     r = math.log(1.0 / 1e-3)
     # lr 0.05 < target 0.2: gradient negative, lr grows by exp(0.1 * log range)
@@ -193,7 +194,7 @@ def test_projection_into_bounds() -> None:
     def objective(trial: optuna.trial.Trial) -> float:
         return quad_objective(space, target)(trial)
 
-    study = run(fmd.FMDSampler(SPACE, step_size=0.3), 8, objective)
+    study = run(fmd.FMDSampler(SPACE, outer="sign", step_size=0.3), 8, objective)
     assert study.trials[-1].params["lr_0"] == 1.0
     assert study.trials[-1].params["momentum_1"] == 0.99
 
@@ -235,7 +236,7 @@ def _raise() -> float:
     ids=["diverged", "nan", "failed", "clearly-worse"],
 )
 def test_backtracks_to_best_with_shorter_step(bad: Callable[[], float]) -> None:
-    sampler = fmd.FMDSampler(SPACE)
+    sampler = fmd.FMDSampler(SPACE, outer="sign")
     study = optuna.create_study(sampler=sampler)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -257,7 +258,7 @@ def test_repeated_failures_end_in_convergence_not_a_crash() -> None:
         inner(trial)
         return float("inf") if trial.number >= 1 else 1.0
 
-    sampler = fmd.FMDSampler(SPACE, max_backtracks=3)
+    sampler = fmd.FMDSampler(SPACE, outer="sign", max_backtracks=3)
     study = run(sampler, 8, objective)
     assert sampler.is_converged(study)
     assert study.trials[-1].params == study.trials[0].params
@@ -265,7 +266,7 @@ def test_repeated_failures_end_in_convergence_not_a_crash() -> None:
 
 # -- trials without a hypergradient ------------------------------------------------------------
 def test_enqueued_trial_without_hypergradient_falls_back_and_warns_once() -> None:
-    sampler = fmd.FMDSampler(SPACE)
+    sampler = fmd.FMDSampler(SPACE, outer="sign")
     study = run(sampler, 2)
     study.enqueue_trial({"lr_0": 0.01, "lr_1": 0.01, "momentum_0": 0.1, "momentum_1": 0.1})
     study.enqueue_trial({"lr_0": 0.02, "lr_1": 0.02, "momentum_0": 0.1, "momentum_1": 0.1})
@@ -280,7 +281,7 @@ def test_enqueued_trial_without_hypergradient_falls_back_and_warns_once() -> Non
 
 
 def test_enqueued_trial_with_hypergradient_is_a_starting_point() -> None:
-    sampler = fmd.FMDSampler(SPACE)
+    sampler = fmd.FMDSampler(SPACE, outer="sign")
     study = optuna.create_study(sampler=sampler)
     start = {"lr_0": 0.01, "lr_1": 0.01, "momentum_0": 0.2, "momentum_1": 0.2}
     study.enqueue_trial(start)
@@ -298,14 +299,14 @@ def test_corrupt_hypergradient_attr_warns_and_is_ignored() -> None:
             trial.set_user_attr("hypergradient", {"lr_0": "oops"})
         return value
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     with pytest.warns(UserWarning, match="not a dict of finite"):
         study.optimize(objective, n_trials=4)
     assert state_of(study.trials[2])["origin"] == "fallback"
 
 
 def test_objective_without_hypergradients_warns_and_proposes_init() -> None:
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     with pytest.warns(UserWarning, match="no finished trial has a finite value and a hyper"):
         study.optimize(quad_objective(hypergradient=False), n_trials=3)
     assert all(t.params == study.trials[0].params for t in study.trials)
@@ -316,14 +317,16 @@ def test_trials_from_another_sampler_are_used() -> None:
     study.optimize(quad_objective(), n_trials=3)
     values = [t.value for t in study.trials]
     best = min(range(3), key=lambda i: values[i])  # type: ignore[arg-type, return-value]
-    study.sampler = fmd.FMDSampler(SPACE)
+    study.sampler = fmd.FMDSampler(SPACE, outer="sign")
     with pytest.warns(UserWarning, match="not proposed by FMDSampler"):
         study.optimize(quad_objective(), n_trials=2)
     # the latest random trial is clearly worse than the best one: step from the best instead
     assert values[2] > values[best] * 1.02, values  # type: ignore[operator]
     state = state_of(study.trials[3])
     assert (state["origin"], state["base"], state["outer_step"]) == ("fallback", best, 1)
-    assert study.trials[3].params != fmd.FMDSampler(SPACE)._space.to_params(SPACE.initial_values())
+    assert study.trials[3].params != fmd.FMDSampler(SPACE, outer="sign")._space.to_params(
+        SPACE.initial_values()
+    )
 
 
 def test_state_from_another_space_is_ignored_with_a_warning() -> None:
@@ -359,7 +362,9 @@ def test_maximize_study_ascends_where_the_value_grows_with_lr() -> None:
     space = fmd.ScheduleSpace(
         {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05)}
     )
-    study = run(fmd.FMDSampler(space, step_size=0.1), 6, objective, direction="maximize")
+    study = run(
+        fmd.FMDSampler(space, outer="sign", step_size=0.1), 6, objective, direction="maximize"
+    )
     lrs = [t.params["lr_0"] for t in study.trials]
     r = math.log(1.0 / 1e-3)
     assert lrs[1] == pytest.approx(0.05 * math.exp(0.1 * r))  # one step up, in log coordinates
@@ -409,7 +414,7 @@ def test_params_outside_the_space_use_the_independent_sampler() -> None:
         assert choice in ("relu", "tanh") and 1 <= extra <= 4
         return inner(trial)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, seed=1))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", seed=1))
     with pytest.warns(UserWarning, match="not in the schedule space") as rec:
         study.optimize(objective, n_trials=4)
     assert sum("'layers'" in str(w.message) for w in rec) == 1  # once per parameter
@@ -430,7 +435,9 @@ def test_warn_independent_sampling_false_is_silent() -> None:
     def objective(trial: optuna.trial.Trial) -> float:
         return trial.suggest_float("x", 0, 1) + quad_objective()(trial)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, warn_independent_sampling=False))
+    study = optuna.create_study(
+        sampler=fmd.FMDSampler(SPACE, outer="sign", warn_independent_sampling=False)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         study.optimize(objective, n_trials=2)
@@ -447,21 +454,27 @@ def test_reseed_rng_and_seed_reach_the_independent_sampler() -> None:
             s.optimize(objective, n_trials=3)
         return [t.params["x"] for t in s.trials]
 
-    assert xs(fmd.FMDSampler(SPACE, seed=3)) == xs(fmd.FMDSampler(SPACE, seed=3))
-    sampler = fmd.FMDSampler(SPACE, seed=3)
+    assert xs(fmd.FMDSampler(SPACE, outer="sign", seed=3)) == xs(
+        fmd.FMDSampler(SPACE, outer="sign", seed=3)
+    )
+    sampler = fmd.FMDSampler(SPACE, outer="sign", seed=3)
     sampler.reseed_rng()
-    assert xs(sampler) != xs(fmd.FMDSampler(SPACE, seed=3))
+    assert xs(sampler) != xs(fmd.FMDSampler(SPACE, outer="sign", seed=3))
 
 
 def test_partial_fixed_sampler_is_respected() -> None:
-    sampler = optuna.samplers.PartialFixedSampler({"momentum_0": 0.3}, fmd.FMDSampler(SPACE))
+    sampler = optuna.samplers.PartialFixedSampler(
+        {"momentum_0": 0.3}, fmd.FMDSampler(SPACE, outer="sign")
+    )
     study = run(sampler, 4)  # type: ignore[arg-type]
     assert all(t.params["momentum_0"] == 0.3 for t in study.trials)
     assert study.trials[1].params["lr_0"] != study.trials[0].params["lr_0"]
 
 
 def test_multi_objective_study_is_refused() -> None:
-    study = optuna.create_study(directions=["minimize", "minimize"], sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(
+        directions=["minimize", "minimize"], sampler=fmd.FMDSampler(SPACE, outer="sign")
+    )
     with pytest.raises(ValueError, match="multi-objective"):
         study.ask()
 
@@ -473,7 +486,7 @@ def test_conditional_search_space_does_not_break_it() -> None:
             [trial.suggest_float(f"momentum_{k}", 0.0, 0.99) for k in range(2)]
         return sum(lr)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     study.optimize(objective, n_trials=5)
     assert len(study.trials) == 5
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -483,25 +496,25 @@ def test_mismatched_distribution_goes_to_independent_sampler_with_warning() -> N
     def objective(trial: optuna.trial.Trial) -> float:
         return sum(trial.suggest_float(f"lr_{k}", 1e-4, 1.0, log=True) for k in range(2))
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     with pytest.warns(UserWarning, match="lr_0"):
         study.optimize(objective, n_trials=2)
     assert all(1e-4 <= t.params["lr_0"] <= 1.0 for t in study.trials)
 
 
 def test_ask_tell() -> None:
-    sampler = fmd.FMDSampler(SPACE)
+    sampler = fmd.FMDSampler(SPACE, outer="sign")
     study = optuna.create_study(sampler=sampler)
     objective = quad_objective()
     for _ in range(4):
         trial = study.ask()
         study.tell(trial, objective(trial))
-    ref = run(fmd.FMDSampler(SPACE), 4)
+    ref = run(fmd.FMDSampler(SPACE, outer="sign"), 4)
     assert params_seq(study) == params_seq(ref)
 
 
 def test_n_jobs_two() -> None:
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     study.optimize(quad_objective(), n_trials=8, n_jobs=2)
     assert len(study.trials) == 8
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
@@ -535,7 +548,7 @@ def test_optimises_a_poor_schedule_on_digits() -> None:
         {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=1e-3)}
     )
     task = fmd.tasks.Digits(steps=60, batch_size=32)
-    study = optuna.create_study(sampler=fmd.FMDSampler(space))
+    study = optuna.create_study(sampler=fmd.FMDSampler(space, outer="sign"))
     study.optimize(fmd.HypergradientObjective(task, space), n_trials=6)
     first = study.trials[0].value
     values = [t.value for t in study.trials]
@@ -554,7 +567,7 @@ def test_stability_thirty_outer_steps_on_digits() -> None:
         }
     )
     task = fmd.tasks.Digits(steps=100, batch_size=32)
-    sampler = fmd.FMDSampler(space)
+    sampler = fmd.FMDSampler(space, outer="sign")
     study = optuna.create_study(sampler=sampler)
     study.optimize(fmd.HypergradientObjective(task, space), n_trials=30)
     values = [t.value for t in study.trials]
@@ -581,7 +594,73 @@ def test_trial_failing_midway_is_not_proposed_again() -> None:
             raise RuntimeError("failed before suggesting every parameter")
         return inner(trial)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     study.optimize(objective, n_trials=3, catch=(RuntimeError,))
     assert state_of(study.trials[2])["origin"] == "backtrack"
     assert study.trials[2].params["lr_0"] != study.trials[1].params["lr_0"]
+
+
+# -- the search rule (default) on a family space ----------------------------------------------
+FAMILY_SPACE = fmd.ScheduleSpace(
+    {
+        "lr": Refiner(Cosine(1e-3, 1.0, init=0.05, windows=3), 3),
+        "momentum": Constant(0.0, 0.99, log=False, init=0.9),
+    }
+)
+
+
+def family_objective(target: float = 0.3) -> Callable[[optuna.trial.Trial], float]:
+    """A bowl over the family's params; the hypergradient only where the sampler asks."""
+    dists = FAMILY_SPACE.distributions()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        x = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
+        terms = {
+            "lr_peak": (math.log(x["lr_peak"] / target), 1 / x["lr_peak"]),
+            "momentum_value": (3 * (x["momentum_value"] - 0.7), 3.0),
+            "lr_warmup": (x["lr_warmup"] - 0.1, 1.0),
+            **{f"lr_delta_{k}": (0.5 * (x[f"lr_delta_{k}"] - 0.2), 0.5) for k in range(3)},
+        }
+        value = 0.1 + sum(d * d for d, _ in terms.values())
+        state = trial.storage.get_trial_system_attrs(trial._trial_id)[STATE_KEY]
+        if state["hypergradient"]:
+            grad = {n: 2 * d * c for n, (d, c) in terms.items()} | {"lr_final": 0.0}
+            trial.set_user_attr("hypergradient", grad)
+        return value
+
+    return objective
+
+
+def test_search_is_the_default_and_asks_for_hypergradients_only_at_the_incumbent() -> None:
+    study = run(fmd.FMDSampler(FAMILY_SPACE), 40, family_objective())
+    states = [state_of(t) for t in study.trials]
+    assert states[0]["rule"] == "search" and states[0]["origin"] == "start"
+    assert study.trials[0].params["lr_peak"] == 0.05 and study.trials[0].params["lr_delta_0"] == 0
+    asked = [t for t, s in zip(study.trials, states, strict=True) if s["hypergradient"]]
+    assert asked and all("hypergradient" in t.user_attrs for t in asked)
+    assert all(
+        "hypergradient" not in t.user_attrs
+        for t, s in zip(study.trials, states, strict=True)
+        if not s["hypergradient"]
+    )
+    for t in asked:  # at the best point found so far
+        assert t.value == min(u.value for u in study.trials[: t.number + 1])
+    assert study.best_value < 0.1 + 0.05 * (study.trials[0].value - 0.1)
+
+
+def test_search_ascends_a_maximize_study_exactly_as_it_descends_the_mirror() -> None:
+    lo = run(fmd.FMDSampler(FAMILY_SPACE), 25, family_objective())
+    hi = run(fmd.FMDSampler(FAMILY_SPACE), 25, mirrored(family_objective()), direction="maximize")
+    assert params_seq(hi) == params_seq(lo)
+
+
+def test_search_with_a_population_averages_members_and_probes_without_hypergradients() -> None:
+    study = run(fmd.FMDSampler(FAMILY_SPACE, population=2), 16, family_objective())
+    its = {}
+    for t in study.trials:
+        s = state_of(t)
+        its.setdefault(s["iterate"], []).append((s["member"], t.params, s["hypergradient"]))
+    for members in its.values():
+        assert sorted(m for m, _, _ in members) == [0, 1]
+        assert members[0][1] == members[1][1] and members[0][2] == members[1][2]
+    assert any(not m[0][2] for m in its.values()) and any(m[0][2] for m in its.values())

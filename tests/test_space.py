@@ -50,20 +50,21 @@ def test_the_cli_space_is_the_default_space() -> None:
 
 # -- families ---------------------------------------------------------------------------------
 FAMILIES = {
-    "constant": (Constant(), {"value": 0.07}),
-    "cosine": (Cosine(), {"peak": 0.2, "warmup": 0.23, "final": 0.1}),
-    "cosine-no-warmup": (Cosine(), {"peak": 0.05, "warmup": 0.0, "final": 0.3}),
-    "linear": (Linear(), {"start": 0.3, "final": 0.2}),
-    "step": (StepDecay(milestones=(0.3, 0.8)), {"value": 0.1, "gamma": 0.3}),
+    "constant": (Constant(windows=5), {"value": 0.07}),
+    "cosine": (Cosine(windows=5), {"peak": 0.2, "warmup": 0.23, "final": 0.1}),
+    "cosine-no-warmup": (Cosine(windows=5), {"peak": 0.05, "warmup": 0.0, "final": 0.3}),
+    "linear": (Linear(windows=5), {"start": 0.3, "final": 0.2}),
+    "step": (StepDecay(milestones=(0.3, 0.8), windows=5), {"value": 0.1, "gamma": 0.3}),
     "custom": (
         Custom(
             lambda u, a, b: a * math.exp(-b * u),
             {"a": FamilyParam(1e-3, 1.0, log=True), "b": FamilyParam(0.0, 5.0)},
+            windows=5,
         ),
         {"a": 0.2, "b": 1.7},
     ),
     "refiner": (
-        Refiner(Cosine(), 5),
+        Refiner(Cosine(windows=3), 5),
         {
             "peak": 0.1,
             "warmup": 0.15,  # a window midpoint at the end of the warm-up is a kink
@@ -77,31 +78,30 @@ FAMILIES = {
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_family_jacobian_matches_central_differences(name: str) -> None:
     family, p = FAMILIES[name]
-    k = 5
-    jac = family.jacobian(p, k)
-    assert set(jac) == set(family.params)
-    for n in family.params:
+    jac = family.jacobian(p)
+    assert set(jac) == set(family.parameters)
+    for n in family.parameters:
         h = 1e-6 * max(1.0, abs(p[n]))
         hi, lo = dict(p), dict(p)
         hi[n] += h
         lo[n] -= h
         rel = 1e-6
-        if p[n] == family.params[n].low:  # at a bound: the one-sided difference inside it
+        if p[n] == family.parameters[n].low:  # at a bound: the one-sided difference inside it
             lo[n], h, rel = p[n], h / 2, 1e-4
         fd = [
             (a - b) / (2 * h)
-            for a, b in zip(family.window_values(hi, k), family.window_values(lo, k), strict=True)
+            for a, b in zip(family.window_values(hi), family.window_values(lo), strict=True)
         ]
         assert jac[n] == pytest.approx(fd, rel=rel, abs=1e-9), n
 
 
 def test_cosine_family_is_the_baseline_cosine_and_checks_its_bounds() -> None:
-    got = Cosine().window_values({"peak": 0.1, "warmup": 0.2, "final": 0.25}, 10)
+    got = Cosine(windows=10).window_values({"peak": 0.1, "warmup": 0.2, "final": 0.25})
     assert got == pytest.approx(baselines.cosine(0.1, 10, warmup=0.2, final=0.025))
     with pytest.raises(ValueError, match=r"`warmup` must lie inside \[0.0, 0.5\]"):
-        Cosine().window_values({"peak": 0.1, "warmup": 0.7, "final": 0.0}, 4)
+        Cosine(windows=4).window_values({"peak": 0.1, "warmup": 0.7, "final": 0.0})
     with pytest.raises(ValueError, match="needs parameter `final`"):
-        Cosine().window_values({"peak": 0.1, "warmup": 0.0}, 4)
+        Cosine(windows=4).window_values({"peak": 0.1, "warmup": 0.0})
 
 
 def test_family_hypergradient_by_the_chain_rule_is_exact_through_an_episode() -> None:
@@ -109,12 +109,13 @@ def test_family_hypergradient_by_the_chain_rule_is_exact_through_an_episode() ->
     one episode chained through the family's Jacobian equals central differences of the
     validation loss in the family's parameters (float64)."""
     task = fmd.tasks.Digits(steps=30, batch_size=16, dtype=torch.float64)
-    family, windows = Cosine(), 6
+    windows = 6
+    family = Cosine(windows=windows)
     p = {"peak": 0.3, "warmup": 0.2, "final": 0.1}
     fixed = {"momentum": [0.9] * windows}
 
     def loss(q: dict[str, float], hypergradient: bool = False) -> fmd.EpisodeResult:
-        sched = {"lr": family.window_values(q, windows), **fixed}
+        sched = {"lr": family.window_values(q), **fixed}
         return fmd.run_episode(task, sched, seed=0, hypergradient=hypergradient)
 
     res = loss(p, hypergradient=True)
@@ -129,7 +130,6 @@ def test_family_hypergradient_by_the_chain_rule_is_exact_through_an_episode() ->
         assert chained[n] == pytest.approx(fd, rel=1e-6), n
     # and the same chain by hand: sum over windows of dL/dv_k * dv_k/dpeak
     by_hand = sum(
-        g * d
-        for g, d in zip(res.hypergradient["lr"], family.jacobian(p, windows)["peak"], strict=True)
+        g * d for g, d in zip(res.hypergradient["lr"], family.jacobian(p)["peak"], strict=True)
     )
     assert chained["peak"] == pytest.approx(by_hand, rel=1e-12)

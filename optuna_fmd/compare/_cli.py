@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out-dir", default=".", help="where results go (default: here)")
     p.add_argument("--name", default=None, help="file-name stem (default compare_v2 / _quick)")
     p.add_argument(
+        "--rename",
+        nargs="+",
+        default=None,
+        metavar="OLD=NEW",
+        help="with several --from-results: rename methods of the earlier runs",
+    )
+    p.add_argument(
         "--from-results",
         default=None,
+        nargs="+",
         metavar="FILE",
         help="run nothing: rebuild the summary, tables and plots from a results JSON or the "
-        "JSON-lines file of a (partial) run",
+        "JSON-lines file of a (partial) run; several: merge runs of one protocol (a method "
+        "that a later run also has is renamed <name>@<commit> in the earlier one)",
     )
 
 
@@ -73,6 +83,66 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     return cfg
+
+
+#: Config keys that must agree for runs to be merged: the protocol itself.
+_PROTOCOL = ("tasks", "seeds", "budgets", "grid", "retrain", "retrain_offset", "clock", "device")
+
+
+def merge_results(
+    parts: Sequence[dict[str, Any]], rename: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """One comparison from runs of the same protocol on different commits (e.g. a new FMD
+    against baselines run earlier): each unit's methods from every run, the last run's primary.
+
+    Each run's budget is counted in plain episodes measured within that run, so the budgets
+    stay comparable across runs. ``rename`` (``{old: new}``) renames methods of every run but
+    the last (a method whose name has moved on since); a name that an earlier run still shares
+    with a later one becomes ``<name>@<commit[:7]>`` in the earlier run. The provenance lists each
+    run's commit and methods (``parts``).
+    """
+    if len(parts) == 1:
+        return parts[0]
+    first = parts[0]["config"]
+    for part in parts[1:]:
+        diff = [k for k in _PROTOCOL if part["config"].get(k) != first.get(k)]
+        if diff:
+            raise SystemExit(f"error: the runs differ in {diff}: not one protocol, not merged")
+    later: set[str] = set()
+    renamed: list[dict[str, str]] = []
+    for i, part in reversed(list(enumerate(parts))):
+        tag = f"@{str(part['provenance'].get('commit'))[:7]}"
+        own = {
+            m: (rename or {}).get(m, m) if i < len(parts) - 1 else m
+            for m in part["config"]["methods"]
+        }
+        renamed.insert(0, {m: n + tag if n in later else n for m, n in own.items()})
+        later |= set(renamed[0].values())
+    units: dict[tuple[str, int], dict[str, Any]] = {}
+    methods: list[str] = []
+    provs = []
+    for part, names in zip(parts, renamed, strict=True):
+        methods += [names[m] for m in part["config"]["methods"]]
+        provs.append(
+            {**part["provenance"], "methods": [names[m] for m in part["config"]["methods"]]}
+        )
+        for u in part["units"]:
+            key = (u["task"], int(u["seed"]))
+            merged = units.setdefault(key, {**u, "methods": {}})
+            merged["methods"].update({names[m]: r for m, r in u["methods"].items()})
+    last = parts[-1]
+    config = {**last["config"], "methods": methods}
+    provenance = {
+        **last["provenance"],
+        "dirty": any(p.get("dirty") for p in provs),
+        "parts": provs,
+    }
+    return {
+        "protocol": last.get("protocol", "compare-v2"),
+        "config": config,
+        "provenance": provenance,
+        "units": [units[k] for k in sorted(units)],
+    }
 
 
 def load_results(path: str) -> dict[str, Any]:
@@ -107,6 +177,19 @@ def write_outputs(results: dict[str, Any], out_dir: Path, name: str) -> list[str
 def _header(results: dict[str, Any]) -> str:
     prov, cfg = results["provenance"], results["config"]
     dirty = " (dirty tree)" if prov.get("dirty") else ""
+    if prov.get("parts"):
+        runs = "; ".join(
+            f"{', '.join(p['methods'])} run on commit {p.get('commit')}"
+            f"{' (dirty tree)' if p.get('dirty') else ''} (`{p.get('command')}`)"
+            for p in prov["parts"]
+        )
+        return (
+            f"Merged from {len(prov['parts'])} runs of one protocol: {runs}. Each run counts its "
+            f"budget in plain episodes measured within it. torch {prov.get('torch')}, optuna "
+            f"{prov.get('optuna')}, {prov.get('processes')} processes x "
+            f"{prov.get('threads_per_process')} thread(s) on {prov.get('platform')}; budgets "
+            f"{cfg['budgets']} plain-episode equivalents.\n\n"
+        )
     return (
         f"Commit {prov.get('commit')}{dirty}; torch {prov.get('torch')}, optuna "
         f"{prov.get('optuna')}, {prov.get('processes')} processes x "
@@ -119,8 +202,9 @@ def main(args: argparse.Namespace) -> int:
     """Run (or rebuild), write every output, print the tables."""
     out_dir = Path(args.out_dir)
     if args.from_results:
-        results = load_results(args.from_results)
-        name = args.name or Path(args.from_results).stem
+        rename = dict(r.split("=", 1) for r in args.rename or [])
+        results = merge_results([load_results(p) for p in args.from_results], rename)
+        name = args.name or Path(args.from_results[-1]).stem
     else:
         cfg = config_from_args(args)
         name = args.name or ("compare_quick" if args.quick else "compare_v2")

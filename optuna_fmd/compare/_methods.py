@@ -19,10 +19,10 @@ from typing import Any
 import optuna
 
 from .. import baselines
-from ..engine import ScheduleSpace
 from ..episode import run_episode
 from ..objective import HypergradientObjective
 from ..sampler import FMDSampler
+from ..space import Constant, Cosine, Family, Refiner, Schedule, ScheduleSpace
 from ..tasks import Task
 
 __all__ = ["METHODS", "FamilyObjective", "Method", "Study", "open_study"]
@@ -44,8 +44,9 @@ class Method:
             sampler on the window space), ``"family"`` (a black-box sampler on a
             low-dimensional family) or ``"grid"`` (the cosine with a grid-searched peak lr).
         space: What is searched, in words.
-        sampler: ``"fmd"``, ``"tpe"``, ``"random"``, ``"cmaes"`` or ``"grid"``.
-        family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces.
+        sampler: ``"fmd"``, ``"fmd-sign"``, ``"tpe"``, ``"random"``, ``"cmaes"`` or ``"grid"``.
+        family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces; ``"refined-cosine"``
+            for FMD's family space (:func:`family_space`).
         pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
     """
 
@@ -60,7 +61,14 @@ class Method:
 METHODS: dict[str, Method] = {
     m.name: m
     for m in (
-        Method("fmd", "fmd", "30-dim windows (FMDSampler defaults)", "fmd"),
+        Method(
+            "fmd",
+            "fmd",
+            "cosine x 10 lr corrections, 2 constants (FMDSampler defaults)",
+            "fmd",
+            "refined-cosine",
+        ),
+        Method("fmd-windows", "fmd", "30-dim windows (sign rule, v0.1 default)", "fmd-sign"),
         Method("tpe", "window", "30-dim windows", "tpe"),
         Method("cmaes", "window", "30-dim windows", "cmaes"),
         Method("random", "window", "30-dim windows", "random"),
@@ -175,6 +183,23 @@ class Study:
         return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
 
 
+def family_space(space: ScheduleSpace) -> ScheduleSpace:
+    """FMD's default family space over a window space's hyperparameters and bounds: the lr as
+    a cosine (peak at the lr start, no warm-up) times per-window corrections, the others as
+    constants at their starts (:func:`optuna_fmd.space.default_family_space`'s shape)."""
+    lr, *others = list(space)
+    s = space[lr]
+    assert isinstance(s, Schedule)
+    entries: dict[str, Schedule | Family] = {
+        lr: Refiner(Cosine(s.low, s.high, init=s.init, windows=s.windows), s.windows)
+    }
+    for h in others:
+        o = space[h]
+        assert isinstance(o, Schedule)
+        entries[h] = Constant(o.low, o.high, log=o.log, init=o.init)
+    return ScheduleSpace(entries)
+
+
 def start_params(space: ScheduleSpace, family: str | None) -> dict[str, float]:
     """The common start in a method's own parameters (see the module docstring)."""
     init = {h: vs[0] for h, vs in space.initial_values().items()}
@@ -218,10 +243,13 @@ def _open(
     max_trials = None
     objective: Callable[[optuna.trial.Trial], float]
     schedule_of: Callable[[Mapping[str, float]], Schedules]
+    if method.kind == "fmd" and method.family is not None:
+        space = family_space(space)
     if method.kind in ("fmd", "window"):
-        start = start_params(space, None)
+        start = start_params(space, None) if method.kind == "window" else None
         sampler: optuna.samplers.BaseSampler = {
             "fmd": lambda: FMDSampler(space, seed=seed),
+            "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),
@@ -231,7 +259,7 @@ def _open(
         )
 
         def window_schedule(p: Mapping[str, float]) -> Schedules:
-            return {h: [float(v) for v in vs] for h, vs in space.from_params(p).items()}
+            return space.from_params(p)
 
         schedule_of = window_schedule
 

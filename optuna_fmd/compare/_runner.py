@@ -106,7 +106,7 @@ def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float
         "episode_seconds": episode,
         "steps": steps,
         "diverged": diverged,
-        "hypergradient": st.method.kind == "fmd",
+        "hypergradient": attrs.get("hypergradient") is not None,
         "engine": attrs.get("engine"),
         "params": dict(trial.params),
     }

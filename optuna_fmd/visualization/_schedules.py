@@ -89,13 +89,20 @@ def _get_schedule_info(study: optuna.Study) -> ScheduleInfo:
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         split = _split_params(trial.params)
         schedules = {h: v for h, w in split.items() if (v := _complete(w)) is not None}
+        stored = trial.user_attrs.get("schedules")  # a family space's window values
+        if isinstance(stored, dict):
+            schedules = {
+                str(h): [float(x) for x in v]
+                for h, v in stored.items()
+                if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)
+            }
         if not schedules:
             continue
         for h in schedules:
             if h not in hypers:
                 hypers.append(h)
-                dist = trial.distributions.get(f"{h}_0")
-                log[h] = isinstance(dist, FloatDistribution) and dist.log
+                dists = [d for n, d in trial.distributions.items() if n.startswith(f"{h}_")]
+                log[h] = any(isinstance(d, FloatDistribution) and d.log for d in dists)
         s = trial.user_attrs.get("steps")
         if isinstance(s, int) and s > 0:
             steps = s

@@ -68,9 +68,19 @@ def test_every_method_that_takes_a_start_gets_the_same_one(task, seen, method: s
 
 
 def test_fmd_starts_at_the_same_point(task, seen) -> None:  # type: ignore[no-untyped-def]
+    """FMD's family space starts where the cosine family does (the cosine with the start's
+    peak, momentum and decay, held constant); the window-space FMD at the window start."""
     st, space = _open("fmd", task)
+    trial = st.study.ask()
+    st.objective(trial)
+    init = space.initial_values()
+    assert seen[0]["lr"] == pytest.approx(baselines.cosine(init["lr"][0], 4))
+    for h in ("momentum", "weight_decay"):
+        assert set(seen[0][h]) == set(init[h])  # one window: the same constant
+    assert _close(st.schedule_of(trial.params), seen[0])
+    st, space = _open("fmd-windows", task)
     st.objective(st.study.ask())
-    assert _close(seen[0], space.initial_values())
+    assert _close(seen[1], space.initial_values())
 
 
 def test_the_grid_runs_each_peak_once_then_is_exhausted(task, seen) -> None:  # type: ignore[no-untyped-def]

@@ -87,7 +87,7 @@ def test_summary_has_the_published_shape_and_holm_corrected_tests() -> None:
     effect = short["detail"]["tpe"]["vs_primary"]
     assert effect["lower_on"] == 0 and effect["ci"][0] > 0
     table = compare.format_markdown(s)
-    assert "| fmd | 30-dim windows" in table and "not on every seed" in table
+    assert "| fmd | cosine x 10 lr corrections" in table and "not on every seed" in table
 
 
 def test_outputs_rebuild_from_the_results_file_alone(tmp_path: Path) -> None:

@@ -1,0 +1,161 @@
+"""The outer rules as pure functions: the search rule driven by closed-form objectives."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from optuna_fmd import _outer
+from optuna_fmd._outer import Coord, Geometry, Point, search_step
+
+Fn = Callable[[list[float]], float]
+
+
+def _geometry(n_delta: int = 0) -> Geometry:
+    """lr peak (log, scale), momentum-like (linear), and ``n_delta`` corrections."""
+    coords = [Coord("log", 1e-3, 1.0), Coord("linear", 0.0, 0.99)]
+    coords += [Coord("linear", -2.0, 2.0)] * n_delta
+    return Geometry(
+        coords,
+        scale=[True, False] + [False] * n_delta,
+        base=[True, True] + [False] * n_delta,
+        start=[0.05, 0.9] + [0.0] * n_delta,
+    )
+
+
+def _grad(f: Fn, x: list[float]) -> list[float]:
+    out = []
+    for i in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[i]))
+        hi, lo = list(x), list(x)
+        hi[i] += h
+        lo[i] -= h
+        out.append((f(hi) - f(lo)) / (2 * h))
+    return out
+
+
+def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tuple]:
+    """Run the rule for ``trials`` trials: [(x, value, state, hypergradient asked)]."""
+    prev, last, out = None, None, []
+    for number in range(trials):
+        x, state = search_step(prev, last, geo)
+        value = f(x)
+        g = (grad or _grad)(f, x) if state["hypergradient"] else None  # type: ignore[operator]
+        ok = math.isfinite(value)
+        last = Point(number, x, value if ok else None, not ok, g, state)
+        prev = state
+        out.append((x, value, state, state["hypergradient"]))
+    return out
+
+
+def _bowl(target: list[float]) -> Fn:
+    def f(x: list[float]) -> float:
+        return (math.log(x[0] / target[0])) ** 2 + 4 * (x[1] - target[1]) ** 2 + 0.3
+
+    return f
+
+
+def test_the_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
+    f = _bowl([0.4, 0.9])
+    run = _drive(f, _geometry(), 6)
+    assert [r[2]["probe"]["kind"] for r in run][:5] == [
+        "start",
+        "scale",
+        "scale",
+        "scale",
+        "scale",
+    ]
+    assert not any(r[3] for r in run[:5])  # no hypergradient while the scale is searched
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    best = min(run, key=lambda r: r[1])
+    assert best[0][0] == pytest.approx(0.4, rel=0.05)
+
+
+def test_a_failed_first_step_up_searches_downwards() -> None:
+    run = _drive(_bowl([0.01, 0.9]), _geometry(), 6)
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.025, 0.0125, 0.0063]
+
+
+def test_the_incumbent_is_always_the_best_value_seen_and_grads_are_taken_there() -> None:
+    """On a rough objective (a bowl plus a fast ripple) the rule never moves its incumbent to
+    a worse point, computes every hypergradient at the incumbent, and proposes the best point
+    seen once it has converged."""
+
+    def rough(x: list[float]) -> float:
+        return _bowl([0.3, 0.7])(x) + 0.02 * math.sin(300 * x[1]) * math.cos(40 * math.log(x[0]))
+
+    run = _drive(rough, _geometry(), 80)
+    seen = math.inf
+    for x, value, state, wants in run:
+        inc = state.get("incumbent")
+        if inc is not None:
+            assert inc["f"] <= seen + 1e-15
+        if wants:
+            assert x == inc["x"]
+        seen = min(seen, value)
+    final = run[-1][2]
+    assert final["incumbent"]["f"] == min(r[1] for r in run)
+
+
+def test_gradient_steps_descend_a_smooth_bowl() -> None:
+    f = _bowl([0.08, 0.6])
+    run = _drive(f, _geometry(), 40)
+    start = f([0.05, 0.9])
+    best = min(r[1] for r in run)
+    assert best < 0.3 + 0.02 * (start - 0.3)  # within 2% of the way from the minimum
+    assert sum(r[3] for r in run) >= 3  # it got there by hypergradient steps
+
+
+def test_quasi_newton_beats_steepest_descent_on_an_ill_conditioned_bowl(monkeypatch) -> None:
+    def valley(x: list[float]) -> float:
+        a, b = math.log(x[0] / 0.05), x[1] - 0.5
+        return 0.3 + (a + 3 * b) ** 2 + 0.02 * (a - 3 * b) ** 2
+
+    def best_after(memory: int) -> float:
+        monkeypatch.setattr(_outer, "MEMORY", memory)
+        run = _drive(valley, _geometry(), 30)
+        return min(r[1] for r in run) - 0.3
+
+    steepest = best_after(0)
+    assert best_after(5) < 0.5 * steepest
+
+
+def test_corrections_stay_frozen_until_the_family_stalls() -> None:
+    f = _bowl([0.05, 0.9])  # the start is the minimum: the family's first line must stall
+
+    def with_deltas(x: list[float]) -> float:
+        return f(x) + 0.1 * (x[2] - 0.5) ** 2
+
+    run = _drive(with_deltas, _geometry(n_delta=1), 20)
+    stages = [r[2]["stage"] for r in run]
+    first_full = stages.index("full")
+    assert all(r[0][2] == 0.0 for r in run[:first_full])
+    assert min(r[0][2] for r in run[first_full:]) != 0.0 or max(r[0][2] for r in run) > 0.0
+
+
+def test_an_exploding_hypergradient_scales_the_lr_down() -> None:
+    geo = _geometry()
+
+    def huge(f: Fn, x: list[float]) -> list[float]:
+        return [1e9, 1e9]
+
+    run = _drive(_bowl([0.05, 0.9]), geo, 8, grad=huge)
+    kinds = [r[2]["probe"]["kind"] for r in run]
+    i = kinds.index("grad")
+    assert kinds[i + 1] == "scale"
+    assert run[i + 1][0][0] == pytest.approx(run[i][0][0] / 2)
+
+
+def test_a_failed_start_stops_the_search() -> None:
+    run = _drive(lambda x: math.inf, _geometry(), 3)
+    assert run[-1][2]["converged"]
+
+
+def test_the_sampler_and_space_modules_import_no_torch() -> None:
+    code = "import sys, optuna_fmd.sampler, optuna_fmd.space; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
