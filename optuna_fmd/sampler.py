@@ -12,26 +12,22 @@ in the Python object, so a study continues in another process with the same prop
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import json
 import math
 import random
 import threading
-import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.storages import fail_stale_trials
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ._outer import FIRST_STEP as _FIRST_STEP
 from ._outer import Coord, Geometry, Point, search_step
+from ._population import STATE_KEY, PopulationClaims, _finite_list, _is_slot, _sense
 from .space import DELTA, Family, Refiner, ScheduleSpace
 
 if TYPE_CHECKING:
@@ -39,57 +35,16 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_KEY", "FMDSampler"]
 
-#: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
-STATE_KEY = "fmd:state"
 _STATE_VERSION = 1
 _OUTER_RULES = ("search", "sign", "adam")
 _MAX_HYPERGRADIENT = 1e100  # larger transformed hypergradient coordinates are clipped
-_MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
-_MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
 
 def _sign(v: float) -> int:
     return 1 if v > 0 else (-1 if v < 0 else 0)
 
 
-@dataclass
-class _Claim:
-    """A trial's claim on member ``member`` of outer iterate ``iterate`` (population mode)."""
-
-    trial: FrozenTrial
-    iterate: int
-    member: int
-    state: dict[str, Any]
-
-
-def _finite_list(value: object, n: int) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == n
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in value
-        )
-    )
-
-
-def _sense(study: Study) -> float:
-    """+1 for a minimize study, -1 for maximize: the outer loop minimises ``sense * value``."""
-    return -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
-
-
-def _is_slot(state: dict[str, Any], population: int | None) -> bool:
-    it, member = state.get("iterate"), state.get("member")
-    return (
-        population is not None
-        and isinstance(it, int)
-        and isinstance(member, int)
-        and it >= 0
-        and 0 <= member < population
-    )
-
-
-class FMDSampler(BaseSampler):
+class FMDSampler(PopulationClaims, BaseSampler):
     """Refine hyperparameter schedules by exact hypergradients (the FDS outer loop).
 
     The space may hold window schedules (a param per window) and schedule *families* (a cosine
@@ -648,181 +603,6 @@ class FMDSampler(BaseSampler):
             )
         return x, state
 
-    # -- population: M members per iterate, coordinated through storage ----------------------
-    def _claims(self, study: Study, own: int) -> list[_Claim]:
-        out = []
-        for t in study.get_trials(deepcopy=False):
-            if t.number == own:
-                continue
-            state = self._read_state(t, warn=False)
-            if state is None or not _is_slot(state, self._population):
-                continue
-            if state.get("claim") not in ("tentative", "final"):
-                continue
-            if not _finite_list(state.get("x"), len(self._names)):
-                continue
-            out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
-        return sorted(out, key=lambda c: c.trial.number)
-
-    def _point(
-        self, iterate: int, definition: dict[str, Any], members: list[_Claim], sense: float
-    ) -> Point:
-        """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
-        values, grads, bad, diverged = [], [], False, False
-        for c in sorted(members, key=lambda c: c.member):
-            seen = self._see(c.trial, sense)
-            diverged = diverged or seen.diverged
-            wants_grad = definition.get("hypergradient", True) is not False
-            if seen.bad or seen.value is None or (wants_grad and seen.grad is None):
-                bad = True
-                continue
-            values.append(seen.value)
-            if seen.grad is not None:
-                grads.append(seen.grad)
-        if bad or not values:
-            return Point(iterate, list(definition["x"]), None, True, None, definition, diverged)
-        n = len(values)
-        mean_grad = (
-            [sum(g[i] for g in grads) / n for i in range(len(self._names))]
-            if len(grads) == n
-            else None
-        )
-        return Point(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
-
-    def _next_slot(
-        self, claims: list[_Claim], sense: float
-    ) -> tuple[int, int, dict[str, Any], list[int]] | None:
-        """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
-        m = self._population
-        assert m is not None
-        by_iterate: dict[int, list[_Claim]] = {}
-        for c in claims:
-            by_iterate.setdefault(c.iterate, []).append(c)
-        if not by_iterate:
-            state = self._fresh_state()
-            state.update(origin="init", base=None, best=None, x=list(self._init_x), used=[])
-            return 0, 0, state, []
-        cur = max(by_iterate)
-        definition = dict(by_iterate[cur][0].state)  # the lowest-numbered claim defines it
-        done: dict[int, _Claim] = {}
-        failed: dict[int, list[int]] = {}
-        busy: set[int] = set()
-        for c in by_iterate[cur]:
-            if c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
-                done.setdefault(c.member, c)
-            elif c.trial.state == TrialState.RUNNING:
-                busy.add(c.member)
-            elif c.trial.state == TrialState.FAIL:
-                failed.setdefault(c.member, []).append(c.trial.number)
-        for j in range(m):
-            if j not in done and j not in busy and len(failed.get(j, [])) < _MAX_SLOT_FAILURES:
-                return cur, j, definition, sorted(failed.get(j, []), reverse=True)
-        finished = [j for j in range(m) if j in done or j not in busy]  # failed for good: bad
-        if len(finished) < m:
-            if not self._quorum_reached(list(done.values())):
-                return None
-            finished = sorted(done)
-        # Every member of ``cur`` is done (or the quorum after the timeout): take the outer step.
-        points = []
-        for k in sorted(by_iterate):
-            if k == cur:
-                used = finished
-            else:
-                later = by_iterate.get(k + 1)
-                used = list(later[0].state.get("used", [])) if later else []
-            members = [
-                c
-                for c in by_iterate[k]
-                if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            ]
-            members = list({c.member: c for c in reversed(members)}.values())  # lowest number
-            missing = [j for j in used if j not in {c.member for c in members}]
-            point = self._point(k, dict(by_iterate[k][0].state), members, sense)
-            if missing:  # a member that failed for good makes the iterate bad
-                point = Point(k, point.x, None, True, None, point.state)
-            points.append(point)
-        x, state = self._decide(points, sense)
-        state.update(x=x, used=finished)
-        return cur + 1, 0, state, []
-
-    def _quorum_reached(self, done: list[_Claim]) -> bool:
-        if self._population_timeout is None or len(done) < self._quorum:
-            return False
-        first = min(
-            (c.trial.datetime_complete for c in done if c.trial.datetime_complete is not None),
-            default=None,
-        )
-        if first is None:
-            return False
-        waited = (datetime.datetime.now() - first).total_seconds()
-        return waited >= self._population_timeout
-
-    def _claim(
-        self, study: Study, trial: FrozenTrial, retry: dict[str, Any] | None
-    ) -> tuple[list[float], dict[str, Any]]:
-        """Claim a member slot of the current iterate (or define the next iterate).
-
-        A claim is written as ``tentative``, checked against the other trials' claims and made
-        ``final``; a trial yields to a final claim on the same slot or to a tentative one from
-        a lower-numbered trial, and waits for higher-numbered tentative claims to settle. With
-        any storage whose writes are seen by later reads (RDB, journal, in-memory), no slot is
-        ever final twice.
-        """
-        storage = study._storage
-        while True:
-            claims = self._claims(study, trial.number)
-            slot: tuple[int, int, dict[str, Any], list[int]]
-            if retry is not None and _is_slot(retry, self._population):
-                slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
-            else:
-                found = self._next_slot(claims, _sense(study))
-                if found is None:  # every member of the iterate is running: wait for one
-                    self._wait(study)
-                    continue
-                slot = found
-            iterate, member, definition, failed = slot
-            claim = dict(definition)
-            claim.update(iterate=iterate, member=member, claim="tentative", resume=failed)
-            if retry is not None:
-                claim.update(origin="retry", retry_of=retry.get("retry_of"))
-            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim)
-            if self._verify(study, trial, claim):
-                claim["claim"] = "final"
-                return list(claim["x"]), claim
-            if retry is not None:  # its slot was taken over while it waited: do not rerun it
-                claim["claim"] = "superseded"
-                return list(claim["x"]), claim
-
-    def _verify(self, study: Study, trial: FrozenTrial, claim: dict[str, Any]) -> bool:
-        iterate, member, x = claim["iterate"], claim["member"], claim["x"]
-        for _ in range(_MAX_SETTLE_POLLS):
-            rivals = []
-            for c in self._claims(study, trial.number):
-                if c.trial.state not in (
-                    TrialState.RUNNING,
-                    TrialState.COMPLETE,
-                    TrialState.PRUNED,
-                ):
-                    continue
-                if c.iterate == iterate and c.trial.number < trial.number and c.state["x"] != x:
-                    return False  # a lower-numbered trial defined this iterate: adopt it
-                if c.iterate == iterate and c.member == member:
-                    if c.state["claim"] == "final" or c.trial.number < trial.number:
-                        return False
-                    rivals.append(c)
-            if not rivals:
-                return True
-            self._wait(study, short=True)  # a higher-numbered tentative claim: let it settle
-        return True
-
-    def _wait(self, study: Study, *, short: bool = False) -> None:
-        """Sleep a little (with jitter) and fail trials whose worker stopped beating."""
-        delay = self._poll_interval * (0.1 if short else 1.0) * (0.5 + self._rng.random())
-        time.sleep(delay)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fail_stale_trials(study)
-
     def _step(
         self, mem: dict[str, Any], base: Point, info: Any, origin: str
     ) -> tuple[list[float], dict[str, Any]]:
@@ -906,23 +686,23 @@ def _geometry(space: ScheduleSpace, *, first_step: float | None) -> Geometry:
     """
     coords, scale, base = [], [], []
     first = next(iter(space))
+    dists, init = space.distributions(), space.initial_params()
     for name in space.param_names():
         owner = space.owner(name)
         assert owner is not None
         entry_name, local = owner
         entry = space[entry_name]
-        low, high, log = space.distributions()[name]
-        start = space.initial_params()[name]
-        inside = low < start < high and not (
-            isinstance(entry, Refiner) and local.startswith(DELTA)
-        )
+        low, high, log = dists[name]
+        correction = isinstance(entry, Refiner) and local.startswith(DELTA)
+        inside = low < init[name] < high and not correction
         kind = "log" if log else ("logit" if inside or not isinstance(entry, Family) else "linear")
         coords.append(Coord(kind, low, high))
         scale.append(entry_name == first and log)
-        base.append(not (isinstance(entry, Refiner) and local.startswith(DELTA)))
-    start = [space.initial_params()[n] for n in space.param_names()]
-    extra = {} if first_step is None else {"first_step": first_step}
-    return Geometry(coords, scale, base, start, **extra)
+        base.append(not correction)
+    x0 = [init[n] for n in space.param_names()]
+    if first_step is None:
+        return Geometry(coords, scale, base, x0)
+    return Geometry(coords, scale, base, x0, first_step=first_step)
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -56,13 +56,13 @@ def objective(store: FileSystemArtifactStore, **kw: object) -> fmd.Hypergradient
 def test_killed_trial_is_retried_and_resumes_with_the_same_result(
     tmp_path: Path, engine: str, population: int | None
 ) -> None:
-    plain = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=population))
+    plain = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", population=population))
     plain.optimize(fmd.HypergradientObjective(TASK, SPACE, engine=engine), n_trials=3)
 
     store = DyingStore(tmp_path)
     obj = objective(store, engine=engine)
     study = optuna.create_study(
-        sampler=fmd.FMDSampler(SPACE, population=population),
+        sampler=fmd.FMDSampler(SPACE, outer="sign", population=population),
         storage=f"sqlite:///{tmp_path / 's.db'}",
     )
     study.optimize(obj, n_trials=1)
@@ -98,9 +98,9 @@ def test_killed_trial_is_retried_and_resumes_with_the_same_result(
 
 def test_checkpointing_does_not_change_the_result_and_cleans_up(tmp_path: Path) -> None:
     store = FileSystemArtifactStore(str(tmp_path))
-    a = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    a = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     a.optimize(objective(store), n_trials=2)
-    b = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    b = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     b.optimize(fmd.HypergradientObjective(TASK, SPACE), n_trials=2)
     assert [t.value for t in a.trials] == [t.value for t in b.trials]
     assert list(tmp_path.iterdir()) == []
@@ -112,7 +112,7 @@ class BrokenStore(FileSystemArtifactStore):
 
 
 def test_a_broken_store_never_fails_the_trial(tmp_path: Path) -> None:
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     with pytest.warns(UserWarning, match="checkpointing to the artifact store failed"):
         study.optimize(objective(BrokenStore(str(tmp_path))), n_trials=1)
     assert study.trials[0].state == TrialState.COMPLETE
@@ -129,7 +129,7 @@ def test_checkpoint_of_another_episode_is_not_used(tmp_path: Path) -> None:
         on_snapshot=lambda s: snaps.append(s.to_bytes()),
     )
     store.write("foreign", io.BytesIO(snaps[1]))
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     study.enqueue_trial(
         {"lr_0": 0.05, "lr_1": 0.05, "momentum_0": 0.9, "momentum_1": 0.9},
     )

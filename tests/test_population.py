@@ -59,7 +59,7 @@ def slots(study: optuna.Study) -> list[tuple[int, int]]:
 
 
 def test_members_share_the_iterate_and_the_step_uses_their_mean() -> None:
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=3))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", population=3))
     study.optimize(noisy_objective(), n_trials=7)
     assert slots(study) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0)]
     defs = definitions(study)
@@ -68,7 +68,7 @@ def test_members_share_the_iterate_and_the_step_uses_their_mean() -> None:
     members = study.trials[:3]
     names = SPACE.param_names()
     mean = {n: sum(t.user_attrs["hypergradient"][n] for t in members) / 3 for n in names}
-    single = optuna.create_study(sampler=fmd.FMDSampler(SPACE))
+    single = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
     first = single.ask()
     for name, s in SPACE.items():
         for k in range(s.windows):
@@ -86,9 +86,13 @@ def test_members_share_the_iterate_and_the_step_uses_their_mean() -> None:
 
 
 def test_threads_claim_every_slot_once_and_match_one_worker() -> None:
-    one = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=4, poll_interval=0.01))
+    one = optuna.create_study(
+        sampler=fmd.FMDSampler(SPACE, outer="sign", population=4, poll_interval=0.01)
+    )
     one.optimize(noisy_objective(), n_trials=12)
-    many = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=4, poll_interval=0.01))
+    many = optuna.create_study(
+        sampler=fmd.FMDSampler(SPACE, outer="sign", population=4, poll_interval=0.01)
+    )
     many.optimize(noisy_objective(delay=0.02), n_trials=12, n_jobs=4)
     assert (
         sorted(slots(many)) == sorted(slots(one)) == [(i, j) for i in range(3) for j in range(4)]
@@ -107,7 +111,7 @@ def test_failed_member_is_run_again_by_the_next_trial() -> None:
             raise RuntimeError("worker lost")
         return inner(trial)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=2))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", population=2))
     study.optimize(flaky, n_trials=4, catch=(RuntimeError,))
     states = [(t.state, t.system_attrs[STATE_KEY]["member"]) for t in study.trials]
     assert states[1] == (TrialState.FAIL, 1)
@@ -126,7 +130,7 @@ def test_a_member_that_always_fails_makes_the_iterate_bad_not_a_deadlock() -> No
             raise RuntimeError("always fails")
         return inner(trial)
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=2))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", population=2))
     study.optimize(objective, n_trials=8, catch=(RuntimeError,))
     last = study.trials[-1].system_attrs[STATE_KEY]
     assert last["iterate"] >= 2
@@ -152,7 +156,7 @@ def test_quorum_after_timeout_steps_without_a_stuck_member() -> None:
 
 
 def test_retried_trial_keeps_its_slot_and_seed() -> None:
-    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, population=2))
+    study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign", population=2))
     study.optimize(noisy_objective(), n_trials=1)
     running = study.ask()  # member 1, its worker dies
     for name, s in SPACE.items():
@@ -170,7 +174,7 @@ def test_retried_trial_keeps_its_slot_and_seed() -> None:
 
 
 def test_retry_whose_slot_was_taken_is_pruned_not_rerun() -> None:
-    sampler = fmd.FMDSampler(SPACE, population=2)
+    sampler = fmd.FMDSampler(SPACE, outer="sign", population=2)
     study = optuna.create_study(sampler=sampler)
     study.optimize(noisy_objective(), n_trials=1)
     dead = study.ask()

@@ -31,7 +31,7 @@ def test_lr_far_too_high_stops_the_episode_at_once() -> None:
 
 
 def test_study_backtracks_from_a_diverged_episode() -> None:
-    sampler = fmd.FMDSampler(WIDE, step_size=0.5, trust_region=1.0)
+    sampler = fmd.FMDSampler(WIDE, outer="sign", step_size=0.5, trust_region=1.0)
     study = optuna.create_study(sampler=sampler)
     study.optimize(fmd.HypergradientObjective(TASK, WIDE), n_trials=4)
     t0, t1, t2, t3 = study.trials
@@ -67,7 +67,7 @@ def test_forced_nan_hypergradient_is_recorded_and_backtracked(
         return res
 
     monkeypatch.setattr(objective_module, "run_episode", nan_on_second)
-    study = optuna.create_study(sampler=fmd.FMDSampler(WIDE))
+    study = optuna.create_study(sampler=fmd.FMDSampler(WIDE, outer="sign"))
     study.optimize(fmd.HypergradientObjective(TASK, WIDE), n_trials=3)
     bad = study.trials[1]
     assert math.isfinite(bad.value)  # type: ignore[arg-type]  # training itself was fine
@@ -81,7 +81,7 @@ def test_diverging_initial_schedules_end_the_outer_loop_with_a_message() -> None
     space = fmd.ScheduleSpace(
         {"lr": fmd.Schedule(windows=2, low=1e-3, high=1e30, log=True, init=1e29)}
     )
-    sampler = fmd.FMDSampler(space)
+    sampler = fmd.FMDSampler(space, outer="sign")
     study = optuna.create_study(sampler=sampler)
     with pytest.warns(UserWarning, match="diverged with the initial schedules"):
         study.optimize(fmd.HypergradientObjective(TASK, space), n_trials=2)
@@ -100,7 +100,7 @@ def test_diverging_initial_schedules_end_the_outer_loop_with_a_message() -> None
 )
 def test_hand_corrupted_sampler_state_is_ignored_and_kept(corrupt: object, tmp_path: Path) -> None:
     study = optuna.create_study(
-        sampler=fmd.FMDSampler(SPACE), storage=f"sqlite:///{tmp_path / 's.db'}"
+        sampler=fmd.FMDSampler(SPACE, outer="sign"), storage=f"sqlite:///{tmp_path / 's.db'}"
     )
     study.optimize(quad_objective(), n_trials=2)
     t1 = study.trials[1]
@@ -110,7 +110,7 @@ def test_hand_corrupted_sampler_state_is_ignored_and_kept(corrupt: object, tmp_p
     study = optuna.load_study(
         study_name=study.study_name,
         storage=f"sqlite:///{tmp_path / 's.db'}",
-        sampler=fmd.FMDSampler(SPACE),
+        sampler=fmd.FMDSampler(SPACE, outer="sign"),
     )
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
@@ -128,7 +128,7 @@ def test_corrupt_hypergradient_attr_in_storage_does_not_stop_the_study(
     population: int | None, tmp_path: Path
 ) -> None:
     study = optuna.create_study(
-        sampler=fmd.FMDSampler(SPACE, population=population),
+        sampler=fmd.FMDSampler(SPACE, outer="sign", population=population),
         storage=f"sqlite:///{tmp_path / 's.db'}",
     )
     study.optimize(quad_objective(), n_trials=2)
@@ -139,7 +139,7 @@ def test_corrupt_hypergradient_attr_in_storage_does_not_stop_the_study(
     study = optuna.load_study(
         study_name=study.study_name,
         storage=f"sqlite:///{tmp_path / 's.db'}",
-        sampler=fmd.FMDSampler(SPACE, population=population),
+        sampler=fmd.FMDSampler(SPACE, outer="sign", population=population),
     )
     with pytest.warns(UserWarning, match="hypergradient attribute"):
         study.optimize(quad_objective(), n_trials=3)

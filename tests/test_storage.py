@@ -112,31 +112,32 @@ _CHILD = textwrap.dedent(
                                                   init=0.05)})
     task = fmd.tasks.Digits(steps=20, batch_size=32)
     study = optuna.load_study(study_name="resume", storage=sys.argv[1],
-                              sampler=fmd.FMDSampler(space, seed=0))
+                              sampler=fmd.FMDSampler(space, seed=0, outer=sys.argv[3]))
     study.optimize(fmd.HypergradientObjective(task, space), n_trials=int(sys.argv[2]))
     """
 )
 
 
-def test_resume_in_a_new_process_gives_the_same_proposals(tmp_path: Path) -> None:
+@pytest.mark.parametrize("outer", ["search", "sign"])
+def test_resume_in_a_new_process_gives_the_same_proposals(tmp_path: Path, outer: str) -> None:
     space = fmd.ScheduleSpace(
         {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05)}
     )
     task = fmd.tasks.Digits(steps=20, batch_size=32)
     objective = fmd.HypergradientObjective(task, space)
-    ref = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0))
+    ref = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0, outer=outer))
     ref.optimize(objective, n_trials=5)
 
     url = f"sqlite:///{tmp_path / 'resume.db'}"
     study = optuna.create_study(
-        storage=url, study_name="resume", sampler=fmd.FMDSampler(space, seed=0)
+        storage=url, study_name="resume", sampler=fmd.FMDSampler(space, seed=0, outer=outer)
     )
     study.optimize(objective, n_trials=3)  # stop after 3 trials
     script = tmp_path / "child.py"
     script.write_text(_CHILD)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, str(script), url, "2"],
+        [sys.executable, str(script), url, "2", outer],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -151,6 +152,9 @@ def test_resume_in_a_new_process_gives_the_same_proposals(tmp_path: Path) -> Non
     states = [t.system_attrs[STATE_KEY] for t in resumed.trials]
     assert states == [t.system_attrs[STATE_KEY] for t in ref.trials]
     # the new process went on stepping from the stored state (not from the initial schedules)
+    if outer == "search":
+        assert [s["origin"] for s in states] == ["start", "scale", "scale", "scale", "scale"]
+        return
     assert [(s["origin"], s["base"], s["outer_step"]) for s in states] == [
         ("init", None, 0),
         ("step", 0, 1),

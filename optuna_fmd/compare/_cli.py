@@ -35,6 +35,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prefix", default=None, help="study-name prefix (default compare)")
     p.add_argument("--no-retrain", action="store_true", help="skip the test-set retraining")
     p.add_argument(
+        "--lr-start", type=float, default=None, help="start every method at this lr instead"
+    )
+    p.add_argument(
         "--allow-dirty",
         action="store_true",
         help="run on a tree whose tracked files differ from its commit (results say dirty)",
@@ -78,6 +81,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.retrain = not args.no_retrain
+    if args.lr_start is not None:
+        cfg.lr_start = args.lr_start
     try:
         cfg.validate()
     except ValueError as err:

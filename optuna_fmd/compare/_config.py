@@ -46,8 +46,11 @@ class TaskSpec:
             device=device,
         )
 
-    def make_space(self) -> ScheduleSpace:
-        return default_space(self.optimizer, self.windows)
+    def make_space(self, lr_start: float | None = None) -> ScheduleSpace:
+        """The task's window space; ``lr_start`` replaces the default start of the lr."""
+        return default_space(
+            self.optimizer, self.windows, init=None if lr_start is None else {"lr": lr_start}
+        )
 
 
 #: The comparison's tasks. Both Fashion-MNIST ones take 0.7-0.8 s per plain episode on one CPU
@@ -91,6 +94,8 @@ class CompareConfig:
         clock: ``"cpu"`` (process CPU time; a CPU run) or ``"wall"`` (a GPU run).
         storage: Optuna storage URL for every study (``None``: in memory).
         prefix: Study-name prefix.
+        lr_start: The common start's lr (``None``: the optimiser's default; a robustness run
+            starts elsewhere).
     """
 
     tasks: tuple[str, ...] = ("fashion-sgd", "fashion-adamw")
@@ -116,6 +121,7 @@ class CompareConfig:
     clock: str = "cpu"
     storage: str | None = None
     prefix: str = "compare"
+    lr_start: float | None = None
 
     @property
     def budget(self) -> float:
@@ -149,6 +155,10 @@ class CompareConfig:
                 raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
         if self.clock not in ("cpu", "wall"):
             raise ValueError(f"`clock` must be 'cpu' or 'wall', but got {self.clock!r}.")
+        if self.lr_start is not None and not (
+            isinstance(self.lr_start, (int, float)) and self.lr_start > 0
+        ):
+            raise ValueError(f"`lr_start` must be a positive lr, but got {self.lr_start!r}.")
         if not self.grid or any(g <= 0 for g in self.grid):
             raise ValueError(f"`grid` must be positive lr factors, but got {self.grid!r}.")
 

@@ -95,7 +95,9 @@ def _family(
     names = list(space)
     lr, others = names[0], names[1:]
     k = space[lr].windows
-    bounds = {h: (space[h].low, space[h].high, space[h].log) for h in names}
+    bounds = {
+        h: (_window(space, h).low, _window(space, h).high, _window(space, h).log) for h in names
+    }
     if family == "constant":
         return bounds, lambda p: {h: baselines.constant(p[h], k) for h in names}
     params = {"peak_lr": bounds[lr], "warmup": (*WARMUP, False), **{h: bounds[h] for h in others}}
@@ -183,19 +185,25 @@ class Study:
         return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
 
 
+def _window(space: ScheduleSpace, name: str) -> Schedule:
+    """The window schedule ``name`` of a task's window space."""
+    s = space[name]
+    if not isinstance(s, Schedule):
+        raise TypeError(f"the comparison needs a window space, but `{name}` is {s!r}.")
+    return s
+
+
 def family_space(space: ScheduleSpace) -> ScheduleSpace:
     """FMD's default family space over a window space's hyperparameters and bounds: the lr as
     a cosine (peak at the lr start, no warm-up) times per-window corrections, the others as
     constants at their starts (:func:`optuna_fmd.space.default_family_space`'s shape)."""
     lr, *others = list(space)
-    s = space[lr]
-    assert isinstance(s, Schedule)
+    s = _window(space, lr)
     entries: dict[str, Schedule | Family] = {
         lr: Refiner(Cosine(s.low, s.high, init=s.init, windows=s.windows), s.windows)
     }
     for h in others:
-        o = space[h]
-        assert isinstance(o, Schedule)
+        o = _window(space, h)
         entries[h] = Constant(o.low, o.high, log=o.log, init=o.init)
     return ScheduleSpace(entries)
 
@@ -278,9 +286,8 @@ def _open(
     else:  # the cosine with a grid-searched peak lr; the other values stay at the start
         lr, *others = list(space)
         init = {h: vs[0] for h, vs in space.initial_values().items()}
-        peaks = sorted(
-            min(space[lr].high, max(space[lr].low, init[lr] * g)) for g in dict.fromkeys(grid)
-        )
+        s = _window(space, lr)
+        peaks = sorted(min(s.high, max(s.low, init[lr] * g)) for g in dict.fromkeys(grid))
         params, cosine = _family(space, "cosine")
         fixed = {"warmup": 0.0, **{h: init[h] for h in others}}
 

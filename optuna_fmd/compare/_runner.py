@@ -136,7 +136,7 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
     spec = TASKS[task_name]
     task = spec.make_task(cfg.device)
     task.data()
-    space = spec.make_space()
+    space = spec.make_space(cfg.lr_start)
     clock = _clock(cfg.clock)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     start = {h: list(v) for h, v in space.initial_values().items()}

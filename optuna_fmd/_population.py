@@ -1,0 +1,271 @@
+"""Ensemble averaging across workers: M trials (members) per outer iterate, claimed through
+storage so that any number of workers sharing a storage run each member exactly once and take
+the same outer step.
+
+A claim is a trial system attribute (the sampler's state, ``STATE_KEY``) naming the iterate and
+the member: written ``tentative``, checked against the other trials' claims, then made
+``final``. The first claim of an iterate defines its schedules; once every member is done (or a
+quorum after a timeout), the iterate's point is the members' mean value and hypergradient, and
+the next iterate is the outer rule's step from it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from optuna.storages import fail_stale_trials
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
+
+from ._outer import Point
+
+if TYPE_CHECKING:
+    import random
+
+    from optuna.study import Study
+
+#: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
+STATE_KEY = "fmd:state"
+_MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
+_MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
+
+
+@dataclass
+class _Claim:
+    """A trial's claim on member ``member`` of outer iterate ``iterate`` (population mode)."""
+
+    trial: FrozenTrial
+    iterate: int
+    member: int
+    state: dict[str, Any]
+
+
+def _finite_list(value: object, n: int) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == n
+        and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value
+        )
+    )
+
+
+def _sense(study: Study) -> float:
+    """+1 for a minimize study, -1 for maximize: the outer loop minimises ``sense * value``."""
+    return -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+
+
+def _is_slot(state: dict[str, Any], population: int | None) -> bool:
+    it, member = state.get("iterate"), state.get("member")
+    return (
+        population is not None
+        and isinstance(it, int)
+        and isinstance(member, int)
+        and it >= 0
+        and 0 <= member < population
+    )
+
+
+class PopulationClaims:
+    """The claim protocol, mixed into :class:`~optuna_fmd.FMDSampler` (which provides the
+    attributes below and the outer rule, ``_decide``)."""
+
+    _names: list[str]
+    _population: int | None
+    _quorum: int
+    _population_timeout: float | None
+    _poll_interval: float
+    _rng: random.Random
+    _init_x: list[float]
+
+    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> dict[str, Any] | None:
+        raise NotImplementedError
+
+    def _see(self, trial: FrozenTrial, sense: float) -> Point:
+        raise NotImplementedError
+
+    def _fresh_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], dict[str, Any]]:
+        raise NotImplementedError
+
+    def _claims(self, study: Study, own: int) -> list[_Claim]:
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            if t.number == own:
+                continue
+            state = self._read_state(t, warn=False)
+            if state is None or not _is_slot(state, self._population):
+                continue
+            if state.get("claim") not in ("tentative", "final"):
+                continue
+            if not _finite_list(state.get("x"), len(self._names)):
+                continue
+            out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
+        return sorted(out, key=lambda c: c.trial.number)
+
+    def _point(
+        self, iterate: int, definition: dict[str, Any], members: list[_Claim], sense: float
+    ) -> Point:
+        """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
+        values, grads, bad, diverged = [], [], False, False
+        for c in sorted(members, key=lambda c: c.member):
+            seen = self._see(c.trial, sense)
+            diverged = diverged or seen.diverged
+            wants_grad = definition.get("hypergradient", True) is not False
+            if seen.bad or seen.value is None or (wants_grad and seen.grad is None):
+                bad = True
+                continue
+            values.append(seen.value)
+            if seen.grad is not None:
+                grads.append(seen.grad)
+        if bad or not values:
+            return Point(iterate, list(definition["x"]), None, True, None, definition, diverged)
+        n = len(values)
+        mean_grad = (
+            [sum(g[i] for g in grads) / n for i in range(len(self._names))]
+            if len(grads) == n
+            else None
+        )
+        return Point(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
+
+    def _next_slot(
+        self, claims: list[_Claim], sense: float
+    ) -> tuple[int, int, dict[str, Any], list[int]] | None:
+        """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
+        m = self._population
+        assert m is not None
+        by_iterate: dict[int, list[_Claim]] = {}
+        for c in claims:
+            by_iterate.setdefault(c.iterate, []).append(c)
+        if not by_iterate:
+            state = self._fresh_state()
+            state.update(origin="init", base=None, best=None, x=list(self._init_x), used=[])
+            return 0, 0, state, []
+        cur = max(by_iterate)
+        definition = dict(by_iterate[cur][0].state)  # the lowest-numbered claim defines it
+        done: dict[int, _Claim] = {}
+        failed: dict[int, list[int]] = {}
+        busy: set[int] = set()
+        for c in by_iterate[cur]:
+            if c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+                done.setdefault(c.member, c)
+            elif c.trial.state == TrialState.RUNNING:
+                busy.add(c.member)
+            elif c.trial.state == TrialState.FAIL:
+                failed.setdefault(c.member, []).append(c.trial.number)
+        for j in range(m):
+            if j not in done and j not in busy and len(failed.get(j, [])) < _MAX_SLOT_FAILURES:
+                return cur, j, definition, sorted(failed.get(j, []), reverse=True)
+        finished = [j for j in range(m) if j in done or j not in busy]  # failed for good: bad
+        if len(finished) < m:
+            if not self._quorum_reached(list(done.values())):
+                return None
+            finished = sorted(done)
+        # Every member of ``cur`` is done (or the quorum after the timeout): take the outer step.
+        points = []
+        for k in sorted(by_iterate):
+            if k == cur:
+                used = finished
+            else:
+                later = by_iterate.get(k + 1)
+                used = list(later[0].state.get("used", [])) if later else []
+            members = [
+                c
+                for c in by_iterate[k]
+                if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            ]
+            members = list({c.member: c for c in reversed(members)}.values())  # lowest number
+            missing = [j for j in used if j not in {c.member for c in members}]
+            point = self._point(k, dict(by_iterate[k][0].state), members, sense)
+            if missing:  # a member that failed for good makes the iterate bad
+                point = Point(k, point.x, None, True, None, point.state)
+            points.append(point)
+        x, state = self._decide(points, sense)
+        state.update(x=x, used=finished)
+        return cur + 1, 0, state, []
+
+    def _quorum_reached(self, done: list[_Claim]) -> bool:
+        if self._population_timeout is None or len(done) < self._quorum:
+            return False
+        first = min(
+            (c.trial.datetime_complete for c in done if c.trial.datetime_complete is not None),
+            default=None,
+        )
+        if first is None:
+            return False
+        waited = (datetime.datetime.now() - first).total_seconds()
+        return waited >= self._population_timeout
+
+    def _claim(
+        self, study: Study, trial: FrozenTrial, retry: dict[str, Any] | None
+    ) -> tuple[list[float], dict[str, Any]]:
+        """Claim a member slot of the current iterate (or define the next iterate).
+
+        A claim is written as ``tentative``, checked against the other trials' claims and made
+        ``final``; a trial yields to a final claim on the same slot or to a tentative one from
+        a lower-numbered trial, and waits for higher-numbered tentative claims to settle. With
+        any storage whose writes are seen by later reads (RDB, journal, in-memory), no slot is
+        ever final twice.
+        """
+        storage = study._storage
+        while True:
+            claims = self._claims(study, trial.number)
+            slot: tuple[int, int, dict[str, Any], list[int]]
+            if retry is not None and _is_slot(retry, self._population):
+                slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
+            else:
+                found = self._next_slot(claims, _sense(study))
+                if found is None:  # every member of the iterate is running: wait for one
+                    self._wait(study)
+                    continue
+                slot = found
+            iterate, member, definition, failed = slot
+            claim = dict(definition)
+            claim.update(iterate=iterate, member=member, claim="tentative", resume=failed)
+            if retry is not None:
+                claim.update(origin="retry", retry_of=retry.get("retry_of"))
+            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim)
+            if self._verify(study, trial, claim):
+                claim["claim"] = "final"
+                return list(claim["x"]), claim
+            if retry is not None:  # its slot was taken over while it waited: do not rerun it
+                claim["claim"] = "superseded"
+                return list(claim["x"]), claim
+
+    def _verify(self, study: Study, trial: FrozenTrial, claim: dict[str, Any]) -> bool:
+        iterate, member, x = claim["iterate"], claim["member"], claim["x"]
+        for _ in range(_MAX_SETTLE_POLLS):
+            rivals = []
+            for c in self._claims(study, trial.number):
+                if c.trial.state not in (
+                    TrialState.RUNNING,
+                    TrialState.COMPLETE,
+                    TrialState.PRUNED,
+                ):
+                    continue
+                if c.iterate == iterate and c.trial.number < trial.number and c.state["x"] != x:
+                    return False  # a lower-numbered trial defined this iterate: adopt it
+                if c.iterate == iterate and c.member == member:
+                    if c.state["claim"] == "final" or c.trial.number < trial.number:
+                        return False
+                    rivals.append(c)
+            if not rivals:
+                return True
+            self._wait(study, short=True)  # a higher-numbered tentative claim: let it settle
+        return True
+
+    def _wait(self, study: Study, *, short: bool = False) -> None:
+        """Sleep a little (with jitter) and fail trials whose worker stopped beating."""
+        delay = self._poll_interval * (0.1 if short else 1.0) * (0.5 + self._rng.random())
+        time.sleep(delay)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fail_stale_trials(study)
