@@ -12,9 +12,11 @@ coordinate's natural scale; lengths along a search direction are measured in uni
 The ``"search"`` rule (:func:`search_step`) is coarse before fine and never accepts a worse
 iterate:
 
-1. *Scale*: plain episodes (no hypergradient) that multiply the lr scale (the first entry's
+1. *Coarse*: plain episodes (no hypergradient) that multiply the lr scale (the first entry's
    log-scale params) by 2 while the value improves, then by 1/2, then one probe at the vertex
-   of the parabola through the best point and its two neighbours (in log scale).
+   of the parabola through the best point and its two neighbours (in log scale); then one
+   pass over the family's other params, each moved a quarter unit up, then down, keeping
+   what improves.
 2. *Descend*: a hypergradient episode at the best point; its gradient in units, normalised,
    is the search direction. Plain episodes probe along it: a step that improves is doubled
    once; a step that does not is replaced by the minimiser of the quadratic through the value,
@@ -53,7 +55,7 @@ BASE_TRIES = 3  # probes along one direction over the family's params before the
 FULL_TRIES = 5  # probes along one direction over every param before the loop has converged
 EXPANSIONS = 1  # doublings of a line-search step while each one improves
 PATTERN_STEP = 0.1  # the pattern search's first step per family param, in units
-COARSE_STEP = 0.0  # a coarse pattern pass over the family's other params after the scale (0: off)
+COARSE_STEP = 0.25  # the coarse pass's step over the family's other params, in units (0: none)
 MIN_PATTERN_STEP = 0.01  # the pattern search's smallest step: below it the search has converged
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
 TRUST = 0.2  # largest quasi-Newton step per coordinate, in units

@@ -60,7 +60,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
 
     - ``"search"`` (default): coarse before fine, and never a worse iterate. Plain episodes
       (the objective is told to skip the hypergradient) first search the lr scale by factors
-      of 2 and one parabolic step; then a hypergradient at the best point gives a direction
+      of 2 and one parabolic step, and move each other family param a quarter unit up and
+      down once (keeping what improves); then a hypergradient at the best point gives a direction
       (the gradient in units, quasi-Newton from the second step on: L-BFGS over the steps
       taken), along which plain episodes probe: a step that improves is doubled once, one that
       does not is shortened to the minimiser of the quadratic through the value, the exact

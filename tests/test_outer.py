@@ -159,3 +159,17 @@ def test_the_sampler_and_space_modules_import_no_torch() -> None:
     code = "import sys, optuna_fmd.sampler, optuna_fmd.space; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_coarse_pass_moves_each_other_family_param_a_quarter_unit_once() -> None:
+    geo = _geometry()
+    run = _drive(_bowl([0.05, 0.2]), geo, 12)  # momentum far below its start of 0.9
+    kinds = [r[2]["probe"]["kind"] for r in run]
+    first = kinds.index("pattern")
+    x = run[first - 1][2]["incumbent"]["x"]
+    up, down = run[first][0], run[first + 1][0]
+    assert up[0] == down[0] == x[0]  # the lr scale is not moved again
+    assert up[1] == 0.99  # up a quarter unit: projected onto the bound
+    du = geo.coords[1].to_u(down[1]) - geo.coords[1].to_u(x[1])
+    assert du == pytest.approx(-_outer.COARSE_STEP * geo.coords[1].unit)
+    assert "grad" in kinds[first:]  # one pass, then hypergradient steps

@@ -655,7 +655,7 @@ def test_search_ascends_a_maximize_study_exactly_as_it_descends_the_mirror() -> 
 
 
 def test_search_with_a_population_averages_members_and_probes_without_hypergradients() -> None:
-    study = run(fmd.FMDSampler(FAMILY_SPACE, population=2), 16, family_objective())
+    study = run(fmd.FMDSampler(FAMILY_SPACE, population=2), 40, family_objective())
     its = {}
     for t in study.trials:
         s = state_of(t)
