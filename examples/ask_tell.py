@@ -1,8 +1,10 @@
 """FMDSampler with Optuna's ask-and-tell interface and a hand-written training step.
 
-What :class:`optuna_fmd.HypergradientObjective` does, spelled out: suggest one float per window
-(``lr_0``, ``lr_1``, ...), run the episode, store the hypergradient under
-``user_attrs["hypergradient"]`` keyed by parameter name, tell the validation loss.
+What :class:`optuna_fmd.HypergradientObjective` does, spelled out: suggest every param of the
+space (here a cosine lr family: ``lr_peak``, ``lr_warmup``, ``lr_final``), run the episode of the
+window schedules they stand for, chain the window hypergradient to the params and store it
+under ``user_attrs["hypergradient"]``, tell the validation loss. The sampler's state on the trial
+says whether it needs the hypergradient at all (its plain probes do not).
 FDS outer loop: Micaelli & Storkey, NeurIPS 2021.
 
     python examples/ask_tell.py
@@ -16,35 +18,26 @@ import os
 import optuna
 
 import optuna_fmd as fmd
+from optuna_fmd.space import Cosine
 
 TINY = os.environ.get("OPTUNA_FMD_TINY") == "1"
 
 
 def main() -> None:
-    space = fmd.ScheduleSpace(
-        {"lr": fmd.Schedule(windows=2 if TINY else 4, low=1e-3, high=1.0, log=True, init=1e-2)}
-    )
+    space = fmd.ScheduleSpace({"lr": Cosine(1e-3, 1.0, init=1e-2, windows=2 if TINY else 4)})
     task = fmd.tasks.Digits(model="mlp", steps=30 if TINY else 300, batch_size=32)
     study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0))
-    for _ in range(3 if TINY else 10):
+    for _ in range(3 if TINY else 16):
         trial = study.ask()
-        schedules = {
-            name: [
-                trial.suggest_float(f"{name}_{k}", s.low, s.high, log=s.log)
-                for k in range(s.windows)
-            ]
-            for name, s in space.items()
+        params = {
+            name: trial.suggest_float(name, low, high, log=log)
+            for name, (low, high, log) in space.distributions().items()
         }
-        result = fmd.run_episode(task, schedules, seed=0)
+        wants = fmd.FMDSampler.wants_hypergradient(trial)  # after the first suggest
+        schedules = space.from_params(params)
+        result = fmd.run_episode(task, schedules, seed=0, hypergradient=wants)
         if result.hypergradient is not None and not result.diverged:
-            trial.set_user_attr(
-                "hypergradient",
-                {
-                    f"{name}_{k}": g
-                    for name, gs in result.hypergradient.items()
-                    for k, g in enumerate(gs)
-                },
-            )
+            trial.set_user_attr("hypergradient", space.chain(params, result.hypergradient))
         study.tell(trial, result.val_loss)
         print(
             f"trial {trial.number}: lr {[round(v, 4) for v in schedules['lr']]} "

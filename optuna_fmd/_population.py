@@ -45,7 +45,7 @@ class _Claim:
     state: dict[str, Any]
 
 
-def _finite_list(value: object, n: int) -> bool:
+def finite_list(value: object, n: int) -> bool:
     return (
         isinstance(value, list)
         and len(value) == n
@@ -56,12 +56,12 @@ def _finite_list(value: object, n: int) -> bool:
     )
 
 
-def _sense(study: Study) -> float:
+def sense_of(study: Study) -> float:
     """+1 for a minimize study, -1 for maximize: the outer loop minimises ``sense * value``."""
     return -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
 
 
-def _is_slot(state: dict[str, Any], population: int | None) -> bool:
+def is_slot(state: dict[str, Any], population: int | None) -> bool:
     it, member = state.get("iterate"), state.get("member")
     return (
         population is not None
@@ -102,11 +102,11 @@ class PopulationClaims:
             if t.number == own:
                 continue
             state = self._read_state(t, warn=False)
-            if state is None or not _is_slot(state, self._population):
+            if state is None or not is_slot(state, self._population):
                 continue
             if state.get("claim") not in ("tentative", "final"):
                 continue
-            if not _finite_list(state.get("x"), len(self._names)):
+            if not finite_list(state.get("x"), len(self._names)):
                 continue
             out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
         return sorted(out, key=lambda c: c.trial.number)
@@ -219,10 +219,10 @@ class PopulationClaims:
         while True:
             claims = self._claims(study, trial.number)
             slot: tuple[int, int, dict[str, Any], list[int]]
-            if retry is not None and _is_slot(retry, self._population):
+            if retry is not None and is_slot(retry, self._population):
                 slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
             else:
-                found = self._next_slot(claims, _sense(study))
+                found = self._next_slot(claims, sense_of(study))
                 if found is None:  # every member of the iterate is running: wait for one
                     self._wait(study)
                     continue

@@ -19,7 +19,7 @@ import optuna
 
 from .engine import ScheduleSpace, make_partitions
 from .episode import EpisodeResult, check_engine, run_episode
-from .sampler import STATE_KEY
+from .sampler import STATE_KEY, state_wants_hypergradient
 from .tasks import Task
 
 __all__ = ["CHECKPOINT_KEY", "WORKER_KEY", "HypergradientObjective"]
@@ -217,9 +217,7 @@ class HypergradientObjective:
                 "trial has already taken; it is not run twice."
             )
         # FMDSampler's plain probes (line search, scale search) need no hypergradient
-        wants = self.hypergradient and not (
-            isinstance(state, dict) and state.get("hypergradient") is False
-        )
+        wants = self.hypergradient and state_wants_hypergradient(state)
         seed = self.seed_for(trial)
         storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
         if storage is not None and isinstance(trial_id, int):

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._outer import FIRST_STEP as _FIRST_STEP
 from ._outer import Coord, Geometry, Point, search_step
-from ._population import STATE_KEY, PopulationClaims, _finite_list, _is_slot, _sense
+from ._population import STATE_KEY, PopulationClaims, finite_list, is_slot, sense_of
 from .space import DELTA, Family, Refiner, ScheduleSpace
 
 if TYPE_CHECKING:
@@ -38,6 +38,12 @@ __all__ = ["STATE_KEY", "FMDSampler"]
 _STATE_VERSION = 1
 _OUTER_RULES = ("search", "sign", "adam")
 _MAX_HYPERGRADIENT = 1e100  # larger transformed hypergradient coordinates are clipped
+
+
+def state_wants_hypergradient(state: object) -> bool:
+    """Whether the trial that carries this sampler state (``STATE_KEY``) needs the
+    hypergradient: not a plain probe of the search rule."""
+    return not (isinstance(state, dict) and state.get("hypergradient") is False)
 
 
 def _sign(v: float) -> int:
@@ -273,6 +279,16 @@ class FMDSampler(PopulationClaims, BaseSampler):
         ]
         return states[-1] if states else None
 
+    @staticmethod
+    def wants_hypergradient(trial: Any) -> bool:
+        """Whether ``trial`` (running, proposed by an FMDSampler) needs the hypergradient: the
+        search rule's plain probes do not; every other trial does."""
+        storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
+        attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else None
+        if attrs is None and storage is not None and isinstance(trial_id, int):
+            attrs = storage.get_trial_system_attrs(trial_id)
+        return state_wants_hypergradient((attrs or {}).get(STATE_KEY))
+
     def is_converged(self, study: Study) -> bool:
         """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""
         state = self.outer_state(study)
@@ -288,11 +304,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         # A retry of a failed trial (RetryHeartbeatStaleTrialCallback) already holds every
         # parameter, so sample_relative is never called for it: claim its slot here.
         retry = self._retried_state(trial)
-        if (
-            retry is not None
-            and self._population is not None
-            and _is_slot(retry, self._population)
-        ):
+        if retry is not None and self._population is not None and is_slot(retry, self._population):
             _, state = self._claim(study, trial, retry)
             study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
 
@@ -465,7 +477,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
             return list(retry["x"]), retry
         if self._population is not None:
             return self._claim(study, trial, retry)
-        sense = _sense(study)
+        sense = sense_of(study)
         finished = sorted(
             (
                 t
@@ -496,7 +508,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         if state is None:
             return None
         state = dict(state)
-        if not _finite_list(state.get("x"), len(self._names)):
+        if not finite_list(state.get("x"), len(self._names)):
             pairs = zip(self._names, self._init_x, strict=True)
             state["x"] = [float(trial.params.get(n, x)) for n, x in pairs]
         state["origin"] = "retry"

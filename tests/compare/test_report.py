@@ -188,3 +188,34 @@ def test_quick_comparison_end_to_end(tmp_path: Path) -> None:
         == 0
     )
     assert json.loads((tmp_path / "compare_quick_summary.json").read_text()) == summary
+
+
+def test_runs_of_one_protocol_merge_with_their_provenance_and_renames() -> None:
+    from optuna_fmd.compare._cli import merge_results
+
+    def run(methods: list[str], commit: str, offset: float) -> dict[str, Any]:
+        units = []
+        for seed in range(3):
+            u = _unit(seed, 0.3 + offset, 0.4, 0.5)
+            u["methods"] = {m: u["methods"][m] for m in methods}
+            units.append(u)
+        config = {**CONFIG, "methods": methods, "tasks": ["t"], "seeds": [0, 1, 2]}
+        return {"config": config, "provenance": {"commit": commit}, "units": units}
+
+    old = run(["fmd", "tpe", "cosine-grid"], "1111111aaa", 0.1)
+    new = run(["fmd"], "2222222bbb", 0.0)
+    merged = merge_results([old, new], {"fmd": "fmd-windows"})
+    assert merged["config"]["methods"] == ["fmd-windows", "tpe", "cosine-grid", "fmd"]
+    u = merged["units"][0]
+    assert u["methods"]["fmd"]["trials"][-1]["value"] == pytest.approx(0.3)
+    assert u["methods"]["fmd-windows"]["trials"][-1]["value"] == pytest.approx(0.4)
+    parts = merged["provenance"]["parts"]
+    assert [p["commit"] for p in parts] == ["1111111aaa", "2222222bbb"]
+    assert parts[0]["methods"] == ["fmd-windows", "tpe", "cosine-grid"]
+    # without a rename, the earlier run's clashing name is tagged with its commit
+    tagged = merge_results([old, new])
+    assert tagged["config"]["methods"][0] == "fmd@1111111"
+    other = run(["fmd"], "3333333ccc", 0.0)
+    other["config"]["budgets"] = {"long": 20.0}
+    with pytest.raises(SystemExit, match="budgets"):
+        merge_results([old, other])
