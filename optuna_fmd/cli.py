@@ -609,10 +609,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_study_args(run, steps=1000, trials=10, windows=5)
     run.add_argument("--study", default="optuna-fmd", help="study name (continued if it exists)")
     run.set_defaults(func=_run)
-    demo = sub.add_parser("demo", help="a small FMD study (10 trials of 1,000 steps)")
+    demo = sub.add_parser("demo", help="a small FMD study (20 trials of 1,000 steps)")
     # The demo starts from a common but too timid schedule (lr 0.01, momentum 0.5), so the
-    # outer steps have something visible to fix within a few trials.
-    _add_study_args(demo, steps=1000, trials=10, windows=5, lr_init=0.01, momentum_init=0.5)
+    # outer loop has something visible to fix: the scale and coarse probes (plain episodes)
+    # take the first ~10 trials, hypergradient steps the rest.
+    _add_study_args(demo, steps=1000, trials=20, windows=5, lr_init=0.01, momentum_init=0.5)
     demo.add_argument("--study", default=None, help="study name (default: demo-<date-time>)")
     demo.set_defaults(func=_demo)
     worker = sub.add_parser(

@@ -18,6 +18,7 @@ from optuna_fmd.space import (
     Linear,
     Refiner,
     StepDecay,
+    default_family_space,
     default_space,
 )
 
@@ -40,12 +41,16 @@ def test_init_overrides_and_subsets() -> None:
         default_space("rmsprop")
 
 
-def test_the_cli_space_is_the_default_space() -> None:
-    a = cli.make_space(["lr", "momentum", "weight_decay"], 4)
+def test_the_cli_spaces_are_the_default_spaces() -> None:
+    a = cli.make_space(["lr", "momentum", "weight_decay"], 4, kind="windows")
     b = default_space("sgd", 4)
-    assert {h: (s.low, s.high, s.log, s.init) for h, s in a.items()} == {
-        h: (s.low, s.high, s.log, s.init) for h, s in b.items()
-    }
+    assert a.distributions() == b.distributions()
+    assert a.initial_params() == b.initial_params()
+    family = cli.make_space(["lr", "momentum", "weight_decay"], 4)
+    default = default_family_space("sgd", 4)
+    assert family.distributions() == default.distributions()
+    assert family.initial_params() == default.initial_params()
+    assert family.param_names()[:3] == ["lr_peak", "lr_warmup", "lr_final"]
 
 
 # -- families ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ POPULATION, ITERATES = 4, 3
 FLAGS = [
     "--task", "digits", "--steps", "40", "--batch-size", "32", "--windows", "2",
     "--hypers", "lr,momentum", "--population", str(POPULATION), "--no-progress",
-    "--no-artifacts",
+    "--no-artifacts", "--space", "windows", "--outer", "sign",
 ]  # fmt: skip
 
 
@@ -135,6 +135,7 @@ def test_four_workers_lose_and_repeat_nothing(
 KILL_FLAGS = [
     "--task", "digits", "--steps", "300", "--batch-size", "32", "--windows", "2",
     "--hypers", "lr,momentum", "--population", "2", "--no-progress", "--no-artifacts",
+    "--space", "windows", "--outer", "sign",
 ]  # fmt: skip
 
 

@@ -120,7 +120,7 @@ def test_study_with_over_100_group_columns() -> None:
     )
     assert len(names) == 8 and space.n_params == 104
     objective = fmd.HypergradientObjective(task, space)
-    study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0))
+    study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0, outer="sign"))
     study.optimize(objective, n_trials=3)
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 3
