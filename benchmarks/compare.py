@@ -8,6 +8,9 @@ md,png}; an interrupted run resumes from its .jsonl (same commit and settings).
     python benchmarks/compare.py                  # the v2 protocol (about 2 hours on 2 cores)
     python benchmarks/compare.py --quick          # Digits, a few minutes
     python benchmarks/compare.py --from-results benchmarks/results/compare_v2.jsonl
+    python benchmarks/compare.py --methods fmd --name compare_v3_fmd  # one method, then merge:
+    python benchmarks/compare.py --from-results benchmarks/results/compare_v2.jsonl \
+        benchmarks/results/compare_v3_fmd.jsonl --rename fmd=fmd-windows --name compare_v3
 
 This script is ``optuna-fmd compare`` with ``--out-dir benchmarks/results``.
 """
