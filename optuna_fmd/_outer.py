@@ -159,6 +159,7 @@ class Geometry:
     base: list[bool]
     start: list[float]
     first_step: float = FIRST_STEP
+    hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
@@ -286,7 +287,7 @@ def _after_scale_probe(
     h = math.log(SCALE_FACTOR)
     if not any(geo.scale):
         state["bracket"] = sc
-        return _gradient_at_best(state)
+        return _descend(state, geo)
     if improved:
         sc["offset"] = offset
     elif sc["dir"] > 0 and len(sc["points"]) == 2 and sc["offset"] == 0.0:
@@ -329,7 +330,18 @@ def _coarse_or_gradient(
         state["coarse_done"] = True
         state["pattern"] = {"h": COARSE_STEP, "i": 0, "sign": 1, "once": True}
         return _next_pattern_probe(state, geo)
-    return _gradient_at_best(state)
+    return _descend(state, geo)
+
+
+def _descend(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
+    """After the coarse phase: hypergradient steps, or (without hypergradients) the pattern
+    search over every param."""
+    if geo.hypergradients:
+        return _gradient_at_best(state)
+    h = (state.get("pattern") or {}).get("h", PATTERN_STEP)
+    state["stage"] = "full"
+    state["pattern"] = {"h": h, "i": 0, "sign": 1}
+    return _next_pattern_probe(state, geo)
 
 
 def _gradient_at_best(state: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
@@ -499,6 +511,8 @@ def _stall(
 
 
 def _pattern_coords(geo: Geometry, once: bool = False) -> list[int]:
+    if not geo.hypergradients and not once:  # the ablation's pattern search: every param
+        return list(range(len(geo.base)))
     return [i for i, b in enumerate(geo.base) if b and not (once and geo.scale[i])]
 
 
@@ -526,7 +540,7 @@ def _next_pattern_probe(
                 return _propose(state, moved, "pattern", False)
         if pat.get("once"):  # the coarse pass is done: hypergradient steps from the best
             state["pattern"] = None
-            return _gradient_at_best(state)
+            return _descend(state, geo)
         pat = {"h": pat["h"] / 2, "i": 0, "sign": 1}
     state["converged"] = True
     return _propose(state, x, "converged", False)
@@ -542,6 +556,8 @@ def _after_pattern_probe(
         if pat["sign"] < 0:  # +h improved: skip -h
             state["pattern"] = {**pat, "sign": 1, "i": pat["i"] + 1}
         return _next_pattern_probe(state, geo)
+    if improved and not geo.hypergradients:  # poll again around the new point, same step
+        return _descend(state, geo)
     if improved:
         state["stage"] = "base" if not all(geo.base) else "full"
         state["alpha"] = geo.first_step

@@ -12,6 +12,7 @@ in the Python object, so a study continues in another process with the same prop
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -167,6 +168,9 @@ class FMDSampler(PopulationClaims, BaseSampler):
             :class:`optuna.samplers.RandomSampler`).
         warn_independent_sampling: Warn (once per parameter) when a parameter is sampled by
             the independent sampler.
+        hypergradients: Search rule: ``False`` replaces the hypergradient steps by a pattern
+            search over every param (plain episodes only), the same rule without the exact
+            hypergradient, for ablations.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -198,6 +202,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
+        hypergradients: bool = True,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
@@ -256,10 +261,19 @@ class FMDSampler(PopulationClaims, BaseSampler):
         self._names = space.param_names()
         dists = space.distributions()
         self._dists = {n: FloatDistribution(lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
+        if not isinstance(hypergradients, bool):
+            raise TypeError(f"`hypergradients` must be a bool, but got {hypergradients!r}.")
+        if not hypergradients and outer != "search":
+            raise ValueError(
+                "`hypergradients=False` needs outer='search'; the other rules step "
+                "along the hypergradient only."
+            )
         self._geometry = _geometry(space, first_step=step_size if outer == "search" else None)
+        if not hypergradients:
+            self._geometry = dataclasses.replace(self._geometry, hypergradients=False)
         self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
-        desc = [self._outer, [[n, *d] for n, d in dists.items()]]
+        desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()

@@ -173,3 +173,13 @@ def test_the_coarse_pass_moves_each_other_family_param_a_quarter_unit_once() -> 
     du = geo.coords[1].to_u(down[1]) - geo.coords[1].to_u(x[1])
     assert du == pytest.approx(-_outer.COARSE_STEP * geo.coords[1].unit)
     assert "grad" in kinds[first:]  # one pass, then hypergradient steps
+
+
+def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
+    geo = _outer.Geometry(**{**_geometry().__dict__, "hypergradients": False})
+    f = _bowl([0.08, 0.6])
+    run = _drive(f, geo, 40)
+    assert not any(r[3] for r in run)
+    kinds = {r[2]["probe"]["kind"] for r in run}
+    assert kinds <= {"start", "scale", "vertex", "pattern", "converged"}
+    assert min(r[1] for r in run) < f([0.05, 0.9])

@@ -664,3 +664,11 @@ def test_search_with_a_population_averages_members_and_probes_without_hypergradi
         assert sorted(m for m, _, _ in members) == [0, 1]
         assert members[0][1] == members[1][1] and members[0][2] == members[1][2]
     assert any(not m[0][2] for m in its.values()) and any(m[0][2] for m in its.values())
+
+
+def test_the_ablation_without_hypergradients_never_asks_for_one() -> None:
+    study = run(fmd.FMDSampler(FAMILY_SPACE, hypergradients=False), 30, family_objective())
+    assert not any(state_of(t)["hypergradient"] for t in study.trials)
+    assert study.best_value < study.trials[0].value
+    with pytest.raises(ValueError, match="needs outer='search'"):
+        fmd.FMDSampler(FAMILY_SPACE, outer="sign", hypergradients=False)

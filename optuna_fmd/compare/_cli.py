@@ -72,6 +72,9 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
         cfg.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
     if args.methods:
         cfg.methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+        fmds = [m for m in cfg.methods if m in METHODS and METHODS[m].kind == "fmd"]
+        if cfg.primary not in cfg.methods and fmds:  # e.g. a run of one FMD variant
+            cfg.primary = fmds[0]
     if args.seeds is not None:
         cfg.seeds = tuple(args.seeds)
     for key, flag in (("short", args.short), ("long", args.long)):

@@ -44,7 +44,8 @@ class Method:
             sampler on the window space), ``"family"`` (a black-box sampler on a
             low-dimensional family) or ``"grid"`` (the cosine with a grid-searched peak lr).
         space: What is searched, in words.
-        sampler: ``"fmd"``, ``"fmd-sign"``, ``"tpe"``, ``"random"``, ``"cmaes"`` or ``"grid"``.
+        sampler: ``"fmd"``, ``"fmd-sign"``, ``"fmd-pattern"``, ``"tpe"``, ``"random"``,
+            ``"cmaes"`` or ``"grid"``.
         family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces; ``"refined-cosine"``
             for FMD's family space (:func:`family_space`).
         pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
@@ -69,6 +70,13 @@ METHODS: dict[str, Method] = {
             "refined-cosine",
         ),
         Method("fmd-windows", "fmd", "30-dim windows (sign rule, v0.1 default)", "fmd-sign"),
+        Method(
+            "pattern",
+            "fmd",
+            "fmd's space and search rule without hypergradients (pattern steps only)",
+            "fmd-pattern",
+            "refined-cosine",
+        ),
         Method("tpe", "window", "30-dim windows", "tpe"),
         Method("cmaes", "window", "30-dim windows", "cmaes"),
         Method("random", "window", "30-dim windows", "random"),
@@ -258,6 +266,7 @@ def _open(
         sampler: optuna.samplers.BaseSampler = {
             "fmd": lambda: FMDSampler(space, seed=seed),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
+            "fmd-pattern": lambda: FMDSampler(space, seed=seed, hypergradients=False),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),
