@@ -217,6 +217,10 @@ def plot_results(results: Mapping[str, Any], path_for: Any) -> list[str]:
                 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no trial yet
                 med = np.nanmedian(arr, axis=0)
                 q1, q3 = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
+            # a median over the seeds that happen to have a first result would start wherever
+            # the quickest seed did: draw from where every seed has one
+            partial = ~np.isfinite(arr).all(axis=0)
+            med[partial], q1[partial], q3[partial] = np.nan, np.nan, np.nan
             primary = m == config["primary"]
             ax.plot(grid, med, color=colors(i), lw=2.6 if primary else 1.4, label=m)
             ax.fill_between(grid, q1, q3, color=colors(i), alpha=0.12)
