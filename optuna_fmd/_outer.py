@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -160,7 +160,6 @@ class Geometry:
     start: list[float]
     first_step: float = FIRST_STEP
     hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
         """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""
@@ -417,6 +416,8 @@ def _quasi_newton(g: list[float], mask: Sequence[bool], memory: list[Any]) -> li
         for sv, yv in memory
     ]
     pairs = [(sv, yv) for sv, yv in pairs if _dot(sv, yv) > 0]
+    if not pairs:  # no curvature left over these coordinates: steepest descent
+        return [-qi for qi in q]
     alphas = []
     for sv, yv in reversed(pairs):
         a = _dot(sv, q) / _dot(sv, yv)

@@ -12,7 +12,6 @@ in the Python object, so a study continues in another process with the same prop
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -26,8 +25,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from ._outer import FIRST_STEP as _FIRST_STEP
-from ._outer import Coord, Geometry, Point, search_step
+from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
 from ._population import STATE_KEY, PopulationClaims, finite_list, is_slot, sense_of
 from .space import DELTA, Family, Refiner, ScheduleSpace
 
@@ -211,7 +209,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         if outer not in _OUTER_RULES:
             raise ValueError(f"`outer` must be one of {_OUTER_RULES}, but got {outer!r}.")
         if step_size is None:
-            step_size = _FIRST_STEP if outer == "search" else 0.1
+            step_size = FIRST_STEP if outer == "search" else 0.1
         _positive("step_size", step_size)
         _positive("trust_region", trust_region)
         _positive("min_step", min_step)
@@ -270,9 +268,11 @@ class FMDSampler(PopulationClaims, BaseSampler):
                 "`hypergradients=False` needs outer='search'; the other rules step "
                 "along the hypergradient only."
             )
-        self._geometry = _geometry(space, first_step=step_size if outer == "search" else None)
-        if not hypergradients:
-            self._geometry = dataclasses.replace(self._geometry, hypergradients=False)
+        self._geometry = _geometry(
+            space,
+            first_step=step_size if outer == "search" else None,
+            hypergradients=hypergradients,
+        )
         self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
         desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
@@ -705,7 +705,9 @@ class FMDSampler(PopulationClaims, BaseSampler):
         return x, info(state, origin, base)
 
 
-def _geometry(space: ScheduleSpace, *, first_step: float | None) -> Geometry:
+def _geometry(
+    space: ScheduleSpace, *, first_step: float | None, hypergradients: bool = True
+) -> Geometry:
     """Each param's coordinate, the lr-scale and first-stage masks and the start of ``space``.
 
     Window values of a linear hyper, and family parameters that start inside their bounds
@@ -729,9 +731,8 @@ def _geometry(space: ScheduleSpace, *, first_step: float | None) -> Geometry:
         scale.append(entry_name == first and log)
         base.append(not correction)
     x0 = [init[n] for n in space.param_names()]
-    if first_step is None:
-        return Geometry(coords, scale, base, x0)
-    return Geometry(coords, scale, base, x0, first_step=first_step)
+    step = FIRST_STEP if first_step is None else first_step
+    return Geometry(coords, scale, base, x0, first_step=step, hypergradients=hypergradients)
 
 
 def _positive_int(name: str, value: object) -> None:
