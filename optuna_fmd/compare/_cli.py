@@ -13,7 +13,7 @@ from typing import Any
 from ._config import TASKS, CompareConfig, preset
 from ._methods import METHODS
 from ._report import format_markdown, plot_results, summarize
-from ._runner import read_units, run_compare
+from ._runner import read_units, rescore_results, run_compare
 
 __all__ = ["add_arguments", "main"]
 
@@ -33,7 +33,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads per process")
     p.add_argument("--storage", default=None, help="keep every study in this storage URL")
     p.add_argument("--prefix", default=None, help="study-name prefix (default compare)")
-    p.add_argument("--no-retrain", action="store_true", help="skip the test-set retraining")
+    p.add_argument(
+        "--no-retrain", action="store_true", help="skip scoring the best schedules on fresh seeds"
+    )
+    p.add_argument(
+        "--retrain-seeds",
+        type=int,
+        default=None,
+        help="fresh seeds each best schedule is scored on (default 5)",
+    )
+    p.add_argument(
+        "--rescore",
+        default=None,
+        metavar="FILE",
+        help="run no search: score the best schedules of a run's JSON-lines file again on "
+        "--retrain-seeds fresh seeds, into <name>.jsonl",
+    )
     p.add_argument(
         "--lr-start", type=float, default=None, help="start every method at this lr instead"
     )
@@ -66,7 +81,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """A validated :class:`CompareConfig` from parsed options (preset, then overrides)."""
     if args.quick and args.gpu:
         raise SystemExit("error: --quick and --gpu are exclusive presets")
-    values: dict[str, Any] = preset("quick" if args.quick else "gpu" if args.gpu else "v2")
+    values: dict[str, Any] = preset("quick" if args.quick else "gpu" if args.gpu else "v3")
     cfg = CompareConfig(**values)
     if args.tasks:
         cfg.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
@@ -80,7 +95,7 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     for key, flag in (("short", args.short), ("long", args.long)):
         if flag is not None:
             cfg.budgets = {**cfg.budgets, key: flag}
-    for key in ("jobs", "threads", "storage", "prefix"):
+    for key in ("jobs", "threads", "storage", "prefix", "retrain_seeds"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     cfg.retrain = not args.no_retrain
@@ -94,7 +109,22 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
 
 
 #: Config keys that must agree for runs to be merged: the protocol itself.
-_PROTOCOL = ("tasks", "seeds", "budgets", "grid", "retrain", "retrain_offset", "clock", "device")
+_PROTOCOL = (
+    "tasks",
+    "seeds",
+    "budgets",
+    "grid",
+    "retrain",
+    "retrain_offset",
+    "retrain_seeds",
+    "clock",
+    "device",
+)
+
+
+def _protocol(config: dict[str, Any]) -> dict[str, Any]:
+    """A run's protocol settings; runs from before ``retrain_seeds`` scored one fresh seed."""
+    return {"retrain_seeds": 1, **{k: config.get(k) for k in _PROTOCOL if k in config}}
 
 
 def merge_results(
@@ -111,9 +141,10 @@ def merge_results(
     """
     if len(parts) == 1:
         return parts[0]
-    first = parts[0]["config"]
+    first = _protocol(parts[0]["config"])
     for part in parts[1:]:
-        diff = [k for k in _PROTOCOL if part["config"].get(k) != first.get(k)]
+        own = _protocol(part["config"])
+        diff = [k for k in _PROTOCOL if own.get(k) != first.get(k)]
         if diff:
             raise SystemExit(f"error: the runs differ in {diff}: not one protocol, not merged")
     later: set[str] = set()
@@ -182,13 +213,27 @@ def write_outputs(results: dict[str, Any], out_dir: Path, name: str) -> list[str
     return [*map(str, paths.values()), *pngs]
 
 
+def _rescored(prov: dict[str, Any]) -> str:
+    r = prov.get("rescored")
+    if not r:
+        return ""
+    dirty = " (dirty tree)" if r.get("dirty") else ""
+    return f", fresh seeds scored on commit {r.get('commit')}{dirty} (`{r.get('command')}`)"
+
+
 def _header(results: dict[str, Any]) -> str:
     prov, cfg = results["provenance"], results["config"]
     dirty = " (dirty tree)" if prov.get("dirty") else ""
+    seeds = _protocol(cfg)["retrain_seeds"] if cfg.get("retrain", True) else 0
+    scored = (
+        f" Each best schedule is scored on {seeds} fresh seed{'s' * (seeds > 1)} per unit."
+        if seeds
+        else ""
+    )
     if prov.get("parts"):
         runs = "; ".join(
             f"{', '.join(p['methods'])} run on commit {p.get('commit')}"
-            f"{' (dirty tree)' if p.get('dirty') else ''} (`{p.get('command')}`)"
+            f"{' (dirty tree)' if p.get('dirty') else ''} (`{p.get('command')}`){_rescored(p)}"
             for p in prov["parts"]
         )
         return (
@@ -196,27 +241,38 @@ def _header(results: dict[str, Any]) -> str:
             f"budget in plain episodes measured within it. torch {prov.get('torch')}, optuna "
             f"{prov.get('optuna')}, {prov.get('processes')} processes x "
             f"{prov.get('threads_per_process')} thread(s) on {prov.get('platform')}; budgets "
-            f"{cfg['budgets']} plain-episode equivalents.\n\n"
+            f"{cfg['budgets']} plain-episode equivalents.{scored}\n\n"
         )
     return (
         f"Commit {prov.get('commit')}{dirty}; torch {prov.get('torch')}, optuna "
         f"{prov.get('optuna')}, {prov.get('processes')} processes x "
         f"{prov.get('threads_per_process')} thread(s) on {prov.get('platform')}; budgets "
-        f"{cfg['budgets']} plain-episode equivalents; command `{prov.get('command')}`.\n\n"
+        f"{cfg['budgets']} plain-episode equivalents; command `{prov.get('command')}`"
+        f"{_rescored(prov)}.{scored}\n\n"
     )
 
 
 def main(args: argparse.Namespace) -> int:
     """Run (or rebuild), write every output, print the tables."""
     out_dir = Path(args.out_dir)
-    if args.from_results:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        cfg = config_from_args(args)
+        source = load_results(args.rescore)
+        name = args.name or f"{Path(args.rescore).stem}_rescored"
+        partial = out_dir / f"{name}.jsonl"
+        try:
+            rescore_results(source, cfg, partial=partial, allow_dirty=args.allow_dirty)
+        except RuntimeError as err:
+            raise SystemExit(f"error: {err}") from None
+        results = load_results(str(partial))
+    elif args.from_results:
         rename = dict(r.split("=", 1) for r in args.rename or [])
         results = merge_results([load_results(p) for p in args.from_results], rename)
         name = args.name or Path(args.from_results[-1]).stem
     else:
         cfg = config_from_args(args)
         name = args.name or ("compare_quick" if args.quick else "compare_v2")
-        out_dir.mkdir(parents=True, exist_ok=True)
         partial = out_dir / f"{name}.jsonl"
         try:
             run_compare(cfg, partial=partial, allow_dirty=args.allow_dirty)

@@ -85,9 +85,12 @@ class CompareConfig:
         methods: Method names (see :data:`optuna_fmd.compare.METHODS`).
         primary: The FMD method the tests are about (fixed before the run).
         grid: Factors of the starting lr that the grid-searched cosine tries.
-        retrain: Retrain each method's best schedule at each budget with
-            :func:`optuna_fmd.evaluate_schedule` on seed ``retrain_offset + seed``.
-        retrain_offset: Offset of the retraining seeds (fresh weights, batches and split).
+        retrain: Score each method's best schedule at each budget on fresh seeds: a plain
+            episode's validation loss (the figure a choice may use) and a retraining on
+            train+val with :func:`optuna_fmd.evaluate_schedule` scored on the test set.
+        retrain_offset: The first fresh seed is ``retrain_offset + seed`` (fresh weights,
+            batches and split).
+        retrain_seeds: Fresh seeds per unit (``retrain_offset + seed + 1000 j``).
         jobs: Units run at once (processes).
         threads: torch threads per process.
         device: Where episodes run.
@@ -115,6 +118,7 @@ class CompareConfig:
     grid: tuple[float, ...] = (0.1, 0.2, 0.5, 1.0, 2.0, 4.0, 10.0, 20.0)
     retrain: bool = True
     retrain_offset: int = 1000
+    retrain_seeds: int = 5
     jobs: int = 2
     threads: int = 1
     device: str = "cpu"
@@ -149,7 +153,7 @@ class CompareConfig:
             raise ValueError(
                 f"`primary` must be an FMD method among `methods`, but got {self.primary!r}."
             )
-        for arg in ("jobs", "threads"):
+        for arg in ("jobs", "threads", "retrain_seeds"):
             v = getattr(self, arg)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
@@ -167,8 +171,11 @@ class CompareConfig:
 
 
 _PRESETS: dict[str, dict[str, Any]] = {
-    # The v2 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 60 PEE.
-    "v2": {},
+    # The v3 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 60 PEE,
+    # best schedules scored on 5 fresh seeds.
+    "v3": {},
+    # v2: the same with one fresh seed (the first of v3's five).
+    "v2": {"retrain_seeds": 1},
     # A few minutes on Digits: the same machinery end to end (a slow test runs it).
     "quick": {
         "tasks": ("digits-sgd", "digits-adamw"),
@@ -176,6 +183,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "budgets": {"short": 10.0, "long": 30.0},
         "grid": (0.2, 1.0, 5.0),
         "jobs": 1,
+        "retrain_seeds": 2,
     },
     # One GPU: episodes are too short for the CPU clock to see the GPU's work.
     "gpu": {"device": "cuda", "clock": "wall", "jobs": 1, "seeds": (0, 1, 2)},
@@ -183,7 +191,7 @@ _PRESETS: dict[str, dict[str, Any]] = {
 
 
 def preset(name: str) -> dict[str, Any]:
-    """The settings of a named preset (``"v2"``, ``"quick"``, ``"gpu"``)."""
+    """The settings of a named preset (``"v3"``, ``"v2"``, ``"quick"``, ``"gpu"``)."""
     if name not in _PRESETS:
         raise ValueError(f"`preset` must be one of {list(_PRESETS)}, but got {name!r}.")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}

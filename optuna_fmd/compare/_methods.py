@@ -49,6 +49,8 @@ class Method:
         family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces; ``"refined-cosine"``
             for FMD's family space (:func:`family_space`).
         pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
+        population: FMD's members per outer iterate (seeds ``seed ... seed + M - 1``; the
+            search compares iterates by their members' mean validation loss).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Method:
     sampler: str
     family: str | None = None
     pruner: bool = False
+    population: int | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -68,6 +71,14 @@ METHODS: dict[str, Method] = {
             "cosine x 10 lr corrections, 2 constants (FMDSampler defaults)",
             "fmd",
             "refined-cosine",
+        ),
+        Method(
+            "fmd-pop2",
+            "fmd",
+            "fmd's space and search rule on the mean of 2 seeds' validation losses",
+            "fmd",
+            "refined-cosine",
+            population=2,
         ),
         Method("fmd-windows", "fmd", "30-dim windows (sign rule, v0.1 default)", "fmd-sign"),
         Method(
@@ -264,7 +275,7 @@ def _open(
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
         sampler: optuna.samplers.BaseSampler = {
-            "fmd": lambda: FMDSampler(space, seed=seed),
+            "fmd": lambda: FMDSampler(space, seed=seed, population=method.population),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
             "fmd-pattern": lambda: FMDSampler(space, seed=seed, hypergradients=False),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),

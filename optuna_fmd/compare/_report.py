@@ -77,15 +77,21 @@ def _run_summary(
         bests = [by_seed[k]["methods"][m]["best"].get(bname) for k in ks]
         vals = [b["value"] if b else None for b in bests]
         accs = [b.get("test_accuracy") if b else None for b in bests]
-        methods[m] = {"best_val": vals, "test_acc": accs}
+        fresh = [b.get("fresh_val") if b else None for b in bests]
+        losses = [b.get("test_loss") if b else None for b in bests]
+        methods[m] = {"best_val": vals, "test_acc": accs, "fresh_val": fresh, "test_loss": losses}
         filled = _worst_filled(vals)
         acc_f = [a for a in accs if a is not None and math.isfinite(a)]
+        scored = [b for b in bests if b and b.get("test_accuracy") is not None]
         counts = [
             sum(1 for t in by_seed[k]["methods"][m]["trials"] if t["end"] <= budget) for k in ks
         ]
         detail[m] = {
             "best_val_mean_ci": list(_stats.mean_ci(filled)),
             "test_acc_mean_ci": list(_stats.mean_ci(acc_f)) if acc_f else None,
+            "fresh_seeds": min((len(b.get("test_accuracies") or [1]) for b in scored), default=0),
+            "fresh_val_mean_ci": _mean_ci(fresh, worst=True),
+            "test_loss_mean_ci": _mean_ci(losses, worst=True),
             "trials_median": statistics.median(counts),
             "hypergradient_trials_median": statistics.median(
                 sum(
@@ -109,6 +115,12 @@ def _run_summary(
             effect = _stats.paired_difference(fa, fb)
             detail[b]["vs_primary"] = effect
             holm_raw[b] = effect["p"]
+            detail[b]["fresh_val_vs_primary"] = _difference(
+                methods[primary]["fresh_val"], methods[b]["fresh_val"], worst=True
+            )
+            detail[b]["test_acc_vs_primary"] = _difference(
+                methods[primary]["test_acc"], methods[b]["test_acc"], worst=False
+            )
             ratios: list[float | None] = []
             for k in ks:
                 base = by_seed[k]["methods"][b]["best"].get(bname)
@@ -137,12 +149,65 @@ def _run_summary(
     }
 
 
+def _mean_ci(values: Sequence[float | None], *, worst: bool) -> list[float] | None:
+    """Mean and t interval over seeds; with ``worst`` a diverged seed counts as a loss worse
+    than every finite one (a loss), otherwise it is left out. ``None`` when nothing was scored."""
+    if all(v is None for v in values):
+        return None
+    xs = _worst_filled(values) if worst else [v for v in values if v is not None]
+    return list(_stats.mean_ci(xs))
+
+
+def _difference(
+    a: Sequence[float | None], b: Sequence[float | None], *, worst: bool
+) -> dict[str, Any] | None:
+    """The paired difference ``a - b`` over seeds scored for both (with ``worst``, a diverged
+    seed counts as the worst loss on either side): mean with its t interval, and on how many
+    seeds ``a`` is lower and higher."""
+    n = len(a)
+    if worst:
+        if all(v is None for v in a) or all(v is None for v in b):
+            return None
+        filled = _worst_filled([*a, *b])
+        pairs = list(zip(filled[:n], filled[n:], strict=True))
+    else:
+        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    if not pairs:
+        return None
+    d = [x - y for x, y in pairs]
+    mean, lo, hi = _stats.mean_ci(d)
+    return {
+        "mean_difference": mean,
+        "ci": [lo, hi],
+        "lower_on": sum(v < 0 for v in d),
+        "higher_on": sum(v > 0 for v in d),
+        "n": len(d),
+    }
+
+
 def _f(v: Any, spec: str = ".4f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def _ci(ci: Sequence[float] | None, scale: float = 1.0, spec: str = ".4f", unit: str = "") -> str:
+    if not ci:
+        return "-"
+    mean, lo, hi = (scale * v for v in ci)
+    return f"{mean:{spec}}{unit} [{lo:{spec}}, {hi:{spec}}]"
+
+
+def _diff(d: Mapping[str, Any] | None, scale: float = 1.0, spec: str = "+.4f") -> str:
+    if not d:
+        return "-"
+    return (
+        f"{scale * d['mean_difference']:{spec}} "
+        f"[{scale * d['ci'][0]:{spec}}, {scale * d['ci'][1]:{spec}}]"
+    )
+
+
 def format_markdown(summary: Mapping[str, Any]) -> str:
-    """One table per task and budget (the benchmarks/README.md format)."""
+    """Two tables per task and budget (the benchmarks/README.md format): the search's best
+    validation loss on the unit's own seed, then the best schedules scored on fresh seeds."""
     lines: list[str] = []
     for run in summary["runs"]:
         p = run["primary"]
@@ -150,21 +215,12 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
             f"**{run['task']}, {run['budget']} budget ({run['budget_plain_episodes']:g} PEE), "
             f"{len(summary['seeds'])} seeds**",
             "",
-            "| method | space | trials | best val loss, mean [95% CI] | retrained test acc, "
-            f"mean [95% CI] | {p} − method, val loss [95% CI] | {p} lower on | Holm p | "
-            f"{p}'s time to reach / method's |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"| method | space | trials | best val loss, mean [95% CI] | {p} − method, val loss "
+            f"[95% CI] | {p} lower on | Holm p | {p}'s time to reach / method's |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for m, d in run["detail"].items():
-            mean, lo, hi = d["best_val_mean_ci"]
-            acc = d["test_acc_mean_ci"]
-            acc_s = f"{100 * acc[0]:.2f}% [{100 * acc[1]:.2f}, {100 * acc[2]:.2f}]" if acc else "-"
             vs = d.get("vs_primary")
-            diff = (
-                f"{vs['mean_difference']:+.4f} [{vs['ci'][0]:+.4f}, {vs['ci'][1]:+.4f}]"
-                if vs
-                else "(primary)"
-            )
             lower = f"{vs['lower_on']}/{vs['n']}" if vs else ""
             hp = run["holm_p"].get(m)
             ratio = run["time_to_reach_ratio"].get(m)
@@ -174,8 +230,36 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
                 trials += f" ({d['hypergradient_trials_median']:g} hypergradient)"
             space = METHODS[m].space if m in METHODS else ""
             lines.append(
-                f"| {m} | {space} | {trials} | {mean:.4f} [{lo:.4f}, {hi:.4f}] | {acc_s} | "
-                f"{diff} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"
+                f"| {m} | {space} | {trials} | {_ci(d['best_val_mean_ci'])} | "
+                f"{_diff(vs) if vs else '(primary)'} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"
+            )
+        seeds = max((d.get("fresh_seeds", 1) for d in run["detail"].values()), default=1)
+        lines += [
+            "",
+            f"Best schedules on {seeds} fresh seed{'s' * (seeds > 1)} per unit (validation: a "
+            "plain episode scored on the seed's own validation split; test: retrained on "
+            "train+val):",
+            "",
+            f"| method | fresh-seed val loss, mean [95% CI] | {p} − method [95% CI] | {p} "
+            f"lower on | test acc, mean [95% CI] | {p} − method, points [95% CI] | {p} higher "
+            "on | test loss, mean [95% CI] |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for m, d in run["detail"].items():
+            fv, ta = d.get("fresh_val_vs_primary"), d.get("test_acc_vs_primary")
+            if m == p:
+                cells = ["(primary)", "", "(primary)", ""]
+            else:
+                cells = [
+                    _diff(fv),
+                    f"{fv['lower_on']}/{fv['n']}" if fv else "",
+                    _diff(ta, 100, "+.2f"),
+                    f"{ta['higher_on']}/{ta['n']}" if ta else "",
+                ]
+            lines.append(
+                f"| {m} | {_ci(d.get('fresh_val_mean_ci'))} | {cells[0]} | {cells[1]} | "
+                f"{_ci(d['test_acc_mean_ci'], 100, '.2f', '%')} | {cells[2]} | {cells[3]} | "
+                f"{_ci(d.get('test_loss_mean_ci'))} |"
             )
         lines.append("")
     return "\n".join(lines)

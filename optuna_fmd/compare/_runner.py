@@ -25,11 +25,34 @@ from ..episode import run_episode
 from ..evaluation import evaluate_schedule
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
+from ..tasks import Task
 from ._methods import METHODS, Study, open_study
 
-__all__ = ["provenance", "run_compare", "run_unit", "units_of"]
+__all__ = [
+    "fresh_seed_figures",
+    "provenance",
+    "rescore_results",
+    "retrain_seeds",
+    "retrain_unit",
+    "run_compare",
+    "run_unit",
+    "units_of",
+]
 
 PROTOCOL = "compare-v2"
+#: Distance between a unit's successive fresh seeds (see :func:`retrain_seeds`).
+RETRAIN_STRIDE = 1000
+#: What :func:`fresh_seed_figures` adds to a best schedule's record.
+_FRESH_KEYS = (
+    "retrain_seeds",
+    "fresh_val",
+    "fresh_vals",
+    "test_accuracy",
+    "test_accuracies",
+    "test_loss",
+    "test_losses",
+)
+Schedules = dict[str, list[float]]
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -110,24 +133,105 @@ def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float
         "engine": attrs.get("engine"),
         "params": dict(trial.params),
     }
+    for key in ("iterate", "member"):  # a population's outer iterate and member
+        if isinstance(attrs.get(key), int):
+            record[key] = int(attrs[key])
     if note:
         record["error"] = note
     return record, cost, episode if full else None
 
 
-def _best(trials: Sequence[Mapping[str, Any]], budget: float) -> Mapping[str, Any] | None:
-    """The best completed trial that ended within ``budget`` (ties: the earlier)."""
+def _best(
+    trials: Sequence[Mapping[str, Any]], budget: float, population: int | None = None
+) -> Mapping[str, Any] | None:
+    """The best trial that ended within ``budget`` (the earlier of equals).
+
+    With a population, the unit is an outer iterate: its value is the mean of its members'
+    values, and it counts once all ``population`` members ended within the budget.
+    """
     done = [
         t
         for t in trials
         if t["end"] <= budget and t["state"] == "COMPLETE" and t["value"] is not None
     ]
+    if population:
+        groups: dict[Any, list[Mapping[str, Any]]] = {}
+        for t in done:
+            groups.setdefault(t.get("iterate"), []).append(t)
+        done = [
+            {
+                **min(g, key=lambda t: t["number"]),
+                "value": math.fsum(t["value"] for t in g) / len(g),
+                "end": max(t["end"] for t in g),
+            }
+            for key, g in groups.items()
+            if key is not None and len(g) == population
+        ]
     return min(done, key=lambda t: (t["value"], t["end"])) if done else None
+
+
+def retrain_seeds(cfg: CompareConfig, seed: int) -> tuple[int, ...]:
+    """The fresh seeds a unit's best schedules are scored on: ``retrain_offset + seed``, then
+    steps of :data:`RETRAIN_STRIDE` (so a one-seed protocol's seed is the first of these)."""
+    return tuple(cfg.retrain_offset + seed + RETRAIN_STRIDE * j for j in range(cfg.retrain_seeds))
+
+
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def fresh_seed_figures(task: Task, schedule: Schedules, seeds: Sequence[int]) -> dict[str, Any]:
+    """How one schedule does on seeds the search never saw.
+
+    For each seed, a plain episode on the training split scored on that seed's validation split
+    (``fresh_vals``: what a choice between methods may use) and a retraining on train+val scored
+    on the test set (``test_accuracies``, ``test_losses``: reported, never chosen on). The means
+    are ``None`` where a seed diverged.
+    """
+    fresh = [
+        _finite(run_episode(task, schedule, seed=s, hypergradient=False).val_loss) for s in seeds
+    ]
+    res = evaluate_schedule(task, schedule, seeds=tuple(seeds))
+    accs = [_finite(e.test_accuracy) for e in res.per_seed]
+    losses = [_finite(e.test_loss) for e in res.per_seed]
+
+    def mean(xs: list[float | None]) -> float | None:
+        return None if any(x is None for x in xs) else math.fsum(xs) / len(xs)  # type: ignore[misc]
+
+    return {
+        "retrain_seeds": list(seeds),
+        "fresh_val": mean(fresh),
+        "fresh_vals": fresh,
+        "test_accuracy": mean(accs),
+        "test_accuracies": accs,
+        "test_loss": mean(losses),
+        "test_losses": losses,
+    }
+
+
+def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = None) -> None:
+    """Score every method's best schedule of ``unit`` (each budget's) on the unit's fresh
+    seeds, in place; a schedule that is best at several budgets is scored once."""
+    if task is None:
+        task = TASKS[unit["task"]].make_task(cfg.device)
+    seeds = retrain_seeds(cfg, int(unit["seed"]))
+    done: dict[str, dict[str, Any]] = {}
+    for record in unit["methods"].values():
+        for best in record["best"].values():
+            if best is None:
+                continue
+            for key in _FRESH_KEYS:
+                best.pop(key, None)
+            key = json.dumps(best["schedule"], sort_keys=True)
+            if key not in done:
+                done[key] = fresh_seed_figures(task, best["schedule"], seeds)
+            best.update(done[key])
 
 
 def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) -> dict[str, Any]:
     """Every method of ``cfg`` on one task and seed, in lock-step up to the longest budget;
-    then each method's best schedule at each budget retrained on a fresh seed.
+    then each method's best schedule at each budget scored on the unit's fresh seeds
+    (:func:`retrain_unit`).
 
     Returns:
         A JSON-ready record: the yardstick's readings, every trial (cost in PEE, its start and
@@ -184,36 +288,25 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
                 unit=unit.around(record["seq"]), cost=cost, start=t0, end=t1, counted=counted
             )
     methods: dict[str, Any] = {}
-    retrained: dict[str, dict[str, Any]] = {}
     for m in order:
         best: dict[str, Any] = {}
         for bname, b in cfg.budgets.items():
-            t = _best(trials[m], b)
-            if t is None:
-                best[bname] = None
-                continue
-            schedule = studies[m].schedule_of(t["params"])
-            key = json.dumps(schedule, sort_keys=True)
-            if cfg.retrain and key not in retrained:
-                res = evaluate_schedule(task, schedule, seeds=(cfg.retrain_offset + seed,))
-                retrained[key] = {
-                    "test_accuracy": res.test_accuracy,
-                    "test_loss": res.test_loss if math.isfinite(res.test_loss) else None,
+            t = _best(trials[m], b, METHODS[m].population)
+            best[bname] = None
+            if t is not None:
+                best[bname] = {
+                    "value": t["value"],
+                    "trial": t["number"],
+                    "end": t["end"],
+                    "schedule": studies[m].schedule_of(t["params"]),
                 }
-            best[bname] = {
-                "value": t["value"],
-                "trial": t["number"],
-                "end": t["end"],
-                "schedule": schedule,
-                **retrained.get(key, {}),
-            }
         methods[m] = {
             "trials": trials[m],
             "used": lock.used(m),
             "stopped": lock.done.get(m),
             "best": best,
         }
-    out = {
+    out: dict[str, Any] = {
         "task": task_name,
         "seed": seed,
         "commit": _git("rev-parse", "HEAD"),
@@ -223,6 +316,8 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
         "wall_seconds": time.perf_counter() - wall0,
         "methods": methods,
     }
+    if cfg.retrain:
+        retrain_unit(cfg, out, task)
     if log is not None:
         print(_unit_line(out, cfg), file=log, flush=True)
     return out
@@ -331,5 +426,87 @@ def run_compare(
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
             for record in pool.imap_unordered(_job, todo, chunksize=1):
+                keep(record)
+    return done
+
+
+def _retrain_job(args: tuple[CompareConfig, dict[str, Any]]) -> dict[str, Any]:
+    cfg, unit = args
+    _setup(cfg.threads)
+    retrain_unit(cfg, unit)
+    print(f"[{time.strftime('%H:%M:%S')}] {unit['task']} s{unit['seed']} rescored", flush=True)
+    return unit
+
+
+def rescore_results(
+    results: Mapping[str, Any],
+    cfg: CompareConfig,
+    *,
+    partial: str | os.PathLike[str],
+    allow_dirty: bool = False,
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Score the best schedules of a finished run again, on ``cfg.retrain_seeds`` fresh seeds
+    per unit (:func:`retrain_unit`), without rerunning any search.
+
+    The run's own settings and provenance stay; ``cfg`` brings the retraining settings and the
+    new figures are stamped with the commit that computed them (``provenance["rescored"]``).
+    Units already in ``partial`` (JSON lines, appended as they finish) are not redone.
+    """
+    log = log or sys.stdout
+    prov = provenance(cfg)
+    if prov["dirty"] and not allow_dirty:
+        raise RuntimeError(
+            "the working tree differs from its commit: results would not say what ran. Commit "
+            "first (or pass allow_dirty=True / --allow-dirty, and the results say dirty)."
+        )
+    config = {
+        **results["config"],
+        "retrain": True,
+        "retrain_offset": cfg.retrain_offset,
+        "retrain_seeds": cfg.retrain_seeds,
+    }
+    head = {
+        "config": config,
+        "provenance": {**results["provenance"], "rescored": prov},
+    }
+    header, done = read_units(partial)
+    if header is None:
+        with open(partial, "a") as fh:
+            fh.write(json.dumps({"header": head}) + "\n")
+    elif header["config"] != config or header["provenance"]["rescored"].get("commit") != (
+        prov["commit"]
+    ):
+        raise RuntimeError(
+            f"{partial} holds another rescoring (other run, settings or commit): write to "
+            "another file."
+        )
+    have = {(u["task"], u["seed"]) for u in done}
+    todo = [
+        (cfg, json.loads(json.dumps(u)))
+        for u in results["units"]
+        if (u["task"], u["seed"]) not in have
+    ]
+    print(
+        f"{len(todo)} of {len(results['units'])} units to rescore on {cfg.retrain_seeds} fresh "
+        f"seeds each, {cfg.jobs} at a time; commit {prov['commit']}",
+        file=log,
+        flush=True,
+    )
+
+    def keep(record: dict[str, Any]) -> None:
+        with open(partial, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        done.append(record)
+
+    if cfg.jobs == 1 or len(todo) <= 1:
+        _setup(cfg.threads)
+        for job in todo:
+            retrain_unit(cfg, job[1])
+            keep(job[1])
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
+            for record in pool.imap_unordered(_retrain_job, todo, chunksize=1):
                 keep(record)
     return done
