@@ -46,8 +46,9 @@ class Method:
         space: What is searched, in words.
         sampler: ``"fmd"``, ``"fmd-sign"``, ``"fmd-pattern"``, ``"tpe"``, ``"random"``,
             ``"cmaes"`` or ``"grid"``.
-        family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces; ``"refined-cosine"``
-            for FMD's family space (:func:`family_space`).
+        family: ``"constant"`` or ``"cosine"`` for low-dimensional spaces; for FMD,
+            ``"refined-cosine"`` (its default family space, :func:`family_space`) or
+            ``"cosine"`` (the same without the windowed corrections).
         pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
         population: FMD's members per outer iterate (seeds ``seed ... seed + M - 1``; the
             search compares iterates by their members' mean validation loss).
@@ -79,6 +80,13 @@ METHODS: dict[str, Method] = {
             "fmd",
             "refined-cosine",
             population=2,
+        ),
+        Method(
+            "fmd-cosine",
+            "fmd",
+            "fmd's search on cosine (peak, warm-up, final) and 2 constants, no lr corrections",
+            "fmd",
+            "cosine",
         ),
         Method("fmd-windows", "fmd", "30-dim windows (sign rule, v0.1 default)", "fmd-sign"),
         Method(
@@ -212,14 +220,16 @@ def _window(space: ScheduleSpace, name: str) -> Schedule:
     return s
 
 
-def family_space(space: ScheduleSpace) -> ScheduleSpace:
+def family_space(space: ScheduleSpace, refine: bool = True) -> ScheduleSpace:
     """FMD's default family space over a window space's hyperparameters and bounds: the lr as
-    a cosine (peak at the lr start, no warm-up) times per-window corrections, the others as
-    constants at their starts (:func:`optuna_fmd.space.default_family_space`'s shape)."""
+    a cosine (peak at the lr start, no warm-up) times per-window corrections (with
+    ``refine``), the others as constants at their starts
+    (:func:`optuna_fmd.space.default_family_space`'s shape)."""
     lr, *others = list(space)
     s = _window(space, lr)
+    cosine = Cosine(s.low, s.high, init=s.init, windows=s.windows)
     entries: dict[str, Schedule | Family] = {
-        lr: Refiner(Cosine(s.low, s.high, init=s.init, windows=s.windows), s.windows)
+        lr: Refiner(cosine, s.windows) if refine else cosine
     }
     for h in others:
         o = _window(space, h)
@@ -271,7 +281,7 @@ def _open(
     objective: Callable[[optuna.trial.Trial], float]
     schedule_of: Callable[[Mapping[str, float]], Schedules]
     if method.kind == "fmd" and method.family is not None:
-        space = family_space(space)
+        space = family_space(space, refine=method.family == "refined-cosine")
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
         sampler: optuna.samplers.BaseSampler = {

@@ -188,9 +188,10 @@ def fresh_seed_figures(task: Task, schedule: Schedules, seeds: Sequence[int]) ->
     on the test set (``test_accuracies``, ``test_losses``: reported, never chosen on). The means
     are ``None`` where a seed diverged.
     """
-    fresh = [
-        _finite(run_episode(task, schedule, seed=s, hypergradient=False).val_loss) for s in seeds
-    ]
+    fresh = []
+    for s in seeds:
+        r = run_episode(task, schedule, seed=s, hypergradient=False)
+        fresh.append(None if r.diverged else _finite(r.val_loss))
     res = evaluate_schedule(task, schedule, seeds=tuple(seeds))
     accs = [_finite(e.test_accuracy) for e in res.per_seed]
     losses = [_finite(e.test_loss) for e in res.per_seed]

@@ -67,10 +67,11 @@ def test_every_method_that_takes_a_start_gets_the_same_one(task, seen, method: s
         assert _close(schedules, init)
 
 
-def test_fmd_starts_at_the_same_point(task, seen) -> None:  # type: ignore[no-untyped-def]
-    """FMD's family space starts where the cosine family does (the cosine with the start's
+@pytest.mark.parametrize("method", ["fmd", "fmd-cosine", "fmd-pop2"])
+def test_fmd_starts_at_the_same_point(task, seen, method: str) -> None:  # type: ignore[no-untyped-def]
+    """FMD's family spaces start where the cosine family does (the cosine with the start's
     peak, momentum and decay, held constant); the window-space FMD at the window start."""
-    st, space = _open("fmd", task)
+    st, space = _open(method, task)
     trial = st.study.ask()
     st.objective(trial)
     init = space.initial_values()
@@ -78,6 +79,9 @@ def test_fmd_starts_at_the_same_point(task, seen) -> None:  # type: ignore[no-un
     for h in ("momentum", "weight_decay"):
         assert set(seen[0][h]) == set(init[h])  # one window: the same constant
     assert _close(st.schedule_of(trial.params), seen[0])
+    refined = any("delta" in n for n in trial.params)
+    assert refined == (method != "fmd-cosine")
+    assert st.study.sampler._population == (2 if method == "fmd-pop2" else None)
     st, space = _open("fmd-windows", task)
     st.objective(st.study.ask())
     assert _close(seen[1], space.initial_values())
