@@ -25,6 +25,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from ._gradient_rules import GradientRule, decide, fresh_state
 from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
 from ._population import STATE_KEY, PopulationClaims, finite_list, is_slot, sense_of
 from .space import DELTA, Family, Refiner, ScheduleSpace
@@ -36,17 +37,12 @@ __all__ = ["STATE_KEY", "FMDSampler"]
 
 _STATE_VERSION = 1
 _OUTER_RULES = ("search", "sign", "adam")
-_MAX_HYPERGRADIENT = 1e100  # larger transformed hypergradient coordinates are clipped
 
 
 def state_wants_hypergradient(state: object) -> bool:
     """Whether the trial that carries this sampler state (``STATE_KEY``) needs the
     hypergradient: not a plain probe of the search rule."""
     return not (isinstance(state, dict) and state.get("hypergradient") is False)
-
-
-def _sign(v: float) -> int:
-    return 1 if v > 0 else (-1 if v < 0 else 0)
 
 
 class FMDSampler(PopulationClaims, BaseSampler):
@@ -275,6 +271,18 @@ class FMDSampler(PopulationClaims, BaseSampler):
         )
         self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
+        self._rule = GradientRule(
+            outer,
+            self._coords,
+            self._init_x,
+            step_size=self._step_size,
+            trust=self._trust,
+            min_step=self._min_step,
+            backtrack_tol=self._backtrack_tol,
+            max_backtracks=self._max_backtracks,
+            betas=self._betas,
+            clip=self._clip,
+        )
         desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
@@ -470,22 +478,9 @@ class FMDSampler(PopulationClaims, BaseSampler):
     def _fresh_state(self) -> dict[str, Any]:
         if self._outer == "search":
             _, state = search_step(None, None, self._geometry)
-            return {"version": _STATE_VERSION, "space": self._fingerprint, **state}
-        n = len(self._names)
-        return {
-            "version": _STATE_VERSION,
-            "space": self._fingerprint,
-            "rule": self._outer,
-            "s": [self._step_size] * n,
-            "sign": [0] * n,
-            "m": [0.0] * n,
-            "v": [0.0] * n,
-            "t": 0,
-            "scale": 1.0,
-            "backtracks": 0,
-            "outer_step": 0,
-            "converged": False,
-        }
+        else:
+            state = fresh_state(self._rule)
+        return {"version": _STATE_VERSION, "space": self._fingerprint, **state}
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], dict[str, Any]]:
         retry = self._retried_state(trial)
@@ -539,82 +534,11 @@ class FMDSampler(PopulationClaims, BaseSampler):
         """
         if self._outer == "search":
             return self._search(seen)
-        in_space = [s for s in seen if s.x is not None]
-        usable = [s for s in in_space if s.value is not None and s.grad is not None]
-        best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
-        ours = [s for s in seen if s.state is not None]
-        latest = dict(ours[-1].state) if ours else self._fresh_state()  # type: ignore[arg-type]
-        # The latest trial this sampler proposed or that lies in the space: a proposal that failed
-        # before suggesting every parameter still counts (otherwise it would be proposed again).
-        candidates = [s for s in seen if s.x is not None or s.state is not None]
-        parent = candidates[-1] if candidates else None
-
-        def info(state: dict[str, Any], origin: str, base: Point | None) -> dict[str, Any]:
-            state = dict(state)
-            state["origin"] = origin
-            state["base"] = None if base is None else base.number
-            state["best"] = (
-                None
-                if best is None or best.value is None
-                else {"trial": best.number, "value": sense * best.value}
-            )
-            return state
-
-        if latest.get("converged"):
-            x = list(best.x) if best is not None and best.x is not None else list(self._init_x)
-            return x, info(latest, "converged", best)
-        if parent is None and best is None:
-            return list(self._init_x), info(self._fresh_state(), "init", None)
-        if best is None and parent is not None and parent.diverged and parent.state is not None:
-            self._warn_once(
-                "init-diverged",
-                f"trial {parent.number} diverged with the initial schedules and no trial has a "
-                "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
-                "initial learning rate (Schedule(init=...)) and start a new study.",
-            )
-            state = dict(latest)
-            state["converged"] = True
-            return list(self._init_x), info(state, "converged", None)
-        if best is None:
-            self._warn_once(
-                "no-grad",
-                "no finished trial has a finite value and a hypergradient yet "
-                "(user_attrs['hypergradient'], written by HypergradientObjective with "
-                "hypergradient=True); FMDSampler proposes the initial schedules again.",
-            )
-            return list(self._init_x), info(latest, "init", None)
-        assert parent is not None and best.value is not None
-        limit = best.value + self._backtrack_tol * abs(best.value)
-        worse = parent.value is not None and parent.value > limit
-        if parent.value is not None and parent.grad is not None and not worse:
-            mem = parent.state if parent.state is not None else latest
-            mem = dict(mem)
-            mem["backtracks"] = 0
-            return self._step(mem, parent, info, "step")
-        if (parent.bad or worse) and parent.state is not None:
-            backtracks = int(parent.state.get("backtracks", 0)) + 1
-            scale = float(parent.state.get("scale", 1.0)) * 0.5
-            if backtracks > self._max_backtracks:
-                state = dict(latest)
-                state["converged"] = True
-                assert best.x is not None
-                return list(best.x), info(state, "converged", best)
-            mem = dict(best.state if best.state is not None else latest)
-            mem["scale"], mem["backtracks"] = scale, backtracks
-            return self._step(mem, best, info, "backtrack")
-        # The latest trial has no usable hypergradient (enqueued, another sampler, NaN, corrupt,
-        # or a bad trial this sampler did not propose): continue from the best iterate.
-        why = (
-            "has no usable hypergradient"
-            if parent.grad is None
-            else "was not proposed by FMDSampler and failed or is clearly worse than the best"
-        )
-        self._warn_once(
-            f"fallback:{why[:6]}",
-            f"trial {parent.number} {why}; FMDSampler continues from the best trial with a "
-            f"hypergradient (trial {best.number}).",
-        )
-        return self._step(dict(latest), best, info, "fallback")
+        x, state, notes = decide(self._rule, seen, sense)
+        for key, message in notes:
+            self._warn_once(key, message)
+        state.update(version=_STATE_VERSION, space=self._fingerprint)
+        return x, state
 
     def _search(self, seen: list[Point]) -> tuple[list[float], dict[str, Any]]:
         """The ``"search"`` rule: continue from the latest point it proposed."""
@@ -631,78 +555,6 @@ class FMDSampler(PopulationClaims, BaseSampler):
                 "the hypergradient improves; it proposes the best schedules from now on.",
             )
         return x, state
-
-    def _step(
-        self, mem: dict[str, Any], base: Point, info: Any, origin: str
-    ) -> tuple[list[float], dict[str, Any]]:
-        assert base.x is not None and base.grad is not None
-        n = len(self._names)
-        u = [c.to_u(x) for c, x in zip(self._coords, base.x, strict=True)]
-        g = [gx * c.dx_du(x) for c, gx, x in zip(self._coords, base.grad, base.x, strict=True)]
-        if any(not abs(gi) <= _MAX_HYPERGRADIENT for gi in g):
-            self._warn_once(
-                "exploding",
-                f"the hypergradient of trial {base.number} has coordinates beyond "
-                f"{_MAX_HYPERGRADIENT:g} in the sampler's coordinates (largest "
-                f"{max(abs(gi) for gi in g):.3g}); FMDSampler clips them.",
-            )
-            g = [min(max(gi, -_MAX_HYPERGRADIENT), _MAX_HYPERGRADIENT) for gi in g]
-        scale = float(mem.get("scale", 1.0))
-        s = [float(v) for v in mem["s"]]
-        signs = [int(v) for v in mem["sign"]]
-        m = [float(v) for v in mem["m"]]
-        v2 = [float(v) for v in mem["v"]]
-        t = int(mem.get("t", 0))
-        delta = [0.0] * n
-        if self._outer == "sign":
-            for i in range(n):
-                sg = _sign(g[i])
-                if sg != 0 and signs[i] != 0 and sg != signs[i]:
-                    s[i] *= 0.5
-                if sg != 0:
-                    signs[i] = sg
-                delta[i] = -sg * min(s[i] * scale, self._trust) * self._coords[i].unit
-            converged = max(si * scale for si in s) < self._min_step
-        else:
-            b1, b2 = self._betas
-            if t > 0 and self._clip is not None:
-                for i in range(n):
-                    rms = math.sqrt(v2[i] / (1.0 - b2**t))
-                    if rms > 0 and abs(g[i]) > self._clip * rms:
-                        self._warn_once(
-                            "adam-clip",
-                            f"the hypergradient of trial {base.number} exceeds {self._clip:g} "
-                            "times its running RMS in some coordinates; FMDSampler clips them "
-                            "(`clip`).",
-                        )
-                        g[i] = min(max(g[i], -self._clip * rms), self._clip * rms)
-            t += 1
-            for i in range(n):
-                m[i] = b1 * m[i] + (1.0 - b1) * g[i]
-                v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
-                m_hat = m[i] / (1.0 - b1**t)
-                v_hat = v2[i] / (1.0 - b2**t)
-                ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
-                step = self._step_size * scale * ratio
-                delta[i] = -min(max(step, -self._trust), self._trust) * self._coords[i].unit
-            converged = False
-        x = []
-        for c, ui, di, xi in zip(self._coords, u, delta, base.x, strict=True):
-            lo, hi = c.bounds
-            new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
-            x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
-        state = dict(mem)
-        state.update(
-            s=s,
-            sign=signs,
-            m=m,
-            v=v2,
-            t=t,
-            scale=scale,
-            outer_step=int(mem.get("outer_step", 0)) + 1,
-            converged=bool(converged),
-        )
-        return x, info(state, origin, base)
 
 
 def _geometry(

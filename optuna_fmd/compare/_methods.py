@@ -228,9 +228,7 @@ def family_space(space: ScheduleSpace, refine: bool = True) -> ScheduleSpace:
     lr, *others = list(space)
     s = _window(space, lr)
     cosine = Cosine(s.low, s.high, init=s.init, windows=s.windows)
-    entries: dict[str, Schedule | Family] = {
-        lr: Refiner(cosine, s.windows) if refine else cosine
-    }
+    entries: dict[str, Schedule | Family] = {lr: Refiner(cosine, s.windows) if refine else cosine}
     for h in others:
         o = _window(space, h)
         entries[h] = Constant(o.low, o.high, log=o.log, init=o.init)

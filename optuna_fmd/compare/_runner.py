@@ -23,9 +23,9 @@ import torch
 from .._storage import open_storage
 from ..episode import run_episode
 from ..evaluation import evaluate_schedule
+from ..tasks import Task
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
-from ..tasks import Task
 from ._methods import METHODS, Study, open_study
 
 __all__ = [
@@ -85,6 +85,14 @@ def provenance(cfg: CompareConfig, argv: Sequence[str] | None = None) -> dict[st
         "gpu": torch.cuda.get_device_name(0) if cfg.device.startswith("cuda") else None,
         "command": " ".join(sys.argv if argv is None else argv),
     }
+
+
+def _refuse_dirty(prov: Mapping[str, Any], allow_dirty: bool) -> None:
+    if prov["dirty"] and not allow_dirty:
+        raise RuntimeError(
+            "the working tree differs from its commit: results would not say what ran. Commit "
+            "first (or pass allow_dirty=True / --allow-dirty, and the results say dirty)."
+        )
 
 
 def units_of(cfg: CompareConfig) -> list[tuple[str, int]]:
@@ -197,7 +205,8 @@ def fresh_seed_figures(task: Task, schedule: Schedules, seeds: Sequence[int]) ->
     losses = [_finite(e.test_loss) for e in res.per_seed]
 
     def mean(xs: list[float | None]) -> float | None:
-        return None if any(x is None for x in xs) else math.fsum(xs) / len(xs)  # type: ignore[misc]
+        finite = [x for x in xs if x is not None]
+        return math.fsum(finite) / len(xs) if len(finite) == len(xs) else None
 
     return {
         "retrain_seeds": list(seeds),
@@ -387,11 +396,7 @@ def run_compare(
     cfg.validate()
     log = log or sys.stdout
     prov = provenance(cfg)
-    if prov["dirty"] and not allow_dirty:
-        raise RuntimeError(
-            "the working tree differs from its commit: results would not say what ran. Commit "
-            "first (or pass allow_dirty=True / --allow-dirty, and the results say dirty)."
-        )
+    _refuse_dirty(prov, allow_dirty)
     header, done = read_units(partial)
     config = json.loads(json.dumps(cfg.to_dict()))
     if header is None:
@@ -456,11 +461,7 @@ def rescore_results(
     """
     log = log or sys.stdout
     prov = provenance(cfg)
-    if prov["dirty"] and not allow_dirty:
-        raise RuntimeError(
-            "the working tree differs from its commit: results would not say what ran. Commit "
-            "first (or pass allow_dirty=True / --allow-dirty, and the results say dirty)."
-        )
+    _refuse_dirty(prov, allow_dirty)
     config = {
         **results["config"],
         "retrain": True,
@@ -475,8 +476,9 @@ def rescore_results(
     if header is None:
         with open(partial, "a") as fh:
             fh.write(json.dumps({"header": head}) + "\n")
-    elif header["config"] != config or header["provenance"]["rescored"].get("commit") != (
-        prov["commit"]
+    elif (
+        header["config"] != config
+        or header["provenance"]["rescored"].get("commit") != (prov["commit"])
     ):
         raise RuntimeError(
             f"{partial} holds another rescoring (other run, settings or commit): write to "

@@ -1,0 +1,255 @@
+"""The FDS paper's outer rules, ``"sign"`` and ``"adam"``, as pure functions.
+
+Each proposal is a step from one point along its hypergradient, in the transformed coordinates
+of :mod:`optuna_fmd._outer` (:class:`~optuna_fmd._outer.Coord`): the sign rule moves every
+coordinate by its own step, halved when its hypergradient's sign flips (the paper's rule); Adam
+takes bias-corrected moment ratios. Both are bounded by a trust region; a failed or clearly
+worse proposal is retried from the best point with half the step, up to a limit.
+
+No torch and no Optuna here: the state is a JSON-ready dict (stored in the trial by
+:class:`~optuna_fmd.FMDSampler`), the points seen are :class:`~optuna_fmd._outer.Point` and
+the warnings come back as :data:`Note` values for the adapter to emit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ._outer import Coord, Point
+
+__all__ = ["MAX_HYPERGRADIENT", "GradientRule", "Note", "decide", "fresh_state"]
+
+#: Larger transformed hypergradient coordinates are clipped.
+MAX_HYPERGRADIENT = 1e100
+#: A warning for the adapter: ``(key, message)``; each key is worth one warning.
+Note = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class GradientRule:
+    """The settings of a paper rule (see :class:`~optuna_fmd.FMDSampler` for each one).
+
+    Attributes:
+        name: ``"sign"`` or ``"adam"``.
+        coords: Each param's coordinate.
+        start: The first point (params).
+        step_size: Initial per-coordinate step (sign) or Adam's step, in coordinate units.
+        trust: Largest move of one coordinate per step, in coordinate units.
+        min_step: The sign rule has converged when every step is below this.
+        backtrack_tol: A proposal worse than the best by this fraction is backtracked from.
+        max_backtracks: Consecutive backtracks before the rule stops at the best point.
+        betas: Adam's moment decays.
+        clip: Adam clips a hypergradient coordinate beyond this many running RMS (None: never).
+    """
+
+    name: str
+    coords: Sequence[Coord]
+    start: Sequence[float]
+    step_size: float
+    trust: float
+    min_step: float
+    backtrack_tol: float
+    max_backtracks: int
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip: float | None = 5.0
+
+
+def fresh_state(rule: GradientRule) -> dict[str, Any]:
+    """The state before the first step: per-coordinate steps, signs and Adam's moments."""
+    n = len(rule.coords)
+    return {
+        "rule": rule.name,
+        "s": [rule.step_size] * n,
+        "sign": [0] * n,
+        "m": [0.0] * n,
+        "v": [0.0] * n,
+        "t": 0,
+        "scale": 1.0,
+        "backtracks": 0,
+        "outer_step": 0,
+        "converged": False,
+    }
+
+
+def decide(
+    rule: GradientRule, seen: Sequence[Point], sense: float
+) -> tuple[list[float], dict[str, Any], list[Note]]:
+    """The next point, its state and the warnings, from the points seen so far.
+
+    ``seen`` holds sense-adjusted values (lower is better), in trial order; a point's ``state``
+    is the one this rule stored with it (``None``: not proposed by the rule). ``sense`` turns
+    the best value back into the study's own units for the stored state.
+    """
+    notes: list[Note] = []
+    in_space = [s for s in seen if s.x is not None]
+    usable = [s for s in in_space if s.value is not None and s.grad is not None]
+    best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
+    ours = [s for s in seen if s.state is not None]
+    latest = dict(ours[-1].state) if ours else fresh_state(rule)  # type: ignore[arg-type]
+    # The latest point this rule proposed or that lies in the space: a proposal that failed
+    # before suggesting every parameter still counts (otherwise it would be proposed again).
+    candidates = [s for s in seen if s.x is not None or s.state is not None]
+    parent = candidates[-1] if candidates else None
+
+    def info(state: dict[str, Any], origin: str, base: Point | None) -> dict[str, Any]:
+        state = dict(state)
+        state["origin"] = origin
+        state["base"] = None if base is None else base.number
+        state["best"] = (
+            None
+            if best is None or best.value is None
+            else {"trial": best.number, "value": sense * best.value}
+        )
+        return state
+
+    def step(mem: dict[str, Any], base: Point, origin: str) -> tuple[list[float], dict[str, Any]]:
+        x, state = _step(rule, mem, base, notes)
+        return x, info(state, origin, base)
+
+    start = list(rule.start)
+    if latest.get("converged"):
+        x = list(best.x) if best is not None and best.x is not None else start
+        return x, info(latest, "converged", best), notes
+    if parent is None and best is None:
+        return start, info(fresh_state(rule), "init", None), notes
+    if best is None and parent is not None and parent.diverged and parent.state is not None:
+        notes.append(
+            (
+                "init-diverged",
+                f"trial {parent.number} diverged with the initial schedules and no trial has a "
+                "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
+                "initial learning rate (Schedule(init=...)) and start a new study.",
+            )
+        )
+        state = dict(latest)
+        state["converged"] = True
+        return start, info(state, "converged", None), notes
+    if best is None:
+        notes.append(
+            (
+                "no-grad",
+                "no finished trial has a finite value and a hypergradient yet "
+                "(user_attrs['hypergradient'], written by HypergradientObjective with "
+                "hypergradient=True); FMDSampler proposes the initial schedules again.",
+            )
+        )
+        return start, info(latest, "init", None), notes
+    assert parent is not None and best.value is not None
+    limit = best.value + rule.backtrack_tol * abs(best.value)
+    worse = parent.value is not None and parent.value > limit
+    if parent.value is not None and parent.grad is not None and not worse:
+        mem = dict(parent.state if parent.state is not None else latest)
+        mem["backtracks"] = 0
+        return (*step(mem, parent, "step"), notes)
+    if (parent.bad or worse) and parent.state is not None:
+        backtracks = int(parent.state.get("backtracks", 0)) + 1
+        scale = float(parent.state.get("scale", 1.0)) * 0.5
+        if backtracks > rule.max_backtracks:
+            state = dict(latest)
+            state["converged"] = True
+            assert best.x is not None
+            return list(best.x), info(state, "converged", best), notes
+        mem = dict(best.state if best.state is not None else latest)
+        mem["scale"], mem["backtracks"] = scale, backtracks
+        return (*step(mem, best, "backtrack"), notes)
+    # The latest point has no usable hypergradient (enqueued, another sampler, NaN, corrupt,
+    # or a bad trial this rule did not propose): continue from the best point.
+    why = (
+        "has no usable hypergradient"
+        if parent.grad is None
+        else "was not proposed by FMDSampler and failed or is clearly worse than the best"
+    )
+    notes.append(
+        (
+            f"fallback:{why[:6]}",
+            f"trial {parent.number} {why}; FMDSampler continues from the best trial with a "
+            f"hypergradient (trial {best.number}).",
+        )
+    )
+    return (*step(dict(latest), best, "fallback"), notes)
+
+
+def _sign(v: float) -> int:
+    return 1 if v > 0 else (-1 if v < 0 else 0)
+
+
+def _step(
+    rule: GradientRule, mem: dict[str, Any], base: Point, notes: list[Note]
+) -> tuple[list[float], dict[str, Any]]:
+    """One step of the rule from ``base`` along its hypergradient, with the memory ``mem``."""
+    assert base.x is not None and base.grad is not None
+    coords = rule.coords
+    n = len(coords)
+    u = [c.to_u(x) for c, x in zip(coords, base.x, strict=True)]
+    g = [gx * c.dx_du(x) for c, gx, x in zip(coords, base.grad, base.x, strict=True)]
+    if any(not abs(gi) <= MAX_HYPERGRADIENT for gi in g):
+        notes.append(
+            (
+                "exploding",
+                f"the hypergradient of trial {base.number} has coordinates beyond "
+                f"{MAX_HYPERGRADIENT:g} in the sampler's coordinates (largest "
+                f"{max(abs(gi) for gi in g):.3g}); FMDSampler clips them.",
+            )
+        )
+        g = [min(max(gi, -MAX_HYPERGRADIENT), MAX_HYPERGRADIENT) for gi in g]
+    scale = float(mem.get("scale", 1.0))
+    s = [float(v) for v in mem["s"]]
+    signs = [int(v) for v in mem["sign"]]
+    m = [float(v) for v in mem["m"]]
+    v2 = [float(v) for v in mem["v"]]
+    t = int(mem.get("t", 0))
+    delta = [0.0] * n
+    if rule.name == "sign":
+        for i in range(n):
+            sg = _sign(g[i])
+            if sg != 0 and signs[i] != 0 and sg != signs[i]:
+                s[i] *= 0.5
+            if sg != 0:
+                signs[i] = sg
+            delta[i] = -sg * min(s[i] * scale, rule.trust) * coords[i].unit
+        converged = max(si * scale for si in s) < rule.min_step
+    else:
+        b1, b2 = rule.betas
+        if t > 0 and rule.clip is not None:
+            for i in range(n):
+                rms = math.sqrt(v2[i] / (1.0 - b2**t))
+                if rms > 0 and abs(g[i]) > rule.clip * rms:
+                    notes.append(
+                        (
+                            "adam-clip",
+                            f"the hypergradient of trial {base.number} exceeds {rule.clip:g} "
+                            "times its running RMS in some coordinates; FMDSampler clips them "
+                            "(`clip`).",
+                        )
+                    )
+                    g[i] = min(max(g[i], -rule.clip * rms), rule.clip * rms)
+        t += 1
+        for i in range(n):
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+            v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
+            m_hat = m[i] / (1.0 - b1**t)
+            v_hat = v2[i] / (1.0 - b2**t)
+            ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
+            step = rule.step_size * scale * ratio
+            delta[i] = -min(max(step, -rule.trust), rule.trust) * coords[i].unit
+        converged = False
+    x = []
+    for c, ui, di, xi in zip(coords, u, delta, base.x, strict=True):
+        lo, hi = c.bounds
+        new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
+        x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
+    state = dict(mem)
+    state.update(
+        s=s,
+        sign=signs,
+        m=m,
+        v=v2,
+        t=t,
+        scale=scale,
+        outer_step=int(mem.get("outer_step", 0)) + 1,
+        converged=bool(converged),
+    )
+    return x, state

@@ -1,0 +1,98 @@
+"""The paper's sign and Adam rules as pure functions, driven by closed-form objectives."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+
+from optuna_fmd._gradient_rules import GradientRule, decide, fresh_state
+from optuna_fmd._outer import Coord, Point
+
+
+def _rule(name: str, **kw: float) -> GradientRule:
+    coords = [Coord("log", 1e-3, 1.0), Coord("linear", -1.0, 1.0)]
+    settings = {
+        "step_size": 0.05,
+        "trust": 0.25,
+        "min_step": 1e-3,
+        "backtrack_tol": 0.02,
+        "max_backtracks": 2,
+        **kw,
+    }
+    return GradientRule(name, coords, [0.05, 0.0], **settings)  # type: ignore[arg-type]
+
+
+def _f(x: list[float]) -> float:
+    return math.log(x[0] / 0.2) ** 2 + (x[1] - 0.3) ** 2 + 1.0
+
+
+def _g(x: list[float]) -> list[float]:
+    return [2 * math.log(x[0] / 0.2) / x[0], 2 * (x[1] - 0.3)]
+
+
+def _drive(rule: GradientRule, trials: int) -> list[Point]:
+    seen: list[Point] = []
+    for number in range(trials):
+        x, state, _ = decide(rule, seen, 1.0)
+        seen.append(Point(number, x, _f(x), False, _g(x), state))
+    return seen
+
+
+@pytest.mark.parametrize("name", ["sign", "adam"])
+def test_each_rule_descends_a_bowl_from_the_start(name: str) -> None:
+    seen = _drive(_rule(name), 40)
+    assert seen[0].x == [0.05, 0.0] and seen[0].state["origin"] == "init"  # type: ignore[index]
+    assert min(p.value for p in seen) < _f([0.05, 0.0]) - 0.9 * (_f([0.05, 0.0]) - 1.0)  # type: ignore[operator]
+    origins = {p.state["origin"] for p in seen}  # type: ignore[index]
+    assert origins <= {"init", "step", "backtrack", "converged"} and "step" in origins
+
+
+def test_the_sign_rule_halves_a_coordinates_step_when_its_sign_flips() -> None:
+    rule = _rule("sign")
+    start = Point(0, [0.05, 0.0], 2.0, False, [-1.0, -1.0], fresh_state(rule))
+    x1, s1, _ = decide(rule, [start], 1.0)
+    assert s1["s"] == [0.05, 0.05] and s1["sign"] == [-1, -1]
+    u = math.log(1.0 / 1e-3)  # the log coordinate's unit
+    assert math.log(x1[0] / 0.05) == pytest.approx(0.05 * u)
+    flipped = Point(1, x1, 1.9, False, [1.0, -1.0], s1)  # lr's sign flips, the other's holds
+    _, s2, _ = decide(rule, [start, flipped], 1.0)
+    assert s2["s"] == [0.025, 0.05] and s2["outer_step"] == 2
+
+
+def test_a_clearly_worse_step_backtracks_from_the_best_with_half_the_scale_then_stops() -> None:
+    rule = _rule("sign")
+    best = Point(0, [0.05, 0.0], 1.0, False, [-1.0, -1.0], fresh_state(rule))
+    seen = [best]
+    scales = []
+    for number in range(1, 5):
+        x, state, _ = decide(rule, seen, 1.0)
+        scales.append((state["origin"], state["scale"]))
+        seen.append(Point(number, x, 5.0, False, [1.0, 1.0], state))  # always far worse
+    assert scales[0] == ("step", 1.0)
+    assert scales[1:3] == [("backtrack", 0.5), ("backtrack", 0.25)]
+    assert scales[3][0] == "converged"
+    x, state, _ = decide(rule, seen, 1.0)
+    assert state["converged"] and x == best.x and state["best"] == {"trial": 0, "value": 1.0}
+
+
+def test_warnings_come_back_as_notes_and_a_maximize_best_is_in_study_units() -> None:
+    rule = _rule("adam")
+    x, state, notes = decide(rule, [Point(0, [0.05, 0.0], 1.0, False, None, None)], -1.0)
+    assert x == [0.05, 0.0] and state["origin"] == "init"
+    assert [k for k, _ in notes] == ["no-grad"]
+    huge = Point(0, [0.05, 0.0], -2.0, False, [1e300, 0.0], fresh_state(rule))
+    x, state, notes = decide(rule, [huge], -1.0)
+    assert "exploding" in [k for k, _ in notes] and all(math.isfinite(v) for v in x)
+    assert state["best"] == {"trial": 0, "value": 2.0}
+
+
+def test_the_rules_import_neither_torch_nor_optuna() -> None:
+    code = (
+        "import sys; import optuna_fmd._gradient_rules; "
+        "print('torch' in sys.modules, 'optuna' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
