@@ -152,7 +152,9 @@ class Point:
 @dataclass(frozen=True)
 class Geometry:
     """What the search rule knows of the space: each param's coordinate, which params set the
-    lr scale, which belong to the first stage (not a refiner's correction), and the start."""
+    lr scale, which belong to the first stage (not a refiner's correction), the start, and the
+    blocks the coarse pass moves together (``None``: each param on its own; a window schedule's
+    windows form one block, so its pass costs two probes however many windows it has)."""
 
     coords: list[Coord]
     scale: list[bool]
@@ -160,6 +162,7 @@ class Geometry:
     start: list[float]
     first_step: float = FIRST_STEP
     hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
+    blocks: list[int] | None = None
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
         """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""
@@ -511,10 +514,18 @@ def _stall(
     return _next_pattern_probe(state, geo)
 
 
-def _pattern_coords(geo: Geometry, once: bool = False) -> list[int]:
+def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
+    """The moves of a pattern pass, each a list of params moved together: in the coarse pass
+    (``once``) the first-stage params but the lr scale, by block; later one param at a time."""
     if not geo.hypergradients and not once:  # the ablation's pattern search: every param
-        return list(range(len(geo.base)))
-    return [i for i, b in enumerate(geo.base) if b and not (once and geo.scale[i])]
+        return [[i] for i in range(len(geo.base))]
+    if not once:
+        return [[i] for i, b in enumerate(geo.base) if b]
+    moves: dict[int, list[int]] = {}
+    for i, b in enumerate(geo.base):
+        if b and not geo.scale[i]:
+            moves.setdefault(i if geo.blocks is None else geo.blocks[i], []).append(i)
+    return list(moves.values())
 
 
 def _next_pattern_probe(
@@ -527,9 +538,9 @@ def _next_pattern_probe(
     x = state["incumbent"]["x"]
     while pat["h"] >= MIN_PATTERN_STEP:
         while pat["i"] < len(coords):
-            i = coords[pat["i"]]
             d = [0.0] * len(x)
-            d[i] = float(pat["sign"])
+            for i in coords[pat["i"]]:
+                d[i] = float(pat["sign"])
             moved = geo.along(x, d, pat["h"])
             if pat["sign"] > 0:
                 pat["sign"] = -1

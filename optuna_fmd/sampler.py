@@ -28,7 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ._gradient_rules import GradientRule, decide, fresh_state
 from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
 from ._population import STATE_KEY, PopulationClaims, finite_list, is_slot, sense_of
-from .space import DELTA, Family, Refiner, ScheduleSpace
+from .space import DELTA, Family, Refiner, Schedule, ScheduleSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -567,10 +567,11 @@ def _geometry(
     (warm-up and final fractions) and a refiner's corrections step linearly. The lr scale is
     the first entry's log-scale params; a refiner's corrections join after the first stage.
     """
-    coords, scale, base = [], [], []
+    coords, scale, base, blocks = [], [], [], []
     first = next(iter(space))
+    entries = list(space)
     dists, init = space.distributions(), space.initial_params()
-    for name in space.param_names():
+    for k, name in enumerate(space.param_names()):
         owner = space.owner(name)
         assert owner is not None
         entry_name, local = owner
@@ -582,9 +583,19 @@ def _geometry(
         coords.append(Coord(kind, low, high))
         scale.append(entry_name == first and log)
         base.append(not correction)
+        # a window schedule's windows move as one block in the coarse pass
+        blocks.append(-1 - entries.index(entry_name) if isinstance(entry, Schedule) else k)
     x0 = [init[n] for n in space.param_names()]
     step = FIRST_STEP if first_step is None else first_step
-    return Geometry(coords, scale, base, x0, first_step=step, hypergradients=hypergradients)
+    return Geometry(
+        coords,
+        scale,
+        base,
+        x0,
+        first_step=step,
+        hypergradients=hypergradients,
+        blocks=blocks,
+    )
 
 
 def _positive_int(name: str, value: object) -> None:

@@ -175,6 +175,36 @@ def test_the_coarse_pass_moves_each_other_family_param_a_quarter_unit_once() -> 
     assert "grad" in kinds[first:]  # one pass, then hypergradient steps
 
 
+def test_the_coarse_pass_moves_a_window_schedule_as_one_block() -> None:
+    """Three lr windows (the scale) and three momentum windows: the momentum windows move
+    together, a quarter unit up (which improves, so down is skipped): one probe, then
+    hypergradient steps."""
+    coords = [Coord("log", 1e-3, 1.0)] * 3 + [Coord("logit", 0.0, 0.99)] * 3
+    geo = Geometry(
+        coords,
+        scale=[True] * 3 + [False] * 3,
+        base=[True] * 6,
+        start=[0.05] * 3 + [0.5] * 3,
+        blocks=[-1] * 3 + [-2] * 3,
+    )
+
+    def f(x: list[float]) -> float:
+        return sum(math.log(v / 0.05) ** 2 for v in x[:3]) + sum((v - 0.8) ** 2 for v in x[3:])
+
+    run = _drive(f, geo, 14)
+    kinds = [r[2]["probe"]["kind"] for r in run]
+    first = kinds.index("pattern")
+    assert kinds.count("pattern") == 1 and kinds[first + 1] == "grad"
+    up, x = run[first][0], run[first - 1][2]["incumbent"]["x"]
+    assert up[:3] == x[:3] and len(set(up[3:])) == 1 and up[3] > x[3]
+    du = coords[3].to_u(up[3]) - coords[3].to_u(x[3])
+    assert du == pytest.approx(_outer.COARSE_STEP * coords[3].unit)
+    # without blocks the same pass probes each momentum window on its own
+    alone = Geometry(**{**geo.__dict__, "blocks": None})
+    kinds = [r[2]["probe"]["kind"] for r in _drive(f, alone, 14)]
+    assert kinds.count("pattern") == 3
+
+
 def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
     geo = _outer.Geometry(**{**_geometry().__dict__, "hypergradients": False})
     f = _bowl([0.08, 0.6])

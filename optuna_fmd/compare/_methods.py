@@ -89,6 +89,13 @@ METHODS: dict[str, Method] = {
             "cosine",
         ),
         Method("fmd-windows", "fmd", "30-dim windows (sign rule, v0.1 default)", "fmd-sign"),
+        Method("fmd-windows-search", "fmd", "30-dim windows (FMDSampler's search rule)", "fmd"),
+        Method(
+            "pattern-windows",
+            "fmd",
+            "30-dim windows, the search rule without hypergradients (pattern steps only)",
+            "fmd-pattern",
+        ),
         Method(
             "pattern",
             "fmd",

@@ -82,9 +82,10 @@ def test_fmd_starts_at_the_same_point(task, seen, method: str) -> None:  # type:
     refined = any("delta" in n for n in trial.params)
     assert refined == (method != "fmd-cosine")
     assert st.study.sampler._population == (2 if method == "fmd-pop2" else None)
-    st, space = _open("fmd-windows", task)
-    st.objective(st.study.ask())
-    assert _close(seen[1], space.initial_values())
+    for k, windows in enumerate(("fmd-windows", "fmd-windows-search", "pattern-windows")):
+        st, space = _open(windows, task)
+        st.objective(st.study.ask())
+        assert _close(seen[1 + k], space.initial_values())
 
 
 def test_the_grid_runs_each_peak_once_then_is_exhausted(task, seen) -> None:  # type: ignore[no-untyped-def]
