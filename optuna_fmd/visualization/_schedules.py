@@ -49,17 +49,33 @@ class ScheduleInfo(NamedTuple):
 
 
 class HypergradientInfo(NamedTuple):
-    """Everything :func:`plot_hypergradients` draws: per hyper, per window, per outer step.
+    """Everything :func:`plot_hypergradients` draws: per row, per param, per outer step.
+
+    A row is a hyperparameter's window params (``lr_0``, ``lr_1`` ... in row ``lr``; a
+    refiner's corrections ``lr_delta_k`` in row ``lr_delta``) or a family's parameters
+    (``lr_peak``, ``lr_warmup`` in row ``lr``; ``momentum_value`` in row ``momentum``).
 
     Attributes:
-        hypers: Hyperparameters with a hypergradient, in first-seen order.
+        hypers: Rows with a hypergradient, in first-seen order.
         numbers: Trial numbers that carry a finite hypergradient.
-        values: ``values[hyper][k][i]`` = dL/d(hyper_k) of trial ``numbers[i]`` (NaN if absent).
+        values: ``values[row][j][i]`` = dL/d(``labels[row][j]``) of trial ``numbers[i]`` (NaN
+            if absent).
+        labels: The param of each series of a row: windows in order, then family parameters.
     """
 
     hypers: list[str]
     numbers: list[int]
     values: dict[str, list[list[float]]]
+    labels: dict[str, list[str]]
+
+
+def _row_of(name: str) -> tuple[str, tuple[int, int | str]]:
+    """A hypergradient param's row and its order within the row (windows first, by k)."""
+    m = _PARAM.match(name)
+    if m:
+        return m["hyper"], (0, int(m["k"]))
+    row, _, _ = name.rpartition("_")
+    return (row or name), (1, name)
 
 
 def _split_params(params: dict[str, Any]) -> dict[str, dict[int, float]]:
@@ -117,26 +133,27 @@ def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:
     """Gather ``user_attrs["hypergradient"]`` of completed trials (skipping bad or missing)."""
     from optuna.trial import TrialState
 
-    rows: list[tuple[int, dict[str, dict[int, float]]]] = []
+    rows: list[tuple[int, dict[str, float]]] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         hg = trial.user_attrs.get("hypergradient")
-        if not isinstance(hg, dict):
+        if not isinstance(hg, dict) or not hg:
             continue
-        split = _split_params(hg)
-        if split and all(math.isfinite(v) for w in split.values() for v in w.values()):
-            rows.append((trial.number, split))
+        if all(isinstance(v, (int, float)) and math.isfinite(v) for v in hg.values()):
+            rows.append((trial.number, {str(k): float(v) for k, v in hg.items()}))
     hypers: list[str] = []
-    width: dict[str, int] = {}
-    for _, split in rows:
-        for h, w in split.items():
-            if h not in hypers:
-                hypers.append(h)
-            width[h] = max(width.get(h, 0), max(w) + 1)
+    keys: dict[str, dict[str, tuple[int, int | str]]] = {}
+    for _, hg in rows:
+        for name in hg:
+            row, order = _row_of(name)
+            if row not in keys:
+                hypers.append(row)
+                keys[row] = {}
+            keys[row][name] = order
+    labels = {h: sorted(keys[h], key=lambda n: keys[h][n]) for h in hypers}
     values = {
-        h: [[split.get(h, {}).get(k, math.nan) for _, split in rows] for k in range(width[h])]
-        for h in hypers
+        h: [[hg.get(name, math.nan) for _, hg in rows] for name in labels[h]] for h in hypers
     }
-    return HypergradientInfo(hypers, [n for n, _ in rows], values)
+    return HypergradientInfo(hypers, [n for n, _ in rows], values, labels)
 
 
 def _steps_axis(k: int, windows: int, steps: int | None) -> tuple[float, float]:
@@ -213,7 +230,9 @@ def plot_schedules(study: optuna.Study) -> Any:
 
 
 def plot_hypergradients(study: optuna.Study) -> Any:
-    """The hypergradient of each window over the outer steps (trials), one row per hyper.
+    """The hypergradient of each param over the outer steps (trials): a row per hyper's
+    windows (``lr_0`` ...) or family parameters (``lr_peak`` ...), one per refiner's
+    corrections (``lr_delta_k``).
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -225,19 +244,19 @@ def plot_hypergradients(study: optuna.Study) -> Any:
     rows = max(len(info.hypers), 1)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
     for r, hyper in enumerate(info.hypers, start=1):
-        for k, series in enumerate(info.values[hyper]):
+        for name, series in zip(info.labels[hyper], info.values[hyper], strict=True):
             fig.add_trace(
                 go.Scatter(
                     x=info.numbers,
                     y=series,
                     mode="lines+markers",
-                    name=f"{hyper}_{k}",
-                    hovertemplate=f"trial %{{x}}<br>dL/d{hyper}_{k} = %{{y:.4g}}<extra></extra>",
+                    name=name,
+                    hovertemplate=f"trial %{{x}}<br>dL/d{name} = %{{y:.4g}}<extra></extra>",
                 ),
                 row=r,
                 col=1,
             )
         fig.add_hline(y=0.0, line={"color": "grey", "width": 1}, row=r, col=1)
     fig.update_xaxes(title_text="trial (outer step)", row=rows, col=1)
-    fig.update_layout(title="Hypergradients per window", height=260 * rows + 80)
+    fig.update_layout(title="Hypergradients per param", height=260 * rows + 80)
     return fig

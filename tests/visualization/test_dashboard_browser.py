@@ -177,7 +177,7 @@ def test_dashboard_renders_study_schedule_figure_and_artifact(
     _wait(browser, lambda d: d.execute_script(lines) >= 6, "the schedule figure's lines")
     figure = browser.find_element("id", figure_id)
     assert "Schedules per trial" in figure.text and "trial 2 (latest)" in figure.text
-    assert "Hypergradients per window" in browser.find_element("tag name", "body").text
+    assert "Hypergradients per param" in browser.find_element("tag name", "body").text
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", figure)
     time.sleep(0.5)
     _save(browser, tmp_path, "dashboard.png")

@@ -66,6 +66,42 @@ def test_hypergradient_info_skips_missing_and_corrupt(study: optuna.Study) -> No
     assert info.values["momentum"] == [[0.5, 0.1]]
 
 
+def test_hypergradient_info_puts_family_params_in_their_hypers_row() -> None:
+    s = optuna.create_study()
+    for number, scale in enumerate((1.0, 0.5)):
+        s.add_trial(
+            optuna.trial.create_trial(
+                value=0.3,
+                user_attrs={
+                    "hypergradient": {
+                        "lr_peak": -2.0 * scale,
+                        "lr_warmup": 0.1 * scale,
+                        "lr_delta_1": 0.2 * scale,
+                        "lr_delta_0": 0.3 * scale,
+                        "momentum_value": 0.05 * scale,
+                    }
+                },
+            )
+        )
+    info = _get_hypergradient_info(s)
+    assert info.hypers == ["lr", "lr_delta", "momentum"]
+    assert info.labels == {
+        "lr": ["lr_peak", "lr_warmup"],
+        "lr_delta": ["lr_delta_0", "lr_delta_1"],
+        "momentum": ["momentum_value"],
+    }
+    assert info.values["lr"] == [[-2.0, -1.0], [0.1, 0.05]]
+    assert info.values["lr_delta"][0] == [0.3, 0.15]
+    fig = plot_hypergradients(s)
+    assert [t.name for t in fig.data] == [
+        "lr_peak",
+        "lr_warmup",
+        "lr_delta_0",
+        "lr_delta_1",
+        "momentum_value",
+    ]
+
+
 def test_single_trial_and_empty_study() -> None:
     s = optuna.create_study()
     assert _get_schedule_info(s).trials == [] and _get_schedule_info(s).latest is None

@@ -76,17 +76,18 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
 
 
 def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
-    """One line per window over the outer steps, coloured by window, around a zero line."""
+    """One line per param over the outer steps, coloured by its place in the row, around a
+    zero line."""
     import matplotlib
 
-    axes[0].set_title("Hypergradients per window")
+    axes[0].set_title("Hypergradients per param")
     if not info.numbers:
         empty(axes[0], "no trial with a hypergradient yet")
         return
     cmap = matplotlib.colormaps["plasma"]
     for ax, hyper in zip(axes, info.hypers, strict=True):
         series = info.values[hyper]
-        for k, ys in enumerate(series):
+        for k, (name, ys) in enumerate(zip(info.labels[hyper], series, strict=True)):
             color = cmap(0.85 * k / max(len(series) - 1, 1))
             points = [(n, y) for n, y in zip(info.numbers, ys, strict=True) if not math.isnan(y)]
             ax.plot(
@@ -96,7 +97,7 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
                 markersize=3,
                 linewidth=1.4,
                 color=color,
-                label=f"{hyper}_{k}",
+                label=name,
             )
         ax.axhline(0.0, color="grey", linewidth=0.8, zorder=0)
         ax.set_ylabel(f"dL/d{hyper}")
@@ -126,7 +127,8 @@ def plot_schedules(study: optuna.Study) -> Any:
 
 
 def plot_hypergradients(study: optuna.Study) -> Any:
-    """The hypergradient of each window over the outer steps, one row per hyperparameter.
+    """The hypergradient of each param over the outer steps, a row per hyper (windows or
+    family parameters) and one per refiner's corrections.
 
     The matplotlib twin of :func:`optuna_fmd.visualization.plot_hypergradients`.
 
