@@ -68,7 +68,7 @@ def test_hypergradient_info_skips_missing_and_corrupt(study: optuna.Study) -> No
 
 def test_hypergradient_info_puts_family_params_in_their_hypers_row() -> None:
     s = optuna.create_study()
-    for number, scale in enumerate((1.0, 0.5)):
+    for scale in (1.0, 0.5):
         s.add_trial(
             optuna.trial.create_trial(
                 value=0.3,
