@@ -30,8 +30,8 @@ TINY = [
     "--hypers",
     "lr,momentum",
 ]
-#: The v0.1 defaults: free window values stepped by the paper's sign rule.
-WINDOWS_SIGN = ["--space", "windows", "--outer", "sign"]
+#: The v0.1 defaults: free window values stepped by the paper's sign rule, one seed.
+WINDOWS_SIGN = ["--space", "windows", "--outer", "sign", "--population", "1"]
 
 
 def test_run_prints_each_outer_step_and_continues(
@@ -359,8 +359,11 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
     args = ["run", *TINY, "--windows", "2", "--trials", "4", "--storage", url, "--no-progress"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "trial   1 scale" in out and "lr=[" in out and "momentum=[0.9]" in out
+    # two seeds per iterate: the start on seeds 0 and 1, then the lr scale's first probe
+    assert "trial   1 init 0.1" in out and "trial   2 scale 1.0" in out
+    assert "lr=[" in out and "momentum=[0.9]" in out
     study = optuna.load_study(study_name="optuna-fmd", storage=url)
+    assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 0, 1]
     assert sorted(study.trials[0].params) == [
         "lr_delta_0",
         "lr_delta_1",
@@ -369,4 +372,4 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
         "lr_warmup",
         "momentum_value",
     ]
-    assert "hypergradient" not in study.trials[1].user_attrs  # a plain probe of the lr scale
+    assert "hypergradient" not in study.trials[2].user_attrs  # a plain probe of the lr scale

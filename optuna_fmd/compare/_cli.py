@@ -67,6 +67,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with several --from-results: rename methods of the earlier runs",
     )
     p.add_argument(
+        "--primary",
+        default=None,
+        help="with --from-results: the FMD method the tests are about (default: the last run's)",
+    )
+    p.add_argument(
         "--from-results",
         default=None,
         nargs="+",
@@ -269,6 +274,18 @@ def main(args: argparse.Namespace) -> int:
     elif args.from_results:
         rename = dict(r.split("=", 1) for r in args.rename or [])
         results = merge_results([load_results(p) for p in args.from_results], rename)
+        if args.primary:
+            methods = results["config"]["methods"]
+            if (
+                args.primary not in methods
+                or METHODS.get(args.primary, None) is None
+                or (METHODS[args.primary].kind != "fmd")
+            ):
+                raise SystemExit(
+                    f"error: --primary must be an FMD method of the results {methods}, but got "
+                    f"{args.primary!r}"
+                )
+            results["config"] = {**results["config"], "primary": args.primary}
         name = args.name or Path(args.from_results[-1]).stem
     else:
         cfg = config_from_args(args)

@@ -76,7 +76,8 @@ METHODS: dict[str, Method] = {
         Method(
             "fmd-pop2",
             "fmd",
-            "fmd's space and search rule on the mean of 2 seeds' validation losses",
+            "fmd's space and search rule on the mean of 2 seeds' validation losses (the CLI's "
+            "default)",
             "fmd",
             "refined-cosine",
             population=2,

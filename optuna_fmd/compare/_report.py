@@ -40,6 +40,7 @@ def summarize(
     "holm_p": {baseline: p}, "time_to_reach_ratio": {baseline: ratio or None}, "detail"}]}``.
     ``holm_p`` is the one-sided Wilcoxon signed-rank p of the primary method's best validation
     loss being lower, Holm-corrected over the baselines of that task and budget;
+    ``fresh_holm_p`` the same for the mean validation loss of the best schedules on fresh seeds;
     ``time_to_reach_ratio`` the median over seeds of the primary's cost to reach the baseline's
     final best over the baseline's cost to reach it (``None`` unless reached on every seed).
     """
@@ -104,6 +105,7 @@ def _run_summary(
             "failed_seeds": sum(v is None for v in vals),
         }
     holm_raw: dict[str, float] = {}
+    fresh_raw: dict[str, float] = {}
     reach: dict[str, float | None] = {}
     if primary in methods:
         for b in names:
@@ -118,6 +120,9 @@ def _run_summary(
             detail[b]["fresh_val_vs_primary"] = _difference(
                 methods[primary]["fresh_val"], methods[b]["fresh_val"], worst=True
             )
+            if detail[b]["fresh_val_vs_primary"] is not None:
+                both = _worst_filled(methods[primary]["fresh_val"] + methods[b]["fresh_val"])
+                fresh_raw[b] = _stats.wilcoxon_less(both[:n], both[n:])
             detail[b]["test_acc_vs_primary"] = _difference(
                 methods[primary]["test_acc"], methods[b]["test_acc"], worst=False
             )
@@ -144,6 +149,7 @@ def _run_summary(
         "methods": methods,
         "primary": primary,
         "holm_p": _stats.holm(holm_raw) if holm_raw else {},
+        "fresh_holm_p": _stats.holm(fresh_raw) if fresh_raw else {},
         "time_to_reach_ratio": reach,
         "detail": detail,
     }
@@ -241,25 +247,26 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
             "train+val):",
             "",
             f"| method | fresh-seed val loss, mean [95% CI] | {p} − method [95% CI] | {p} "
-            f"lower on | test acc, mean [95% CI] | {p} − method, points [95% CI] | {p} higher "
-            "on | test loss, mean [95% CI] |",
-            "|---|---|---|---|---|---|---|---|",
+            f"lower on | Holm p | test acc, mean [95% CI] | {p} − method, points [95% CI] | "
+            f"{p} higher on | test loss, mean [95% CI] |",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for m, d in run["detail"].items():
             fv, ta = d.get("fresh_val_vs_primary"), d.get("test_acc_vs_primary")
             if m == p:
-                cells = ["(primary)", "", "(primary)", ""]
+                cells = ["(primary)", "", "-", "(primary)", ""]
             else:
                 cells = [
                     _diff(fv),
                     f"{fv['lower_on']}/{fv['n']}" if fv else "",
+                    _f(run.get("fresh_holm_p", {}).get(m), ".3g"),
                     _diff(ta, 100, "+.2f"),
                     f"{ta['higher_on']}/{ta['n']}" if ta else "",
                 ]
             lines.append(
                 f"| {m} | {_ci(d.get('fresh_val_mean_ci'))} | {cells[0]} | {cells[1]} | "
-                f"{_ci(d['test_acc_mean_ci'], 100, '.2f', '%')} | {cells[2]} | {cells[3]} | "
-                f"{_ci(d.get('test_loss_mean_ci'))} |"
+                f"{cells[2]} | {_ci(d['test_acc_mean_ci'], 100, '.2f', '%')} | {cells[3]} | "
+                f"{cells[4]} | {_ci(d.get('test_loss_mean_ci'))} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -169,9 +169,45 @@ def test_tables_compare_fresh_seed_figures_against_the_primary() -> None:
     d = s["runs"][0]["detail"]["tpe"]
     assert d["fresh_seeds"] == 3
     assert d["fresh_val_vs_primary"]["lower_on"] == 4
+    # one-sided Wilcoxon, fmd lower on 4 of 4 seeds: p = 1/16, one baseline to correct over
+    assert s["runs"][0]["fresh_holm_p"] == pytest.approx({"tpe": 1 / 16})
     assert d["test_acc_vs_primary"]["higher_on"] == 3 and d["test_acc_vs_primary"]["n"] == 4
     assert d["test_acc_vs_primary"]["mean_difference"] == pytest.approx((3 * 0.01 - 0.01) / 4)
     assert math.isclose(s["runs"][0]["detail"]["fmd"]["test_loss_mean_ci"][0], 0.32)
     table = compare.format_markdown(s)
     assert "Best schedules on 3 fresh seeds per unit" in table
     assert "| tpe | " in table and "| 3/4 |" in table and "+0.50 [" in table
+    assert "| 4/4 | 0.0625 |" in table
+
+
+def test_a_merged_report_takes_the_primary_it_is_told(tmp_path: Path) -> None:
+    from optuna_fmd import cli
+
+    def write(name: str, methods: list[str]) -> Path:
+        config = {
+            "tasks": ["t"],
+            "seeds": [0, 1],
+            "methods": methods,
+            "primary": methods[0],
+            "budgets": {"long": 10.0},
+        }
+        units = []
+        for seed in (0, 1):
+            ms = {}
+            for k, m in enumerate(methods):
+                best = {"value": 0.3 + 0.01 * k, "end": 1.0, "schedule": {"lr": [0.1]}}
+                ms[m] = {"trials": [_trial(0, 1.0, 0.3 + 0.01 * k)], "best": {"long": best}}
+            units.append({"task": "t", "seed": seed, "methods": ms})
+        path = tmp_path / f"{name}.jsonl"
+        header = {"config": config, "provenance": {"commit": name}}
+        path.write_text("\n".join(json.dumps(x) for x in [{"header": header}, *units]) + "\n")
+        return path
+
+    a, b = write("a", ["fmd-pop2", "tpe"]), write("b", ["fmd"])
+    args = ["compare", "--from-results", str(a), str(b), "--out-dir", str(tmp_path)]
+    assert cli.main([*args, "--primary", "fmd-pop2", "--name", "m"]) == 0
+    summary = json.loads((tmp_path / "m_summary.json").read_text())
+    assert {r["primary"] for r in summary["runs"]} == {"fmd-pop2"}
+    assert "vs_primary" in summary["runs"][0]["detail"]["fmd"]
+    with pytest.raises(SystemExit, match="--primary must be an FMD method"):
+        cli.main([*args, "--primary", "tpe"])
