@@ -189,6 +189,20 @@ def merge_results(
     }
 
 
+def _restrict(results: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
+    """``results`` on ``tasks`` only (each must be one of its tasks)."""
+    missing = [t for t in tasks if t not in results["config"]["tasks"]]
+    if missing:
+        raise SystemExit(
+            f"error: --tasks {missing} not in a run of tasks {results['config']['tasks']}"
+        )
+    return {
+        **results,
+        "config": {**results["config"], "tasks": list(tasks)},
+        "units": [u for u in results["units"] if u["task"] in tasks],
+    }
+
+
 def load_results(path: str) -> dict[str, Any]:
     """Results from a results JSON, or from the JSON-lines file of a (partial) run."""
     if path.endswith(".jsonl"):
@@ -273,7 +287,11 @@ def main(args: argparse.Namespace) -> int:
         results = load_results(str(partial))
     elif args.from_results:
         rename = dict(r.split("=", 1) for r in args.rename or [])
-        results = merge_results([load_results(p) for p in args.from_results], rename)
+        parts = [load_results(p) for p in args.from_results]
+        if args.tasks:  # compare on these tasks only (e.g. a run that covered one of them)
+            keep = [t.strip() for t in args.tasks.split(",") if t.strip()]
+            parts = [_restrict(part, keep) for part in parts]
+        results = merge_results(parts, rename)
         if args.primary:
             methods = results["config"]["methods"]
             if (

@@ -211,3 +211,18 @@ def test_a_merged_report_takes_the_primary_it_is_told(tmp_path: Path) -> None:
     assert "vs_primary" in summary["runs"][0]["detail"]["fmd"]
     with pytest.raises(SystemExit, match="--primary must be an FMD method"):
         cli.main([*args, "--primary", "tpe"])
+
+
+def test_a_merged_report_can_keep_the_tasks_every_run_shares() -> None:
+    from optuna_fmd.compare._cli import _restrict
+
+    run = {
+        "config": {"tasks": ["a", "b"], "methods": ["fmd"]},
+        "provenance": {},
+        "units": [{"task": "a", "seed": 0}, {"task": "b", "seed": 0}],
+    }
+    only = _restrict(run, ["b"])
+    assert only["config"]["tasks"] == ["b"] and only["units"] == [{"task": "b", "seed": 0}]
+    assert run["config"]["tasks"] == ["a", "b"]  # the loaded run is left as it was
+    with pytest.raises(SystemExit, match=r"--tasks \['c'\]"):
+        _restrict(run, ["c"])
