@@ -234,10 +234,8 @@ def run_study(
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
-        try:
-            best = f"{study.best_value:.4f}"
-        except ValueError:
-            best = "-"
+        point = sampler.best_iterate(study)
+        best = "-" if point is None else f"{point[0]:.4f}"
         bar.set_postfix(best=best)
         tqdm.write(describe_trial(trial, space, population) + f"  (best {best})", file=out)
 
@@ -264,13 +262,19 @@ def run_study(
             )
     finally:
         bar.close()
-    try:
-        best_trial = study.best_trial
-        print(f"best: trial {best_trial.number}, validation loss {best_trial.value:.4f}", file=out)
-        for name, values in space.from_params(best_trial.params).items():
-            print(f"  {name}: {_fmt(values)}", file=out)
-    except ValueError:
+    best_point = sampler.best_iterate(study)
+    if best_point is None:
         print("no completed trial yet", file=out)
+    else:
+        value, params, numbers = best_point
+        which = (
+            f"trial {numbers[0]}"
+            if len(numbers) == 1
+            else f"trials {', '.join(map(str, numbers))} (mean over {len(numbers)} seeds)"
+        )
+        print(f"best: {which}, validation loss {value:.4f}", file=out)
+        for name, values in space.from_params(params).items():
+            print(f"  {name}: {_fmt(values)}", file=out)
     if sampler.is_converged(study):
         print("the outer loop reported convergence (no step improves any more)", file=out)
     return study
@@ -613,11 +617,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _add_study_args(run, steps=1000, trials=10, windows=5)
     run.add_argument("--study", default="optuna-fmd", help="study name (continued if it exists)")
     run.set_defaults(func=_run)
-    demo = sub.add_parser("demo", help="a small FMD study (24 trials of 1,000 steps)")
+    demo = sub.add_parser("demo", help="a small FMD study (36 trials of 1,000 steps)")
     # The demo starts from a common but too timid schedule (lr 0.01, momentum 0.5), so the
     # outer loop has something visible to fix: the scale and coarse probes (plain episodes)
-    # take the first ~8 iterates of 2 seeds each, hypergradient steps the rest.
-    _add_study_args(demo, steps=1000, trials=24, windows=5, lr_init=0.01, momentum_init=0.5)
+    # take the first ~14 iterates of 2 seeds each, hypergradient steps the rest.
+    _add_study_args(demo, steps=1000, trials=36, windows=5, lr_init=0.01, momentum_init=0.5)
     demo.add_argument("--study", default=None, help="study name (default: demo-<date-time>)")
     demo.set_defaults(func=_demo)
     worker = sub.add_parser(

@@ -313,6 +313,39 @@ class FMDSampler(PopulationClaims, BaseSampler):
             attrs = storage.get_trial_system_attrs(trial_id)
         return state_wants_hypergradient((attrs or {}).get(STATE_KEY))
 
+    def best_iterate(self, study: Study) -> tuple[float, dict[str, float], list[int]] | None:
+        """The best point so far: its value, params and trial numbers (``None``: none yet).
+
+        Without a population this is ``study.best_trial``. With ``population=M`` it is the outer
+        iterate with the best mean value over its members (every member COMPLETE with a finite
+        value), which is what the sampler compares; ``study.best_trial`` would instead be the
+        single luckiest member.
+        """
+        sense = sense_of(study)
+        done = [
+            t
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.value is not None and math.isfinite(t.value)
+        ]
+        groups: dict[Any, list[FrozenTrial]] = {}
+        for t in done:
+            state = self._read_state(t, warn=False) if self._population else None
+            key = (
+                ("iterate", int(state["iterate"]))
+                if state is not None and is_slot(state, self._population)
+                else ("trial", t.number)
+            )
+            groups.setdefault(key, []).append(t)
+        best: tuple[float, dict[str, float], list[int]] | None = None
+        for (kind, _), trials in groups.items():
+            if kind == "iterate" and len(trials) < (self._population or 1):
+                continue  # members still running or failed: not comparable yet
+            value = math.fsum(float(t.value) for t in trials) / len(trials)  # type: ignore[arg-type]
+            if best is None or sense * value < sense * best[0]:
+                first = min(trials, key=lambda t: t.number)
+                best = (value, dict(first.params), sorted(t.number for t in trials))
+        return best
+
     def is_converged(self, study: Study) -> bool:
         """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""
         state = self.outer_state(study)

@@ -672,3 +672,40 @@ def test_the_ablation_without_hypergradients_never_asks_for_one() -> None:
     assert study.best_value < study.trials[0].value
     with pytest.raises(ValueError, match="needs outer='search'"):
         fmd.FMDSampler(FAMILY_SPACE, outer="sign", hypergradients=False)
+
+
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction: str) -> None:
+    space = fmd.ScheduleSpace(
+        {"lr": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.05)}
+    )
+    sampler = fmd.FMDSampler(space, population=2, hypergradients=False, seed=0)
+    sign = 1.0 if direction == "minimize" else -1.0
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr_0", 1e-3, 1.0, log=True)
+        lucky = -0.8 if trial.number == 1 else 0.0  # a member of the start is lucky
+        return sign * (math.log(lr / 0.12) ** 2 + lucky)
+
+    study = optuna.create_study(direction=direction, sampler=sampler)
+    study.optimize(objective, n_trials=12)
+    value, params, numbers = sampler.best_iterate(study)  # type: ignore[misc]
+    by_iterate: dict[int, list[optuna.trial.FrozenTrial]] = {}
+    for t in study.trials:
+        by_iterate.setdefault(t.system_attrs[STATE_KEY]["iterate"], []).append(t)
+    means = {
+        k: sum(t.value for t in ts) / len(ts)  # type: ignore[misc]
+        for k, ts in by_iterate.items()
+        if len(ts) == 2
+    }
+    best = min(means, key=lambda k: sign * means[k])
+    assert value == pytest.approx(means[best]) and len(numbers) == 2
+    assert numbers == sorted(t.number for t in by_iterate[best])
+    assert params == by_iterate[best][0].params
+    assert study.best_trial.number == 1 and 1 not in numbers  # the luckiest member
+    single = fmd.FMDSampler(space, hypergradients=False, seed=0)
+    one = optuna.create_study(direction=direction, sampler=single)
+    one.optimize(objective, n_trials=4)
+    v, _, ns = single.best_iterate(one)  # type: ignore[misc]
+    assert ns == [one.best_trial.number] and v == one.best_value
+    assert single.best_iterate(optuna.create_study(sampler=single)) is None
