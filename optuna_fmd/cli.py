@@ -264,7 +264,7 @@ def run_study(
         bar.close()
     best_point = sampler.best_iterate(study)
     if best_point is None:
-        print("no completed trial yet", file=out)
+        print("no trial with a finite validation loss yet", file=out)
     else:
         value, params, numbers = best_point
         which = (
@@ -310,6 +310,16 @@ _CONFIG_FLAGS = (
     "fresh_split",
     "population",
 )
+
+
+def _stored_flags(storage: Any, study_name: str) -> dict[str, Any]:
+    """The flags an existing ``optuna-fmd run`` study was created with (``{}``: none)."""
+    try:
+        study_id = storage.get_study_id_from_name(study_name)
+    except KeyError:
+        return {}
+    stored = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
+    return stored if isinstance(stored, dict) else {}
 
 
 def _check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSpace) -> None:
@@ -438,9 +448,10 @@ def _add_study_args(
     p.add_argument(
         "--population",
         type=int,
-        default=POPULATION,
-        help=f"seeds per outer iterate (default {POPULATION}): iterates are compared by their "
-        "members' mean validation loss and their hypergradients averaged",
+        default=None,
+        help=f"seeds per outer iterate (default: {POPULATION} for a new study, the study's own "
+        "for one being continued): iterates are compared by their members' mean validation "
+        "loss and their hypergradients averaged",
     )
 
 
@@ -487,13 +498,15 @@ def _study_from_args(
     if args.trials < 0:
         raise SystemExit(f"error: --trials must be >= 0, but got {args.trials}")
     for arg in ("steps", "windows", "batch_size", "population"):
-        if getattr(args, arg) < 1:
+        if getattr(args, arg) is not None and getattr(args, arg) < 1:
             raise SystemExit(
                 f"error: --{arg.replace('_', '-')} must be positive, but got {getattr(args, arg)}"
             )
     _check_worker_flags(args)
     if opened is None:  # a bad URL fails here, before any data is loaded
         opened = _open_storage(args.storage, heartbeat=args.heartbeat)
+    if args.population is None:  # a study being continued keeps its own
+        args.population = _stored_flags(opened, study_name).get("population") or POPULATION
     if args.task == "auto":  # stored resolved, so every worker trains the same task
         args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
     try:

@@ -373,3 +373,23 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
         "momentum_value",
     ]
     assert "hypergradient" not in study.trials[2].user_attrs  # a plain probe of the lr scale
+
+
+def test_a_study_continued_without_population_keeps_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    base = ["run", *TINY, "--space", "windows", "--outer", "sign", "--storage", url]
+    base += ["--study", "s", "--no-progress", "--trials"]
+    assert cli.main([*base, "1", "--population", "1"]) == 0
+    assert cli.main([*base, "1"]) == 0  # no flag: the study's own population (1), not 2
+    study = optuna.load_study(study_name="s", storage=url)
+    assert [t.user_attrs["seed"] for t in study.trials] == [0, 0]
+    with pytest.raises(SystemExit, match="--population 1"):
+        cli.main([*base, "1", "--population", "2"])
+    new = ["run", *TINY, "--storage", url, "--study", "n", "--no-progress", "--trials", "2"]
+    assert cli.main(new) == 0  # a new study: two seeds per iterate
+    assert [
+        t.user_attrs["seed"] for t in optuna.load_study(study_name="n", storage=url).trials
+    ] == [0, 1]
+    capsys.readouterr()

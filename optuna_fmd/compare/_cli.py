@@ -58,7 +58,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run on a tree whose tracked files differ from its commit (results say dirty)",
     )
     p.add_argument("--out-dir", default=".", help="where results go (default: here)")
-    p.add_argument("--name", default=None, help="file-name stem (default compare_v2 / _quick)")
+    p.add_argument(
+        "--name", default=None, help="file-name stem (default compare_v3_full, compare_quick)"
+    )
     p.add_argument(
         "--rename",
         nargs="+",
@@ -280,6 +282,8 @@ def main(args: argparse.Namespace) -> int:
         source = load_results(args.rescore)
         name = args.name or f"{Path(args.rescore).stem}_rescored"
         partial = out_dir / f"{name}.jsonl"
+        if partial.resolve() == Path(args.rescore).resolve():
+            raise SystemExit(f"error: --rescore would write into its own source {partial}")
         try:
             rescore_results(source, cfg, partial=partial, allow_dirty=args.allow_dirty)
         except RuntimeError as err:
@@ -307,7 +311,7 @@ def main(args: argparse.Namespace) -> int:
         name = args.name or Path(args.from_results[-1]).stem
     else:
         cfg = config_from_args(args)
-        name = args.name or ("compare_quick" if args.quick else "compare_v2")
+        name = args.name or ("compare_quick" if args.quick else "compare_v3_full")
         partial = out_dir / f"{name}.jsonl"
         try:
             run_compare(cfg, partial=partial, allow_dirty=args.allow_dirty)

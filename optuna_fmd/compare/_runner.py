@@ -201,8 +201,9 @@ def fresh_seed_figures(task: Task, schedule: Schedules, seeds: Sequence[int]) ->
         r = run_episode(task, schedule, seed=s, hypergradient=False)
         fresh.append(None if r.diverged else _finite(r.val_loss))
     res = evaluate_schedule(task, schedule, seeds=tuple(seeds))
-    accs = [_finite(e.test_accuracy) for e in res.per_seed]
-    losses = [_finite(e.test_loss) for e in res.per_seed]
+    # a diverged retraining still predicts (at chance): it has no figure, like a diverged loss
+    accs = [None if e.diverged else _finite(e.test_accuracy) for e in res.per_seed]
+    losses = [None if e.diverged else _finite(e.test_loss) for e in res.per_seed]
 
     def mean(xs: list[float | None]) -> float | None:
         finite = [x for x in xs if x is not None]
@@ -478,7 +479,7 @@ def rescore_results(
             fh.write(json.dumps({"header": head}) + "\n")
     elif (
         header["config"] != config
-        or header["provenance"]["rescored"].get("commit") != (prov["commit"])
+        or header["provenance"].get("rescored", {}).get("commit") != prov["commit"]
     ):
         raise RuntimeError(
             f"{partial} holds another rescoring (other run, settings or commit): write to "

@@ -79,6 +79,7 @@ def test_fresh_seed_figures_are_plain_episodes_and_retrainings_on_those_seeds(
     # a schedule that diverges on a seed has no mean: it is not averaged away
     bad = _runner.fresh_seed_figures(digits, {"lr": [1e12]}, (5,))
     assert bad["fresh_vals"] == [None] and bad["fresh_val"] is None
+    assert bad["test_accuracies"] == [None] and bad["test_accuracy"] is None
 
 
 def _run_file(tmp_path: Path, digits: Digits) -> Path:
