@@ -17,6 +17,12 @@ from ._methods import METHODS
 __all__ = ["format_markdown", "plot_results", "summarize"]
 
 
+def _population(method: str) -> int | None:
+    """Members per outer iterate of a method (``None``: one trial per point)."""
+    m = METHODS.get(method)
+    return m.population if m is not None else None
+
+
 def _budgets(config: Mapping[str, Any]) -> list[tuple[str, float]]:
     return sorted(((k, float(v)) for k, v in config["budgets"].items()), key=lambda kv: kv[1])
 
@@ -133,7 +139,11 @@ def _run_summary(
                     ratios.append(None)
                     continue
                 t = _stats.time_to_reach(
-                    by_seed[k]["methods"][primary]["trials"], base["value"], budget
+                    _stats.iterate_records(
+                        by_seed[k]["methods"][primary]["trials"], _population(primary)
+                    ),
+                    base["value"],
+                    budget,
                 )
                 ratios.append(None if t is None or base["end"] <= 0 else t / base["end"])
             detail[b]["time_to_reach_ratios"] = ratios
@@ -298,7 +308,9 @@ def plot_results(results: Mapping[str, Any], path_for: Any) -> list[str]:
         for i, m in enumerate(config["methods"]):
             curves = []
             for u in units:
-                pts = _stats.best_curve(u["methods"][m]["trials"], longest)
+                pts = _stats.best_curve(
+                    _stats.iterate_records(u["methods"][m]["trials"], _population(m)), longest
+                )
                 ys = np.full(grid.shape, np.nan)
                 for x, y in pts:
                     ys[grid >= x] = y

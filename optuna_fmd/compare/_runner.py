@@ -24,6 +24,7 @@ from .._storage import open_storage
 from ..episode import run_episode
 from ..evaluation import evaluate_schedule
 from ..tasks import Task
+from . import _stats
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
 from ._methods import METHODS, Study, open_study
@@ -152,29 +153,13 @@ def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float
 def _best(
     trials: Sequence[Mapping[str, Any]], budget: float, population: int | None = None
 ) -> Mapping[str, Any] | None:
-    """The best trial that ended within ``budget`` (the earlier of equals).
-
-    With a population, the unit is an outer iterate: its value is the mean of its members'
-    values, and it counts once all ``population`` members ended within the budget.
-    """
+    """The best trial that ended within ``budget`` (the earlier of equals); with a population
+    the best outer iterate, by its members' mean (:func:`_stats.iterate_records`)."""
     done = [
         t
-        for t in trials
+        for t in _stats.iterate_records(trials, population)
         if t["end"] <= budget and t["state"] == "COMPLETE" and t["value"] is not None
     ]
-    if population:
-        groups: dict[Any, list[Mapping[str, Any]]] = {}
-        for t in done:
-            groups.setdefault(t.get("iterate"), []).append(t)
-        done = [
-            {
-                **min(g, key=lambda t: t["number"]),
-                "value": math.fsum(t["value"] for t in g) / len(g),
-                "end": max(t["end"] for t in g),
-            }
-            for key, g in groups.items()
-            if key is not None and len(g) == population
-        ]
     return min(done, key=lambda t: (t["value"], t["end"])) if done else None
 
 

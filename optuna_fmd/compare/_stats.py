@@ -100,6 +100,38 @@ def paired_difference(
     }
 
 
+def iterate_records(
+    trials: Sequence[Mapping[str, Any]], population: int | None
+) -> list[Mapping[str, Any]]:
+    """A population method's trials as one record per outer iterate (``trial["iterate"]``):
+    its members' mean value, ending when its last member ended, numbered by its first member;
+    an iterate counts once all ``population`` members completed with a value. Without a
+    population the trials themselves.
+
+    Example:
+        >>> ts = [{"number": 0, "iterate": 0, "end": 1.0, "value": 0.5, "state": "COMPLETE"},
+        ...       {"number": 1, "iterate": 0, "end": 2.0, "value": 0.3, "state": "COMPLETE"}]
+        >>> [(r["value"], r["end"]) for r in iterate_records(ts, 2)]
+        [(0.4, 2.0)]
+    """
+    if not population:
+        return list(trials)
+    groups: dict[Any, list[Mapping[str, Any]]] = {}
+    for t in trials:
+        if t.get("state", "COMPLETE") == "COMPLETE" and t.get("value") is not None:
+            groups.setdefault(t.get("iterate"), []).append(t)
+    out = [
+        {
+            **min(g, key=lambda t: t["number"]),
+            "value": math.fsum(float(t["value"]) for t in g) / len(g),
+            "end": max(float(t["end"]) for t in g),
+        }
+        for key, g in groups.items()
+        if key is not None and len(g) == population
+    ]
+    return sorted(out, key=lambda r: r["end"])
+
+
 def best_curve(
     trials: Sequence[Mapping[str, Any]], budget: float | None = None
 ) -> list[tuple[float, float]]:

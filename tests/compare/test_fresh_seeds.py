@@ -227,3 +227,32 @@ def test_a_merged_report_can_keep_the_tasks_every_run_shares() -> None:
     assert run["config"]["tasks"] == ["a", "b"]  # the loaded run is left as it was
     with pytest.raises(SystemExit, match=r"--tasks \['c'\]"):
         _restrict(run, ["c"])
+
+
+def test_a_population_primary_reaches_a_baseline_by_iterate_means_not_lucky_members() -> None:
+    config = {
+        "tasks": ["t"],
+        "methods": ["fmd-pop2", "tpe"],
+        "primary": "fmd-pop2",
+        "budgets": {"long": 10.0},
+    }
+    pop = [
+        {**_trial(0, 1.0, 0.30, 0), "state": "COMPLETE"},  # a lucky member: iterate 0's mean
+        {**_trial(1, 2.0, 0.50, 0), "state": "COMPLETE"},  # is 0.40, above the baseline
+        {**_trial(2, 3.0, 0.34, 1), "state": "COMPLETE"},
+        {**_trial(3, 4.0, 0.36, 1), "state": "COMPLETE"},  # iterate 1: mean 0.35 at cost 4
+    ]
+    units = []
+    for seed in range(2):
+        best_pop = _runner._best(pop, 10.0, population=2)
+        assert best_pop is not None and best_pop["value"] == pytest.approx(0.35)
+        methods = {
+            "fmd-pop2": {"trials": pop, "best": {"long": dict(best_pop)}},
+            "tpe": {
+                "trials": [_trial(0, 2.0, 0.35)],
+                "best": {"long": {"value": 0.35, "end": 2.0}},
+            },
+        }
+        units.append({"task": "t", "seed": seed, "methods": methods})
+    s = compare.summarize(units, config, {"commit": "c"})
+    assert s["runs"][0]["time_to_reach_ratio"]["tpe"] == pytest.approx(4.0 / 2.0)
