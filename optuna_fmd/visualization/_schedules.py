@@ -101,8 +101,12 @@ def _get_schedule_info(study: optuna.Study) -> ScheduleInfo:
     hypers: list[str] = []
     log: dict[str, bool] = {}
     trials: list[TrialSchedule] = []
+    iterate: dict[int, int] = {}  # trial -> its outer iterate, with a population
     steps: int | None = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        it = trial.user_attrs.get("iterate")
+        if isinstance(it, int) and not isinstance(it, bool):
+            iterate[trial.number] = it
         split = _split_params(trial.params)
         schedules = {h: v for h, w in split.items() if (v := _complete(w)) is not None}
         stored = trial.user_attrs.get("schedules")  # a family space's window values
@@ -124,9 +128,26 @@ def _get_schedule_info(study: optuna.Study) -> ScheduleInfo:
             steps = s
         trials.append(TrialSchedule(trial.number, trial.value, schedules))
     finite = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    best = min(finite, key=lambda t: t.value or 0.0).number if finite else None
+    best = _best_number(finite, iterate)
     latest = trials[-1].number if trials else None
     return ScheduleInfo(hypers, log, steps, trials, latest, best)
+
+
+def _best_number(finite: list[TrialSchedule], iterate: dict[int, int]) -> int | None:
+    """The best trial; with a population (several trials per iterate), the first member of the
+    iterate with the lowest mean over its members, as FMDSampler.best_iterate compares them."""
+    if not finite:
+        return None
+    groups: dict[int, list[TrialSchedule]] = {}
+    for t in finite:
+        groups.setdefault(iterate.get(t.number, -1 - t.number), []).append(t)
+    size = max(len(g) for g in groups.values())
+    if size == 1:
+        return min(finite, key=lambda t: t.value or 0.0).number
+    full = [g for g in groups.values() if len(g) == size]
+    mean = {id(g): math.fsum(t.value or 0.0 for t in g) / size for g in full}
+    best = min(full, key=lambda g: mean[id(g)])
+    return min(t.number for t in best)
 
 
 def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:

@@ -124,3 +124,14 @@ def test_figures(study: optuna.Study) -> None:
     hg = plot_hypergradients(study)
     assert sorted(t.name for t in hg.data) == ["lr_0", "lr_1", "momentum_0"]
     assert all(not any(math.isnan(y) for y in t.y) for t in hg.data)
+
+
+def test_with_a_population_the_best_is_the_iterate_with_the_best_mean() -> None:
+    s = optuna.create_study()
+    # iterate 0: 0.30 (a lucky member) and 0.50; iterate 1: 0.34 and 0.36
+    for number, (value, it) in enumerate([(0.30, 0), (0.50, 0), (0.34, 1), (0.36, 1)]):
+        t = trial(value, (0.1, 0.05), 0.9)
+        t.set_user_attr("iterate", it)
+        t.set_user_attr("member", number % 2)
+        s.add_trial(t)
+    assert _get_schedule_info(s).best == 2
