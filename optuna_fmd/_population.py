@@ -15,6 +15,7 @@ import datetime
 import math
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +71,30 @@ def is_slot(state: dict[str, Any], population: int | None) -> bool:
         and it >= 0
         and 0 <= member < population
     )
+
+
+def iterate_groups(
+    points: Iterable[tuple[int, int | None, float]], size: int | None
+) -> list[tuple[float, list[int]]]:
+    """What the outer loop compares, from ``(trial number, outer iterate or None, value)``
+    points: ``(mean value, trial numbers)`` per outer iterate that has all ``size`` members,
+    and ``(value, [number])`` per point without an iterate; an iterate short of members (still
+    running, or failed) is left out. In order of each group's first trial.
+
+    Example:
+        >>> iterate_groups([(0, 0, 0.5), (1, 0, 0.3), (2, 1, 0.2), (3, None, 0.4)], 2)
+        [(0.4, [0, 1]), (0.4, [3])]
+    """
+    groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
+    for number, iterate, value in points:
+        key = ("trial", number) if iterate is None else ("iterate", iterate)
+        groups.setdefault(key, []).append((number, value))
+    out = [
+        (math.fsum(v for _, v in g) / len(g), sorted(n for n, _ in g))
+        for (kind, _), g in groups.items()
+        if kind == "trial" or len(g) == (size or 1)
+    ]
+    return sorted(out, key=lambda group: group[1][0])
 
 
 class PopulationClaims:

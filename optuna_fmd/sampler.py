@@ -27,7 +27,14 @@ from optuna.trial import FrozenTrial, TrialState
 
 from ._gradient_rules import GradientRule, decide, fresh_state
 from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
-from ._population import STATE_KEY, PopulationClaims, finite_list, is_slot, sense_of
+from ._population import (
+    STATE_KEY,
+    PopulationClaims,
+    finite_list,
+    is_slot,
+    iterate_groups,
+    sense_of,
+)
 from .space import DELTA, Family, Refiner, Schedule, ScheduleSpace
 
 if TYPE_CHECKING:
@@ -322,29 +329,21 @@ class FMDSampler(PopulationClaims, BaseSampler):
         single luckiest member.
         """
         sense = sense_of(study)
-        done = [
-            t
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.value is not None and math.isfinite(t.value)
-        ]
-        groups: dict[Any, list[FrozenTrial]] = {}
-        for t in done:
+        points = []
+        by_number: dict[int, FrozenTrial] = {}
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            if t.value is None or not math.isfinite(t.value):
+                continue
             state = self._read_state(t, warn=False) if self._population else None
-            key = (
-                ("iterate", int(state["iterate"]))
-                if state is not None and is_slot(state, self._population)
-                else ("trial", t.number)
-            )
-            groups.setdefault(key, []).append(t)
-        best: tuple[float, dict[str, float], list[int]] | None = None
-        for (kind, _), trials in groups.items():
-            if kind == "iterate" and len(trials) < (self._population or 1):
-                continue  # members still running or failed: not comparable yet
-            value = math.fsum(float(t.value) for t in trials) / len(trials)  # type: ignore[arg-type]
-            if best is None or sense * value < sense * best[0]:
-                first = min(trials, key=lambda t: t.number)
-                best = (value, dict(first.params), sorted(t.number for t in trials))
-        return best
+            slot = state is not None and is_slot(state, self._population)
+            it = int(state["iterate"]) if state is not None and slot else None
+            points.append((t.number, it, float(t.value)))
+            by_number[t.number] = t
+        groups = iterate_groups(points, self._population)
+        if not groups:
+            return None
+        value, numbers = min(groups, key=lambda g: sense * g[0])
+        return value, dict(by_number[numbers[0]].params), numbers
 
     def is_converged(self, study: Study) -> bool:
         """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""

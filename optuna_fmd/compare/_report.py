@@ -123,12 +123,12 @@ def _run_summary(
             effect = _stats.paired_difference(fa, fb)
             detail[b]["vs_primary"] = effect
             holm_raw[b] = effect["p"]
-            detail[b]["fresh_val_vs_primary"] = _difference(
+            effect_fresh = _difference(
                 methods[primary]["fresh_val"], methods[b]["fresh_val"], worst=True
             )
-            if detail[b]["fresh_val_vs_primary"] is not None:
-                both = _worst_filled(methods[primary]["fresh_val"] + methods[b]["fresh_val"])
-                fresh_raw[b] = _stats.wilcoxon_less(both[:n], both[n:])
+            detail[b]["fresh_val_vs_primary"] = effect_fresh
+            if effect_fresh is not None:
+                fresh_raw[b] = effect_fresh["p"]
             detail[b]["test_acc_vs_primary"] = _difference(
                 methods[primary]["test_acc"], methods[b]["test_acc"], worst=False
             )
@@ -177,28 +177,18 @@ def _mean_ci(values: Sequence[float | None], *, worst: bool) -> list[float] | No
 def _difference(
     a: Sequence[float | None], b: Sequence[float | None], *, worst: bool
 ) -> dict[str, Any] | None:
-    """The paired difference ``a - b`` over seeds scored for both (with ``worst``, a diverged
-    seed counts as the worst loss on either side): mean with its t interval, and on how many
-    seeds ``a`` is lower and higher."""
+    """:func:`_stats.paired_difference` of ``a - b`` over the seeds scored for both; with
+    ``worst``, a diverged seed counts as the worst loss on either side instead."""
     n = len(a)
     if worst:
         if all(v is None for v in a) or all(v is None for v in b):
             return None
         filled = _worst_filled([*a, *b])
-        pairs = list(zip(filled[:n], filled[n:], strict=True))
+        x, y = filled[:n], filled[n:]
     else:
-        pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
-    if not pairs:
-        return None
-    d = [x - y for x, y in pairs]
-    mean, lo, hi = _stats.mean_ci(d)
-    return {
-        "mean_difference": mean,
-        "ci": [lo, hi],
-        "lower_on": sum(v < 0 for v in d),
-        "higher_on": sum(v > 0 for v in d),
-        "n": len(d),
-    }
+        pairs = [(u, v) for u, v in zip(a, b, strict=True) if u is not None and v is not None]
+        x, y = [u for u, _ in pairs], [v for _, v in pairs]
+    return _stats.paired_difference(x, y) if x else None
 
 
 def _f(v: Any, spec: str = ".4f") -> str:

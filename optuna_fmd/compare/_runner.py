@@ -27,7 +27,7 @@ from ..tasks import Task
 from . import _stats
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
-from ._methods import METHODS, Study, open_study
+from ._methods import METHODS, Schedules, Study, open_study
 
 __all__ = [
     "fresh_seed_figures",
@@ -43,17 +43,6 @@ __all__ = [
 PROTOCOL = "compare-v2"
 #: Distance between a unit's successive fresh seeds (see :func:`retrain_seeds`).
 RETRAIN_STRIDE = 1000
-#: What :func:`fresh_seed_figures` adds to a best schedule's record.
-_FRESH_KEYS = (
-    "retrain_seeds",
-    "fresh_val",
-    "fresh_vals",
-    "test_accuracy",
-    "test_accuracies",
-    "test_loss",
-    "test_losses",
-)
-Schedules = dict[str, list[float]]
 _REPO = Path(__file__).resolve().parents[2]
 
 
@@ -216,8 +205,6 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
         for best in record["best"].values():
             if best is None:
                 continue
-            for key in _FRESH_KEYS:
-                best.pop(key, None)
             key = json.dumps(best["schedule"], sort_keys=True)
             if key not in done:
                 done[key] = fresh_seed_figures(task, best["schedule"], seeds)
@@ -363,6 +350,54 @@ def read_units(
     return header, units
 
 
+def _open_partial(
+    partial: str | os.PathLike[str],
+    head: dict[str, Any],
+    same: Callable[[dict[str, Any]], bool],
+    refusal: Callable[[dict[str, Any]], str],
+) -> list[dict[str, Any]]:
+    """The unit records already in the JSON-lines file ``partial``. A new file starts with
+    ``head``; an existing one must be ``same`` run (else ``RuntimeError(refusal(header))``)."""
+    header, done = read_units(partial)
+    if header is None:
+        _append(partial, {"header": head})
+    elif not same(header):
+        raise RuntimeError(refusal(header))
+    return done
+
+
+def _append(partial: str | os.PathLike[str], record: dict[str, Any]) -> None:
+    with open(partial, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _each_unit(
+    cfg: CompareConfig,
+    todo: Sequence[tuple[Any, ...]],
+    local: Callable[[tuple[Any, ...]], dict[str, Any]],
+    worker: Callable[[Any], dict[str, Any]],
+    partial: str | os.PathLike[str],
+    done: list[dict[str, Any]],
+) -> None:
+    """Run the jobs ``todo``: in this process with ``local`` (``cfg.jobs == 1``), otherwise in
+    ``cfg.jobs`` spawned processes with ``worker``; each record is appended to ``partial`` and
+    to ``done`` as it finishes, so an interrupted run resumes."""
+
+    def keep(record: dict[str, Any]) -> None:
+        _append(partial, record)
+        done.append(record)
+
+    if cfg.jobs == 1:
+        _setup(cfg.threads)
+        for job in todo:
+            keep(local(job))
+    elif todo:
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
+            for record in pool.imap_unordered(worker, todo, chunksize=1):
+                keep(record)
+
+
 def run_compare(
     cfg: CompareConfig,
     *,
@@ -383,17 +418,17 @@ def run_compare(
     log = log or sys.stdout
     prov = provenance(cfg)
     _refuse_dirty(prov, allow_dirty)
-    header, done = read_units(partial)
     config = json.loads(json.dumps(cfg.to_dict()))
-    if header is None:
-        with open(partial, "a") as fh:
-            fh.write(json.dumps({"header": {"config": config, "provenance": prov}}) + "\n")
-    elif header["provenance"].get("commit") != prov["commit"] or header["config"] != config:
-        raise RuntimeError(
-            f"{partial} was started on commit {header['provenance'].get('commit')} with other "
+    done = _open_partial(
+        partial,
+        {"config": config, "provenance": prov},
+        lambda h: h["provenance"].get("commit") == prov["commit"] and h["config"] == config,
+        lambda h: (
+            f"{partial} was started on commit {h['provenance'].get('commit')} with other "
             "settings or code: resume with the same settings from a worktree at that commit, "
             "or write to another file."
-        )
+        ),
+    )
     have = {(u["task"], u["seed"]) for u in done}
     todo = [(cfg, t, s) for t, s in units_of(cfg) if (t, s) not in have]
     print(
@@ -405,29 +440,19 @@ def run_compare(
     if cfg.storage:
         open_storage(cfg.storage)  # one clear error before any training; creates the schema
 
-    def keep(record: dict[str, Any]) -> None:
-        with open(partial, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        done.append(record)
-
-    if cfg.jobs == 1:
-        _setup(cfg.threads)
-        for _, t, s in todo:
-            keep(run_unit(cfg, t, s, log=log))
-    elif todo:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
-            for record in pool.imap_unordered(_job, todo, chunksize=1):
-                keep(record)
+    _each_unit(cfg, todo, lambda job: run_unit(*job, log=log), _job, partial, done)
     return done
 
 
-def _retrain_job(args: tuple[CompareConfig, dict[str, Any]]) -> dict[str, Any]:
-    cfg, unit = args
-    _setup(cfg.threads)
+def _rescored(cfg: CompareConfig, unit: dict[str, Any]) -> dict[str, Any]:
     retrain_unit(cfg, unit)
     print(f"[{time.strftime('%H:%M:%S')}] {unit['task']} s{unit['seed']} rescored", flush=True)
     return unit
+
+
+def _retrain_job(args: tuple[CompareConfig, dict[str, Any]]) -> dict[str, Any]:
+    _setup(args[0].threads)
+    return _rescored(*args)
 
 
 def rescore_results(
@@ -458,18 +483,18 @@ def rescore_results(
         "config": config,
         "provenance": {**results["provenance"], "rescored": prov},
     }
-    header, done = read_units(partial)
-    if header is None:
-        with open(partial, "a") as fh:
-            fh.write(json.dumps({"header": head}) + "\n")
-    elif (
-        header["config"] != config
-        or header["provenance"].get("rescored", {}).get("commit") != prov["commit"]
-    ):
-        raise RuntimeError(
-            f"{partial} holds another rescoring (other run, settings or commit): write to "
-            "another file."
-        )
+    done = _open_partial(
+        partial,
+        head,
+        lambda h: (
+            h["config"] == config
+            and h["provenance"].get("rescored", {}).get("commit") == prov["commit"]
+        ),
+        lambda h: (
+            f"{partial} holds another rescoring (other run, settings or commit): write "
+            "to another file."
+        ),
+    )
     have = {(u["task"], u["seed"]) for u in done}
     todo = [
         (cfg, json.loads(json.dumps(u)))
@@ -483,19 +508,5 @@ def rescore_results(
         flush=True,
     )
 
-    def keep(record: dict[str, Any]) -> None:
-        with open(partial, "a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        done.append(record)
-
-    if cfg.jobs == 1 or len(todo) <= 1:
-        _setup(cfg.threads)
-        for job in todo:
-            retrain_unit(cfg, job[1])
-            keep(job[1])
-    else:
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(cfg.jobs, len(todo))) as pool:
-            for record in pool.imap_unordered(_retrain_job, todo, chunksize=1):
-                keep(record)
+    _each_unit(cfg, todo, lambda job: _rescored(*job), _retrain_job, partial, done)
     return done

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from .._population import iterate_groups
+
 __all__ = [
     "best_curve",
     "holm",
@@ -86,7 +88,8 @@ def paired_difference(
     a: Sequence[float], b: Sequence[float], level: float = 0.95
 ) -> dict[str, Any]:
     """Effect size of ``a`` against ``b`` on paired seeds: the mean difference ``a - b`` with its
-    t interval, the median difference, how often ``a`` is lower, and the one-sided Wilcoxon p."""
+    t interval, the median difference, how often ``a`` is lower and higher, and the one-sided
+    Wilcoxon p of ``a`` being lower."""
     x, y = _finite_pairs(a, b)
     d = x - y
     mean, low, high = mean_ci(d.tolist(), level)
@@ -95,6 +98,7 @@ def paired_difference(
         "ci": [low, high],
         "median_difference": float(np.median(d)),
         "lower_on": int((d < 0).sum()),
+        "higher_on": int((d > 0).sum()),
         "n": int(d.size),
         "p": wilcoxon_less(x.tolist(), y.tolist()),
     }
@@ -116,18 +120,21 @@ def iterate_records(
     """
     if not population:
         return list(trials)
-    groups: dict[Any, list[Mapping[str, Any]]] = {}
-    for t in trials:
-        if t.get("state", "COMPLETE") == "COMPLETE" and t.get("value") is not None:
-            groups.setdefault(t.get("iterate"), []).append(t)
+    by_number = {
+        t["number"]: t
+        for t in trials
+        if t.get("state", "COMPLETE") == "COMPLETE"
+        and t.get("value") is not None
+        and t.get("iterate") is not None
+    }
+    points = [(n, t["iterate"], float(t["value"])) for n, t in by_number.items()]
     out = [
         {
-            **min(g, key=lambda t: t["number"]),
-            "value": math.fsum(float(t["value"]) for t in g) / len(g),
-            "end": max(float(t["end"]) for t in g),
+            **by_number[numbers[0]],
+            "value": value,
+            "end": max(float(by_number[n]["end"]) for n in numbers),
         }
-        for key, g in groups.items()
-        if key is not None and len(g) == population
+        for value, numbers in iterate_groups(points, population)
     ]
     return sorted(out, key=lambda r: r["end"])
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from typing import TYPE_CHECKING, Any, NamedTuple
+
+from .._population import iterate_groups
 
 if TYPE_CHECKING:
     import optuna
@@ -136,18 +139,16 @@ def _get_schedule_info(study: optuna.Study) -> ScheduleInfo:
 def _best_number(finite: list[TrialSchedule], iterate: dict[int, int]) -> int | None:
     """The best trial; with a population (several trials per iterate), the first member of the
     iterate with the lowest mean over its members, as FMDSampler.best_iterate compares them."""
-    if not finite:
-        return None
-    groups: dict[int, list[TrialSchedule]] = {}
-    for t in finite:
-        groups.setdefault(iterate.get(t.number, -1 - t.number), []).append(t)
-    size = max(len(g) for g in groups.values())
-    if size == 1:
-        return min(finite, key=lambda t: t.value or 0.0).number
-    full = [g for g in groups.values() if len(g) == size]
-    mean = {id(g): math.fsum(t.value or 0.0 for t in g) / size for g in full}
-    best = min(full, key=lambda g: mean[id(g)])
-    return min(t.number for t in best)
+    counts = Counter(iterate.get(t.number) for t in finite)
+    counts.pop(None, None)
+    size = max(counts.values(), default=1)
+    points = [
+        (t.number, iterate.get(t.number), t.value or 0.0)
+        for t in finite
+        if size == 1 or t.number in iterate
+    ]
+    groups = iterate_groups(points, size)
+    return min(groups, key=lambda g: g[0])[1][0] if groups else None
 
 
 def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:
