@@ -324,8 +324,8 @@ def _stored_flags(storage: Any, study_name: str) -> dict[str, Any]:
 
 def _check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSpace) -> None:
     """Store the flags on a new study; refuse flags that disagree with an existing one."""
-    stored = study._storage.get_study_system_attrs(study._study_id).get(CONFIG_KEY)
-    if isinstance(stored, dict):
+    stored = _stored_flags(study._storage, study.study_name)
+    if stored:
         differ = [k for k in _CONFIG_FLAGS if stored.get(k) != config.get(k)]
         if differ:
             was = ", ".join(f"--{k.replace('_', '-')} {stored.get(k)!r}" for k in differ)
