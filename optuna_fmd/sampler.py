@@ -174,6 +174,10 @@ class FMDSampler(PopulationClaims, BaseSampler):
         hypergradients: Search rule: ``False`` replaces the hypergradient steps by a pattern
             search over every param (plain episodes only), the same rule without the exact
             hypergradient, for ablations.
+        start: Where the outer loop starts, as trial params of ``space`` (e.g. the
+            ``best_params`` of a TPE study over the same space): each one named replaces its
+            param's start, the others keep theirs (a refiner's corrections stay 0). Checked
+            here: every name must be a param of the space and every value inside its bounds.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -206,6 +210,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
         hypergradients: bool = True,
+        start: Mapping[str, float] | None = None,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
@@ -275,6 +280,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
             space,
             first_step=step_size if outer == "search" else None,
             hypergradients=hypergradients,
+            start=_check_start(space, start),
         )
         self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
@@ -589,8 +595,41 @@ class FMDSampler(PopulationClaims, BaseSampler):
         return x, state
 
 
+def _check_start(space: ScheduleSpace, start: object) -> dict[str, float] | None:
+    """``start`` as floats, every name a param of ``space`` and every value inside its bounds."""
+    if start is None:
+        return None
+    if not isinstance(start, Mapping):
+        raise TypeError(f"`start` must be a mapping of trial params, but got {start!r}.")
+    dists = space.distributions()
+    unknown = sorted(str(n) for n in start if n not in dists)
+    if unknown:
+        raise ValueError(
+            f"`start` names params the space does not have: {unknown}; its params are "
+            f"{list(dists)}."
+        )
+    out = {}
+    for name, value in start.items():
+        low, high, _ = dists[name]
+        v = (
+            float(value)
+            if isinstance(value, (int, float)) and not isinstance(value, bool)
+            else None
+        )
+        if v is None or not (math.isfinite(v) and low <= v <= high):
+            raise ValueError(
+                f"`start[{name!r}]` must lie inside [{low}, {high}], but got {value!r}."
+            )
+        out[name] = v
+    return out
+
+
 def _geometry(
-    space: ScheduleSpace, *, first_step: float | None, hypergradients: bool = True
+    space: ScheduleSpace,
+    *,
+    first_step: float | None,
+    hypergradients: bool = True,
+    start: Mapping[str, float] | None = None,
 ) -> Geometry:
     """Each param's coordinate, the lr-scale and first-stage masks and the start of ``space``.
 
@@ -617,7 +656,7 @@ def _geometry(
         base.append(not correction)
         # a window schedule's windows move as one block in the coarse pass
         blocks.append(-1 - entries.index(entry_name) if isinstance(entry, Schedule) else k)
-    x0 = [init[n] for n in space.param_names()]
+    x0 = [(start or {}).get(n, init[n]) for n in space.param_names()]
     step = FIRST_STEP if first_step is None else first_step
     return Geometry(
         coords,

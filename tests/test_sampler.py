@@ -622,8 +622,8 @@ def family_objective(target: float = 0.3) -> Callable[[optuna.trial.Trial], floa
             **{f"lr_delta_{k}": (0.5 * (x[f"lr_delta_{k}"] - 0.2), 0.5) for k in range(3)},
         }
         value = 0.1 + sum(d * d for d, _ in terms.values())
-        state = trial.storage.get_trial_system_attrs(trial._trial_id)[STATE_KEY]
-        if state["hypergradient"]:
+        state = trial.storage.get_trial_system_attrs(trial._trial_id).get(STATE_KEY, {})
+        if state.get("hypergradient", True):  # sign and adam rules, other samplers: every trial
             grad = {n: 2 * d * c for n, (d, c) in terms.items()} | {"lr_final": 0.0}
             trial.set_user_attr("hypergradient", grad)
         return value
@@ -672,6 +672,42 @@ def test_the_ablation_without_hypergradients_never_asks_for_one() -> None:
     assert study.best_value < study.trials[0].value
     with pytest.raises(ValueError, match="needs outer='search'"):
         fmd.FMDSampler(FAMILY_SPACE, outer="sign", hypergradients=False)
+
+
+@pytest.mark.parametrize("outer", ["search", "sign"])
+def test_start_moves_where_the_loop_begins_and_nothing_else(outer: str) -> None:
+    start = {"lr_peak": 0.2, "lr_warmup": 0.1, "momentum_value": 0.5}
+    study = run(fmd.FMDSampler(FAMILY_SPACE, outer=outer, start=start), 12, family_objective())
+    first = study.trials[0].params
+    assert {k: first[k] for k in start} == start and first["lr_delta_0"] == 0.0
+    # the coordinates are the space's own: the same steps as a space that starts there
+    moved = study.trials[-1].params
+    assert moved != first
+    plain = run(fmd.FMDSampler(FAMILY_SPACE, outer=outer), 1, family_objective())
+    assert plain.trials[0].params["lr_peak"] == 0.05
+
+
+def test_start_from_another_studys_best_params_refines_them() -> None:
+    tpe = optuna.create_study(sampler=optuna.samplers.TPESampler(seed=0))
+    tpe.optimize(family_objective(), n_trials=15)
+    study = run(fmd.FMDSampler(FAMILY_SPACE, start=tpe.best_params), 20, family_objective())
+    assert study.trials[0].value == pytest.approx(tpe.best_value)
+    assert study.best_value < tpe.best_value
+
+
+@pytest.mark.parametrize(
+    ("start", "error", "match"),
+    [
+        ({"lr_peak": 2.0}, ValueError, r"`start\['lr_peak'\]` must lie inside"),
+        ({"lr_peak": float("nan")}, ValueError, "must lie inside"),
+        ({"lr_peak": "0.1"}, ValueError, "must lie inside"),
+        ({"lr_0": 0.1}, ValueError, r"names params the space does not have: \['lr_0'\]"),
+        ([0.1], TypeError, "`start` must be a mapping"),
+    ],
+)
+def test_bad_start_is_refused_before_any_trial(start: object, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        fmd.FMDSampler(FAMILY_SPACE, start=start)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("direction", ["minimize", "maximize"])
