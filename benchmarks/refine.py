@@ -16,6 +16,7 @@ finds; a small one bounds what any method that starts from the family can win on
 
     python benchmarks/refine.py                  # 20 units (about 20 minutes on 2 cores)
     python benchmarks/refine.py --analyse-only   # rebuild refine.{json,md} from the runs
+    python benchmarks/refine.py --no-hypergradients --name refine_pattern   # the ablation
 
 Costs: a plain trial costs 1 PEE; a hypergradient trial its CPU time over the median CPU time
 of the unit's plain trials (the same process, around the same time). Writes
@@ -67,8 +68,8 @@ def _start(params: dict[str, float], names: list[str]) -> dict[str, float]:
     }
 
 
-def run_unit(args: tuple[str, int, int, float, dict[str, Any]]) -> dict[str, Any]:
-    task_name, seed, population, budget, base = args
+def run_unit(args: tuple[str, int, int, float, bool, dict[str, Any]]) -> dict[str, Any]:
+    task_name, seed, population, budget, hypergradients, base = args
     import torch
 
     torch.set_num_threads(1)
@@ -84,7 +85,9 @@ def run_unit(args: tuple[str, int, int, float, dict[str, Any]]) -> dict[str, Any
     task, window_space = spec.make_task(), spec.make_space()
     space = family_space(window_space)
     start = _start(base["params"], list(window_space))
-    sampler = FMDSampler(space, seed=seed, population=population, start=start)
+    sampler = FMDSampler(
+        space, seed=seed, population=population, start=start, hypergradients=hypergradients
+    )
     study = optuna.create_study(sampler=sampler)
     objective = HypergradientObjective(task, space, seed=seed)
     plain: list[float] = []
@@ -129,6 +132,7 @@ def run_unit(args: tuple[str, int, int, float, dict[str, Any]]) -> dict[str, Any
         "seed": seed,
         "population": population,
         "budget": budget,
+        "hypergradients": hypergradients,
         "provenance": provenance(CompareConfig(jobs=1), sys.argv),
         "start": start,
         "start_mean": math.fsum(start_members) / len(start_members),
@@ -209,6 +213,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=list(range(10)))
     parser.add_argument("--population", type=int, default=4)
     parser.add_argument("--budget", type=float, default=100.0)
+    parser.add_argument(
+        "--no-hypergradients",
+        action="store_true",
+        help="the same refinement with pattern steps only (FMDSampler(hypergradients=False))",
+    )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="refine")
     parser.add_argument("--analyse-only", action="store_true")
@@ -222,7 +231,7 @@ def main() -> None:
     if not args.analyse_only:
         bases = _baselines()
         todo = [
-            (t, s, args.population, args.budget, bases[(t, s)])
+            (t, s, args.population, args.budget, not args.no_hypergradients, bases[(t, s)])
             for t in args.tasks
             for s in args.seeds
             if (t, s) not in done
