@@ -94,6 +94,7 @@ def _run_file(tmp_path: Path, digits: Digits) -> Path:
         best = {"value": 0.3, "trial": 0, "end": 1.0, "schedule": sched}
         methods[m] = {"trials": [], "best": {"short": dict(best), "long": dict(best)}}
     unit = {"task": "digits-sgd", "seed": 0, "methods": methods}
+    _runner._setup(cfg.threads)  # as the run's worker did: sums split by thread differ in rounding
     _runner.retrain_unit(cfg, unit, digits)
     path = tmp_path / "run.jsonl"
     config = {**cfg.to_dict(), "methods": ["fmd", "tpe"]}
