@@ -290,6 +290,7 @@ def main() -> None:
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(args.jobs) as pool, out.open("a") as f:
             for r in pool.imap_unordered(run_unit, todo):
+                r["provenance"]["processes"] = args.jobs  # a worker sees only itself
                 f.write(json.dumps(r) + "\n")
                 f.flush()
                 done[(r["task"], r["seed"])] = r

@@ -680,7 +680,7 @@ def test_start_moves_where_the_loop_begins_and_nothing_else(outer: str) -> None:
     study = run(fmd.FMDSampler(FAMILY_SPACE, outer=outer, start=start), 12, family_objective())
     first = study.trials[0].params
     assert {k: first[k] for k in start} == start and first["lr_delta_0"] == 0.0
-    # the coordinates are the space's own: the same steps as a space that starts there
+    # the loop moves on from there; a sampler without `start` still begins at the space's
     moved = study.trials[-1].params
     assert moved != first
     plain = run(fmd.FMDSampler(FAMILY_SPACE, outer=outer), 1, family_objective())
