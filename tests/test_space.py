@@ -138,3 +138,47 @@ def test_family_hypergradient_by_the_chain_rule_is_exact_through_an_episode() ->
         g * d for g, d in zip(res.hypergradient["lr"], family.jacobian(p)["peak"], strict=True)
     )
     assert chained["peak"] == pytest.approx(by_hand, rel=1e-12)
+
+
+def test_parse_names_every_kind_of_param_through_the_space() -> None:
+    from optuna_fmd.space import ParamRef, Schedule, ScheduleSpace
+
+    space = ScheduleSpace(
+        {
+            "lr": Refiner(Cosine(windows=3), 3),
+            "lr_head": Schedule(
+                windows=2, low=1e-3, high=1.0, log=True, hyper="lr", params="fc.*"
+            ),
+            "weight_decay": Constant(0.0, 1e-2, log=False, init=5e-4),
+        }
+    )
+    refs = {name: space.parse(name) for name in space.param_names()}
+    assert refs["lr_peak"] == ParamRef("lr", "peak", "family", None)
+    assert refs["lr_delta_2"] == ParamRef("lr", "delta_2", "correction", 2)
+    assert refs["lr_head_1"] == ParamRef("lr_head", "1", "window", 1)
+    assert refs["weight_decay_value"] == ParamRef("weight_decay", "value", "family", None)
+    assert space.parse("lr_head_2") is None and space.parse("momentum_value") is None
+    # every name round-trips through param_name
+    from optuna_fmd.space import param_name
+
+    assert all(param_name(r.entry, r.local) == n for n, r in refs.items() if r is not None)
+
+
+def test_parse_param_without_the_space() -> None:
+    from optuna_fmd.space import ParamRef, parse_param
+
+    # with the entries (e.g. the keys of a trial's "schedules" attr): the longest owner wins
+    entries = ["lr", "lr_head", "momentum"]
+    assert parse_param("lr_head_peak", entries) == ParamRef("lr_head", "peak", "family", None)
+    assert parse_param("lr_delta_4", entries) == ParamRef("lr", "delta_4", "correction", 4)
+    assert parse_param("momentum_value", entries) == ParamRef("momentum", "value", "family", None)
+    assert parse_param("beta1_0", entries) is None and parse_param("lr_", entries) is None
+    # without: by the shape of the name
+    assert parse_param("lr_3") == ParamRef("lr", "3", "window", 3)
+    assert parse_param("lr_head_delta_0") == ParamRef("lr_head", "delta_0", "correction", 0)
+    assert parse_param("lr_l0_warmup") == ParamRef("lr_l0", "warmup", "family", None)
+    assert parse_param("x") is None and parse_param("_1") is None
+    # the names of a whole default family space read back as the space reads them
+    space = default_family_space("sgd", windows=3)
+    for name in space.param_names():
+        assert parse_param(name) == parse_param(name, list(space)) == space.parse(name)
