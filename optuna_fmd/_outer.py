@@ -30,6 +30,16 @@ iterate:
 4. An *exploding* hypergradient (a first-order change, over the first step, of more than
    ``EXPLODE`` times the value) or a non-finite one says the lr is too high: the scale search
    resumes downwards instead of stepping along it.
+5. *Trust*: every hypergradient is checked against the plain episodes the search runs anyway
+   (:func:`check_probe`): the first probe along it finds a change of the predicted sign and
+   within ``DISAGREE`` times the predicted first-order change, and an iterate's members'
+   hypergradients point the same way (positive cosine) and within ``DISAGREE`` times each
+   other's size. Each check is stored in the state (``state["check"]``). A hypergradient
+   that fails one gets more weight on the probes: members that point apart send the iterate
+   to the pattern search without a line; members of very different sizes are averaged as
+   unit vectors; a first probe that loses less than the hypergradient promised to gain is
+   followed by the opposite probe (a central difference along the direction) and, if neither
+   improves, by the pattern search instead of more probes along the same hypergradient.
 """
 
 from __future__ import annotations
@@ -43,6 +53,8 @@ __all__ = [
     "Coord",
     "Geometry",
     "Point",
+    "check_members",
+    "check_probe",
     "search_step",
 ]
 
@@ -58,6 +70,7 @@ PATTERN_STEP = 0.1  # the pattern search's first step per family param, in units
 COARSE_STEP = 0.25  # the coarse pass's step over the family's other params, in units (0: none)
 MIN_PATTERN_STEP = 0.01  # the pattern search's smallest step: below it the search has converged
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
+DISAGREE = 10.0  # a found change off the predicted one by more than this factor: not trusted
 TRUST = 0.2  # largest quasi-Newton step per coordinate, in units
 
 
@@ -147,6 +160,7 @@ class Point:
     grad: list[float] | None  # finite (sense-adjusted) hypergradient in param order
     state: dict[str, Any] | None  # the sampler's state stored on the trial (same space)
     diverged: bool = False  # training or the hypergradient became NaN / infinite
+    members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
 
 
 @dataclass(frozen=True)
@@ -252,7 +266,7 @@ def search_step(
     """
     if prev is None or prev.get("rule") != "search":
         return _propose(_fresh(geo), geo.start, "start", False)
-    state = {k: v for k, v in prev.items() if k not in ("origin", "base", "x")}
+    state = {k: v for k, v in prev.items() if k not in ("origin", "base", "x", "check")}
     if state.get("converged"):
         best = state.get("incumbent") or {"x": geo.start}
         return _propose(state, best["x"], "converged", False)
@@ -339,15 +353,19 @@ def _descend(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[st
     """After the coarse phase: hypergradient steps, or (without hypergradients) the pattern
     search over every param."""
     if geo.hypergradients:
-        return _gradient_at_best(state)
+        return _gradient_at_best(state, geo)
     h = (state.get("pattern") or {}).get("h", PATTERN_STEP)
     state["stage"] = "full"
     state["pattern"] = {"h": h, "i": 0, "sign": 1}
     return _next_pattern_probe(state, geo)
 
 
-def _gradient_at_best(state: dict[str, Any]) -> tuple[list[float], dict[str, Any]]:
+def _gradient_at_best(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
     state["phase"] = "descend"
+    pending = state.pop("pending", None)
+    if pending and pending["trial"] == state["incumbent"].get("trial"):
+        # the scale moved nowhere since this hypergradient: follow it without asking again
+        return _follow(state, pending["g"], pending.get("members"), pending["point"], geo)
     return _propose(state, state["incumbent"]["x"], "grad", True)
 
 
@@ -366,8 +384,21 @@ def _after_gradient(
     else:
         g, exploding = None, last is not None and last.diverged
     state["outer_step"] = int(state.get("outer_step", 0)) + 1
-    if exploding and any(geo.scale) and state.get("exploded_at") != best.get("trial"):
+    distrusted = int(state.get("distrust", 0)) > 0  # then an explosion is chaos, not the lr
+    if (
+        exploding
+        and any(geo.scale)
+        and not distrusted
+        and state.get("exploded_at") != best.get("trial")
+    ):
         state["exploded_at"] = best.get("trial")
+        if g is not None and last is not None:  # kept, in case the lr stays where it is
+            state["pending"] = {"trial": best.get("trial"), "g": g, "point": last.number}
+            if last.members:
+                state["pending"]["members"] = [
+                    geo.unit_gradient(last.x, m)  # type: ignore[arg-type]
+                    for m in last.members
+                ]
         # the lr is too high for the hypergradient to mean anything: scale down instead
         state["phase"] = "scale"
         state["bracket"] = {"dir": -1, "offset": 0.0, "points": [[0.0, best["f"]]]}
@@ -382,8 +413,121 @@ def _after_gradient(
         state["grad_failures"] = int(state.get("grad_failures", 0)) + 1
         return _propose(state, best["x"], "grad", True)
     state["grad_failures"] = 0
+    assert last is not None and last.x is not None
+    members = [geo.unit_gradient(last.x, m) for m in last.members] if last.members else None
+    return _follow(state, g, members, last.number, geo)
+
+
+def _follow(
+    state: dict[str, Any],
+    g: list[float],
+    members: list[list[float]] | None,
+    point: int,
+    geo: Geometry,
+) -> tuple[list[float], dict[str, Any]]:
+    """A line along the hypergradient ``g`` (per unit) taken at ``point``, unless its members
+    point apart."""
+    if members:
+        check = check_members(members, geo.base if state["stage"] == "base" else None)
+        state["check"] = {"kind": "members", "point": point, **check}
+        if not check["agrees"]:
+            _distrust(state)
+        if not check["agrees"] and check["cosine"] < 0:
+            # the members point apart: no line along their mean, the probes decide
+            return _probes_decide(state, geo)
+        if not check["agrees"] and check["norm_ratio"] is not None:
+            g = _mean_direction(members)  # one member dominates the mean: average directions
     _remember(state, g, geo)
-    return _start_line(state, g, geo)
+    return _start_line(state, g, geo, grad_point=point)
+
+
+def _probes_decide(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
+    """The pattern search instead of a hypergradient's line, at the step it last had."""
+    h = (state.get("pattern") or {}).get("h", PATTERN_STEP)
+    state["pattern"] = {"h": h, "i": 0, "sign": 1}
+    return _next_pattern_probe(state, geo)
+
+
+def _distrust(state: dict[str, Any]) -> None:
+    """One more hypergradient the probes (or members) contradict: the next ``2^n - 1``
+    improvements of the pattern search ask for none (``n`` such in a row, at most 3)."""
+    n = int(state.get("distrust", 0)) + 1
+    state["distrust"] = n
+    state["skip"] = 2 ** min(n, 3) - 1
+
+
+def check_probe(predicted: float, found: float) -> dict[str, Any]:
+    """Whether a plain probe along a hypergradient agrees with it.
+
+    Args:
+        predicted: The first-order change over the step (negative: a descent step).
+        found: The change the probe found (its value minus the line's origin value).
+
+    Returns:
+        ``{"predicted", "found", "ratio", "agrees"}``: the probe agrees when it found a change
+        of the predicted sign within ``DISAGREE`` times the predicted size either way.
+
+    Example:
+        >>> check_probe(-0.01, -0.004)["agrees"], check_probe(-5.0, 0.002)["agrees"]
+        (True, False)
+    """
+    ok = predicted != 0 and math.isfinite(predicted) and math.isfinite(found)
+    ratio = found / predicted if ok else None
+    agrees = ratio is not None and 1.0 / DISAGREE <= ratio <= DISAGREE
+    return {
+        "predicted": predicted if math.isfinite(predicted) else None,
+        "found": found if math.isfinite(found) else None,
+        "ratio": ratio,
+        "agrees": bool(agrees),
+    }
+
+
+def check_members(
+    members: Sequence[Sequence[float]], mask: Sequence[bool] | None = None
+) -> dict[str, Any]:
+    """Whether an iterate's members' hypergradients (per coordinate unit) agree.
+
+    Args:
+        members: Two or more hypergradients in the same coordinates.
+        mask: The coordinates that count (``None``: all).
+
+    Returns:
+        ``{"cosine", "norm_ratio", "agrees"}``: the smallest cosine between two members and the
+        largest norm over the smallest; they agree when the cosine is positive and the ratio is
+        at most ``DISAGREE``.
+
+    Example:
+        >>> check_members([[1.0, 0.5], [2.0, 0.8]])["agrees"]
+        True
+        >>> check_members([[1.0, 0.5], [-300.0, 10.0]])["agrees"]
+        False
+    """
+    keep = [True] * len(members[0]) if mask is None else list(mask)
+    vs = [[x if m else 0.0 for x, m in zip(v, keep, strict=True)] for v in members]
+    norms = [_norm(v) for v in vs]
+    if not all(math.isfinite(n) for n in norms) or min(norms) == 0:
+        return {"cosine": 0.0, "norm_ratio": None, "agrees": False}
+    cosine = min(
+        _dot(a, b) / (na * nb)
+        for i, (a, na) in enumerate(zip(vs, norms, strict=True))
+        for b, nb in zip(vs[i + 1 :], norms[i + 1 :], strict=True)
+    )
+    ratio = max(norms) / min(norms)
+    return {
+        "cosine": cosine,
+        "norm_ratio": ratio,
+        "agrees": bool(cosine > 0 and ratio <= DISAGREE),
+    }
+
+
+def _mean_direction(members: Sequence[Sequence[float]]) -> list[float]:
+    """The mean of the members' unit vectors, scaled to their mean norm."""
+    norms = [_norm(v) for v in members]
+    scale = math.fsum(norms) / len(norms)
+    return [
+        scale * math.fsum(v[i] / n for v, n in zip(members, norms, strict=True)) / len(members)
+        for i in range(len(members[0]))
+    ]
 
 
 def _units(geo: Geometry, x: Sequence[float]) -> list[float]:
@@ -439,7 +583,7 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _start_line(
-    state: dict[str, Any], g: list[float], geo: Geometry
+    state: dict[str, Any], g: list[float], geo: Geometry, grad_point: int | None = None
 ) -> tuple[list[float], dict[str, Any]]:
     mask = geo.base if state["stage"] == "base" else [True] * len(g)
     d, slope = _direction(g, mask)
@@ -462,6 +606,8 @@ def _start_line(
         "f0": state["incumbent"]["f"],
         "probes": [],
         "origin": origin,
+        "grad_point": grad_point,
+        "trusted": True,
     }
     x = geo.along(origin, d, alpha)
     return _propose(state, x, "line", False, alpha=alpha, origin=origin)
@@ -474,6 +620,22 @@ def _after_line_probe(
     alpha = float(state["probe"]["alpha"])
     origin = state["probe"]["origin"]
     line["probes"] = [*line["probes"], [alpha, value]]
+    if len(line["probes"]) == 1:  # the first probe checks the hypergradient
+        check = check_probe(float(line["slope"]) * alpha, value - float(line["f0"]))
+        state["check"] = {"kind": "probe", "point": line.get("grad_point"), **check}
+        line["trusted"] = check["agrees"]
+        if check["agrees"]:
+            state["distrust"], state["skip"] = 0, 0
+        else:
+            _distrust(state)
+        if check["ratio"] is not None and check["ratio"] <= 0 and check["ratio"] > -1:
+            # a promised gain larger than the loss found (a step too long only loses more than
+            # the slope promised): the opposite probe makes a central difference along the
+            # direction, to see whether the hypergradient's sign holds
+            state["line"] = line
+            x = geo.along(origin, line["d"], -alpha)
+            if x != state["incumbent"]["x"]:
+                return _propose(state, x, "line", False, alpha=-alpha, origin=origin)
     state["line"] = line
     gains = [(f, a) for a, f in line["probes"] if f < line["f0"]]
     successes = 0
@@ -486,10 +648,12 @@ def _after_line_probe(
         x = geo.along(origin, line["d"], 2 * alpha)
         if x != state["incumbent"]["x"]:
             return _propose(state, x, "line", False, alpha=2 * alpha, origin=origin)
-    if gains:  # accept the best point found along the line
-        state["alpha"] = min(a for f, a in gains if f == min(f for f, _ in gains))
-        return _gradient_at_best(state)
+    if gains:  # accept the best point found along the line (either side of it)
+        state["alpha"] = min(abs(a) for f, a in gains if f == min(f for f, _ in gains))
+        return _gradient_at_best(state, geo)
     tries = BASE_TRIES if state["stage"] == "base" else FULL_TRIES
+    if not line.get("trusted", True) and alpha < 0:  # neither side improved: the probes decide
+        return _probes_decide(state, geo)
     if len(line["probes"]) >= tries:
         return _stall(state, line["g"], geo)
     f0, slope = float(line["f0"]), float(line["slope"])
@@ -570,10 +734,15 @@ def _after_pattern_probe(
         return _next_pattern_probe(state, geo)
     if improved and not geo.hypergradients:  # poll again around the new point, same step
         return _descend(state, geo)
+    if improved and int(state.get("skip", 0)) > 0:
+        # recent hypergradients were contradicted: poll again as the ablation does
+        state["skip"] = int(state["skip"]) - 1
+        state["pattern"] = {"h": pat["h"], "i": 0, "sign": 1}
+        return _next_pattern_probe(state, geo)
     if improved:
         state["stage"] = "base" if not all(geo.base) else "full"
         state["alpha"] = geo.first_step
         state["memory"] = []
         state["line"] = None
-        return _gradient_at_best(state)
+        return _gradient_at_best(state, geo)
     return _next_pattern_probe(state, geo)

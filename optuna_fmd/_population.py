@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 
 #: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
 STATE_KEY = "fmd:state"
+#: Trial user attribute with the check of the latest hypergradient against the plain probes
+#: along it, or of its members against each other (``optuna_fmd._outer.check_probe``).
+CHECK_ATTR = "hypergradient_check"
 _MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
 _MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
@@ -159,7 +162,15 @@ class PopulationClaims:
             if len(grads) == n
             else None
         )
-        return Point(iterate, list(definition["x"]), sum(values) / n, False, mean_grad, definition)
+        return Point(
+            iterate,
+            list(definition["x"]),
+            sum(values) / n,
+            False,
+            mean_grad,
+            definition,
+            members=grads if mean_grad is not None and n > 1 else None,
+        )
 
     def _next_slot(
         self, claims: list[_Claim], sense: float

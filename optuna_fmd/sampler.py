@@ -28,6 +28,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ._gradient_rules import GradientRule, decide, fresh_state
 from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
 from ._population import (
+    CHECK_ATTR,
     STATE_KEY,
     PopulationClaims,
     finite_list,
@@ -40,7 +41,7 @@ from .space import DELTA, Family, Refiner, Schedule, ScheduleSpace
 if TYPE_CHECKING:
     from optuna.study import Study
 
-__all__ = ["STATE_KEY", "FMDSampler"]
+__all__ = ["CHECK_ATTR", "STATE_KEY", "FMDSampler"]
 
 _STATE_VERSION = 1
 _OUTER_RULES = ("search", "sign", "adam")
@@ -395,6 +396,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
         x, state = self._propose(study, trial)
         state["x"] = [float(v) for v in x]
         study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
+        if isinstance(state.get("check"), dict):  # the latest hypergradient's check, shown
+            study._storage.set_trial_user_attr(trial._trial_id, CHECK_ATTR, state["check"])
         values = dict(zip(self._names, x, strict=True))
         return {n: float(values[n]) for n in names}
 
@@ -636,13 +639,17 @@ def _geometry(
     Window values of a linear hyper, and family parameters that start inside their bounds
     (a constant momentum), step in logit coordinates; family parameters that start at a bound
     (warm-up and final fractions) and a refiner's corrections step linearly. The lr scale is
-    the first entry's log-scale params; a refiner's corrections join after the first stage.
+    the log-scale params of every entry of the first entry's hyper (every layer group's lr);
+    a refiner's corrections join after the first stage. The coarse pass's blocks join the same
+    family param (or the windows) of every entry of one hyper, so its cost does not grow with
+    the number of layer groups.
     """
     coords, scale, base, blocks = [], [], [], []
-    first = next(iter(space))
-    entries = list(space)
+    hypers = space.hypers()
+    lr = hypers[next(iter(space))]
+    block_ids: dict[tuple[str, str], int] = {}
     dists, init = space.distributions(), space.initial_params()
-    for k, name in enumerate(space.param_names()):
+    for name in space.param_names():
         owner = space.owner(name)
         assert owner is not None
         entry_name, local = owner
@@ -652,10 +659,12 @@ def _geometry(
         inside = low < init[name] < high and not correction
         kind = "log" if log else ("logit" if inside or not isinstance(entry, Family) else "linear")
         coords.append(Coord(kind, low, high))
-        scale.append(entry_name == first and log)
+        scale.append(hypers[entry_name] == lr and log)
         base.append(not correction)
-        # a window schedule's windows move as one block in the coarse pass
-        blocks.append(-1 - entries.index(entry_name) if isinstance(entry, Schedule) else k)
+        # the coarse pass moves together what plays the same part: a window schedule's
+        # windows, and the same family param (or windows) of every group of one hyper
+        role = "" if isinstance(entry, Schedule) else local
+        blocks.append(block_ids.setdefault((hypers[entry_name], role), len(block_ids)))
     x0 = [(start or {}).get(n, init[n]) for n in space.param_names()]
     step = FIRST_STEP if first_step is None else first_step
     return Geometry(

@@ -45,6 +45,7 @@ __all__ = [
     "default_space",
     "param_name",
     "parse_param",
+    "per_layer_space",
 ]
 
 #: ``{optimizer: {hyper: (low, high, log, init)}}``. SGD: the usual 0.05 / 0.9 / 5e-4 start with
@@ -150,6 +151,58 @@ def default_family_space(
     for h, (low, high, log, _) in bounds.items():
         if h != "lr":
             entries[h] = Constant(low, high, log=log, init=starts[h])
+    return ScheduleSpace(entries)
+
+
+def per_layer_space(
+    layers: Mapping[str, str | Sequence[str]],
+    optimizer: str = "sgd",
+    windows: int = 10,
+    *,
+    init: Mapping[str, float] | None = None,
+) -> ScheduleSpace:
+    """A cosine lr schedule per layer group and every other hyperparameter of
+    :data:`DEFAULT_BOUNDS` as one :class:`Constant` shared by all layers.
+
+    Entry ``lr_<label>`` is a :class:`Cosine` (peak, warm-up, final) restricted to the
+    parameters matched by ``layers[label]`` (``fnmatch`` globs over
+    ``model.named_parameters()``), so its trial params are ``lr_<label>_peak``,
+    ``lr_<label>_warmup`` and ``lr_<label>_final``. :class:`~optuna_fmd.FMDSampler` moves every
+    layer's peak together when it searches the lr scale and every layer's warm-up (or final)
+    together in its coarse pass, so its cost before the first hypergradient does not grow with
+    the number of layers.
+
+    Args:
+        layers: ``{label: glob or globs}``; labels must make identifiers (``"l0"``, ``"fc"``).
+        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        windows: Windows K of every lr schedule.
+        init: Starting values that replace the defaults, ``{hyper: value}`` (the lr's is every
+            cosine's peak).
+
+    Example:
+        >>> space = per_layer_space({"l0": "1.*", "l1": "3.*"}, windows=4)
+        >>> space.param_names()[:3]
+        ['lr_l0_peak', 'lr_l0_warmup', 'lr_l0_final']
+        >>> space.groups()["lr_l1"]
+        ('lr', ('3.*',))
+    """
+    if not isinstance(layers, Mapping) or not layers:
+        raise ValueError(
+            f"`layers` must be a non-empty mapping of label -> globs, but got {layers!r}."
+        )
+    family = default_family_space(optimizer, windows, refine=False, init=init)
+    lr = family["lr"]
+    assert isinstance(lr, Cosine)
+    peak = lr.parameters["peak"]
+    entries: dict[str, Schedule | Family] = {}
+    for label, globs in layers.items():
+        name = f"lr_{label}"
+        if not name.isidentifier():
+            raise ValueError(f"layer labels must make identifiers, but got {label!r}.")
+        entries[name] = Cosine(
+            peak.low, peak.high, init=peak.start(), windows=windows, hyper="lr", params=globs
+        )
+    entries.update({h: e for h, e in family.items() if h != "lr"})
     return ScheduleSpace(entries)
 
 

@@ -213,3 +213,79 @@ def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_f
     kinds = {r[2]["probe"]["kind"] for r in run}
     assert kinds <= {"start", "scale", "vertex", "pattern", "converged"}
     assert min(r[1] for r in run) < f([0.05, 0.9])
+
+
+def test_check_probe_and_check_members_say_when_a_hypergradient_disagrees() -> None:
+    assert _outer.check_probe(-0.01, -0.004)["agrees"]
+    assert not _outer.check_probe(-0.01, -0.2)["agrees"]  # found 20x the prediction
+    assert not _outer.check_probe(-5.0, 0.002)["agrees"]  # wrong sign
+    assert _outer.check_probe(-5.0, math.inf)["ratio"] is None
+    assert _outer.check_members([[1.0, 0.5], [2.0, 0.8]])["agrees"]
+    apart = _outer.check_members([[1.0, 0.5], [-1.0, 0.1]])
+    assert not apart["agrees"] and apart["cosine"] < 0
+    sizes = _outer.check_members([[1.0, 0.5], [300.0, 100.0]])
+    assert not sizes["agrees"] and sizes["cosine"] > 0 and sizes["norm_ratio"] > 10
+    # only the masked coordinates count
+    assert _outer.check_members([[1.0, 5.0], [1.0, -5.0]], [True, False])["agrees"]
+
+
+def _tilted(x: list[float]) -> float:
+    """A bowl whose valley runs across the coordinates (the coarse pass alone does not solve
+    it)."""
+    a, b = math.log(x[0] / 0.08), 3 * (x[1] - 0.6)
+    return (a + b) ** 2 + 0.2 * (a - b) ** 2 + 0.3
+
+
+def _first_within(run: list[tuple], target: float) -> int:
+    return next(i for i, r in enumerate(run) if r[1] <= target)
+
+
+def test_a_hypergradient_the_probes_contradict_is_recorded_and_the_probes_decide() -> None:
+    """A hypergradient 1,000 times too large and of the wrong sign (a chaotic unroll): every
+    check says so, no worse point is ever accepted, and the search reaches what the
+    pattern-only ablation reaches, later by at most the hypergradients' own cost (3 plain
+    episodes each)."""
+
+    def liar(fn: Fn, x: list[float]) -> list[float]:
+        return [-1000 * g for g in _grad(fn, x)]
+
+    geo = _geometry()
+    run = _drive(_tilted, geo, 60, liar)
+    checks = [r[2]["check"] for r in run if "check" in r[2]]
+    assert checks and not any(c["agrees"] for c in checks)
+    best = [r[2]["incumbent"]["f"] for r in run if r[2].get("incumbent")]
+    assert best == sorted(best, reverse=True)
+    ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 60)
+    target = min(r[1] for r in ablation) + 1e-3
+    reached = _first_within(run, target)
+    grads = sum(r[3] for r in run[:reached])
+    assert reached <= _first_within(ablation, target) + 3 * grads
+
+
+def test_an_honest_hypergradient_passes_its_checks_and_beats_the_ablation() -> None:
+    geo = _geometry()
+    run = _drive(_tilted, geo, 40)
+    checks = [r[2]["check"] for r in run if "check" in r[2]]
+    assert checks and checks[0]["agrees"]
+    ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 40)
+    assert min(r[1] for r in run) < min(r[1] for r in ablation)
+
+
+def test_members_that_point_apart_send_the_iterate_to_the_probes() -> None:
+    """Two members whose hypergradients have opposite signs: no line along their mean; the
+    next proposal is a pattern probe, and the check is stored."""
+    geo = _geometry()
+    f = _tilted
+    prev, last = None, None
+    for number in range(40):
+        x, state = search_step(prev, last, geo)
+        if prev is not None and prev["probe"]["kind"] == "grad":
+            assert state["check"]["kind"] == "members" and not state["check"]["agrees"]
+            assert state["probe"]["kind"] == "pattern"
+            return
+        g = _grad(f, x) if state["hypergradient"] else None
+        members = [g, [-v for v in g]] if g is not None else None
+        mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)] if members else None
+        last = Point(number, x, f(x), False, mean, state, members=members)
+        prev = state
+    raise AssertionError("no hypergradient was asked for")

@@ -745,3 +745,67 @@ def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction:
     v, _, ns = single.best_iterate(one)  # type: ignore[misc]
     assert ns == [one.best_trial.number] and v == one.best_value
     assert single.best_iterate(optuna.create_study(sampler=single)) is None
+
+
+# -- many layer groups: the coarse pass does not grow with them -------------------------------
+def _layer_objective(
+    space: fmd.ScheduleSpace, peaks: list[float]
+) -> Callable[[optuna.trial.Trial], float]:
+    """A bowl over every layer's log peak (targets ``peaks``) and warm-up, with its gradient."""
+    dists = space.distributions()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        x = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
+        terms = {}
+        for i, target in enumerate(peaks):
+            p = x[f"lr_l{i}_peak"]
+            terms[f"lr_l{i}_peak"] = (math.log(p / target), 1 / p)
+            terms[f"lr_l{i}_warmup"] = (x[f"lr_l{i}_warmup"] - 0.1, 1.0)
+        value = 0.1 + sum(d * d for d, _ in terms.values())
+        state = trial.storage.get_trial_system_attrs(trial._trial_id).get(STATE_KEY, {})
+        if state.get("hypergradient"):
+            grad = dict.fromkeys(dists, 0.0) | {n: 2 * d * c for n, (d, c) in terms.items()}
+            trial.set_user_attr("hypergradient", grad)
+        return value
+
+    return objective
+
+
+@pytest.mark.parametrize("layers", [2, 7])
+def test_per_layer_spaces_reach_the_first_hypergradient_after_the_same_plain_probes(
+    layers: int,
+) -> None:
+    """The lr scale moves every layer's peak; the coarse pass moves every layer's warm-up
+    (final) together: 11 plain episodes before the first hypergradient for 2 or 7 layers."""
+    space = fmd.space.per_layer_space({f"l{i}": f"{2 * i + 1}.*" for i in range(layers)})
+    peaks = [0.2 * (1.5 if i % 2 else 1.0) for i in range(layers)]
+    study = run(fmd.FMDSampler(space), 24, _layer_objective(space, peaks))
+    states = [state_of(t) for t in study.trials]
+    first = next(i for i, s in enumerate(states) if s["hypergradient"])
+    assert first == 11
+    scale = [t for t, s in zip(study.trials, states, strict=True) if s["origin"] == "scale"]
+    assert scale and all(
+        len({t.params[f"lr_l{i}_peak"] for i in range(layers)}) == 1 for t in scale
+    )
+    # after the first hypergradient the layers' peaks move apart toward their own targets
+    last = study.best_trial.params
+    assert len({round(last[f"lr_l{i}_peak"], 6) for i in range(layers)}) > 1
+
+
+@pytest.mark.parametrize("population", [None, 2])
+def test_each_hypergradient_check_is_a_json_user_attr_on_the_next_trial(
+    population: int | None,
+) -> None:
+    from optuna_fmd.sampler import CHECK_ATTR
+
+    study = run(fmd.FMDSampler(FAMILY_SPACE, population=population), 40, family_objective())
+    checked = [t for t in study.trials if CHECK_ATTR in t.user_attrs]
+    assert checked
+    for t in checked:
+        check = t.user_attrs[CHECK_ATTR]
+        assert json.loads(json.dumps(check, allow_nan=False)) == check
+        assert check == state_of(t)["check"] and isinstance(check["agrees"], bool)
+    # a trial carries a check only right after the probe (or the members) it judges
+    assert len(checked) < len(study.trials) / 2
+    kinds = {t.user_attrs[CHECK_ATTR]["kind"] for t in checked}
+    assert kinds == ({"probe"} if population is None else {"probe", "members"})

@@ -182,3 +182,18 @@ def test_parse_param_without_the_space() -> None:
     space = default_family_space("sgd", windows=3)
     for name in space.param_names():
         assert parse_param(name) == parse_param(name, list(space)) == space.parse(name)
+
+
+def test_per_layer_space_has_a_cosine_per_group_and_shared_constants() -> None:
+    from optuna_fmd.space import per_layer_space
+
+    space = per_layer_space({"l0": "1.*", "l1": ("3.*", "4.*")}, "sgd", windows=4)
+    assert list(space) == ["lr_l0", "lr_l1", "momentum", "weight_decay"]
+    assert space.groups() == {"lr_l0": ("lr", ("1.*",)), "lr_l1": ("lr", ("3.*", "4.*"))}
+    start = space.from_params(space.initial_params())
+    assert start["lr_l0"] == start["lr_l1"] == Cosine(windows=4, init=0.05).initial_values()
+    assert start["momentum"] == [0.9] and start["weight_decay"] == [5e-4]
+    with pytest.raises(ValueError, match="identifiers"):
+        per_layer_space({"a b": "1.*"})
+    with pytest.raises(ValueError, match="non-empty"):
+        per_layer_space({})

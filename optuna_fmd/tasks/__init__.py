@@ -2,7 +2,7 @@
 
 from ._base import Dataset, Digits, Synthetic, Task, random_split
 from ._custom import Custom
-from ._models import build_model
+from ._models import build_model, layer_groups
 from ._vision import CIFAR10, MNIST, DatasetNotFoundError, FashionMNIST, data_cache_dir
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "Task",
     "build_model",
     "data_cache_dir",
+    "layer_groups",
     "random_split",
 ]

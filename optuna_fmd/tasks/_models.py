@@ -7,7 +7,7 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["build_model"]
+__all__ = ["build_model", "layer_groups"]
 
 
 def _mlp(in_shape: tuple[int, ...], n_classes: int, hidden: tuple[int, ...] = (64,)) -> nn.Module:
@@ -112,3 +112,19 @@ def build_model(name: str, in_shape: tuple[int, ...], n_classes: int) -> nn.Modu
         "`model` must be 'mlp', 'mlp-<h1>-...', 'lenet' or 'wrn-<depth>-<width>', "
         f"but got {name!r}."
     )
+
+
+def layer_groups(model: nn.Module) -> dict[str, tuple[str, ...]]:
+    """One parameter group per module that holds parameters of its own (a ``Linear``, a
+    ``Conv2d``, a ``BatchNorm``), in the model's order: ``{"l0": ("1.*",), "l1": ...}``, the
+    ``params=`` globs of a per-layer space (:func:`optuna_fmd.space.per_layer_space`).
+
+    Example:
+        >>> layer_groups(build_model("mlp-32", (4,), 3))
+        {'l0': ('1.*',), 'l1': ('3.*',)}
+    """
+    out: dict[str, tuple[str, ...]] = {}
+    for name, module in model.named_modules():
+        if any(True for _ in module.parameters(recurse=False)):
+            out[f"l{len(out)}"] = (f"{name}.*" if name else "*",)
+    return out
