@@ -600,6 +600,23 @@ def _compare(args: argparse.Namespace) -> int:
     return code
 
 
+def _stored_space(storage: Any, study_name: str) -> ScheduleSpace | None:
+    """The space of a study made by ``optuna-fmd run``, from its stored flags (``None``: not
+    such a study, or flags that no longer make a space)."""
+    config = _stored_flags(storage, study_name)
+    try:
+        return make_space(
+            [h.strip() for h in str(config["hypers"]).split(",") if h.strip()],
+            int(config["windows"]),
+            lr_init=float(config["lr_init"]),
+            momentum_init=float(config["momentum_init"]),
+            weight_decay_init=float(config["weight_decay_init"]),
+            kind=str(config["space"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def _report(args: argparse.Namespace) -> int:
     """Write ``<out>/report.html`` and PNGs of ``--study`` (and the ``--vs`` studies)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -611,7 +628,9 @@ def _report(args: argparse.Namespace) -> int:
             f"error: --study/--vs: no study {missing} in {args.storage}; it has {names}."
         )
     study, *vs = (optuna.load_study(study_name=n, storage=storage) for n in [args.study, *args.vs])
-    path = write_report(study, args.out or f"report-{args.study}", vs=vs)
+    path = write_report(
+        study, args.out or f"report-{args.study}", vs=vs, space=_stored_space(storage, args.study)
+    )
     print(f"report: {path}")
     for png in sorted(path.parent.glob("*.png")):
         print(f"figure: {png}")

@@ -9,18 +9,20 @@ import math
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..space import ScheduleSpace
 from ._schedules import (
     ScheduleInfo,
     TrialSchedule,
-    _complete,
+    _best_label,
+    _fitted_range,
     _get_schedule_info,
-    _split_params,
     plot_hypergradients,
     plot_schedules,
 )
+from ._study import StudyNames, best_of, space_of
 
 if TYPE_CHECKING:
     import optuna
@@ -39,31 +41,62 @@ def _trial_schedule_info(
     distributions: Mapping[str, Any],
     value: float | None,
     steps: Any = None,
+    *,
+    space: ScheduleSpace | None = None,
+    user_attrs: Mapping[str, Any] | None = None,
+    iterate: int | None = None,
+    earlier: Sequence[tuple[int, int | None, float]] | None = None,
+    population: int = 1,
 ) -> ScheduleInfo | None:
     """The study's schedules up to trial ``number``, that trial (running or failed) the latest.
 
     ``info`` is the study's :class:`ScheduleInfo` (completed trials); the trial itself comes from
-    its params, as it is not complete yet when its image is made. ``None`` if it has no schedule.
+    its params (read through ``space``, else by their names and ``user_attrs["schedules"]``),
+    as it is not complete yet when its image is made. The best is the best iterate by member
+    mean of the earlier trials and this one (``iterate``: this trial's outer iterate;
+    ``earlier``: ``(number, iterate, value)`` of the earlier complete trials with a finite
+    value, default those of ``info``; ``population``: members per iterate). ``None`` if the
+    trial has no schedule.
     """
     from optuna.distributions import FloatDistribution
 
-    split = _split_params(dict(params))
-    schedules = {h: v for h, w in split.items() if (v := _complete(w)) is not None}
+    names = StudyNames(space)
+    schedules = names.schedules(params, user_attrs or {})
     if not schedules:
         return None
     hypers = list(info.hypers) + [h for h in schedules if h not in info.hypers]
     log = dict(info.log)
     for h in schedules:
         if h not in log:
-            dist = distributions.get(f"{h}_0")
-            log[h] = isinstance(dist, FloatDistribution) and dist.log
+            dists = [
+                d
+                for n, d in distributions.items()
+                if (ref := names.ref(n, list(schedules))) is not None and ref.entry == h
+            ]
+            log[h] = any(isinstance(d, FloatDistribution) and d.log for d in dists)
     finite = value if value is not None and math.isfinite(value) else None
     trials = [t for t in info.trials if t.number < number]
     trials.append(TrialSchedule(number, finite, schedules))
-    scored = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    best = min(scored, key=lambda t: (t.value, t.number)).number if scored else None
+    if earlier is None:
+        earlier = [
+            (t.number, None, t.value)
+            for t in trials[:-1]
+            if t.value is not None and math.isfinite(t.value)
+        ]
+    points = [p for p in earlier if p[0] < number]
+    if finite is not None:
+        points.append((number, iterate, finite))
+    best = best_of(points, population)
+    best_number = None if best is None else best.numbers[0]
+    if best_number is not None and best_number not in {t.number for t in trials}:
+        best_number = None
+    ranges: dict[str, tuple[float, float] | None] = {}
+    for h in hypers:
+        values = [v for t in trials for v in t.schedules.get(h, []) if math.isfinite(v)]
+        ranges[h] = None if log.get(h) or not values else _fitted_range(values)
     own_steps = steps if isinstance(steps, int) and steps > 0 else info.steps
-    return ScheduleInfo(hypers, log, own_steps, trials, number, best)
+    label = _best_label(best) if best_number is not None else ""
+    return ScheduleInfo(hypers, log, own_steps, trials, number, best_number, label, ranges)
 
 
 def _title(number: int, value: float | None, failed: bool) -> str:
@@ -93,6 +126,8 @@ class DashboardCallback:
         artifact_dir: Directory of the artifact store (created if missing). Start the dashboard
             with ``optuna-dashboard <storage> --artifact-dir <artifact_dir>``.
         figures: Whether the callback refreshes the study's figures.
+        space: The study's :class:`~optuna_fmd.ScheduleSpace` (default: its FMDSampler's,
+            else read from the param names and the objective's stored schedules).
 
     Example:
         >>> dashboard = DashboardCallback("optuna-fmd-artifacts")  # doctest: +SKIP
@@ -100,9 +135,16 @@ class DashboardCallback:
         ... # doctest: +SKIP
     """
 
-    def __init__(self, artifact_dir: str | os.PathLike[str], *, figures: bool = True) -> None:
+    def __init__(
+        self,
+        artifact_dir: str | os.PathLike[str],
+        *,
+        figures: bool = True,
+        space: ScheduleSpace | None = None,
+    ) -> None:
         self.artifact_dir = os.path.abspath(os.fspath(artifact_dir))
         self.figures = figures
+        self.space = space
         self._store: Any = None
 
     # -- artifacts ---------------------------------------------------------------------------
@@ -154,16 +196,32 @@ class DashboardCallback:
 
     def _upload(self, trial: optuna.Trial, value: float | None, failed: bool) -> str | None:
         from optuna.artifacts import upload_artifact
+        from optuna.trial import TrialState
 
+        from ._study import trial_iterate
         from .matplotlib._schedules import _schedules_axes
 
+        study = trial.study
+        space = space_of(study, self.space)
+        earlier, population = [], 1
+        for t in study.get_trials(deepcopy=False):
+            slot = trial_iterate(t)
+            population = max(population, 1 if slot is None else slot[1] + 1)
+            if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
+                earlier.append((t.number, None if slot is None else slot[0], float(t.value)))
+        own = trial_iterate(study._storage.get_trial(trial._trial_id))
         info = _trial_schedule_info(
-            _get_schedule_info(trial.study),
+            _get_schedule_info(study, space),
             trial.number,
             trial.params,
             trial.distributions,
             value,
             trial.user_attrs.get("steps"),
+            space=space,
+            user_attrs=trial.user_attrs,
+            iterate=None if own is None else own[0],
+            earlier=earlier,
+            population=population,
         )
         if info is None:
             return None
@@ -182,7 +240,7 @@ class DashboardCallback:
         if not self.figures:
             return
         try:
-            refresh_figures(study)
+            refresh_figures(study, self.space)
         except Exception as err:
             warnings.warn(
                 f"optuna-fmd: could not save the schedule figures of study "
@@ -196,13 +254,13 @@ class DashboardCallback:
 DASHBOARD_HEIGHT = 450
 
 
-def refresh_figures(study: optuna.Study) -> None:
+def refresh_figures(study: optuna.Study, space: ScheduleSpace | None = None) -> None:
     """Save the study's schedule and hypergradient plotly figures for optuna-dashboard."""
-    from optuna_dashboard import save_plotly_graph_object
+    from optuna_dashboard import save_plotly_graph_object  # lazily: an optional dependency
 
     for fig_id, fig in (
-        (SCHEDULES_FIGURE, plot_schedules(study)),
-        (HYPERGRADIENTS_FIGURE, plot_hypergradients(study)),
+        (SCHEDULES_FIGURE, plot_schedules(study, space=space)),
+        (HYPERGRADIENTS_FIGURE, plot_hypergradients(study, space=space)),
     ):
         fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50})
         save_plotly_graph_object(study, fig, graph_object_id=fig_id)

@@ -18,7 +18,9 @@ class RegretCurve(NamedTuple):
     Attributes:
         name: The study's name.
         seconds: Wall-clock seconds from the study's first trial start to each trial's end.
-        best: Best (lowest) finite value up to that trial (``nan`` before the first finite one).
+        best: Best finite value up to that trial (``nan`` before the first finite one); with a
+            population, the best outer iterate's mean over its members, as the sampler
+            compares them (an iterate counts once all its members are done).
     """
 
     name: str
@@ -36,10 +38,16 @@ def _get_regret_info(
     ``time_attr`` is a finite number, against that number (e.g. seconds on the clock a benchmark
     budgets).
     """
+    from optuna.study import StudyDirection
     from optuna.trial import TrialState
+
+    from ._study import best_of, trial_iterate
 
     curves = []
     for study in studies:
+        maximize = len(study.directions) == 1 and study.direction == StudyDirection.MAXIMIZE
+        slots = {t.number: trial_iterate(t) for t in study.get_trials(deepcopy=False)}
+        size = max((s[1] + 1 for s in slots.values() if s is not None), default=1)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         times: list[tuple[float, optuna.trial.FrozenTrial]] = []
         if time_attr is None:
@@ -57,9 +65,13 @@ def _get_regret_info(
                     times.append((float(v), t))
         times.sort(key=lambda p: p[0])
         seconds, best, current = [], [], math.nan
+        points: list[tuple[int, int | None, float]] = []
         for x, t in times:
             if t.value is not None and math.isfinite(t.value):
-                current = t.value if math.isnan(current) else min(current, t.value)
+                slot = slots.get(t.number)
+                points.append((t.number, None if slot is None else slot[0], float(t.value)))
+                found = best_of(points, size, maximize)
+                current = math.nan if found is None else found.value
             seconds.append(x)
             best.append(current)
         curves.append(RegretCurve(study.study_name, seconds, best))

@@ -11,8 +11,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..space import ScheduleSpace
 from ._regret import plot_regret
-from ._schedules import _complete, _split_params, plot_hypergradients, plot_schedules
+from ._schedules import plot_hypergradients, plot_schedules
+from ._study import (
+    BestIterate,
+    StudyNames,
+    best_iterate,
+    describe_best,
+    hypergradient_status,
+    origin_words,
+    space_of,
+    trial_iterate,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -26,13 +37,21 @@ class OuterStep(NamedTuple):
     Attributes:
         number: The trial number.
         state: The trial state's name (``"COMPLETE"``, ``"FAIL"``, ...).
-        origin: How the sampler proposed it (``"init"``, ``"step"``, ``"backtrack"``, ...), from
-            the FMD sampler's state; ``""`` for a trial another sampler proposed.
+        origin: The kind of proposal (``"start"``, ``"scale"``, ``"vertex"``, ``"pattern"``,
+            ``"grad"``, ``"line"``, ``"converged"``, ``"step"``, ``"backtrack"``, ``"retry"``),
+            from the FMD sampler's state; ``""`` for a trial another sampler proposed.
         value: The objective value (validation loss), ``None`` if there is none.
         val_accuracy: ``user_attrs["val_accuracy"]``, if any.
         seconds: ``user_attrs["seconds"]`` (the episode's duration), if any.
         diverged: ``user_attrs["diverged"]``.
-        schedules: ``{hyper: [window values]}`` from the trial's params.
+        schedules: ``{entry: [window values]}``, read through the study's space.
+        why: Why the sampler proposed it, in words (``""``: not an FMD sampler's trial).
+        hypergradient: Whether it computed a hypergradient, in words (``"yes"``, ``"no: plain
+            probe"``, ...).
+        iterate: ``(outer iterate, member)`` with a population, else ``None``.
+        params: ``{entry: {param: value}}`` of its family params (``peak``, ``warmup``,
+            ``value``, a refiner's ``delta_<k>``).
+        best: Whether it belongs to the best iterate (by member mean).
     """
 
     number: int
@@ -43,32 +62,44 @@ class OuterStep(NamedTuple):
     seconds: float | None
     diverged: bool
     schedules: dict[str, list[float]]
+    why: str = ""
+    hypergradient: str = ""
+    iterate: tuple[int, int] | None = None
+    params: dict[str, dict[str, float]] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
+    best: bool = False
 
 
 def _number(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def _get_outer_steps(study: optuna.Study) -> list[OuterStep]:
+def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) -> list[OuterStep]:
     """Every trial of ``study`` in order, with what the report's table shows of it."""
     from optuna_fmd.sampler import STATE_KEY
 
+    space = space_of(study, space)
+    names = StudyNames(space)
+    best = best_iterate(study)
+    best_numbers = set(best.numbers) if best is not None else set()
     rows = []
     for trial in study.get_trials(deepcopy=False):
-        state = trial.system_attrs.get(STATE_KEY)
-        origin = state.get("origin", "") if isinstance(state, dict) else ""
-        split = _split_params(trial.params)
-        schedules = {h: v for h, w in split.items() if (v := _complete(w)) is not None}
+        order = space.param_names() if space is not None else list(trial.distributions)
+        kind, why = origin_words(trial.system_attrs.get(STATE_KEY), order)
         rows.append(
             OuterStep(
                 number=trial.number,
                 state=trial.state.name,
-                origin=str(origin or ""),
+                origin=kind,
                 value=trial.value if len(study.directions) == 1 else None,
                 val_accuracy=_number(trial.user_attrs.get("val_accuracy")),
                 seconds=_number(trial.user_attrs.get("seconds")),
                 diverged=trial.user_attrs.get("diverged") is True,
-                schedules=schedules,
+                schedules=names.schedules(trial.params, trial.user_attrs),
+                why=why,
+                hypergradient=hypergradient_status(trial),
+                iterate=trial_iterate(trial),
+                params=names.family_params(trial.params, trial.user_attrs),
+                best=trial.number in best_numbers,
             )
         )
     return rows
@@ -80,8 +111,24 @@ def _fmt(v: float | None, spec: str) -> str:
     return format(v, spec) if math.isfinite(v) else str(v)
 
 
+def _params_cell(params: dict[str, dict[str, float]]) -> str:
+    """``<b>lr</b> peak 0.4 warmup 0.125 final 0 delta 0 0 0`` per entry."""
+    lines = []
+    for entry, ps in params.items():
+        plain = [f"{html.escape(k)} {v:.3g}" for k, v in ps.items() if not k.startswith("delta_")]
+        deltas = [f"{v:.3g}" for k, v in ps.items() if k.startswith("delta_")]
+        if deltas:
+            plain.append("delta " + " ".join(deltas))
+        lines.append(f"<b>{html.escape(entry)}</b> " + " ".join(plain))
+    return "<br>".join(lines)
+
+
 def _table(rows: Sequence[OuterStep]) -> str:
-    head = ("trial", "state", "origin", "value", "val_accuracy", "seconds", "schedules")
+    population = any(r.iterate is not None for r in rows)
+    families = any(r.params for r in rows)
+    head = ["trial"] + (["iterate"] if population else [])
+    head += ["state", "origin", "hypergradient", "value", "val_accuracy", "seconds"]
+    head += (["params"] if families else []) + ["schedules"]
     out = ['<table class="steps">', "<thead><tr>"]
     out += [f"<th>{h}</th>" for h in head]
     out.append("</tr></thead><tbody>")
@@ -91,16 +138,28 @@ def _table(rows: Sequence[OuterStep]) -> str:
             for h, vals in r.schedules.items()
         )
         value = _fmt(r.value, ".4f") + (" (diverged)" if r.diverged else "")
-        cells = (
-            str(r.number),
-            r.state,
-            r.origin,
-            value,
-            _fmt(r.val_accuracy, ".3f"),
-            _fmt(r.seconds, ".1f"),
-        )
-        cls = ' class="fail"' if r.state == "FAIL" or r.diverged else ""
+        cells = [str(r.number)]
+        if population:
+            cells.append("" if r.iterate is None else f"{r.iterate[0]}.{r.iterate[1]}")
+        cells += [r.state]
+        origin = html.escape(r.origin)
+        if r.why and r.why != r.origin:
+            origin += f'<br><span class="why">{html.escape(r.why)}</span>'
+        tail = [
+            html.escape(r.hypergradient),
+            html.escape(value),
+            html.escape(_fmt(r.val_accuracy, ".3f")),
+            html.escape(_fmt(r.seconds, ".1f")),
+        ]
+        classes = [
+            c for c, on in (("fail", r.state == "FAIL" or r.diverged), ("best", r.best)) if on
+        ]
+        cls = f' class="{" ".join(classes)}"' if classes else ""
         out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells))
+        out.append(f'<td class="origin">{origin}</td>')
+        out.append("".join(f"<td>{c}</td>" for c in tail))
+        if families:
+            out.append(f'<td class="sched">{_params_cell(r.params)}</td>')
         out.append(f'<td class="sched">{scheds}</td></tr>')
     out.append("</tbody></table>")
     return "\n".join(out)
@@ -109,24 +168,31 @@ def _table(rows: Sequence[OuterStep]) -> str:
 def _summary(studies: Sequence[optuna.Study]) -> str:
     out = [
         '<table class="summary"><thead><tr><th>study</th><th>trials</th><th>complete</th>',
-        "<th>failed</th><th>best trial</th><th>best value</th></tr></thead><tbody>",
+        "<th>failed</th><th>best trial</th><th>best value</th><th>best single trial</th>",
+        "</tr></thead><tbody>",
     ]
     for study in studies:
         trials = study.get_trials(deepcopy=False)
         states = [t.state.name for t in trials]
-        finite = [
-            t
-            for t in trials
-            if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)
-        ]
-        best = min(finite, key=lambda t: t.value) if finite else None  # type: ignore[arg-type,return-value]
+        best: BestIterate | None = best_iterate(study)
+        if best is None:
+            which = value = lucky = ""
+        else:
+            which = describe_best(best).rsplit(", value ", 1)[0]
+            value = f"{best.value:.4f}"
+            lucky = (
+                ""
+                if best.luckiest is None
+                else (f"trial {best.luckiest[0]}: {best.luckiest[1]:.4f} (one seed)")
+            )
         cells = (
             study.study_name,
             str(len(trials)),
             str(states.count("COMPLETE")),
             str(states.count("FAIL")),
-            "" if best is None else str(best.number),
-            "" if best is None else f"{best.value:.4f}",
+            which,
+            value,
+            lucky,
         )
         out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
     out.append("</tbody></table>")
@@ -141,8 +207,25 @@ th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: left;
          vertical-align: top; }
 th { background: #f4f4f4; } tr.fail td { color: #b22; }
 td.sched { font-family: ui-monospace, monospace; font-size: 0.85em; }
+tr.best td { background: #eef7ee; } .why { color: #555; font-size: 0.85em; }
+p.best { font-size: 1.05em; }
 .note { color: #666; font-size: 0.85em; }
 """
+
+
+def _best_paragraph(best: BestIterate | None) -> str:
+    if best is None:
+        return '<p class="best" id="best">No trial with a finite value yet.</p>'
+    text = f"Best: {describe_best(best)}"
+    if len(best.numbers) > 1:
+        text += " (the iterate with the best mean over its seeds, as the sampler compares them)"
+    text += "."
+    if best.luckiest is not None:
+        text += (
+            f" The luckiest single trial, {best.luckiest[0]} ({best.luckiest[1]:.4f} on one "
+            "seed), is not what the sampler compares."
+        )
+    return f'<p class="best" id="best">{html.escape(text)}</p>'
 
 
 def _png_tag(path: Path, alt: str) -> str:
@@ -155,24 +238,31 @@ def write_report(
     out: str | os.PathLike[str],
     *,
     vs: Sequence[optuna.Study] = (),
+    space: ScheduleSpace | None = None,
 ) -> Path:
     """Write ``<out>/report.html`` and the figures as PNGs; return the HTML file's path.
 
     The HTML file is self-contained (plotly.js inline, each figure also as an embedded PNG for
     readers without JavaScript): schedules and hypergradients of ``study``, best value against
-    wall-clock time of ``study`` and the ``vs`` studies, and a table of the outer steps.
-    ``schedules.png``, ``hypergradients.png`` and ``regret.png`` are written beside it.
+    wall-clock time of ``study`` and the ``vs`` studies, and a table of the outer steps (per
+    trial: how and why the sampler proposed it, whether it computed a hypergradient, its
+    family params and window schedules). "Best" is the outer iterate with the best mean over
+    its members, as :meth:`~optuna_fmd.FMDSampler.best_iterate` says; the luckiest single
+    trial is shown as such. ``schedules.png``, ``hypergradients.png`` and ``regret.png`` are
+    written beside it.
 
     Args:
         study: The FMD study.
         out: Output directory (created if missing).
         vs: Studies to compare with in the regret plot and summary (e.g. a TPE study).
+        space: The study's :class:`~optuna_fmd.ScheduleSpace` (default: its FMDSampler's,
+            else read from the param names and the window values the objective stored).
 
     Example:
         >>> write_report(study, "report", vs=[tpe_study])  # doctest: +SKIP
         PosixPath('report/report.html')
     """
-    from ._schedules import _get_schedule_info
+    from ._schedules import _get_hypergradient_info, _get_schedule_info
     from .matplotlib._axes import figure_of
     from .matplotlib._regret import _regret_axes
     from .matplotlib._schedules import _hypergradients_axes, _schedules_axes
@@ -180,18 +270,20 @@ def write_report(
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     studies = [study, *vs]
+    space = space_of(study, space)
+    hg_note = _get_hypergradient_info(study, space).note
     figures = [
         (
             "schedules",
             "Schedules",
-            plot_schedules(study),
-            _schedules_axes(_get_schedule_info(study), pyplot=False),
+            plot_schedules(study, space=space),
+            _schedules_axes(_get_schedule_info(study, space), pyplot=False),
         ),
         (
             "hypergradients",
             "Hypergradients",
-            plot_hypergradients(study),
-            _hypergradients_axes(study, pyplot=False),
+            plot_hypergradients(study, space=space),
+            _hypergradients_axes(study, pyplot=False, space=space),
         ),
         (
             "regret",
@@ -208,16 +300,27 @@ def write_report(
         f"<style>{_CSS}</style></head><body>",
         f"<h1>optuna-fmd report: {name}</h1>",
         _summary(studies),
+        _best_paragraph(best_iterate(study)),
     ]
     for i, (stem, title, fig, axes) in enumerate(figures):
         png = outdir / f"{stem}.png"
         figure_of(axes).savefig(png, dpi=100)
         parts.append(f'<h2 id="{stem}">{html.escape(title)}</h2>')
+        if stem == "hypergradients" and hg_note:
+            parts.append(
+                f'<p class="panel-note" id="hypergradients-note">{html.escape(hg_note)}</p>'
+            )
         parts.append(fig.to_html(full_html=False, include_plotlyjs=i == 0, div_id=f"fig-{stem}"))
         parts.append(f"<noscript>{_png_tag(png, title)}</noscript>")
         parts.append(f'<p class="note">Static image: <a href="{stem}.png">{stem}.png</a></p>')
     parts.append('<h2 id="outer-steps">Outer steps</h2>')
-    parts.append(_table(_get_outer_steps(study)))
+    parts.append(
+        '<p class="note">origin: how the sampler proposed the trial and why; hypergradient: '
+        "whether the episode computed one (plain probes do not); params: the family "
+        "parameters (a refiner's corrections as delta); schedules: the window values they "
+        "stand for. Shaded: the best iterate.</p>"
+    )
+    parts.append(_table(_get_outer_steps(study, space)))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     parts.append(f'<p class="note">Written by optuna-fmd on {stamp}.</p>')
     parts.append("</body></html>")

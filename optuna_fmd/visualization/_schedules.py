@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import math
-import re
-from collections import Counter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .._population import iterate_groups
+from ..space import ScheduleSpace
+from ._study import (
+    BestIterate,
+    StudyNames,
+    best_iterate,
+    hypergradient_note,
+    space_of,
+    trial_iterate,
+)
 
 if TYPE_CHECKING:
     import optuna
@@ -19,8 +25,6 @@ __all__ = [
     "plot_hypergradients",
     "plot_schedules",
 ]
-
-_PARAM = re.compile(r"^(?P<hyper>[A-Za-z_][A-Za-z0-9_]*)_(?P<k>\d+)$")
 
 
 class TrialSchedule(NamedTuple):
@@ -35,12 +39,18 @@ class ScheduleInfo(NamedTuple):
     """Everything :func:`plot_schedules` draws.
 
     Attributes:
-        hypers: Scheduled hyperparameters, in first-seen order.
-        log: Whether each hyper was searched on a log scale.
+        hypers: Scheduled entries (hyperparameters or layer groups), in first-seen order.
+        log: Whether each was searched on a log scale.
         steps: The episode length (from the trials' ``steps`` user attr), or ``None``.
-        trials: Completed trials with a full schedule, in trial order.
+        trials: Completed trials with a full schedule, in trial order; with a population, one
+            per outer iterate (its first member: the members share the schedules).
         latest: Number of the latest of them (highlighted), or ``None`` if there is none.
-        best: Number of the best of them (lowest finite value), or ``None``.
+        best: Number of the best of them: the first trial of the iterate with the best mean
+            value over its members (the best trial without a population), or ``None``.
+        best_label: The best iterate of a population in words (``best iterate: mean 0.1072
+            of trials 6, 7``), ``""`` without a population.
+        ranges: A y range fitted to the values of each linear entry (``None`` for log ones).
+        note: What the figure does not show and why (``""``: nothing to say).
     """
 
     hypers: list[str]
@@ -49,14 +59,18 @@ class ScheduleInfo(NamedTuple):
     trials: list[TrialSchedule]
     latest: int | None
     best: int | None
+    best_label: str = ""
+    ranges: dict[str, tuple[float, float] | None] = {}  # noqa: RUF012 (never mutated)
+    note: str = ""
 
 
 class HypergradientInfo(NamedTuple):
     """Everything :func:`plot_hypergradients` draws: per row, per param, per outer step.
 
-    A row is a hyperparameter's window params (``lr_0``, ``lr_1`` ... in row ``lr``; a
-    refiner's corrections ``lr_delta_k`` in row ``lr_delta``) or a family's parameters
-    (``lr_peak``, ``lr_warmup`` in row ``lr``; ``momentum_value`` in row ``momentum``).
+    A row is an entry's window params (``lr_0``, ``lr_1`` ... in row ``lr``), its family
+    parameters (``lr_peak``, ``lr_warmup`` in row ``lr``; ``momentum_value`` in row
+    ``momentum``) or a refiner's corrections (``lr_delta_k`` in row ``lr corrections``), as
+    the space names them.
 
     Attributes:
         hypers: Rows with a hypergradient, in first-seen order.
@@ -64,97 +78,106 @@ class HypergradientInfo(NamedTuple):
         values: ``values[row][j][i]`` = dL/d(``labels[row][j]``) of trial ``numbers[i]`` (NaN
             if absent).
         labels: The param of each series of a row: windows in order, then family parameters.
+        note: Why the figure holds what it holds, in words (e.g. ``"no hypergradient yet:
+            the first 8 trials search the lr scale ... with plain episodes"``).
     """
 
     hypers: list[str]
     numbers: list[int]
     values: dict[str, list[list[float]]]
     labels: dict[str, list[str]]
+    note: str = ""
 
 
-def _row_of(name: str) -> tuple[str, tuple[int, int | str]]:
-    """A hypergradient param's row and its order within the row (windows first, by k)."""
-    m = _PARAM.match(name)
-    if m:
-        return m["hyper"], (0, int(m["k"]))
-    row, _, _ = name.rpartition("_")
-    return (row or name), (1, name)
+def _fitted_range(values: list[float]) -> tuple[float, float]:
+    """A y range that shows ``values`` (a flat line of 5e-4 reads as 5e-4, not as 0)."""
+    lo, hi = min(values), max(values)
+    span = hi - lo
+    if span <= 1e-12 * max(abs(lo), abs(hi), 1e-300):
+        pad = 0.1 * abs(lo) if lo != 0.0 else 1e-3
+    else:
+        pad = 0.08 * span
+    return lo - pad, hi + pad
 
 
-def _split_params(params: dict[str, Any]) -> dict[str, dict[int, float]]:
-    out: dict[str, dict[int, float]] = {}
-    for name, value in params.items():
-        m = _PARAM.match(name)
-        if m and isinstance(value, (int, float)):
-            out.setdefault(m["hyper"], {})[int(m["k"])] = float(value)
-    return out
-
-
-def _complete(windows: dict[int, float]) -> list[float] | None:
-    if not windows or sorted(windows) != list(range(len(windows))):
-        return None
-    return [windows[k] for k in range(len(windows))]
-
-
-def _get_schedule_info(study: optuna.Study) -> ScheduleInfo:
-    """Gather each completed trial's window schedules (params ``<hyper>_<k>``)."""
+def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) -> ScheduleInfo:
+    """Gather each completed trial's window schedules, read through the study's space."""
     from optuna.distributions import FloatDistribution
     from optuna.trial import TrialState
 
+    names = StudyNames(space_of(study, space))
     hypers: list[str] = []
     log: dict[str, bool] = {}
     trials: list[TrialSchedule] = []
-    iterate: dict[int, int] = {}  # trial -> its outer iterate, with a population
+    seen_iterates: set[int] = set()
     steps: int | None = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        it = trial.user_attrs.get("iterate")
-        if isinstance(it, int) and not isinstance(it, bool):
-            iterate[trial.number] = it
-        split = _split_params(trial.params)
-        schedules = {h: v for h, w in split.items() if (v := _complete(w)) is not None}
-        stored = trial.user_attrs.get("schedules")  # a family space's window values
-        if isinstance(stored, dict):
-            schedules = {
-                str(h): [float(x) for x in v]
-                for h, v in stored.items()
-                if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)
-            }
+        schedules = names.schedules(trial.params, trial.user_attrs)
         if not schedules:
             continue
+        slot = trial_iterate(trial)
+        if slot is not None:  # the members of an iterate share its schedules: draw it once
+            if slot[0] in seen_iterates:
+                continue
+            seen_iterates.add(slot[0])
         for h in schedules:
             if h not in hypers:
                 hypers.append(h)
-                dists = [d for n, d in trial.distributions.items() if n.startswith(f"{h}_")]
-                log[h] = any(isinstance(d, FloatDistribution) and d.log for d in dists)
+                dists = [
+                    d
+                    for n, d in trial.distributions.items()
+                    if (ref := names.ref(n, list(schedules))) is not None and ref.entry == h
+                ]
+                log[h] = any(
+                    isinstance(d, FloatDistribution) and d.log and d.low > 0 for d in dists
+                )
         s = trial.user_attrs.get("steps")
         if isinstance(s, int) and s > 0:
             steps = s
         trials.append(TrialSchedule(trial.number, trial.value, schedules))
-    finite = [t for t in trials if t.value is not None and math.isfinite(t.value)]
-    best = _best_number(finite, iterate)
+    best = best_iterate(study)
+    drawn = {t.number for t in trials}
+    best_number = None
+    if best is not None:
+        best_number = next((n for n in best.numbers if n in drawn), None)
     latest = trials[-1].number if trials else None
-    return ScheduleInfo(hypers, log, steps, trials, latest, best)
+    ranges: dict[str, tuple[float, float] | None] = {}
+    for h in hypers:
+        values = [v for t in trials for v in t.schedules.get(h, []) if math.isfinite(v)]
+        ranges[h] = None if log.get(h) or not values else _fitted_range(values)
+    note = "" if trials else "no completed trial with a schedule yet"
+    label = _best_label(best) if best_number is not None else ""
+    return ScheduleInfo(hypers, log, steps, trials, latest, best_number, label, ranges, note)
 
 
-def _best_number(finite: list[TrialSchedule], iterate: dict[int, int]) -> int | None:
-    """The best trial; with a population (several trials per iterate), the first member of the
-    iterate with the lowest mean over its members, as FMDSampler.best_iterate compares them."""
-    counts = Counter(iterate.get(t.number) for t in finite)
-    counts.pop(None, None)
-    size = max(counts.values(), default=1)
-    points = [
-        (t.number, iterate.get(t.number), t.value or 0.0)
-        for t in finite
-        if size == 1 or t.number in iterate
-    ]
-    groups = iterate_groups(points, size)
-    return min(groups, key=lambda g: g[0])[1][0] if groups else None
+def _best_label(best: BestIterate | None) -> str:
+    """How a legend names the best iterate of a population (``""``: a single best trial)."""
+    if best is None or len(best.numbers) < 2:
+        return ""
+    return f"best iterate: mean {best.value:.4g} of trials {', '.join(map(str, best.numbers))}"
 
 
-def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:
+def _row_of(names: StudyNames, name: str) -> tuple[str, tuple[int, int | str]]:
+    """A hypergradient param's row and its order within the row (windows first, by k)."""
+    ref = names.ref(name)
+    if ref is None:
+        return name, (1, name)
+    if ref.kind == "window":
+        assert ref.window is not None
+        return ref.entry, (0, ref.window)
+    if ref.kind == "correction":
+        assert ref.window is not None
+        return f"{ref.entry} corrections", (0, ref.window)
+    return ref.entry, (1, name)
+
+
+def _get_hypergradient_info(
+    study: optuna.Study, space: ScheduleSpace | None = None
+) -> HypergradientInfo:
     """Gather ``user_attrs["hypergradient"]`` of completed trials (skipping bad or missing)."""
     from optuna.trial import TrialState
 
+    names = StudyNames(space_of(study, space))
     rows: list[tuple[int, dict[str, float]]] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         hg = trial.user_attrs.get("hypergradient")
@@ -166,7 +189,7 @@ def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:
     keys: dict[str, dict[str, tuple[int, int | str]]] = {}
     for _, hg in rows:
         for name in hg:
-            row, order = _row_of(name)
+            row, order = _row_of(names, name)
             if row not in keys:
                 hypers.append(row)
                 keys[row] = {}
@@ -175,7 +198,8 @@ def _get_hypergradient_info(study: optuna.Study) -> HypergradientInfo:
     values = {
         h: [[hg.get(name, math.nan) for _, hg in rows] for name in labels[h]] for h in hypers
     }
-    return HypergradientInfo(hypers, [n for n, _ in rows], values, labels)
+    note = hypergradient_note(study, len(rows))
+    return HypergradientInfo(hypers, [n for n, _ in rows], values, labels, note)
 
 
 def _steps_axis(k: int, windows: int, steps: int | None) -> tuple[float, float]:
@@ -183,24 +207,53 @@ def _steps_axis(k: int, windows: int, steps: int | None) -> tuple[float, float]:
     return k * total / windows, (k + 1) * total / windows
 
 
-def plot_schedules(study: optuna.Study) -> Any:
+def _best_name(info: ScheduleInfo) -> str:
+    return info.best_label or "best"
+
+
+def _note(fig: Any, text: str, *, middle: bool) -> None:
+    """``text`` on the figure: in the middle of an empty one, else under the title."""
+    if not text:
+        return
+    fig.add_annotation(
+        text=text,
+        xref="paper",
+        yref="paper",
+        x=0.5,
+        y=0.5 if middle else 1.0,
+        yanchor="middle" if middle else "bottom",
+        yshift=0 if middle else 24,
+        showarrow=False,
+        font={"color": "#555", "size": 13 if middle else 11},
+    )
+    if middle:
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+
+
+def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
     """Each completed trial's schedules over training, the latest highlighted, the best dashed.
 
+    Params are read through ``space`` (default: the study's FMDSampler's, else what the
+    objective stored); with a population, each outer iterate is drawn once and the best is the
+    iterate with the best mean over its members.
+
     Args:
-        study: A study whose trials suggest ``<hyper>_<k>`` window values (e.g. with
-            :class:`~optuna_fmd.HypergradientObjective`).
+        study: A study whose trials suggest a :class:`~optuna_fmd.ScheduleSpace`'s params
+            (e.g. with :class:`~optuna_fmd.HypergradientObjective`).
+        space: The study's space, if its sampler does not hold it.
 
     Returns:
-        A ``plotly.graph_objects.Figure`` with one row per hyperparameter.
+        A ``plotly.graph_objects.Figure`` with one row per scheduled entry.
 
     Example:
         >>> fig = plot_schedules(study)  # doctest: +SKIP
         >>> fig.show()  # doctest: +SKIP
     """
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazily: plotly is optional
     from plotly.subplots import make_subplots
 
-    info = _get_schedule_info(study)
+    info = _get_schedule_info(study, space)
     rows = max(len(info.hypers), 1)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
     n = len(info.trials)
@@ -225,7 +278,7 @@ def plot_schedules(study: optuna.Study) -> Any:
                     mode="lines",
                     name=f"trial {trial.number}"
                     + (" (latest)" if latest else "")
-                    + (" (best)" if best else ""),
+                    + (f" ({_best_name(info)})" if best else ""),
                     legendgroup=str(trial.number),
                     showlegend=r == 1,
                     opacity=1.0 if latest or best else fade,
@@ -239,30 +292,37 @@ def plot_schedules(study: optuna.Study) -> Any:
                 row=r,
                 col=1,
             )
-        for r, hyper in enumerate(info.hypers, start=1):
-            if info.log.get(hyper):
-                fig.update_yaxes(type="log", row=r, col=1)
+    for r, hyper in enumerate(info.hypers, start=1):
+        if info.log.get(hyper):
+            fig.update_yaxes(type="log", row=r, col=1)
+        elif (rng := info.ranges.get(hyper)) is not None:
+            fig.update_yaxes(range=list(rng), exponentformat="power", row=r, col=1)
     fig.update_xaxes(
         title_text="training step" if info.steps is not None else "fraction of training",
         row=rows,
         col=1,
     )
     fig.update_layout(title="Schedules per trial", height=260 * rows + 80)
+    _note(fig, info.note, middle=True)
     return fig
 
 
-def plot_hypergradients(study: optuna.Study) -> Any:
-    """The hypergradient of each param over the outer steps (trials): a row per hyper's
+def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
+    """The hypergradient of each param over the outer steps (trials): a row per entry's
     windows (``lr_0`` ...) or family parameters (``lr_peak`` ...), one per refiner's
-    corrections (``lr_delta_k``).
+    corrections (``lr_delta_k``). A figure without any hypergradient says why in words.
+
+    Args:
+        study: The FMD study.
+        space: The study's space, if its sampler does not hold it.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazily: plotly is optional
     from plotly.subplots import make_subplots
 
-    info = _get_hypergradient_info(study)
+    info = _get_hypergradient_info(study, space)
     rows = max(len(info.hypers), 1)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
     for r, hyper in enumerate(info.hypers, start=1):
@@ -281,4 +341,5 @@ def plot_hypergradients(study: optuna.Study) -> Any:
         fig.add_hline(y=0.0, line={"color": "grey", "width": 1}, row=r, col=1)
     fig.update_xaxes(title_text="trial (outer step)", row=rows, col=1)
     fig.update_layout(title="Hypergradients per param", height=260 * rows + 80)
+    _note(fig, info.note, middle=not info.numbers)
     return fig

@@ -85,7 +85,8 @@ def test_empty_study_draws_a_message() -> None:
     s = optuna.create_study()
     assert any("no completed trial" in t.get_text() for t in vm.plot_schedules(s).texts)
     assert any(
-        "no trial with a hypergradient" in t.get_text() for t in vm.plot_hypergradients(s).texts
+        "no hypergradient yet: no trial has finished" in t.get_text()
+        for t in vm.plot_hypergradients(s).texts
     )
 
 

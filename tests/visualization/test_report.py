@@ -56,12 +56,16 @@ def test_report_has_figures_table_and_pngs(tmp_path: Path) -> None:
     assert html.count("<noscript><img") == 3 and 'src="data:image/png;base64,' in html
     assert not re.search(r"<script[^>]+src=", html) and "Plotly.newPlot" in html
     assert "trial 1 (best)" in html and "tpe" in html  # schedule figure, regret vs study
+    assert 'id="hypergradients-note">hypergradients of 2 of 4 finished trials' in html
     rows = _cells(html)
     assert [r[0] for r in rows] == ["0", "1", "2", "3", "4"]
-    assert rows[2][1] == "FAIL" and rows[1][3] == "0.5000" and rows[3][3] == "inf (diverged)"
-    assert rows[1][6] == "<b>lr</b> 0.1 0.02<br><b>momentum</b> 0.8"
+    # trial, state, origin, hypergradient, value, val_accuracy, seconds, schedules
+    assert rows[2][1] == "FAIL" and rows[1][4] == "0.5000" and rows[3][4] == "inf (diverged)"
+    assert rows[1][3] == "yes" and rows[3][3] == "no: diverged" and rows[2][3] == "no: fail"
+    assert rows[1][7] == "<b>lr</b> 0.1 0.02<br><b>momentum</b> 0.8"
     summary = html.split('<table class="summary">', 1)[1].split("</table>", 1)[0]
-    assert "<td>fmd</td><td>5</td><td>4</td><td>1</td><td>1</td><td>0.5000</td>" in summary
+    assert "<td>fmd</td><td>5</td><td>4</td><td>1</td><td>trial 1</td><td>0.5000</td>" in summary
+    assert "Best: trial 1, value 0.5000." in html
 
 
 def test_report_of_a_single_trial_and_of_an_empty_study(tmp_path: Path) -> None:

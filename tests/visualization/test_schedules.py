@@ -84,14 +84,14 @@ def test_hypergradient_info_puts_family_params_in_their_hypers_row() -> None:
             )
         )
     info = _get_hypergradient_info(s)
-    assert info.hypers == ["lr", "lr_delta", "momentum"]
+    assert info.hypers == ["lr", "lr corrections", "momentum"]
     assert info.labels == {
         "lr": ["lr_peak", "lr_warmup"],
-        "lr_delta": ["lr_delta_0", "lr_delta_1"],
+        "lr corrections": ["lr_delta_0", "lr_delta_1"],
         "momentum": ["momentum_value"],
     }
     assert info.values["lr"] == [[-2.0, -1.0], [0.1, 0.05]]
-    assert info.values["lr_delta"][0] == [0.3, 0.15]
+    assert info.values["lr corrections"][0] == [0.3, 0.15]
     fig = plot_hypergradients(s)
     assert [t.name for t in fig.data] == [
         "lr_peak",

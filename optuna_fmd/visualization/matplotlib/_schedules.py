@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from .._schedules import (
@@ -15,6 +16,8 @@ from ._axes import BEST_COLOR, LATEST_COLOR, empty, new_axes, result
 
 if TYPE_CHECKING:
     import optuna
+
+    from ...space import ScheduleSpace
 
 __all__ = ["plot_hypergradients", "plot_schedules"]
 
@@ -34,7 +37,7 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
     fig = axes[0].figure
     fig.suptitle(title)
     if not info.trials:
-        empty(axes[0], "no completed trial with a schedule yet")
+        empty(axes[0], info.note or "no completed trial with a schedule yet")
         return
     cmap = matplotlib.colormaps["viridis"]
     numbers = [t.number for t in info.trials]
@@ -47,20 +50,24 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
             edges = _edges(len(values), info.steps)
             latest = t.number == info.latest
             best = t.number == info.best
+            best_name = info.best_label or "best"
             if latest:
-                label = f"trial {t.number} (latest{', best' if best else ''})"
+                label = f"trial {t.number} (latest{f', {best_name}' if best else ''})"
                 style: dict[str, Any] = {"color": LATEST_COLOR, "linewidth": 2.6, "zorder": 4}
             elif best:
-                label = f"trial {t.number} (best)"
+                label = f"trial {t.number} ({best_name})"
                 style = {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 3}
             else:
                 label = f"_trial {t.number}"  # kept out of the legend
                 style = {"color": cmap(norm(t.number)), "linewidth": 1.2, "alpha": 0.85}
             ax.stairs(values, edges, baseline=None, label=label, **style)
-        if info.log.get(hyper):
-            ax.set_yscale("log")
         ax.use_sticky_edges = False  # room above and below the highest and lowest schedule
         ax.margins(y=0.08)
+        if info.log.get(hyper):
+            ax.set_yscale("log")
+        elif (rng := info.ranges.get(hyper)) is not None:
+            ax.set_ylim(*rng)  # fitted to the values: a flat 5e-4 reads as 5e-4, not as 0
+            ax.ticklabel_format(axis="y", style="sci", scilimits=(-3, 4))
         ax.set_ylabel(hyper)
     axes[-1].set_xlabel("training step" if info.steps is not None else "fraction of training")
     axes[-1].set_xlim(0.0, _edges(1, info.steps)[-1])
@@ -82,8 +89,13 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
 
     axes[0].set_title("Hypergradients per param")
     if not info.numbers:
-        empty(axes[0], "no trial with a hypergradient yet")
+        empty(axes[0], textwrap.fill(info.note or "no trial with a hypergradient yet", 70))
+        axes[0].set_xticks([])
+        axes[0].set_yticks([])
         return
+    if info.note:
+        axes[0].set_title(info.note, fontsize="small", color="grey", loc="left", pad=18)
+        axes[0].figure.suptitle("Hypergradients per param")
     cmap = matplotlib.colormaps["plasma"]
     for ax, hyper in zip(axes, info.hypers, strict=True):
         series = info.values[hyper]
@@ -106,7 +118,7 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
     axes[-1].xaxis.get_major_locator().set_params(integer=True)
 
 
-def plot_schedules(study: optuna.Study) -> Any:
+def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
     """Each completed trial's schedules over training, coloured by trial order.
 
     The matplotlib twin of :func:`optuna_fmd.visualization.plot_schedules`: step-shaped window
@@ -114,7 +126,8 @@ def plot_schedules(study: optuna.Study) -> Any:
     iterate in red and the best trial dashed.
 
     Args:
-        study: A study whose trials suggest ``<hyper>_<k>`` window values.
+        study: A study whose trials suggest a :class:`~optuna_fmd.ScheduleSpace`'s params.
+        space: The study's space, if its sampler does not hold it.
 
     Returns:
         A ``matplotlib.axes.Axes`` for one hyperparameter, otherwise a ``numpy.ndarray`` of them
@@ -123,10 +136,10 @@ def plot_schedules(study: optuna.Study) -> Any:
     Example:
         >>> axes = plot_schedules(study)  # doctest: +SKIP
     """
-    return result(_schedules_axes(_get_schedule_info(study), pyplot=True))
+    return result(_schedules_axes(_get_schedule_info(study, space), pyplot=True))
 
 
-def plot_hypergradients(study: optuna.Study) -> Any:
+def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
     """The hypergradient of each param over the outer steps, a row per hyper (windows or
     family parameters) and one per refiner's corrections.
 
@@ -135,7 +148,7 @@ def plot_hypergradients(study: optuna.Study) -> Any:
     Returns:
         A ``matplotlib.axes.Axes`` for one hyperparameter, otherwise a ``numpy.ndarray`` of them.
     """
-    return result(_hypergradients_axes(study, pyplot=True))
+    return result(_hypergradients_axes(study, pyplot=True, space=space))
 
 
 def _schedules_axes(info: ScheduleInfo, *, pyplot: bool, title: str | None = None) -> Any:
@@ -144,8 +157,10 @@ def _schedules_axes(info: ScheduleInfo, *, pyplot: bool, title: str | None = Non
     return axes
 
 
-def _hypergradients_axes(study: optuna.Study, *, pyplot: bool) -> Any:
-    info = _get_hypergradient_info(study)
+def _hypergradients_axes(
+    study: optuna.Study, *, pyplot: bool, space: ScheduleSpace | None = None
+) -> Any:
+    info = _get_hypergradient_info(study, space)
     axes = new_axes(max(len(info.hypers), 1), pyplot=pyplot)
     _draw_hypergradients(info, axes)
     return axes

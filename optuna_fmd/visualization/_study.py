@@ -1,0 +1,282 @@
+"""What the plots, the report and the dashboard read of an FMD study, in one place.
+
+Param names are read through the study's :class:`~optuna_fmd.space.ScheduleSpace` when it is at
+hand (given, or the study's :class:`~optuna_fmd.FMDSampler`'s), otherwise with
+:func:`optuna_fmd.space.parse_param` and the window values the objective stores
+(``user_attrs["schedules"]``). "Best" is one notion everywhere: the outer iterate with the best
+mean value over its members (``FMDSampler.best_iterate``); without a population, the best trial.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+
+from .._population import STATE_KEY, iterate_groups
+from ..space import ParamRef, ScheduleSpace, parse_param
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["BestIterate", "StudyNames", "best_iterate", "hypergradient_status", "origin_words"]
+
+
+def _real(v: object) -> TypeGuard[int | float]:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def space_of(study: optuna.Study, space: ScheduleSpace | None = None) -> ScheduleSpace | None:
+    """``space``, else the space of the study's own sampler (an FMDSampler), else ``None``."""
+    if space is not None:
+        return space
+    found = getattr(getattr(study, "sampler", None), "space", None)
+    return found if isinstance(found, ScheduleSpace) else None
+
+
+class StudyNames:
+    """Reads a study's trial params as schedules: through ``space`` if given, else by
+    :func:`~optuna_fmd.space.parse_param` with the entries the objective stored."""
+
+    def __init__(self, space: ScheduleSpace | None = None) -> None:
+        self.space = space
+
+    def ref(self, name: str, entries: Sequence[str] | None = None) -> ParamRef | None:
+        """What param ``name`` stands for (``None``: not a schedule param)."""
+        if self.space is not None:
+            return self.space.parse(name)
+        return parse_param(name, entries)
+
+    def schedules(
+        self, params: Mapping[str, Any], user_attrs: Mapping[str, Any]
+    ) -> dict[str, list[float]]:
+        """``{entry: [window values]}`` of a trial (``{}``: no complete schedule)."""
+        if self.space is not None:
+            try:
+                return self.space.from_params({n: float(v) for n, v in params.items() if _real(v)})
+            except ValueError:  # a trial that did not suggest every param of the space
+                pass
+        stored = user_attrs.get("schedules")  # a family space's window values
+        if isinstance(stored, dict) and stored:
+            return {
+                str(h): [float(x) for x in v]
+                for h, v in stored.items()
+                if isinstance(v, list) and v and all(_real(x) for x in v)
+            }
+        windows: dict[str, dict[int, float]] = {}
+        for name, value in params.items():
+            ref = self.ref(name)
+            if ref is not None and ref.kind == "window" and _real(value):
+                assert ref.window is not None
+                windows.setdefault(ref.entry, {})[ref.window] = float(value)
+        return {
+            h: [w[k] for k in range(len(w))]
+            for h, w in windows.items()
+            if sorted(w) == list(range(len(w)))
+        }
+
+    def family_params(
+        self, params: Mapping[str, Any], user_attrs: Mapping[str, Any]
+    ) -> dict[str, dict[str, float]]:
+        """``{entry: {param: value}}`` of a trial's family params (``peak``, ``value``, and
+        a refiner's corrections as ``delta_<k>``), in the trial's param order."""
+        stored = user_attrs.get("schedules")
+        entries = list(stored) if isinstance(stored, dict) and stored else None
+        out: dict[str, dict[str, float]] = {}
+        for name, value in params.items():
+            ref = self.ref(name, entries)
+            if ref is not None and ref.kind != "window" and _real(value):
+                out.setdefault(ref.entry, {})[ref.local] = float(value)
+        return out
+
+
+class BestIterate(NamedTuple):
+    """The best outer iterate of a study.
+
+    Attributes:
+        value: Its mean value over its members (the value itself without a population).
+        numbers: Its trial numbers (one without a population).
+        luckiest: ``(number, value)`` of the single best trial when that is another trial
+            than the iterate's members (with a population, ``study.best_trial``), else ``None``.
+    """
+
+    value: float
+    numbers: list[int]
+    luckiest: tuple[int, float] | None
+
+
+def trial_iterate(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
+    """``(iterate, member)`` of a population member, from the sampler state or the objective's
+    user attrs; ``None`` for a trial outside a population."""
+    state = trial.system_attrs.get(STATE_KEY)
+    for src in (state if isinstance(state, dict) else {}, trial.user_attrs):
+        it, member = src.get("iterate"), src.get("member", 0)
+        if isinstance(it, int) and isinstance(member, int) and it >= 0 <= member:
+            return it, member
+    return None
+
+
+def best_of(
+    points: Sequence[tuple[int, int | None, float]], size: int, maximize: bool = False
+) -> BestIterate | None:
+    """The best group of ``(number, iterate, value)`` points (finite values), as
+    :meth:`optuna_fmd.FMDSampler.best_iterate` compares them: iterates of ``size`` members by
+    their mean, trials outside an iterate alone."""
+    sense = -1.0 if maximize else 1.0
+    groups = iterate_groups(points, size)
+    if not groups:
+        return None
+    value, numbers = min(groups, key=lambda g: (sense * g[0], g[1][0]))
+    single = min(points, key=lambda p: (sense * p[2], p[0]))
+    luckiest = None if single[0] in numbers and len(numbers) == 1 else (single[0], single[2])
+    return BestIterate(value, numbers, luckiest)
+
+
+def best_iterate(study: optuna.Study) -> BestIterate | None:
+    """The study's best outer iterate by member mean (``None``: no finite value yet).
+
+    The population size is the most members any iterate holds (a claimed member counts).
+    """
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    if len(study.directions) != 1:
+        return None
+    points, size = [], 1
+    for t in study.get_trials(deepcopy=False):
+        slot = trial_iterate(t)
+        if slot is not None:
+            size = max(size, slot[1] + 1)
+        if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
+            continue
+        points.append((t.number, None if slot is None else slot[0], float(t.value)))
+    return best_of(points, size, study.direction == StudyDirection.MAXIMIZE)
+
+
+def describe_best(best: BestIterate | None) -> str:
+    """One line: ``trials 6, 7 (mean over 2 seeds), value 0.1072``."""
+    if best is None:
+        return "no trial with a finite value yet"
+    if len(best.numbers) == 1:
+        which = f"trial {best.numbers[0]}"
+    else:
+        which = f"trials {', '.join(map(str, best.numbers))} (mean over {len(best.numbers)} seeds)"
+    return f"{which}, value {best.value:.4f}"
+
+
+#: What each kind of proposal of the outer rules is, in words.
+_ORIGINS = {
+    "start": "start: the space's initial schedules",
+    "init": "start: the space's initial schedules",
+    "scale": "scale search: the lr scale times {factor} of the start (plain episode)",
+    "vertex": "scale search: the parabola's vertex through the best scale and its neighbours, "
+    "lr times {factor} of the start (plain episode)",
+    "pattern": "{pass_}: {moved} moved from the best point (plain episode)",
+    "grad": "hypergradient at the best point: gives the next search direction",
+    "line": "line search along the hypergradient direction, step {alpha} units (plain episode)",
+    "converged": "converged: the best point again",
+    "step": "{rule} step from trial {base}",
+    "backtrack": "back to the best trial {base} after a worse step, {rule} step from it",
+    "retry": "retry of failed trial {retry_of}",
+}
+
+
+def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
+    """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``): the
+    proposal's kind (``start``, ``scale``, ``vertex``, ``pattern``, ``grad``, ``line``,
+    ``converged``, ``step``, ``backtrack``, ``retry``) and why the sampler chose it, in words.
+    ``names`` are the space's param names in the sampler's order (to say which moved).
+    ``("", "")`` for a trial the FMD sampler did not propose."""
+    if not isinstance(state, dict):
+        return "", ""
+    kind = str(state.get("origin") or "")
+    raw_probe = state.get("probe")
+    probe: dict[str, Any] = raw_probe if isinstance(raw_probe, dict) else {}
+    fields: dict[str, Any] = {
+        "rule": str(state.get("rule", "")),
+        "base": state.get("base"),
+        "retry_of": state.get("retry_of"),
+        "factor": "?",
+        "alpha": "?",
+        "pass_": "coarse pass" if (state.get("pattern") or {}).get("once") else "pattern search",
+        "moved": "a parameter",
+    }
+    if kind == "init" and probe.get("kind"):
+        kind = str(probe["kind"])
+    offset = probe.get("offset")
+    if _real(offset):
+        fields["factor"] = f"{math.exp(float(offset)):.3g}"
+    alpha = probe.get("alpha")
+    if _real(alpha):
+        fields["alpha"] = f"{float(alpha):.3g}"
+    x, inc = state.get("x"), (state.get("incumbent") or {}).get("x")
+    if isinstance(x, list) and isinstance(inc, list) and len(x) == len(inc) == len(names):
+        moved = [n for n, a, b in zip(names, x, inc, strict=True) if a != b]
+        if moved:
+            fields["moved"] = ", ".join(moved[:4]) + (" ..." if len(moved) > 4 else "")
+    template = _ORIGINS.get(kind)
+    if template is None:
+        return kind, kind
+    return kind, template.format(**fields)
+
+
+def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
+    """Whether ``trial`` computed a hypergradient, in words: ``"yes"``, ``"no: plain probe"``,
+    ``"no: diverged"``, ``"no: not asked for"``, ``"no: failed"``, ``"running"``."""
+    from optuna.trial import TrialState
+
+    hg = trial.user_attrs.get("hypergradient")
+    if isinstance(hg, dict) and hg:
+        return "yes"
+    if trial.state == TrialState.RUNNING:
+        return "running"
+    state = trial.system_attrs.get(STATE_KEY)
+    if isinstance(state, dict) and state.get("hypergradient") is False:
+        return "no: plain probe"
+    if trial.state != TrialState.COMPLETE:
+        return f"no: {trial.state.name.lower()}"
+    if trial.user_attrs.get("diverged") is True:
+        return "no: diverged"
+    if not isinstance(state, dict):
+        return "no: not asked for"
+    return "no: missing"
+
+
+def hypergradient_note(study: optuna.Study, drawn: int) -> str:
+    """Why the hypergradient panel holds what it holds (``drawn`` trials with one), in words."""
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not done:
+        return "no hypergradient yet: no trial has finished"
+    status = [hypergradient_status(t) for t in done]
+    plain = status.count("no: plain probe")
+    if drawn:
+        if plain:
+            return (
+                f"hypergradients of {drawn} of {len(done)} finished trials; the other "
+                f"{plain} are plain probes (scale, pattern and line-search episodes)"
+            )
+        return f"hypergradients of {drawn} of {len(done)} finished trials"
+    if plain == len(done):
+        kinds = []
+        for t in done:
+            kind, _ = origin_words(t.system_attrs.get(STATE_KEY))
+            if kind and kind not in kinds:
+                kinds.append(kind)
+        return (
+            f"no hypergradient yet: the first {plain} trials search the lr scale and the "
+            f"schedule's shape with plain episodes ({', '.join(kinds)}); hypergradient steps "
+            "follow from the best point found"
+        )
+    if plain:
+        return (
+            f"no hypergradient yet: {plain} of {len(done)} trials are plain probes and the "
+            "others have none (diverged, or the objective was not asked for one)"
+        )
+    if status.count("no: not asked for") == len(done):
+        return (
+            "no hypergradient: these trials ran plain episodes (another sampler, or "
+            "HypergradientObjective(hypergradient=False))"
+        )
+    return "no hypergradient: every trial that asked for one diverged or stored none"
