@@ -142,6 +142,7 @@ def evaluate_schedule(
     steps: int | None = None,
     *,
     space: ScheduleSpace | None = None,
+    groups: Groups | None = None,
 ) -> EvaluationResult:
     """Retrain ``schedules`` from scratch on train+val and report test accuracy and loss.
 
@@ -161,6 +162,8 @@ def evaluate_schedule(
         space: The study's space: ``schedules`` may then be a trial's params (e.g.
             ``study.best_params``, window values or family parameters), and the space's
             per-layer groups apply.
+        groups: Per-layer groups without a space, as for :func:`optuna_fmd.run_episode`
+            (``{name: (hyper, parameter patterns)}``).
 
     Returns:
         An :class:`EvaluationResult` (mean and std over seeds, and each seed's figures).
@@ -178,7 +181,8 @@ def evaluate_schedule(
     if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
         raise ValueError(f"`steps` must be a positive int or None, but got {steps!r}.")
     horizon = task.steps if steps is None else steps
-    groups = None
+    if space is not None and groups is not None:
+        raise ValueError("give `space` or `groups`, not both: a space holds its groups.")
     if space is not None:
         groups = space.groups() or None
         if set(schedules) == set(space.param_names()):

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ._config import TASKS, CompareConfig, preset
+from ._config import PRESETS, TASKS, CompareConfig, preset
 from ._methods import METHODS
 from ._report import format_markdown, plot_results, summarize
 from ._runner import read_units, rescore_results, run_compare
@@ -22,6 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     """The ``compare`` subcommand's options."""
     p.add_argument("--quick", action="store_true", help="preset: Digits, 2 seeds, a few minutes")
     p.add_argument("--gpu", action="store_true", help="preset: one GPU, wall clock")
+    p.add_argument(
+        "--preset",
+        default=None,
+        choices=PRESETS,
+        help="named settings (default v3; v4-deep: the per-layer space of a 6 x 128 MLP)",
+    )
     p.add_argument("--tasks", default=None, help=f"comma-separated subset of {','.join(TASKS)}")
     p.add_argument("--seeds", type=int, nargs="+", default=None, help="default 0 ... 9")
     p.add_argument("--short", type=float, default=None, help="short budget, PEE (default 15)")
@@ -86,9 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> CompareConfig:
     """A validated :class:`CompareConfig` from parsed options (preset, then overrides)."""
-    if args.quick and args.gpu:
-        raise SystemExit("error: --quick and --gpu are exclusive presets")
-    values: dict[str, Any] = preset("quick" if args.quick else "gpu" if args.gpu else "v3")
+    named = [n for n, on in (("quick", args.quick), ("gpu", args.gpu)) if on]
+    if args.preset is not None:
+        named.append(args.preset)
+    if len(named) > 1:
+        raise SystemExit(f"error: presets are exclusive, but got {', '.join(named)}")
+    values: dict[str, Any] = preset(named[0] if named else "v3")
     cfg = CompareConfig(**values)
     if args.tasks:
         cfg.tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())

@@ -8,15 +8,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..engine import ScheduleSpace
-from ..space import default_space
-from ..tasks import Digits, FashionMNIST, Task
+from ..space import default_space, per_layer_space
+from ..tasks import Digits, FashionMNIST, Task, layer_groups
 
-__all__ = ["TASKS", "CompareConfig", "TaskSpec", "preset"]
+__all__ = ["PRESETS", "TASKS", "CompareConfig", "TaskSpec", "preset"]
 
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """One training problem of the comparison and its 3 x K window space.
+    """One training problem of the comparison and its search space: 3 x K window values, or
+    (``layers``) a cosine per layer of the model and shared constants.
 
     Attributes:
         name: Short name used in study names and results (``"fashion-sgd"``).
@@ -26,6 +27,9 @@ class TaskSpec:
         steps: Horizon T.
         batch_size: Training minibatch size.
         windows: Windows K per hyperparameter.
+        layers: Search a per-layer space (:func:`optuna_fmd.space.per_layer_space`: a cosine
+            lr per layer, momentum and weight decay constants) instead of the window space;
+            the methods over a low-dimensional family still search the global one.
     """
 
     name: str
@@ -35,6 +39,7 @@ class TaskSpec:
     steps: int
     batch_size: int
     windows: int = 10
+    layers: bool = False
 
     def make_task(self, device: str = "cpu") -> Task:
         kind = FashionMNIST if self.dataset == "fashion-mnist" else Digits
@@ -46,16 +51,35 @@ class TaskSpec:
             device=device,
         )
 
-    def make_space(self, lr_start: float | None = None) -> ScheduleSpace:
+    def window_space(self, lr_start: float | None = None) -> ScheduleSpace:
         """The task's window space; ``lr_start`` replaces the default start of the lr."""
         return default_space(
             self.optimizer, self.windows, init=None if lr_start is None else {"lr": lr_start}
         )
 
+    def make_space(self, lr_start: float | None = None, task: Task | None = None) -> ScheduleSpace:
+        """The space the methods over many params search: the window space, or with
+        ``layers`` the per-layer space of ``task``'s model (default: :meth:`make_task`)."""
+        if not self.layers:
+            return self.window_space(lr_start)
+        model = (task or self.make_task()).make_model(0)
+        init = None if lr_start is None else {"lr": lr_start}
+        return per_layer_space(layer_groups(model), self.optimizer, self.windows, init=init)
+
+    def groups(self, task: Task | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """The per-layer groups of :meth:`make_space` (``{}`` for a window space)."""
+        return self.make_space(task=task).groups() if self.layers else {}
+
+
+#: The deep task's model: an MLP with six hidden layers of 128.
+DEEP_MLP = "mlp-" + "-".join(["128"] * 6)
 
 #: The comparison's tasks. Both Fashion-MNIST ones take 0.7-0.8 s per plain episode on one CPU
 #: thread: an MLP 784-64-10 with SGD (momentum, L2 weight decay) over 800 steps of batch 128
-#: (1.9 epochs), and an MLP 784-256-128-10 with AdamW over 400 steps of batch 64.
+#: (1.9 epochs), and an MLP 784-256-128-10 with AdamW over 400 steps of batch 64. fashion-deep
+#: (protocol v4) is the deep case: an MLP with six hidden layers of 128, SGD, 600 steps of batch
+#: 128 (about 4-6 s per plain episode), searched with a cosine per layer; digits-deep is its
+#: quick twin.
 TASKS: Mapping[str, TaskSpec] = {
     t.name: t
     for t in (
@@ -63,6 +87,17 @@ TASKS: Mapping[str, TaskSpec] = {
         TaskSpec("fashion-adamw", "fashion-mnist", "mlp-256-128", "adamw", 400, 64),
         TaskSpec("digits-sgd", "digits", "mlp", "sgd", steps=200, batch_size=64),
         TaskSpec("digits-adamw", "digits", "mlp", "adamw", steps=200, batch_size=64),
+        # six hidden layers of 128, a cosine per layer (7 x 3 params) and two constants
+        TaskSpec(
+            "fashion-deep",
+            "fashion-mnist",
+            DEEP_MLP,
+            "sgd",
+            steps=600,
+            batch_size=128,
+            layers=True,
+        ),
+        TaskSpec("digits-deep", "digits", "mlp-32-32-32", "sgd", 200, 64, layers=True),
     )
 }
 
@@ -185,13 +220,32 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "jobs": 1,
         "retrain_seeds": 2,
     },
+    # Protocol v4's deep task: the per-layer space of a 6 x 128 MLP (benchmarks/README.md).
+    "v4-deep": {
+        "tasks": ("fashion-deep",),
+        "methods": ("fmd", "pattern", "tpe", "cmaes", "random", "tpe-cosine"),
+    },
+    # The same machinery on Digits in minutes (a test runs it).
+    "quick-deep": {
+        "tasks": ("digits-deep",),
+        "methods": ("fmd", "pattern", "tpe", "tpe-cosine"),
+        "seeds": (0,),
+        "budgets": {"short": 4.0, "long": 8.0},
+        "jobs": 1,
+        "retrain_seeds": 1,
+    },
     # One GPU: episodes are too short for the CPU clock to see the GPU's work.
     "gpu": {"device": "cuda", "clock": "wall", "jobs": 1, "seeds": (0, 1, 2)},
 }
 
 
+#: The presets' names.
+PRESETS = tuple(_PRESETS)
+
+
 def preset(name: str) -> dict[str, Any]:
-    """The settings of a named preset (``"v3"``, ``"v2"``, ``"quick"``, ``"gpu"``)."""
+    """The settings of a named preset (``"v3"``, ``"v2"``, ``"v4-deep"``, ``"quick"``,
+    ``"quick-deep"``, ``"gpu"``)."""
     if name not in _PRESETS:
         raise ValueError(f"`preset` must be one of {list(_PRESETS)}, but got {name!r}.")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}

@@ -245,9 +245,9 @@ def family_space(space: ScheduleSpace, refine: bool = True) -> ScheduleSpace:
 
 def start_params(space: ScheduleSpace, family: str | None) -> dict[str, float]:
     """The common start in a method's own parameters (see the module docstring)."""
-    init = {h: vs[0] for h, vs in space.initial_values().items()}
     if family is None:
-        return space.to_params(space.initial_values())
+        return space.initial_params()
+    init = {h: vs[0] for h, vs in space.initial_values().items()}
     if family == "constant":
         return init
     lr, *others = list(space)
@@ -263,20 +263,26 @@ def open_study(
     grid: Sequence[float],
     storage: Any,
     name: str,
+    window_space: ScheduleSpace | None = None,
 ) -> Study:
-    """Create ``method``'s study (named ``name`` in ``storage``) with its first trial queued."""
+    """Create ``method``'s study (named ``name`` in ``storage``) with its first trial queued.
+
+    ``space`` is what FMD and the samplers over many params search (a window space, or a
+    per-layer family space); ``window_space`` (default: ``space``) gives the bounds and start
+    of the low-dimensional families and the grid."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         # CmaEsSampler's `x0` is deprecated from Optuna 4.9 (removal planned for 6.0); it still
         # sets the search distribution's mean, which the queued first trial alone does not
         warnings.filterwarnings("ignore", message=".*`x0`", category=FutureWarning)
-        return _open(method, task, space, seed, grid, storage, name)
+        return _open(method, task, space, window_space or space, seed, grid, storage, name)
 
 
 def _open(
     method: Method,
     task: Task,
     space: ScheduleSpace,
+    window_space: ScheduleSpace,
     seed: int,
     grid: Sequence[float],
     storage: Any,
@@ -286,8 +292,10 @@ def _open(
     max_trials = None
     objective: Callable[[optuna.trial.Trial], float]
     schedule_of: Callable[[Mapping[str, float]], Schedules]
-    if method.kind == "fmd" and method.family is not None:
+    if method.kind == "fmd" and method.family is not None and not space.has_families():
         space = family_space(space, refine=method.family == "refined-cosine")
+    if method.kind in ("family", "grid"):
+        space = window_space
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
         sampler: optuna.samplers.BaseSampler = {
@@ -340,7 +348,12 @@ def _open(
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     study.set_user_attr("method", method.name)
     study.set_user_attr("seed", seed)
-    study.set_user_attr("space", method.space)
+    described = method.space
+    if space.groups() and method.kind in ("fmd", "window"):
+        described = (
+            f"per layer: {len(space.groups())} cosines and constants ({space.n_params} params)"
+        )
+    study.set_user_attr("space", described)
     if method.kind == "grid":
         for peak in peaks:
             study.enqueue_trial({"peak_lr": peak})

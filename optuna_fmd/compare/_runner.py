@@ -162,19 +162,26 @@ def _finite(v: float) -> float | None:
     return float(v) if math.isfinite(v) else None
 
 
-def fresh_seed_figures(task: Task, schedule: Schedules, seeds: Sequence[int]) -> dict[str, Any]:
-    """How one schedule does on seeds the search never saw.
+def fresh_seed_figures(
+    task: Task,
+    schedule: Schedules,
+    seeds: Sequence[int],
+    groups: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
+) -> dict[str, Any]:
+    """How one schedule does on seeds the search never saw (``groups``: the per-layer groups
+    of a per-layer space; those the schedule names apply).
 
     For each seed, a plain episode on the training split scored on that seed's validation split
     (``fresh_vals``: what a choice between methods may use) and a retraining on train+val scored
     on the test set (``test_accuracies``, ``test_losses``: reported, never chosen on). The means
     are ``None`` where a seed diverged.
     """
+    named = {n: g for n, g in (groups or {}).items() if n in schedule} or None
     fresh = []
     for s in seeds:
-        r = run_episode(task, schedule, seed=s, hypergradient=False)
+        r = run_episode(task, schedule, seed=s, hypergradient=False, groups=named)
         fresh.append(None if r.diverged else _finite(r.val_loss))
-    res = evaluate_schedule(task, schedule, seeds=tuple(seeds))
+    res = evaluate_schedule(task, schedule, seeds=tuple(seeds), groups=named)
     # a diverged retraining still predicts (at chance): it has no figure, like a diverged loss
     accs = [None if e.diverged else _finite(e.test_accuracy) for e in res.per_seed]
     losses = [None if e.diverged else _finite(e.test_loss) for e in res.per_seed]
@@ -199,6 +206,7 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
     seeds, in place; a schedule that is best at several budgets is scored once."""
     if task is None:
         task = TASKS[unit["task"]].make_task(cfg.device)
+    groups = TASKS[unit["task"]].groups(task)
     seeds = retrain_seeds(cfg, int(unit["seed"]))
     done: dict[str, dict[str, Any]] = {}
     for record in unit["methods"].values():
@@ -207,7 +215,7 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
                 continue
             key = json.dumps(best["schedule"], sort_keys=True)
             if key not in done:
-                done[key] = fresh_seed_figures(task, best["schedule"], seeds)
+                done[key] = fresh_seed_figures(task, best["schedule"], seeds, groups)
             best.update(done[key])
 
 
@@ -223,10 +231,10 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
     spec = TASKS[task_name]
     task = spec.make_task(cfg.device)
     task.data()
-    space = spec.make_space(cfg.lr_start)
+    space, window_space = spec.make_space(cfg.lr_start, task), spec.window_space(cfg.lr_start)
     clock = _clock(cfg.clock)
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    start = {h: list(v) for h, v in space.initial_values().items()}
+    start = {h: list(v) for h, v in window_space.initial_values().items()}
     # warm-up outside every budget: first calls, allocator, the reverse-mode code path
     run_episode(task, start, seed=seed, hypergradient=False)
     run_episode(task, start, seed=seed, hypergradient=True)
@@ -248,6 +256,7 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
             grid=cfg.grid,
             storage=storage,
             name=f"{cfg.prefix}-{task_name}-{m}-s{seed}",
+            window_space=window_space,
         )
         for m in order
     }

@@ -112,6 +112,9 @@ def test_rescoring_keeps_the_search_and_adds_seeds_whose_first_is_the_old_one(
         def make_task(self, device: str = "cpu") -> Digits:
             return digits
 
+        def groups(self, task: Digits) -> dict:
+            return {}
+
     monkeypatch.setattr(_runner, "TASKS", {"digits-sgd": Spec()})
     path = _run_file(tmp_path, digits)
     source = compare.load_results(str(path))
