@@ -109,9 +109,8 @@ def server(fmd_study: tuple[str, optuna.Study, Path], tmp_path: Path) -> Iterato
         log.close()
 
 
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[Any]:
-    """Headless Debian Chromium through ChromeDriver; quit at teardown whatever happened."""
+def start_chromium(profile: Path) -> Any:
+    """Headless Debian Chromium through ChromeDriver (quit it when done)."""
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
 
@@ -128,12 +127,19 @@ def browser(tmp_path: Path) -> Iterator[Any]:
         "--disable-component-update",
         "--disable-sync",
         "--window-size=1400,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        f"--user-data-dir={profile}",
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Debian Chromium through ChromeDriver; quit at teardown whatever happened."""
+    driver = start_chromium(tmp_path / "chromium-profile")
     try:
-        driver.set_page_load_timeout(30)
         yield driver
     finally:
         driver.quit()
