@@ -103,7 +103,7 @@ def test_an_unavailable_store_warns_and_never_fails_a_trial(
 def test_failing_figures_warn_and_never_fail_a_trial(monkeypatch: pytest.MonkeyPatch) -> None:
     from optuna_fmd.visualization import _dashboard
 
-    def broken(study: optuna.Study) -> None:
+    def broken(study: optuna.Study, space: object = None) -> None:
         raise RuntimeError("no optuna-dashboard")
 
     monkeypatch.setattr(_dashboard, "refresh_figures", broken)
