@@ -239,7 +239,9 @@ def test_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest.CaptureFixtu
         assert f"figure: {out / (stem + '.png')}" in printed
         assert (out / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
         assert f'id="fig-{stem}"' in html
-    assert "<td>init</td>" in html and "<td>step</td>" in html  # origin column, from the sampler
+    # origin column, from the sampler: the kind and why, in words
+    assert '<td class="origin">init<br><span class="why">start: the space' in html
+    assert '<td class="origin">step<br><span class="why">sign step from trial 0' in html
     assert "<b>lr</b> 0.05" in html and "<td>tpe</td>" in html
     with pytest.raises(SystemExit, match=r"no study \['nope'\]"):
         cli.main(["report", "--storage", url, "--study", "fmd", "--vs", "nope"])
