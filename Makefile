@@ -41,8 +41,8 @@ test-slow: setup data
 	$(PY) -m pytest -q -m slow
 
 lint: setup
-	$(VENV)/bin/ruff check optuna_fmd tests benchmarks examples
-	$(VENV)/bin/ruff format --check optuna_fmd tests benchmarks examples
+	$(VENV)/bin/ruff check optuna_fmd tests benchmarks examples hub
+	$(VENV)/bin/ruff format --check optuna_fmd tests benchmarks examples hub
 	$(VENV)/bin/mypy optuna_fmd
 
 bench: setup data
