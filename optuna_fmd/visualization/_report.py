@@ -18,6 +18,7 @@ from ._study import (
     BestIterate,
     StudyNames,
     best_iterate,
+    check_words,
     describe_best,
     hypergradient_status,
     origin_words,
@@ -48,6 +49,9 @@ class OuterStep(NamedTuple):
         why: Why the sampler proposed it, in words (``""``: not an FMD sampler's trial).
         hypergradient: Whether it computed a hypergradient, in words (``"yes"``, ``"no: plain
             probe"``, ...).
+        check: The sampler's check of the latest hypergradient against the probe along it
+            (or its members against each other), in words, on the trial proposed right after
+            it (``""``: none).
         iterate: ``(outer iterate, member)`` with a population, else ``None``.
         params: ``{entry: {param: value}}`` of its family params (``peak``, ``warmup``,
             ``value``, a refiner's ``delta_<k>``).
@@ -64,6 +68,7 @@ class OuterStep(NamedTuple):
     schedules: dict[str, list[float]]
     why: str = ""
     hypergradient: str = ""
+    check: str = ""
     iterate: tuple[int, int] | None = None
     params: dict[str, dict[str, float]] = {}  # noqa: RUF012 (a NamedTuple default, never mutated)
     best: bool = False
@@ -97,6 +102,7 @@ def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) ->
                 schedules=names.schedules(trial.params, trial.user_attrs),
                 why=why,
                 hypergradient=hypergradient_status(trial),
+                check=check_words(trial),
                 iterate=trial_iterate(trial),
                 params=names.family_params(trial.params, trial.user_attrs),
                 best=trial.number in best_numbers,
@@ -145,8 +151,11 @@ def _table(rows: Sequence[OuterStep]) -> str:
         origin = html.escape(r.origin)
         if r.why and r.why != r.origin:
             origin += f'<br><span class="why">{html.escape(r.why)}</span>'
+        hypergradient = html.escape(r.hypergradient)
+        if r.check:
+            hypergradient += f'<br><span class="why check">{html.escape(r.check)}</span>'
         tail = [
-            html.escape(r.hypergradient),
+            hypergradient,
             html.escape(value),
             html.escape(_fmt(r.val_accuracy, ".3f")),
             html.escape(_fmt(r.seconds, ".1f")),
@@ -316,7 +325,9 @@ def write_report(
     parts.append('<h2 id="outer-steps">Outer steps</h2>')
     parts.append(
         '<p class="note">origin: how the sampler proposed the trial and why; hypergradient: '
-        "whether the episode computed one (plain probes do not); params: the family "
+        "whether the episode computed one (plain probes do not), and the sampler's check of "
+        "the latest one against the first probe along it (or of an iterate's members "
+        "against each other); params: the family "
         "parameters (a refiner's corrections as delta); schedules: the window values they "
         "stand for. Shaded: the best iterate.</p>"
     )

@@ -13,13 +13,20 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
-from .._population import STATE_KEY, iterate_groups
+from .._population import CHECK_ATTR, STATE_KEY, iterate_groups
 from ..space import ParamRef, ScheduleSpace, parse_param
 
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["BestIterate", "StudyNames", "best_iterate", "hypergradient_status", "origin_words"]
+__all__ = [
+    "BestIterate",
+    "StudyNames",
+    "best_iterate",
+    "check_words",
+    "hypergradient_status",
+    "origin_words",
+]
 
 
 def _real(v: object) -> TypeGuard[int | float]:
@@ -242,6 +249,28 @@ def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
     return "no: missing"
 
 
+def check_words(trial: optuna.trial.FrozenTrial) -> str:
+    """The sampler's check of the latest hypergradient, stored on ``trial``
+    (``user_attrs["hypergradient_check"]``), in words; ``""`` when it carries none."""
+    check = trial.user_attrs.get(CHECK_ATTR)
+    if not isinstance(check, dict) or not isinstance(check.get("agrees"), bool):
+        return ""
+    point = check.get("point")
+    at = f" of {point}" if _real(point) else ""
+    if check.get("kind") == "members":
+        cosine, ratio = check.get("cosine"), check.get("norm_ratio")
+        size = f", sizes {float(ratio):.3g}x apart" if _real(ratio) else ""
+        cos = f"cosine {float(cosine):.2f}" if _real(cosine) else "cosine ?"
+        if check["agrees"]:
+            return f"members' hypergradients{at} agree ({cos}{size})"
+        return f"members' hypergradients{at} disagree ({cos}{size}): the probes decide"
+    predicted, found = check.get("predicted"), check.get("found")
+    pred = f"{float(predicted):+.3g}" if _real(predicted) else "?"
+    got = f"{float(found):+.3g}" if _real(found) else "a failed episode"
+    verdict = "agrees" if check["agrees"] else "contradicts it: the probes decide"
+    return f"hypergradient{at} predicted {pred}, the probe found {got}: {verdict}"
+
+
 def hypergradient_note(study: optuna.Study, drawn: int) -> str:
     """Why the hypergradient panel holds what it holds (``drawn`` trials with one), in words."""
     from optuna.trial import TrialState
@@ -252,12 +281,20 @@ def hypergradient_note(study: optuna.Study, drawn: int) -> str:
     status = [hypergradient_status(t) for t in done]
     plain = status.count("no: plain probe")
     if drawn:
+        checks = [c for t in done if isinstance(c := t.user_attrs.get(CHECK_ATTR), dict)]
+        against = sum(c.get("agrees") is False for c in checks)
+        checked = (
+            f"; the probes (or members) contradicted {against} of the {len(checks)} checked, "
+            "and the pattern search took those steps"
+            if against
+            else (f"; all {len(checks)} checked agreed with the probes" if checks else "")
+        )
         if plain:
             return (
                 f"hypergradients of {drawn} of {len(done)} finished trials; the other "
-                f"{plain} are plain probes (scale, pattern and line-search episodes)"
+                f"{plain} are plain probes (scale, pattern and line-search episodes)" + checked
             )
-        return f"hypergradients of {drawn} of {len(done)} finished trials"
+        return f"hypergradients of {drawn} of {len(done)} finished trials" + checked
     if plain == len(done):
         kinds = []
         for t in done:

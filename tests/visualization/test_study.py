@@ -119,3 +119,58 @@ def test_fitted_range_shows_small_flat_values() -> None:
     assert _fitted_range([0.0]) == (-1e-3, 1e-3)
     lo, hi = _fitted_range([0.8, 0.9])
     assert lo < 0.8 and hi > 0.9 and hi - lo < 0.2
+
+
+def test_check_words_say_whether_the_probes_agreed_with_the_hypergradient() -> None:
+    import optuna
+
+    from optuna_fmd.sampler import CHECK_ATTR
+    from optuna_fmd.visualization._study import check_words
+
+    def trial(check: object) -> optuna.trial.FrozenTrial:
+        return optuna.trial.create_trial(value=1.0, user_attrs={CHECK_ATTR: check})
+
+    agree = {"kind": "probe", "point": 7, "predicted": -0.004, "found": -0.003, "ratio": 0.75}
+    assert check_words(trial({**agree, "agrees": True})) == (
+        "hypergradient of 7 predicted -0.004, the probe found -0.003: agrees"
+    )
+    lie = {"kind": "probe", "point": 7, "predicted": -1.7, "found": None, "agrees": False}
+    assert "contradicts it: the probes decide" in check_words(trial(lie))
+    assert "a failed episode" in check_words(trial(lie))
+    apart = {"kind": "members", "point": 3, "cosine": -0.8, "norm_ratio": 40.0, "agrees": False}
+    assert check_words(trial(apart)) == (
+        "members' hypergradients of 3 disagree (cosine -0.80, sizes 40x apart): the probes decide"
+    )
+    assert check_words(trial("garbage")) == "" and check_words(trial({"agrees": 1})) == ""
+
+
+def test_the_report_shows_each_check_and_counts_the_contradicted_ones(tmp_path) -> None:
+    """A study whose hypergradients lie: the report's table names each check and the panel's
+    note counts the contradicted ones."""
+    import optuna
+
+    import optuna_fmd as fmd
+    from optuna_fmd.sampler import CHECK_ATTR, STATE_KEY
+    from optuna_fmd.space import default_family_space
+    from optuna_fmd.visualization import write_report
+
+    space = default_family_space("sgd", windows=3)
+    dists = space.distributions()
+
+    def objective(trial: optuna.trial.Trial) -> float:
+        x = {n: trial.suggest_float(n, lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
+        d = math.log(x["lr_peak"] / 0.2)
+        state = trial.storage.get_trial_system_attrs(trial._trial_id)[STATE_KEY]
+        if state["hypergradient"]:  # 1,000x too large, wrong sign
+            grad = dict.fromkeys(dists, 0.0) | {"lr_peak": -1000 * 2 * d / x["lr_peak"]}
+            trial.set_user_attr("hypergradient", grad)
+        return 0.1 + d * d + (x["momentum_value"] - 0.5) ** 2
+
+    study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(objective, n_trials=30)
+    checked = [t for t in study.trials if CHECK_ATTR in t.user_attrs]
+    assert checked and not any(t.user_attrs[CHECK_ATTR]["agrees"] for t in checked)
+    page = write_report(study, tmp_path).read_text()
+    assert page.count("contradicts it: the probes decide") == len(checked)
+    assert f"contradicted {len(checked)} of the {len(checked)} checked" in page
