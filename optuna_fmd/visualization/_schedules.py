@@ -100,6 +100,25 @@ def _fitted_range(values: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
+def _log_ticks(values: list[float]) -> list[float]:
+    """Tick values of a log axis over ``values``: the 1-2-5 steps inside their range, or (when
+    fewer than three fall inside) the range's ends and its geometric middle."""
+    pos = [v for v in values if v > 0 and math.isfinite(v)]
+    if not pos:
+        return []
+    lo, hi = min(pos), max(pos)
+    ticks = [
+        m * 10.0**e
+        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
+        for m in (1.0, 2.0, 5.0)
+        if lo * (1 - 1e-9) <= m * 10.0**e <= hi * (1 + 1e-9)
+    ]
+    if len(ticks) >= 3:
+        return ticks
+    ends = sorted({lo, math.sqrt(lo * hi), hi})
+    return [float(f"{v:.2g}") for v in ends]
+
+
 def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) -> ScheduleInfo:
     """Gather each completed trial's window schedules, read through the study's space."""
     from optuna.distributions import FloatDistribution
@@ -294,7 +313,15 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
             )
     for r, hyper in enumerate(info.hypers, start=1):
         if info.log.get(hyper):
-            fig.update_yaxes(type="log", row=r, col=1)
+            values = [v for t in info.trials for v in t.schedules.get(hyper, [])]
+            ticks = _log_ticks(values)
+            fig.update_yaxes(
+                type="log",
+                tickvals=ticks or None,
+                ticktext=[f"{v:.3g}" for v in ticks] or None,
+                row=r,
+                col=1,
+            )
         elif (rng := info.ranges.get(hyper)) is not None:
             fig.update_yaxes(range=list(rng), exponentformat="power", row=r, col=1)
     fig.update_xaxes(

@@ -174,3 +174,14 @@ def test_the_report_shows_each_check_and_counts_the_contradicted_ones(tmp_path) 
     page = write_report(study, tmp_path).read_text()
     assert page.count("contradicts it: the probes decide") == len(checked)
     assert f"contradicted {len(checked)} of the {len(checked)} checked" in page
+
+
+def test_log_axes_get_a_few_readable_ticks() -> None:
+    from optuna_fmd.visualization._schedules import _log_ticks
+
+    assert _log_ticks([0.001, 0.3]) == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
+    narrow = _log_ticks([0.0073, 0.0427, 0.0854])  # a cosine's windows, peak 0.1
+    assert narrow == [0.01, 0.02, 0.05]
+    tight = _log_ticks([0.03, 0.04])
+    assert tight == [0.03, 0.035, 0.04]
+    assert _log_ticks([0.0, -1.0]) == []
