@@ -9,6 +9,7 @@ mean value over its members (``FMDSampler.best_iterate``); without a population,
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
@@ -281,7 +282,13 @@ def hypergradient_note(study: optuna.Study, drawn: int) -> str:
     status = [hypergradient_status(t) for t in done]
     plain = status.count("no: plain probe")
     if drawn:
-        checks = [c for t in done if isinstance(c := t.user_attrs.get(CHECK_ATTR), dict)]
+        # the members of an iterate carry the same check: count each once
+        unique = {
+            json.dumps(c, sort_keys=True): c
+            for t in done
+            if isinstance(c := t.user_attrs.get(CHECK_ATTR), dict)
+        }
+        checks = list(unique.values())
         against = sum(c.get("agrees") is False for c in checks)
         checked = (
             f"; the probes (or members) contradicted {against} of the {len(checks)} checked, "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import optuna
+import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
@@ -144,9 +145,12 @@ def test_check_words_say_whether_the_probes_agreed_with_the_hypergradient() -> N
     assert check_words(trial("garbage")) == "" and check_words(trial({"agrees": 1})) == ""
 
 
-def test_the_report_shows_each_check_and_counts_the_contradicted_ones(tmp_path) -> None:
-    """A study whose hypergradients lie: the report's table names each check and the panel's
-    note counts the contradicted ones."""
+@pytest.mark.parametrize("population", [None, 2])
+def test_the_report_shows_each_check_and_counts_the_contradicted_ones(
+    tmp_path, population: int | None
+) -> None:
+    """A study whose hypergradients lie: the report's table names each check (on every member
+    of an iterate) and the panel's note counts each contradicted one once."""
     import optuna
 
     import optuna_fmd as fmd
@@ -166,14 +170,17 @@ def test_the_report_shows_each_check_and_counts_the_contradicted_ones(tmp_path) 
             trial.set_user_attr("hypergradient", grad)
         return 0.1 + d * d + (x["momentum_value"] - 0.5) ** 2
 
-    study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0))
+    study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0, population=population))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study.optimize(objective, n_trials=30)
-    checked = [t for t in study.trials if CHECK_ATTR in t.user_attrs]
-    assert checked and not any(t.user_attrs[CHECK_ATTR]["agrees"] for t in checked)
+    study.optimize(objective, n_trials=40)
+    checks = [t.user_attrs[CHECK_ATTR] for t in study.trials if CHECK_ATTR in t.user_attrs]
+    probes = [c for c in checks if c["kind"] == "probe"]
+    assert probes and not any(c["agrees"] for c in probes)  # both members lie alike
+    against = [c for c in checks if not c["agrees"]]
     page = write_report(study, tmp_path).read_text()
-    assert page.count("contradicts it: the probes decide") == len(checked)
-    assert f"contradicted {len(checked)} of the {len(checked)} checked" in page
+    assert page.count("the probes decide") == len(against)
+    m = population or 1
+    assert f"contradicted {len(against) // m} of the {len(checks) // m} checked" in page
 
 
 def test_log_axes_get_a_few_readable_ticks() -> None:
