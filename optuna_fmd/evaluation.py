@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ._checks import optional_positive_int
 from .engine import HyperTable, InnerProblem, run_plain
 from .episode import Groups, check_schedules, check_seed, make_problem
 from .space import ScheduleSpace
@@ -178,8 +179,7 @@ def evaluate_schedule(
     if not isinstance(task, Task):
         raise TypeError(f"`task` must be an optuna_fmd.tasks.Task, but got {task!r}.")
     seed_list = _check_seeds(seeds)
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise ValueError(f"`steps` must be a positive int or None, but got {steps!r}.")
+    optional_positive_int("steps", steps)
     horizon = task.steps if steps is None else steps
     if space is not None and groups is not None:
         raise ValueError("give `space` or `groups`, not both: a space holds its groups.")

@@ -17,6 +17,7 @@ from typing import Any
 
 import optuna
 
+from ._checks import optional_positive_int
 from .engine import ScheduleSpace, make_partitions
 from .episode import EpisodeResult, check_engine, run_episode
 from .sampler import STATE_KEY, state_wants_hypergradient
@@ -136,14 +137,7 @@ class HypergradientObjective:
                 "`seed` must be None, a non-negative int, 'trial' or a callable trial -> int, "
                 f"but got {seed!r}."
             )
-        if checkpoint_every is not None and (
-            isinstance(checkpoint_every, bool)
-            or not isinstance(checkpoint_every, int)
-            or checkpoint_every < 1
-        ):
-            raise ValueError(
-                f"`checkpoint_every` must be a positive int or None, but got {checkpoint_every!r}."
-            )
+        optional_positive_int("checkpoint_every", checkpoint_every)
         if checkpoint_every is not None and artifact_store is None:
             raise ValueError(
                 "`checkpoint_every` needs an `artifact_store` to keep the snapshots in (e.g. "

@@ -25,8 +25,10 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from ._checks import non_negative_int, positive, positive_int
+from ._geometry import check_start, geometry_of
 from ._gradient_rules import GradientRule, decide, fresh_state
-from ._outer import FIRST_STEP, Coord, Geometry, Point, search_step
+from ._outer import FIRST_STEP, Point, search_step
 from ._population import (
     CHECK_ATTR,
     STATE_KEY,
@@ -36,7 +38,7 @@ from ._population import (
     iterate_groups,
     sense_of,
 )
-from .space import DELTA, Family, Refiner, Schedule, ScheduleSpace
+from .space import ScheduleSpace
 
 if TYPE_CHECKING:
     from optuna.study import Study
@@ -88,12 +90,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
     - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
       ``clip`` times its running RMS.
 
-    Why search is the default: on the project's comparison (benchmarks/README.md) it beats TPE
-    over a cosine family and every window-space method, where the sign rule lost to the cosine
-    family. A hypergradient episode costs 3-4 plain episodes there and one seed's validation
-    loss is rough at small scales, so every step along a hypergradient is checked by cheap plain
-    episodes before it is taken. The same search with ``hypergradients=False`` ties it on that
-    comparison: the exact hypergradient has not yet shown a gain of its own there.
+    Why search is the default, and how it does against TPE, CMA-ES and random search at equal
+    budget: README.md, "FMD against black-box search at equal budget".
 
     Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
     negated value along the negated hypergradient throughout (best iterate, backtracking,
@@ -219,14 +217,11 @@ class FMDSampler(PopulationClaims, BaseSampler):
             raise ValueError(f"`outer` must be one of {_OUTER_RULES}, but got {outer!r}.")
         if step_size is None:
             step_size = FIRST_STEP if outer == "search" else 0.1
-        _positive("step_size", step_size)
-        _positive("trust_region", trust_region)
-        _positive("min_step", min_step)
-        _positive("backtrack_tol", backtrack_tol, allow_zero=True)
-        if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, int):
-            raise TypeError(f"`max_backtracks` must be an int, but got {max_backtracks!r}.")
-        if max_backtracks < 0:
-            raise ValueError(f"`max_backtracks` must be >= 0, but got {max_backtracks}.")
+        positive("step_size", step_size)
+        positive("trust_region", trust_region)
+        positive("min_step", min_step)
+        positive("backtrack_tol", backtrack_tol, allow_zero=True)
+        non_negative_int("max_backtracks", max_backtracks)
         if (
             not isinstance(betas, (tuple, list))
             or len(betas) != 2
@@ -234,18 +229,18 @@ class FMDSampler(PopulationClaims, BaseSampler):
         ):
             raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
         if clip is not None:
-            _positive("clip", clip)
+            positive("clip", clip)
         if population is not None:
-            _positive_int("population", population)
+            positive_int("population", population)
         if quorum is not None:
-            _positive_int("quorum", quorum)
+            positive_int("quorum", quorum)
             if population is None or quorum > population:
                 raise ValueError(
                     f"`quorum` must be at most `population` ({population}), but got {quorum}."
                 )
         if population_timeout is not None:
-            _positive("population_timeout", population_timeout, allow_zero=True)
-        _positive("poll_interval", poll_interval)
+            positive("population_timeout", population_timeout, allow_zero=True)
+        positive("poll_interval", poll_interval)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "
@@ -277,11 +272,11 @@ class FMDSampler(PopulationClaims, BaseSampler):
                 "`hypergradients=False` needs outer='search'; the other rules step "
                 "along the hypergradient only."
             )
-        self._geometry = _geometry(
+        self._geometry = geometry_of(
             space,
             first_step=step_size if outer == "search" else None,
             hypergradients=hypergradients,
-            start=_check_start(space, start),
+            start=check_start(space, start),
         )
         self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
@@ -596,98 +591,3 @@ class FMDSampler(PopulationClaims, BaseSampler):
                 "the hypergradient improves; it proposes the best schedules from now on.",
             )
         return x, state
-
-
-def _check_start(space: ScheduleSpace, start: object) -> dict[str, float] | None:
-    """``start`` as floats, every name a param of ``space`` and every value inside its bounds."""
-    if start is None:
-        return None
-    if not isinstance(start, Mapping):
-        raise TypeError(f"`start` must be a mapping of trial params, but got {start!r}.")
-    dists = space.distributions()
-    unknown = sorted(str(n) for n in start if n not in dists)
-    if unknown:
-        raise ValueError(
-            f"`start` names params the space does not have: {unknown}; its params are "
-            f"{list(dists)}."
-        )
-    out = {}
-    for name, value in start.items():
-        low, high, _ = dists[name]
-        v = (
-            float(value)
-            if isinstance(value, (int, float)) and not isinstance(value, bool)
-            else None
-        )
-        if v is None or not (math.isfinite(v) and low <= v <= high):
-            raise ValueError(
-                f"`start[{name!r}]` must lie inside [{low}, {high}], but got {value!r}."
-            )
-        out[name] = v
-    return out
-
-
-def _geometry(
-    space: ScheduleSpace,
-    *,
-    first_step: float | None,
-    hypergradients: bool = True,
-    start: Mapping[str, float] | None = None,
-) -> Geometry:
-    """Each param's coordinate, the lr-scale and first-stage masks and the start of ``space``.
-
-    Window values of a linear hyper, and family parameters that start inside their bounds
-    (a constant momentum), step in logit coordinates; family parameters that start at a bound
-    (warm-up and final fractions) and a refiner's corrections step linearly. The lr scale is
-    the log-scale params of every entry of the first entry's hyper (every layer group's lr);
-    a refiner's corrections join after the first stage. The coarse pass's blocks join the same
-    family param (or the windows) of every entry of one hyper, so its cost does not grow with
-    the number of layer groups.
-    """
-    coords, scale, base, blocks = [], [], [], []
-    hypers = space.hypers()
-    lr = hypers[next(iter(space))]
-    block_ids: dict[tuple[str, str], int] = {}
-    dists, init = space.distributions(), space.initial_params()
-    for name in space.param_names():
-        owner = space.owner(name)
-        assert owner is not None
-        entry_name, local = owner
-        entry = space[entry_name]
-        low, high, log = dists[name]
-        correction = isinstance(entry, Refiner) and local.startswith(DELTA)
-        inside = low < init[name] < high and not correction
-        kind = "log" if log else ("logit" if inside or not isinstance(entry, Family) else "linear")
-        coords.append(Coord(kind, low, high))
-        scale.append(hypers[entry_name] == lr and log)
-        base.append(not correction)
-        # the coarse pass moves together what plays the same part: a window schedule's
-        # windows, and the same family param (or windows) of every group of one hyper
-        role = "" if isinstance(entry, Schedule) else local
-        blocks.append(block_ids.setdefault((hypers[entry_name], role), len(block_ids)))
-    x0 = [(start or {}).get(n, init[n]) for n in space.param_names()]
-    step = FIRST_STEP if first_step is None else first_step
-    return Geometry(
-        coords,
-        scale,
-        base,
-        x0,
-        first_step=step,
-        hypergradients=hypergradients,
-        blocks=blocks,
-    )
-
-
-def _positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"`{name}` must be an int, but got {value!r}.")
-    if value < 1:
-        raise ValueError(f"`{name}` must be positive, but got {value}.")
-
-
-def _positive(name: str, value: object, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise TypeError(f"`{name}` must be a finite float, but got {value!r}.")
-    if value < 0 or (value == 0 and not allow_zero):
-        rule = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"`{name}` must be {rule}, but got {value}.")

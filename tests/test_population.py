@@ -196,8 +196,8 @@ def test_retry_whose_slot_was_taken_is_pruned_not_rerun() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"population": 0}, "`population` must be positive"),
-        ({"population": 2.0}, "`population` must be an int"),
+        ({"population": 0}, "`population` must be a positive int, but got 0"),
+        ({"population": 2.0}, "`population` must be a positive int, but got 2.0"),
         ({"population": 2, "quorum": 3}, "`quorum` must be at most"),
         ({"quorum": 1}, "`quorum` must be at most"),
         ({"population": 2, "population_timeout": -1.0}, "`population_timeout` must be"),

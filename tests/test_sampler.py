@@ -527,7 +527,7 @@ def test_n_jobs_two() -> None:
         ({"outer": "sgd"}, "`outer` must be one of"),
         ({"step_size": 0.0}, "`step_size` must be positive"),
         ({"trust_region": -1.0}, "`trust_region` must be positive"),
-        ({"max_backtracks": -1}, "`max_backtracks` must be >= 0"),
+        ({"max_backtracks": -1}, "`max_backtracks` must be a non-negative int, but got -1"),
         ({"betas": (0.9, 1.0)}, "`betas` must be two floats"),
     ],
 )

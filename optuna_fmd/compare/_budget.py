@@ -26,6 +26,8 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 
+from .._checks import positive, positive_int
+
 __all__ = ["CostUnit", "LockStep"]
 
 
@@ -42,15 +44,12 @@ class CostUnit:
     """
 
     def __init__(self, window: int = 3) -> None:
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"`window` must be a positive int, but got {window!r}.")
-        self._recent: deque[float] = deque(maxlen=window)
+        self._recent: deque[float] = deque(maxlen=positive_int("window", window))
         self.observed: list[float] = []
 
     def observe(self, seconds: float) -> None:
         """One more plain episode of the task took ``seconds``."""
-        if not seconds > 0:
-            raise ValueError(f"`seconds` must be positive, but got {seconds!r}.")
+        positive("seconds", seconds)
         self._recent.append(float(seconds))
         self.observed.append(float(seconds))
 
@@ -113,8 +112,7 @@ class LockStep:
     ) -> None:
         if not methods or len(set(methods)) != len(methods):
             raise ValueError(f"`methods` must be distinct and non-empty, but got {methods!r}.")
-        if not budget > 0:
-            raise ValueError(f"`budget` must be positive, but got {budget!r}.")
+        positive("budget", budget)
         self.order = list(methods)
         self.budget = float(budget)
         self.unit = unit
@@ -153,8 +151,7 @@ class LockStep:
     def charge(self, method: str, seconds: float, seq: int | None = None) -> None:
         """Record a finished trial: its ``seconds`` (with a yardstick: on the yardstick's clock,
         ``seq`` = how many readings were taken before it) or its cost (without one)."""
-        if not seconds >= 0:
-            raise ValueError(f"`seconds` must be >= 0, but got {seconds!r}.")
+        positive("seconds", seconds, allow_zero=True)
         if self.unit is not None and seq is None:
             raise ValueError("with a yardstick, `seq` (readings before the trial) is needed.")
         self._trials[method].append((float(seconds), 0 if seq is None else int(seq)))

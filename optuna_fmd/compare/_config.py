@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._checks import positive, positive_int
 from ..engine import ScheduleSpace
 from ..space import default_space, per_layer_space
 from ..tasks import Digits, FashionMNIST, Task, layer_groups
@@ -189,15 +190,11 @@ class CompareConfig:
                 f"`primary` must be an FMD method among `methods`, but got {self.primary!r}."
             )
         for arg in ("jobs", "threads", "retrain_seeds"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
+            positive_int(arg, getattr(self, arg))
         if self.clock not in ("cpu", "wall"):
             raise ValueError(f"`clock` must be 'cpu' or 'wall', but got {self.clock!r}.")
-        if self.lr_start is not None and not (
-            isinstance(self.lr_start, (int, float)) and self.lr_start > 0
-        ):
-            raise ValueError(f"`lr_start` must be a positive lr, but got {self.lr_start!r}.")
+        if self.lr_start is not None:
+            positive("lr_start", self.lr_start)
         if not self.grid or any(g <= 0 for g in self.grid):
             raise ValueError(f"`grid` must be positive lr factors, but got {self.grid!r}.")
 

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from .._checks import positive_int
 from ..engine import InnerOptimizer, make_optimizer
 from ._models import build_model
 
@@ -74,9 +75,7 @@ class Task:
     def validate(self) -> None:
         """Check the config; raise one clear error naming the argument, rule and value."""
         for arg in ("steps", "batch_size", "val_batch_size"):
-            v = getattr(self, arg)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"`{arg}` must be a positive int, but got {v!r}.")
+            positive_int(arg, getattr(self, arg))
         if not isinstance(self.val_fraction, (int, float)) or not 0 < self.val_fraction < 1:
             raise ValueError(f"`val_fraction` must lie in (0, 1), but got {self.val_fraction!r}.")
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
