@@ -16,28 +16,13 @@ Example:
 from __future__ import annotations
 
 import itertools
-import math
 from collections.abc import Sequence
 
+from ._checks import finite, positive
+from ._checks import windows as check_windows
+from .space import cosine_value, midpoints
+
 __all__ = ["constant", "cosine", "midpoints", "step_decay"]
-
-
-def _check_windows(windows: object) -> int:
-    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
-        raise ValueError(f"`windows` must be a positive int, but got {windows!r}.")
-    return windows
-
-
-def _check_finite(arg: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"`{arg}` must be a finite float, but got {value!r}.")
-    return float(value)
-
-
-def midpoints(windows: int) -> list[float]:
-    """Training fraction at the middle of each of ``windows`` windows: ``(k + 0.5) / K``."""
-    k = _check_windows(windows)
-    return [(i + 0.5) / k for i in range(k)]
 
 
 def constant(value: float, windows: int) -> list[float]:
@@ -47,8 +32,8 @@ def constant(value: float, windows: int) -> list[float]:
         value: The constant value.
         windows: Number of windows K.
     """
-    v = _check_finite("value", value)
-    return [v] * _check_windows(windows)
+    v = finite("value", value)
+    return [v] * check_windows(windows)
 
 
 def step_decay(
@@ -69,13 +54,11 @@ def step_decay(
     Returns:
         K values; window k gets ``value * gamma ** (number of milestones <= its midpoint)``.
     """
-    v = _check_finite("value", value)
-    g = _check_finite("gamma", gamma)
-    if g <= 0:
-        raise ValueError(f"`gamma` must be positive, but got {gamma!r}.")
+    v = finite("value", value)
+    g = positive("gamma", gamma)
     if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Sequence):
         raise TypeError(f"`milestones` must be a sequence of floats, but got {milestones!r}.")
-    ms = [_check_finite("milestones", m) for m in milestones]
+    ms = [finite("milestones", m) for m in milestones]
     if any(not 0 < m < 1 for m in ms):
         raise ValueError(f"`milestones` must lie in (0, 1), but got {list(milestones)!r}.")
     if any(b <= a for a, b in itertools.pairwise(ms)):
@@ -88,25 +71,28 @@ def step_decay(
 def cosine(peak: float, windows: int, warmup: float = 0.0, final: float = 0.0) -> list[float]:
     """Linear warm-up from 0 to ``peak``, then cosine annealing from ``peak`` to ``final``.
 
+    The maths is :func:`optuna_fmd.space.cosine_value`, the one :class:`~optuna_fmd.space.Cosine`
+    family uses. Here ``final`` is the absolute end value; the family's ``final`` is a fraction
+    of the peak, so this passes ``final / peak`` (``0`` for ``final = 0``, which gives the same
+    values bit for bit as the absolute form; other ends agree to rounding).
+
     Args:
         peak: The value at the end of the warm-up (the largest value when ``final <= peak``).
         windows: Number of windows K.
         warmup: Training fraction in [0, 1) spent warming up linearly from 0 (default none).
-        final: The value the cosine reaches at the end of training.
+        final: The value the cosine reaches at the end of training (nonzero needs a nonzero
+            ``peak``).
 
     Returns:
         K values, the schedule at each window's midpoint ``u``: ``peak * u / warmup`` during the
         warm-up, else ``final + (peak - final) * (1 + cos(pi * (u - warmup) / (1 - warmup))) / 2``.
     """
-    p = _check_finite("peak", peak)
-    f = _check_finite("final", final)
-    w = _check_finite("warmup", warmup)
+    p = finite("peak", peak)
+    f = finite("final", final)
+    w = finite("warmup", warmup)
     if not 0 <= w < 1:
         raise ValueError(f"`warmup` must lie in [0, 1), but got {warmup!r}.")
-    out = []
-    for u in midpoints(windows):
-        if u < w:
-            out.append(p * u / w)
-        else:
-            out.append(f + (p - f) * 0.5 * (1 + math.cos(math.pi * (u - w) / (1 - w))))
-    return out
+    if f != 0 and p == 0:
+        raise ValueError(f"`peak` must be nonzero for a nonzero `final`, but got peak={peak!r}.")
+    fraction = f / p if f != 0 else 0.0
+    return [cosine_value(u, p, w, fraction) for u in midpoints(windows)]

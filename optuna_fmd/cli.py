@@ -28,15 +28,7 @@ from . import compare, tasks
 from ._storage import StorageError, open_storage
 from .objective import HypergradientObjective
 from .sampler import STATE_KEY, FMDSampler
-from .space import (
-    DEFAULT_BOUNDS,
-    Constant,
-    Cosine,
-    Refiner,
-    Schedule,
-    ScheduleSpace,
-    default_space,
-)
+from .space import DEFAULT_BOUNDS, ScheduleSpace, default_family_space, default_space
 from .visualization import DashboardCallback, write_report
 
 __all__ = ["DEFAULT_STORAGE", "main"]
@@ -123,19 +115,8 @@ def make_space(
     if kind not in SPACE_KINDS:
         raise ValueError(f"`--space` must be one of {SPACE_KINDS}, but got {kind!r}.")
     init = {"lr": lr_init, "momentum": momentum_init, "weight_decay": weight_decay_init}
-    window_space = default_space(
-        "sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers}
-    )
-    if kind == "windows":
-        return window_space
-    entries: dict[str, Any] = {}
-    for h, s in window_space.items():
-        assert isinstance(s, Schedule)
-        if h == "lr":
-            entries[h] = Refiner(Cosine(s.low, s.high, init=s.init, windows=windows), windows)
-        else:
-            entries[h] = Constant(s.low, s.high, log=s.log, init=s.init)
-    return ScheduleSpace(entries)
+    build = default_space if kind == "windows" else default_family_space
+    return build("sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers})
 
 
 #: What ``--space`` may name.

@@ -6,7 +6,9 @@ A :class:`ScheduleSpace` maps names to entries. A :class:`Schedule` is ``K`` fre
 parameters (trial params ``<name>_<param>``, e.g. ``lr_peak``), evaluated at the ``K`` window
 midpoints ``(k + 0.5) / K``. An episode's hypergradient with respect to the window values gives
 the hypergradient with respect to a family's parameters exactly, by the chain rule
-(:meth:`ScheduleSpace.chain`).
+(:meth:`ScheduleSpace.chain`). The families themselves (:class:`Cosine`, :class:`Constant`
+...) and the cosine's maths (:func:`cosine_value`) are defined in ``optuna_fmd._families`` and
+imported from here.
 
 Example:
     >>> from optuna_fmd.space import Constant, Cosine, ScheduleSpace, default_space
@@ -24,12 +26,30 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from ._checks import check_target, check_values, finite
+from ._checks import windows as check_windows
+from ._families import (
+    DELTA,
+    Constant,
+    Cosine,
+    Custom,
+    Family,
+    FamilyParam,
+    Linear,
+    ParamSpec,
+    Refiner,
+    StepDecay,
+    cosine_value,
+    midpoints,
+)
+
 __all__ = [
     "DEFAULT_BOUNDS",
+    "DELTA",
     "Constant",
     "Cosine",
     "Custom",
@@ -41,8 +61,11 @@ __all__ = [
     "Schedule",
     "ScheduleSpace",
     "StepDecay",
+    "cosine_value",
     "default_family_space",
     "default_space",
+    "family_space",
+    "midpoints",
     "param_name",
     "parse_param",
     "per_layer_space",
@@ -119,12 +142,13 @@ def default_family_space(
     *,
     refine: bool = True,
     init: Mapping[str, float] | None = None,
+    hypers: Sequence[str] | None = None,
 ) -> ScheduleSpace:
     """The default *family* space of ``optimizer``, the one :class:`~optuna_fmd.FMDSampler`
-    searches by default: the lr as a :class:`Cosine` with warm-up (peak at the default lr, no
-    warm-up, decaying to 0), optionally times a windowed correction (:class:`Refiner`,
-    ``refine=True``), and every other hyperparameter of :data:`DEFAULT_BOUNDS` as one
-    :class:`Constant` at its default.
+    searches by default: :func:`family_space` over :func:`default_space` (the lr as a
+    :class:`Cosine` with warm-up (peak at the default lr, no warm-up, decaying to 0), optionally
+    times a windowed correction (:class:`Refiner`, ``refine=True``), and every other
+    hyperparameter of :data:`DEFAULT_BOUNDS` as one :class:`Constant` at its default).
 
     Args:
         optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
@@ -133,6 +157,7 @@ def default_family_space(
             few parameters, see :class:`~optuna_fmd.FMDSampler`).
         init: Starting values that replace the defaults, ``{hyper: value}`` (the lr's is the
             cosine's peak).
+        hypers: Only these hyperparameters, in this order (default: all of the optimiser's).
     """
     if optimizer not in DEFAULT_BOUNDS:
         raise ValueError(
@@ -142,15 +167,38 @@ def default_family_space(
     unknown = [h for h in init or {} if h not in bounds]
     if unknown:
         raise ValueError(f"`init` must name hypers of {list(bounds)}, but got {unknown}.")
-    starts = {h: b[3] for h, b in bounds.items()} | dict(init or {})
-    lo, hi, _, _ = bounds["lr"]
-    lr: Family = Cosine(lo, hi, windows=windows, init=starts["lr"])
-    if refine:
-        lr = Refiner(lr, windows)
-    entries: dict[str, Schedule | Family] = {"lr": lr}
-    for h, (low, high, log, _) in bounds.items():
-        if h != "lr":
-            entries[h] = Constant(low, high, log=log, init=starts[h])
+    return family_space(default_space(optimizer, windows, hypers=hypers, init=init), refine=refine)
+
+
+def family_space(window_space: ScheduleSpace, *, refine: bool = True) -> ScheduleSpace:
+    """The family space over a window space's hyperparameters, bounds and starts: every entry
+    of the lr a :class:`Cosine` (peak in the lr's bounds, starting at its start; no warm-up;
+    decaying to 0), times its windows' corrections with ``refine`` (:class:`Refiner`); every
+    other entry one :class:`Constant` in its bounds at its start. Layer groups keep their
+    ``hyper`` and ``params``.
+
+    The one builder of the default family space: :func:`default_family_space`, the CLI's
+    ``--space family`` and the comparison's FMD methods all go through it.
+
+    Example:
+        >>> family_space(default_space("sgd", windows=2), refine=False).param_names()
+        ['lr_peak', 'lr_warmup', 'lr_final', 'momentum_value', 'weight_decay_value']
+    """
+    entries: dict[str, Schedule | Family] = {}
+    for name, s in window_space.items():
+        if not isinstance(s, Schedule):
+            raise TypeError(f"`window_space` must hold window schedules, but `{name}` is {s!r}.")
+        assert s.init is not None
+        hyper, params = s.hyper, s.params
+        if (hyper or name) == "lr":
+            lr: Family = Cosine(
+                s.low, s.high, init=s.init, windows=s.windows, hyper=hyper, params=params
+            )
+            entries[name] = Refiner(lr, s.windows) if refine else lr
+        else:
+            entries[name] = Constant(
+                s.low, s.high, log=s.log, init=s.init, hyper=hyper, params=params
+            )
     return ScheduleSpace(entries)
 
 
@@ -206,52 +254,9 @@ def per_layer_space(
     return ScheduleSpace(entries)
 
 
-def _finite(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"`{name}` must be a real number, but got {value!r}.")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"`{name}` must be finite, but got {value!r}.")
-    return out
-
-
-def _check_windows(windows: object) -> int:
-    if isinstance(windows, bool) or not isinstance(windows, int):
-        raise TypeError(f"`windows` must be an int, but got {windows!r}.")
-    if windows < 1:
-        raise ValueError(f"`windows` must be at least 1, but got {windows}.")
-    return windows
-
-
-def _check_target(hyper: object, params: object) -> tuple[str, ...] | None:
-    """Validate a schedule's ``hyper`` and ``params`` (glob patterns); return the patterns."""
-    if hyper is not None and (not isinstance(hyper, str) or not hyper):
-        raise ValueError(f"`hyper` must be a hyperparameter name, but got {hyper!r}.")
-    if params is None:
-        return None
-    patterns = (params,) if isinstance(params, str) else tuple(params)  # type: ignore[arg-type]
-    if not patterns or not all(isinstance(p, str) and p for p in patterns):
-        raise ValueError(
-            f"`params` must be a glob pattern or a sequence of them, but got {params!r}."
-        )
-    return patterns
-
-
-def _check_values(name: str, values: Sequence[float], windows: int) -> list[float]:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
-        raise TypeError(f"schedule `{name}` must be a sequence of floats, but got {values!r}.")
-    if len(values) != windows:
-        raise ValueError(
-            f"schedule `{name}` must have {windows} values (one per window), "
-            f"but got {len(values)}."
-        )
-    return [_finite(f"{name}[{k}]", v) for k, v in enumerate(values)]
-
-
-#: One trial parameter of a space entry: ``(suffix, low, high, log, init)``.
-ParamSpec = tuple[str, float, float, bool, float]
-
-
+# --------------------------------------------------------------------------------------------
+# Window schedules (the families are in optuna_fmd._families, re-exported here)
+# --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Schedule:
     """A schedule of ``windows`` values, each shared over a contiguous window of steps.
@@ -286,9 +291,9 @@ class Schedule:
     params: str | tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        _check_windows(self.windows)
-        low = _finite("low", self.low)
-        high = _finite("high", self.high)
+        check_windows(self.windows)
+        low = finite("low", self.low)
+        high = finite("high", self.high)
         if not low < high:
             raise ValueError(
                 f"`low` must be smaller than `high`, but got low={low} >= high={high}."
@@ -297,12 +302,12 @@ class Schedule:
             raise ValueError(f"`low` must be positive when `log=True`, but got low={low}.")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
-        object.__setattr__(self, "params", _check_target(self.hyper, self.params))
+        object.__setattr__(self, "params", check_target(self.hyper, self.params))
         if self.init is None:
             default = math.sqrt(low * high) if self.log else 0.5 * (low + high)
             object.__setattr__(self, "init", default)
         else:
-            init = _finite("init", self.init)
+            init = finite("init", self.init)
             if not low <= init <= high:
                 raise ValueError(
                     f"`init` must lie inside [low, high] = [{low}, {high}], but got init={init}."
@@ -316,7 +321,7 @@ class Schedule:
 
     def validate_values(self, name: str, values: Sequence[float]) -> list[float]:
         """Check a list of window values against this schedule; return them as floats."""
-        out = _check_values(name, values, self.windows)
+        out = check_values(name, values, self.windows)
         for k, v in enumerate(out):
             if not self.low <= v <= self.high:
                 raise ValueError(
@@ -335,365 +340,6 @@ class Schedule:
 
     def pullback(self, xs: Sequence[float], window_hypergradient: Sequence[float]) -> list[float]:
         return [float(g) for g in window_hypergradient]
-
-
-# --------------------------------------------------------------------------------------------
-# Schedule families
-# --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class FamilyParam:
-    """One parameter of a family: its bounds, scale and starting value (default: the middle,
-    geometric on a log scale)."""
-
-    low: float
-    high: float
-    log: bool = False
-    init: float | None = None
-
-    def __post_init__(self) -> None:
-        low, high = _finite("low", self.low), _finite("high", self.high)
-        if not low < high or (self.log and low <= 0):
-            raise ValueError(
-                f"a family parameter needs low < high (and low > 0 on a log scale), but got "
-                f"low={low}, high={high}, log={self.log}."
-            )
-        if self.init is not None and not low <= _finite("init", self.init) <= high:
-            raise ValueError(f"`init` must lie inside [{low}, {high}], but got {self.init!r}.")
-
-    def start(self) -> float:
-        if self.init is not None:
-            return float(self.init)
-        return math.sqrt(self.low * self.high) if self.log else 0.5 * (self.low + self.high)
-
-
-def _midpoints(windows: int) -> list[float]:
-    if isinstance(windows, bool) or not isinstance(windows, int) or windows < 1:
-        raise ValueError(f"`windows` must be a positive int, but got {windows!r}.")
-    return [(k + 0.5) / windows for k in range(windows)]
-
-
-class Family:
-    """A schedule given by a few parameters (subclasses set :attr:`parameters` and define
-    :meth:`value` and :meth:`gradient` at a training fraction ``u``); its ``windows`` values
-    are the function at the window midpoints.
-
-    ``hyper`` and ``params`` restrict it to a layer group, as for :class:`Schedule`.
-    """
-
-    parameters: Mapping[str, FamilyParam] = {}
-
-    def __init__(
-        self,
-        *,
-        windows: int,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        self.windows = _check_windows(windows)
-        self.hyper = hyper
-        self.params = _check_target(hyper, params)
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(windows={self.windows}, parameters={dict(self.parameters)})"
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        raise NotImplementedError
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        """d value(u) / d parameter, for every parameter."""
-        raise NotImplementedError
-
-    def initial(self) -> dict[str, float]:
-        """Every parameter at its start."""
-        return {n: q.start() for n, q in self.parameters.items()}
-
-    def initial_values(self) -> list[float]:
-        """The window values at the start."""
-        return self.window_values(self.initial())
-
-    def check(self, p: Mapping[str, float]) -> dict[str, float]:
-        """``p`` as floats, every parameter present, finite and inside its bounds."""
-        out = {}
-        for n, q in self.parameters.items():
-            if n not in p:
-                raise ValueError(
-                    f"{type(self).__name__} needs parameter `{n}`, but got {dict(p)}."
-                )
-            v = float(p[n])
-            if not (math.isfinite(v) and q.low <= v <= q.high):
-                raise ValueError(
-                    f"{type(self).__name__} parameter `{n}` must lie inside [{q.low}, {q.high}], "
-                    f"but got {p[n]!r}."
-                )
-            out[n] = v
-        return out
-
-    def window_values(self, p: Mapping[str, float]) -> list[float]:
-        """The K window values: the schedule at the window midpoints."""
-        q = self.check(p)
-        return [self.value(u, q) for u in _midpoints(self.windows)]
-
-    def jacobian(self, p: Mapping[str, float]) -> dict[str, list[float]]:
-        """``{param: [d value_k / d param for each window k]}``."""
-        q = self.check(p)
-        grads = [self.gradient(u, q) for u in _midpoints(self.windows)]
-        return {n: [g[n] for g in grads] for n in self.parameters}
-
-    def chain(
-        self, p: Mapping[str, float], window_hypergradient: Sequence[float]
-    ) -> dict[str, float]:
-        """The hypergradient with respect to the family's parameters from the one with respect
-        to its window values (``dL/d value_k``, e.g. an episode's ``hypergradient[hyper]``)."""
-        g = [float(x) for x in window_hypergradient]
-        if len(g) != self.windows:
-            raise ValueError(
-                f"the window hypergradient must have {self.windows} values, but got {len(g)}."
-            )
-        jac = self.jacobian(p)
-        return {n: math.fsum(a * b for a, b in zip(col, g, strict=True)) for n, col in jac.items()}
-
-    def validate_values(self, name: str, values: Sequence[float]) -> list[float]:
-        """Check a list of window values (finite, one per window); return them as floats."""
-        return _check_values(name, values, self.windows)
-
-    # -- the entry protocol of ScheduleSpace: one trial param per family parameter -----------
-    def param_specs(self) -> list[ParamSpec]:
-        return [(n, q.low, q.high, q.log, q.start()) for n, q in self.parameters.items()]
-
-    def values_of(self, xs: Sequence[float]) -> list[float]:
-        return self.window_values(dict(zip(self.parameters, xs, strict=True)))
-
-    def pullback(self, xs: Sequence[float], window_hypergradient: Sequence[float]) -> list[float]:
-        g = self.chain(dict(zip(self.parameters, xs, strict=True)), window_hypergradient)
-        return [g[n] for n in self.parameters]
-
-
-class Constant(Family):
-    """One value over the whole run (one window by default).
-
-    Args:
-        low, high, log: Bounds and scale of ``value``.
-        init: Its start (default: the middle of the bounds).
-    """
-
-    def __init__(
-        self,
-        low: float = 1e-3,
-        high: float = 1.0,
-        *,
-        log: bool = True,
-        init: float | None = None,
-        windows: int = 1,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(windows=windows, hyper=hyper, params=params)
-        self.parameters = {"value": FamilyParam(low, high, log, init)}
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        return p["value"]
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        return {"value": 1.0}
-
-
-class Cosine(Family):
-    """Linear warm-up from 0 to ``peak`` over the fraction ``warmup`` of the run, then a cosine
-    from ``peak`` down to ``final * peak`` (``final`` in [0, 1]).
-
-    Args:
-        low, high: Bounds of ``peak`` (log scale).
-        max_warmup: Upper bound of ``warmup``.
-        init: Start of ``peak`` (default: the geometric middle of the bounds); ``warmup`` and
-            ``final`` start at 0.
-        windows: Windows K.
-    """
-
-    def __init__(
-        self,
-        low: float = 1e-3,
-        high: float = 1.0,
-        *,
-        max_warmup: float = 0.5,
-        init: float | None = None,
-        windows: int = 10,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(windows=windows, hyper=hyper, params=params)
-        if not 0 < max_warmup < 1:
-            raise ValueError(f"`max_warmup` must lie in (0, 1), but got {max_warmup!r}.")
-        self.parameters = {
-            "peak": FamilyParam(low, high, log=True, init=init),
-            "warmup": FamilyParam(0.0, max_warmup, init=0.0),
-            "final": FamilyParam(0.0, 1.0, init=0.0),
-        }
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        peak, w, f = p["peak"], p["warmup"], p["final"]
-        if u < w:
-            return peak * u / w
-        c = 0.5 * (1.0 + math.cos(math.pi * (u - w) / (1.0 - w)))
-        return peak * (f + (1.0 - f) * c)
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        peak, w, f = p["peak"], p["warmup"], p["final"]
-        if u < w:
-            return {"peak": u / w, "warmup": -peak * u / (w * w), "final": 0.0}
-        z = (u - w) / (1.0 - w)
-        c = 0.5 * (1.0 + math.cos(math.pi * z))
-        dc_dw = -0.5 * math.pi * math.sin(math.pi * z) * (u - 1.0) / (1.0 - w) ** 2
-        return {
-            "peak": f + (1.0 - f) * c,
-            "warmup": peak * (1.0 - f) * dc_dw,
-            "final": peak * (1.0 - c),
-        }
-
-
-class Linear(Family):
-    """A straight line from ``start`` down (or up) to ``final * start`` at the end of the run."""
-
-    def __init__(
-        self,
-        low: float = 1e-3,
-        high: float = 1.0,
-        *,
-        max_final: float = 1.0,
-        init: float | None = None,
-        windows: int = 10,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(windows=windows, hyper=hyper, params=params)
-        self.parameters = {
-            "start": FamilyParam(low, high, log=True, init=init),
-            "final": FamilyParam(0.0, max_final, init=0.0),
-        }
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        return p["start"] * (1.0 - (1.0 - p["final"]) * u)
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        return {"start": 1.0 - (1.0 - p["final"]) * u, "final": p["start"] * u}
-
-
-class StepDecay(Family):
-    """``value``, multiplied by ``gamma`` at each milestone (fixed training fractions)."""
-
-    def __init__(
-        self,
-        low: float = 1e-3,
-        high: float = 1.0,
-        *,
-        milestones: Sequence[float] = (0.5, 0.75),
-        init: float | None = None,
-        windows: int = 10,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(windows=windows, hyper=hyper, params=params)
-        ms = [float(m) for m in milestones]
-        if any(not 0 < m < 1 for m in ms) or ms != sorted(set(ms)):
-            raise ValueError(
-                f"`milestones` must be increasing fractions in (0, 1), but got {milestones!r}."
-            )
-        self.milestones = ms
-        self.parameters = {
-            "value": FamilyParam(low, high, log=True, init=init),
-            "gamma": FamilyParam(1e-3, 1.0, log=True, init=0.1),
-        }
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        return p["value"] * p["gamma"] ** sum(m <= u for m in self.milestones)
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        n = sum(m <= u for m in self.milestones)
-        g = p["gamma"]
-        return {"value": g**n, "gamma": p["value"] * n * g ** (n - 1) if n else 0.0}
-
-
-class Custom(Family):
-    """A user's own ``fn(u, **params)``.
-
-    Args:
-        fn: The schedule at training fraction ``u``.
-        parameters: Its parameters.
-        grad: ``grad(u, **params) -> {param: derivative}``; without it, derivatives are central
-            differences of ``fn`` (step ``1e-6`` relative): the chain rule stays exact through the
-            episode and approximates only this closed-form map.
-        windows: Windows K.
-    """
-
-    def __init__(
-        self,
-        fn: Callable[..., float],
-        parameters: Mapping[str, FamilyParam],
-        grad: Callable[..., Mapping[str, float]] | None = None,
-        *,
-        windows: int = 10,
-        hyper: str | None = None,
-        params: str | Sequence[str] | None = None,
-    ) -> None:
-        super().__init__(windows=windows, hyper=hyper, params=params)
-        if not callable(fn) or (grad is not None and not callable(grad)):
-            raise TypeError(f"`fn` and `grad` must be callables, but got {fn!r} and {grad!r}.")
-        if not parameters or not all(isinstance(q, FamilyParam) for q in parameters.values()):
-            raise ValueError(
-                f"`parameters` must map names to FamilyParam, but got {parameters!r}."
-            )
-        self.fn, self.grad, self.parameters = fn, grad, dict(parameters)
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        return float(self.fn(u, **p))
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        if self.grad is not None:
-            g = self.grad(u, **p)
-            return {n: float(g[n]) for n in self.parameters}
-        out = {}
-        for n in self.parameters:
-            h = 1e-6 * max(1.0, abs(p[n]))
-            hi, lo = dict(p), dict(p)
-            hi[n] += h
-            lo[n] -= h
-            out[n] = (self.value(u, hi) - self.value(u, lo)) / (2 * h)
-        return out
-
-
-#: Prefix of a refiner's per-window corrections (``delta_0`` ...).
-DELTA = "delta_"
-
-
-class Refiner(Family):
-    """A family times a windowed correction: value_k = base(u_k) * exp(delta_k).
-
-    The base sets the shape and scale (few parameters, found first); the ``windows`` corrections
-    ``delta_0`` ... (in [-``span``, ``span``], starting at 0) let gradient steps bend it window by
-    window. The refiner has ``windows`` windows whatever the base's.
-    """
-
-    def __init__(self, base: Family, windows: int, *, span: float = 2.0) -> None:
-        super().__init__(windows=windows, hyper=base.hyper, params=base.params)
-        if any(n.startswith(DELTA) for n in base.parameters):
-            raise ValueError(f"the base family's parameters must not be named `{DELTA}<k>`.")
-        self.base = base
-        self.parameters = {
-            **base.parameters,
-            **{f"{DELTA}{k}": FamilyParam(-span, span, init=0.0) for k in range(windows)},
-        }
-
-    def _k(self, u: float) -> int:
-        return min(self.windows - 1, int(u * self.windows))
-
-    def value(self, u: float, p: Mapping[str, float]) -> float:
-        return self.base.value(u, p) * math.exp(p[f"{DELTA}{self._k(u)}"])
-
-    def gradient(self, u: float, p: Mapping[str, float]) -> dict[str, float]:
-        k, scale = self._k(u), math.exp(p[f"{DELTA}{self._k(u)}"])
-        out = {n: g * scale for n, g in self.base.gradient(u, p).items()}
-        out.update({f"{DELTA}{j}": 0.0 for j in range(self.windows)})
-        out[f"{DELTA}{k}"] = self.value(u, p)
-        return out
 
 
 # --------------------------------------------------------------------------------------------

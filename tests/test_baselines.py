@@ -55,3 +55,48 @@ def test_cosine_warmup_rises_then_anneals() -> None:
 def test_bad_inputs_are_named(call: object, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         call()  # type: ignore[operator]
+
+
+def _cosine_before(peak: float, windows: int, warmup: float, final: float) -> list[float]:
+    """``baselines.cosine`` as it was written before it shared the space's cosine maths."""
+    out = []
+    for u in [(i + 0.5) / windows for i in range(windows)]:
+        if u < warmup:
+            out.append(peak * u / warmup)
+        else:
+            c = 1 + math.cos(math.pi * (u - warmup) / (1 - warmup))
+            out.append(final + (peak - final) * 0.5 * c)
+    return out
+
+
+def test_cosine_with_final_zero_is_bitwise_what_it_was() -> None:
+    """Stored comparison results depend on these values: the shared maths computes
+    ``peak * (0.5 * c)`` where the old code computed ``(peak * 0.5) * c``, equal bit for bit
+    because multiplying by 0.5 is exact."""
+    peaks = [1e-5, 3.3e-4, 1e-3, 0.01, 0.05, 0.0731, 0.1, 0.3, 1.0, 2.5, 17.0]
+    warmups = [0.0, 0.01, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 1 / 3, 0.45, 0.5, 0.9]
+    for peak, warmup, windows in itertools.product(peaks, warmups, (1, 3, 4, 10, 25)):
+        got = baselines.cosine(peak, windows, warmup=warmup)
+        want = _cosine_before(peak, windows, warmup, 0.0)
+        assert [v.hex() for v in got] == [v.hex() for v in want], (peak, warmup, windows)
+
+
+def test_cosine_is_the_families_cosine() -> None:
+    """One maths: the baseline with an absolute ``final`` is the family with the fraction
+    ``final / peak``."""
+    from optuna_fmd.space import Cosine, cosine_value, midpoints
+
+    for peak, warmup, final in [(0.1, 0.0, 0.0), (0.2, 0.3, 0.02), (0.05, 0.1, 0.05)]:
+        got = baselines.cosine(peak, 8, warmup=warmup, final=final)
+        family = Cosine(windows=8).window_values(
+            {"peak": peak, "warmup": warmup, "final": final / peak}
+        )
+        assert got == family
+        assert got == [cosine_value(u, peak, warmup, final / peak) for u in midpoints(8)]
+        assert got == pytest.approx(_cosine_before(peak, 8, warmup, final), rel=1e-14)
+
+
+def test_cosine_to_a_nonzero_final_needs_a_nonzero_peak() -> None:
+    with pytest.raises(ValueError, match=r"`peak` must be nonzero for a nonzero `final`"):
+        baselines.cosine(0.0, 4, final=0.1)
+    assert baselines.cosine(0.0, 4) == [0.0] * 4

@@ -53,6 +53,50 @@ def test_the_cli_spaces_are_the_default_spaces() -> None:
     assert family.param_names()[:3] == ["lr_peak", "lr_warmup", "lr_final"]
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_one_builder_makes_the_default_family_space(optimizer: str) -> None:
+    """The CLI's, the comparison's and the sampler's default family spaces are one function's
+    over the window space: the same params, bounds and starts as the family spelled out."""
+    from optuna_fmd.compare import _methods
+    from optuna_fmd.space import family_space
+
+    windows = default_space(optimizer, 4, init={"lr": 0.02})
+    built = family_space(windows)
+    assert _methods.family_space is family_space
+    bounds = DEFAULT_BOUNDS[optimizer]
+    lo, hi, _, _ = bounds["lr"]
+    entries: dict = {"lr": Refiner(Cosine(lo, hi, windows=4, init=0.02), 4)}
+    for h, (low, high, log, init) in bounds.items():
+        if h != "lr":
+            entries[h] = Constant(low, high, log=log, init=init)
+    spelled = fmd.ScheduleSpace(entries)
+    for space in (built, default_family_space(optimizer, 4, init={"lr": 0.02})):
+        assert space.distributions() == spelled.distributions()
+        assert space.initial_params() == spelled.initial_params()
+        assert space.initial_values() == spelled.initial_values()
+    plain = family_space(windows, refine=False)
+    assert plain.param_names()[:3] == ["lr_peak", "lr_warmup", "lr_final"]
+    assert not any("delta" in n for n in plain.param_names())
+
+
+def test_the_cli_family_space_keeps_the_hypers_and_their_order() -> None:
+    space = cli.make_space(["weight_decay", "lr"], 3, lr_init=0.1)
+    assert list(space) == ["weight_decay", "lr"]
+    assert space.initial_params()["lr_peak"] == 0.1
+    assert list(cli.make_space(["momentum"], 3).param_names()) == ["momentum_value"]
+    with pytest.raises(TypeError, match="must hold window schedules"):
+        fmd.space.family_space(default_family_space("sgd", 2))
+
+
+def test_the_families_are_defined_once_and_re_exported() -> None:
+    from optuna_fmd import _families, space
+
+    for name in ("Family", "FamilyParam", "Constant", "Cosine", "Linear", "StepDecay", "Custom"):
+        assert getattr(space, name) is getattr(_families, name)
+    assert space.Refiner is _families.Refiner and space.cosine_value is _families.cosine_value
+    assert baselines.midpoints is space.midpoints
+
+
 # -- families ---------------------------------------------------------------------------------
 FAMILIES = {
     "constant": (Constant(windows=5), {"value": 0.07}),

@@ -18,18 +18,23 @@ from typing import Any
 
 import optuna
 
-from .. import baselines
 from ..episode import run_episode
 from ..objective import HypergradientObjective
 from ..sampler import FMDSampler
-from ..space import Constant, Cosine, Family, Refiner, Schedule, ScheduleSpace
+from ..space import Constant, Cosine, Schedule, ScheduleSpace, family_space
 from ..tasks import Task
 
-__all__ = ["METHODS", "FamilyObjective", "Method", "Study", "open_study"]
+__all__ = ["METHODS", "FamilyObjective", "Method", "Study", "family_space", "open_study"]
 
 Schedules = dict[str, list[float]]
 #: Warm-up fraction range of the cosine family.
 WARMUP = (0.0, 0.5)
+#: The black-box family methods' trial params predate the space's names and keep them:
+#: ``peak_lr`` and ``warmup`` are the lr cosine's ``lr_peak`` and ``lr_warmup`` (its
+#: ``lr_final`` is held at 0), and a constant is named after its hyper (``momentum`` for
+#: ``momentum_value``). TPE orders a trial's params by name, so the space's names would change
+#: its proposals, and stored results (benchmarks/results/*.jsonl) read ``peak_lr``.
+COSINE_NAMES = {"peak_lr": "peak", "warmup": "warmup"}
 #: Intermediate validation losses per episode for Hyperband (resources 1..8 of 9).
 RUNGS = 9
 
@@ -126,24 +131,35 @@ def _family(
     space: ScheduleSpace, family: str
 ) -> tuple[dict[str, tuple[float, float, bool]], Callable[[Mapping[str, float]], Schedules]]:
     """Parameters ``{name: (low, high, log)}`` of a family over ``space``'s hyperparameters and
-    the map from their values to window schedules (lr first; the others constant)."""
-    names = list(space)
-    lr, others = names[0], names[1:]
+    the map from their values to window schedules (lr first; the others constant over its
+    windows): a :class:`~optuna_fmd.space.ScheduleSpace` of families under the names of
+    :data:`COSINE_NAMES`."""
+    families, names = _family_space(space, family)
+    dists = families.distributions()
+    fixed = {p: v for p, v in families.initial_params().items() if p not in names.values()}
+
+    def schedules(p: Mapping[str, float]) -> Schedules:
+        return families.from_params({**fixed, **{names[n]: v for n, v in p.items()}})
+
+    return {n: dists[q] for n, q in names.items()}, schedules
+
+
+def _family_space(space: ScheduleSpace, family: str) -> tuple[ScheduleSpace, dict[str, str]]:
+    """The black-box family over a window space (every entry with the lr's windows) and
+    ``{stored name: space param}`` of the params it searches."""
+    lr = next(iter(space))
     k = space[lr].windows
-    bounds = {
-        h: (_window(space, h).low, _window(space, h).high, _window(space, h).log) for h in names
-    }
-    if family == "constant":
-        return bounds, lambda p: {h: baselines.constant(p[h], k) for h in names}
-    params = {"peak_lr": bounds[lr], "warmup": (*WARMUP, False), **{h: bounds[h] for h in others}}
-
-    def cosine(p: Mapping[str, float]) -> Schedules:
-        return {
-            lr: baselines.cosine(p["peak_lr"], k, warmup=p["warmup"]),
-            **{h: baselines.constant(p[h], k) for h in others},
-        }
-
-    return params, cosine
+    entries: dict[str, Cosine | Constant] = {}
+    names: dict[str, str] = {}
+    for h in space:
+        w = _window(space, h)
+        if h == lr and family == "cosine":
+            entries[h] = Cosine(w.low, w.high, max_warmup=WARMUP[1], init=w.init, windows=k)
+            names.update({n: f"{h}_{local}" for n, local in COSINE_NAMES.items()})
+        else:
+            entries[h] = Constant(w.low, w.high, log=w.log, init=w.init, windows=k)
+            names[h] = f"{h}_value"
+    return ScheduleSpace(entries), names
 
 
 class FamilyObjective:
@@ -228,30 +244,13 @@ def _window(space: ScheduleSpace, name: str) -> Schedule:
     return s
 
 
-def family_space(space: ScheduleSpace, refine: bool = True) -> ScheduleSpace:
-    """FMD's default family space over a window space's hyperparameters and bounds: the lr as
-    a cosine (peak at the lr start, no warm-up) times per-window corrections (with
-    ``refine``), the others as constants at their starts
-    (:func:`optuna_fmd.space.default_family_space`'s shape)."""
-    lr, *others = list(space)
-    s = _window(space, lr)
-    cosine = Cosine(s.low, s.high, init=s.init, windows=s.windows)
-    entries: dict[str, Schedule | Family] = {lr: Refiner(cosine, s.windows) if refine else cosine}
-    for h in others:
-        o = _window(space, h)
-        entries[h] = Constant(o.low, o.high, log=o.log, init=o.init)
-    return ScheduleSpace(entries)
-
-
 def start_params(space: ScheduleSpace, family: str | None) -> dict[str, float]:
     """The common start in a method's own parameters (see the module docstring)."""
     if family is None:
         return space.initial_params()
-    init = {h: vs[0] for h, vs in space.initial_values().items()}
-    if family == "constant":
-        return init
-    lr, *others = list(space)
-    return {"peak_lr": init[lr], "warmup": 0.0, **{h: init[h] for h in others}}
+    families, names = _family_space(space, family)
+    init = families.initial_params()
+    return {n: init[q] for n, q in names.items()}
 
 
 def open_study(
@@ -328,12 +327,11 @@ def _open(
             task, params, schedule_of, seed=seed, rungs=RUNGS if method.pruner else None
         )
     else:  # the cosine with a grid-searched peak lr; the other values stay at the start
-        lr, *others = list(space)
-        init = {h: vs[0] for h, vs in space.initial_values().items()}
-        s = _window(space, lr)
-        peaks = sorted(min(s.high, max(s.low, init[lr] * g)) for g in dict.fromkeys(grid))
+        s = _window(space, next(iter(space)))
+        assert s.init is not None
+        peaks = sorted(min(s.high, max(s.low, s.init * g)) for g in dict.fromkeys(grid))
         params, cosine = _family(space, "cosine")
-        fixed = {"warmup": 0.0, **{h: init[h] for h in others}}
+        fixed = start_params(space, "cosine")  # the other values stay at the start
 
         def grid_schedule(p: Mapping[str, float]) -> Schedules:
             return cosine({**fixed, "peak_lr": p["peak_lr"]})
