@@ -44,3 +44,26 @@ def test_cli_imports_the_package_at_the_top() -> None:
         if isinstance(node, (ast.Import, ast.ImportFrom))
     ]
     assert lazy == []
+
+
+#: No module of the package is longer than this many lines (Optuna's, optax's and torch.func's
+#: modules are a few hundred lines; a longer one holds more than one concern).
+MAX_LINES = 600
+#: The modules still over :data:`MAX_LINES`, each with its size today as a ceiling: the to-do
+#: list for splitting them. Lower a ceiling when a module shrinks; remove it once it is under.
+OVER_LIMIT = {
+    "cli.py": 675,
+    "_outer.py": 748,
+}
+
+
+def _lines(path: Path) -> int:
+    return len(path.read_text().splitlines())
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    sizes = {str(p.relative_to(PACKAGE)): _lines(p) for p in sorted(PACKAGE.rglob("*.py"))}
+    over = {name: n for name, n in sizes.items() if n > OVER_LIMIT.get(name, MAX_LINES)}
+    assert over == {}, f"over {MAX_LINES} lines (or their listed ceiling): {over}"
+    stale = [name for name in OVER_LIMIT if sizes.get(name, 0) <= MAX_LINES]
+    assert stale == [], f"under {MAX_LINES} lines now: drop them from OVER_LIMIT: {stale}"
