@@ -353,13 +353,13 @@ class ParamRef(NamedTuple):
         local: Its name inside the entry (``"3"`` for window 3, ``"peak"``, ``"delta_3"``).
         kind: ``"window"`` (a window value of a :class:`Schedule`), ``"family"`` (a family
             parameter) or ``"correction"`` (a :class:`Refiner`'s correction ``delta_<k>``).
-        index: The window k of a ``"window"`` or ``"correction"`` param, else ``None``.
+        window: The window k of a ``"window"`` or ``"correction"`` param, else ``None``.
     """
 
     entry: str
     local: str
     kind: str
-    index: int | None
+    window: int | None
 
 
 def param_name(entry: str, local: str | int) -> str:
@@ -389,11 +389,11 @@ def parse_param(name: str, entries: Iterable[str] | None = None) -> ParamRef | N
 
     Example:
         >>> parse_param("lr_delta_3", ["lr", "momentum"])
-        ParamRef(entry='lr', local='delta_3', kind='correction', index=3)
+        ParamRef(entry='lr', local='delta_3', kind='correction', window=3)
         >>> parse_param("lr_head_1")
-        ParamRef(entry='lr_head', local='1', kind='window', index=1)
+        ParamRef(entry='lr_head', local='1', kind='window', window=1)
         >>> parse_param("weight_decay_value")
-        ParamRef(entry='weight_decay', local='value', kind='family', index=None)
+        ParamRef(entry='weight_decay', local='value', kind='family', window=None)
     """
     if entries is not None:
         owners = [e for e in entries if name.startswith(f"{e}_") and len(name) > len(e) + 1]
@@ -512,7 +512,7 @@ class ScheduleSpace(Mapping[str, Entry]):
         Example:
             >>> space = default_family_space("sgd", windows=2)
             >>> space.parse("lr_delta_1")
-            ParamRef(entry='lr', local='delta_1', kind='correction', index=1)
+            ParamRef(entry='lr', local='delta_1', kind='correction', window=1)
             >>> space.parse("momentum_value").kind
             'family'
         """
