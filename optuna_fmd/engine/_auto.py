@@ -12,7 +12,9 @@ Cost model, in units of one plain (eager) training step of the same model and ba
 - reverse mode: ``REVERSE + RECOMPUTE * recomputed steps / T``: the forward sweep and one vjp
   per step, plus the steps run again from checkpoints. Every state is kept (no recomputation)
   when the states fit in ``MEMORY_FRACTION`` of the available memory and no snapshots are taken
-  (snapshots keep ``ceil(sqrt(T))``-step segments, so that a run resumes with the same plan).
+  (snapshots keep ``ceil(sqrt(T))``-step segments, so that a run resumes with the same plan);
+  that budget is handed to reverse mode, which then also keeps every step's record (its
+  gradient's graph) when those fit, so that no step runs twice.
 
 The CPU constants are read from ``python benchmarks/engine_auto.py --steps 100 --repeats 3``
 (x86_64, 2 cores shared, 1 thread, torch 2.14.1, MLP 784-64-10, batch 128, whole episodes over
@@ -20,8 +22,11 @@ plain episodes; benchmarks/results/engine_auto_cpu.json): forward mode 3.7 plain
 active column, 6.2 at 3, 8.4 at 6, 15.6 at 16.5 (fit: 4.0 + 0.7 per column); reverse mode
 2.7-3.9 at every N (every state kept), and 3.2 at T = 300, N = 30 in
 benchmarks/results/hypergradient_cost_cpu.json, where ``ceil(sqrt(T))``-step segments cost
-1.06 plain steps more per step (recomputing 0.96 steps per step). With these, reverse mode is
-chosen at every N on a CPU, and it was the faster engine at every N measured.
+1.06 plain steps more per step (recomputing 0.96 steps per step). ``REVERSE`` is the cost of
+reverse mode that keeps states and records each step on the way back; with every step's record
+kept from the forward sweep it is lower (about 2.4, same file), which the model leaves out: it
+only favours reverse mode, already chosen at every N on a CPU, the faster engine at every N
+measured.
 Memory decides otherwise when the time-preferred engine's memory does not fit the budget but the
 other's does (forward mode: ``2 N + 2`` state-sized tensors; reverse mode: its stored states).
 """
@@ -143,7 +148,8 @@ def choose_engine(
     if checkpoint_every is None and memory_budget is None and not snapshots:
         everything = plan_checkpoints(table.steps, state_bytes, checkpoint_every=1)
         if everything.stored_bytes <= budget:
-            own_budget = max(everything.stored_bytes, 1)
+            # the whole budget: reverse mode then also keeps every step's record if they fit
+            own_budget = max(budget, everything.stored_bytes, 1)
     plan = plan_checkpoints(
         table.steps,
         state_bytes,

@@ -20,7 +20,14 @@ from ._functional import Batch, FunctionalModel
 from ._optim import InnerOptimizer
 from ._schedule import window_index, window_start
 
-__all__ = ["HyperTable", "InnerProblem", "Partition", "make_partitions", "seed_global"]
+__all__ = [
+    "HyperTable",
+    "InnerProblem",
+    "Partition",
+    "StepRecord",
+    "make_partitions",
+    "seed_global",
+]
 
 
 class HyperTable:
@@ -172,6 +179,28 @@ def seed_global(seed: int) -> None:
 
 
 @dataclass
+class StepRecord:
+    """One training step recorded for reverse mode (:meth:`InnerProblem.record_step`).
+
+    Attributes:
+        state: The flat state the step started from; its parameters and floating statistics
+            are leaves of ``grads`` and ``new_stats``' autograd graph.
+        hypers: The hyperparameter vector of the step.
+        t: The step index.
+        grads: The gradients the optimiser used (clipped, if clipping), with their graph.
+        new_stats: The updated statistics, with their graph.
+        new_state: The flat state after the step (detached).
+    """
+
+    state: list[Tensor]
+    hypers: Tensor
+    t: int
+    grads: list[Tensor]
+    new_stats: list[Tensor]
+    new_state: list[Tensor]
+
+
+@dataclass
 class InnerProblem:
     """A training run as pure functions; the engine differentiates ``step`` through the run.
 
@@ -257,6 +286,87 @@ class InnerProblem:
         new_stats = [x.detach() for x in new_stats]
         return self.apply_update(params, grads, opt_state, new_stats, hypers, t), loss.detach()
 
+    def record_step(
+        self, state: Sequence[Tensor], hypers: Tensor, t: int, batch: Batch
+    ) -> tuple[StepRecord, Tensor]:
+        """:meth:`step`, keeping the graph of the gradient (taken with ``create_graph=True``)
+        and of the statistics, for :meth:`step_vjp`; the optimiser's update runs without a graph.
+        Returns the record (``record.new_state``: bitwise the state :meth:`step_plain` returns)
+        and the training loss. Call it under ``torch.no_grad()`` or not: it enables gradients
+        where it needs them."""
+        params, opt_state, stats = self.unpack(state)
+        leaves = [p.detach().requires_grad_() for p in params]
+        stat_leaves = [s.detach().requires_grad_(s.is_floating_point()) for s in stats]
+        with torch.enable_grad():
+            loss, new_stats = self.model.train_loss(leaves, stat_leaves, batch)
+            raw = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
+            grads = [
+                torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)
+            ]
+            if self.grad_clip is not None:
+                grads = [g.clamp(-self.grad_clip, self.grad_clip) for g in grads]
+        with torch.no_grad():
+            new_p, new_o = self._optimizer_update(
+                params, [g.detach() for g in grads], opt_state, hypers, t
+            )
+        new_state = [*new_p, *new_o, *(x.detach() for x in new_stats)]
+        n = len(params)
+        record = StepRecord(
+            [*leaves, *state[n : n + len(opt_state)], *stat_leaves],
+            hypers,
+            t,
+            grads,
+            list(new_stats),
+            new_state,
+        )
+        return record, loss.detach()
+
+    def step_vjp(
+        self, record: StepRecord, adjoint: Sequence[Tensor]
+    ) -> tuple[list[Tensor], Tensor]:
+        """``(record of step t, adjoint of state_{t+1}) -> (adjoint of state_t, cotangent of the
+        step's hyperparameter vector)``: the optimiser's update by its
+        :meth:`~._optim.InnerOptimizer.update_vjp`, then one reverse pass through the recorded
+        gradient (a Hessian-vector product) and statistics. ``adjoint`` has one entry per state
+        tensor; every entry of the state must be floating."""
+        params, opt_state, stats = self.unpack(record.state)
+        n, m = len(params), len(opt_state)
+        _, new_opt, _ = self.unpack(record.new_state)
+        with torch.no_grad():
+            p_bar, g_bar, o_bar, h_bar = self._optimizer_update_vjp(
+                [p.detach() for p in params],
+                [g.detach() for g in record.grads],
+                opt_state,
+                record.hypers,
+                record.t,
+                new_opt,
+                adjoint[:n],
+                adjoint[n : n + m],
+            )
+        outputs, cotangents = [], []
+        for out, bar in zip(
+            [*record.grads, *record.new_stats], [*g_bar, *adjoint[n + m :]], strict=True
+        ):
+            if out.requires_grad:
+                outputs.append(out)
+                cotangents.append(bar)
+        inputs = [*params, *stats]
+        if outputs:
+            back = torch.autograd.grad(
+                outputs,
+                [x for x in inputs if x.requires_grad],
+                grad_outputs=cotangents,
+                allow_unused=True,
+                materialize_grads=True,
+            )
+        else:
+            back = ()
+        got = iter(back)
+        via = [next(got) if x.requires_grad else torch.zeros_like(x) for x in inputs]
+        with torch.no_grad():
+            state_bar = [a + b for a, b in zip(p_bar, via[:n], strict=True)]
+        return [*state_bar, *o_bar, *via[n:]], h_bar
+
     def apply_update(
         self,
         params: Sequence[Tensor],
@@ -269,11 +379,22 @@ class InnerProblem:
         """The optimiser's update (after gradient clipping) as the next flat state."""
         if self.grad_clip is not None:
             grads = [g.clamp(-self.grad_clip, self.grad_clip) for g in grads]
+        new_params, new_opt = self._optimizer_update(params, grads, opt_state, hypers, t)
+        return [*new_params, *new_opt, *new_stats]
+
+    def _optimizer_update(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        opt_state: Sequence[Tensor],
+        hypers: Tensor,
+        t: int,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """The optimiser's update of (params, optimizer state), partition by partition."""
         names = self.optimizer.hypers
         if self.partitions is None:
             hyper_map = {n: hypers[i] for i, n in enumerate(names)}
-            new_params, new_opt = self.optimizer.update(params, grads, opt_state, hyper_map, t)
-            return [*new_params, *new_opt, *new_stats]
+            return self.optimizer.update(params, grads, opt_state, hyper_map, t)
         n_p = len(params)
         slots = len(opt_state) // n_p
         out_p: list[Tensor] = list(params)
@@ -289,7 +410,58 @@ class InnerProblem:
                 out_p[i] = new_p[pos]
                 for k in range(slots):
                     out_s[k * n_p + i] = new_s[k * len(idx) + pos]
-        return [*out_p, *out_s, *new_stats]
+        return out_p, out_s
+
+    def _optimizer_update_vjp(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        opt_state: Sequence[Tensor],
+        hypers: Tensor,
+        t: int,
+        new_opt: Sequence[Tensor],
+        params_bar: Sequence[Tensor],
+        opt_bar: Sequence[Tensor],
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], Tensor]:
+        """The vjp of :meth:`_optimizer_update`: cotangents of (params, grads, optimizer state,
+        hyperparameter vector)."""
+        names = self.optimizer.hypers
+        if self.partitions is None:
+            hyper_map = {n: hypers[i] for i, n in enumerate(names)}
+            p_bar, g_bar, o_bar, bars = self.optimizer.update_vjp(
+                params, grads, opt_state, hyper_map, t, new_opt, params_bar, opt_bar
+            )
+            h_bar = torch.stack([bars[n] for n in names])
+            if h_bar.shape[0] < hypers.shape[0]:
+                h_bar = torch.cat([h_bar, hypers.new_zeros(hypers.shape[0] - h_bar.shape[0])])
+            return p_bar, g_bar, o_bar, h_bar.to(hypers.dtype)
+        n_p = len(params)
+        slots = len(opt_state) // n_p
+        out_p: list[Tensor] = list(params)
+        out_g: list[Tensor] = list(grads)
+        out_o: list[Tensor] = list(opt_state)
+        h_list = [hypers.new_zeros(()) for _ in range(hypers.shape[0])]
+        for part in self.partitions:
+            idx = part.params
+            sub = [k * n_p + i for k in range(slots) for i in idx]
+            hyper_map = {n: hypers[j] for n, j in zip(names, part.hypers, strict=True)}
+            p_bar, g_bar, o_bar, bars = self.optimizer.update_vjp(
+                [params[i] for i in idx],
+                [grads[i] for i in idx],
+                [opt_state[k] for k in sub],
+                hyper_map,
+                t,
+                [new_opt[k] for k in sub],
+                [params_bar[i] for i in idx],
+                [opt_bar[k] for k in sub],
+            )
+            for pos, i in enumerate(idx):
+                out_p[i], out_g[i] = p_bar[pos], g_bar[pos]
+            for pos, k in enumerate(sub):
+                out_o[k] = o_bar[pos]
+            for n, j in zip(names, part.hypers, strict=True):
+                h_list[j] = h_list[j] + bars[n]
+        return out_p, out_g, out_o, torch.stack(h_list).to(hypers.dtype)
 
     def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
         """Mean validation loss and accuracy over the whole validation split (eval mode)."""

@@ -11,20 +11,27 @@ Walther's idea) trades that memory for recomputation:
 2. Take the gradient of the validation loss with respect to the final state: the adjoint.
 3. Walk the segments backwards. Recompute a segment from its checkpoint (the states of the last
    segment are still held from step 1), with the very same minibatches (``problem.batch_at(t)``)
-   and dropout seeds (``problem.rng(t)``), then carry the adjoint back through each step with one
-   vector-Jacobian product of ``problem.step`` (one reverse-mode autograd pass) with respect to
-   (state, hyperparameter vector). The vjp runs the backward of the step's own gradient too, i.e.
+   and dropout seeds (``problem.rng(t)``), then carry the adjoint back through each step: record
+   the step (:meth:`~._problem.InnerProblem.record_step`: its gradient taken with
+   ``create_graph=True``), then :meth:`~._problem.InnerProblem.step_vjp`: the vjp of the
+   optimiser's update (SGD's in closed form), and one reverse pass through the recorded gradient,
    a Hessian-vector product with the adjoint. The cotangent of the step's hyperparameter vector
    belongs to the window active at that step; all steps are scattered into their columns at the
    end with one ``index_add_`` per hyperparameter.
 
+When every state fits the memory budget and so do the records of every step (measured on the
+first one: minibatch, gradients and the tensors their graph saved), step 1 records every step
+instead of keeping its state, and step 3 only runs the reverse passes: no step is run twice.
+
 Memory: ``ceil(T / c)`` checkpoints plus ``c - 1`` segment states, least (about ``2 sqrt(T)``
-states) at the default ``c = ceil(sqrt(T))``. Compute per step, independent of N: the forward
-step, about one recomputed step, and the vjp (a step with its graph recorded, then its backward).
+states) at the default ``c = ceil(sqrt(T))``; or T records. Compute per step, independent of N:
+the forward step, about one recomputed step, the recorded step and its reverse pass; with
+records kept, the recorded step (the forward step) and its reverse pass only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,7 +40,7 @@ import torch
 from torch import Tensor
 
 from ._common import EngineResult, Progress, diverged, state_nbytes
-from ._problem import HyperTable, InnerProblem
+from ._problem import HyperTable, InnerProblem, StepRecord
 from ._snapshot import Snapshot, Snapshots
 
 __all__ = ["CheckpointPlan", "plan_checkpoints", "run_reverse"]
@@ -158,7 +165,9 @@ def run_reverse(
         checkpoint_every: Keep a checkpoint every this many steps (``1``: store every state, no
             recomputation; values of T or above: one segment, every state is kept as well).
         memory_budget: Instead of ``checkpoint_every``: bytes the stored states may take; the
-            segment length that fits with the least recomputation is chosen.
+            segment length that fits with the least recomputation is chosen. When every state
+            fits, and the records of every step too (measured on step 0), the forward sweep
+            keeps those records and no step is run again (without snapshots).
         progress: Called as ``progress(t, train_loss)`` after each step of the forward pass.
         snapshots: Save a :class:`~optuna_fmd.engine.Snapshot` at segment boundaries, about every
             ``snapshots.every`` steps of either sweep (forward sweep: the state and the
@@ -199,12 +208,27 @@ def run_reverse(
         sweep.resume(snap)
     else:
         sweep.state = state
+        if (
+            snapshots is None
+            and memory_budget is not None
+            and plan.recomputed_steps == 0
+            and table.n_columns > 0
+            and all(s.is_floating_point() for s in state)
+        ):
+            sweep.record_budget = memory_budget
     result = sweep.run(progress)
     if result is not None:  # diverged
         return result
     # 2. The adjoint of the final state: the gradient of the validation loss.
     float_idx = [i for i, s in enumerate(sweep.state) if s.is_floating_point()]
     val_loss, val_acc, adjoint = _final_adjoint(problem, sweep.state, float_idx)
+    if sweep.records is not None:  # every step recorded: back through the records
+        h_bar = sweep.state[0].new_zeros((steps, len(table.names)))
+        records = sweep.records
+        for t in range(steps - 1, -1, -1):
+            adjoint, h_bar[t] = problem.step_vjp(records.pop(), adjoint)
+        hg = _scatter_columns(table, h_bar)
+        return EngineResult(sweep.state, val_loss, val_acc, hg, steps, False, sweep.loss_value)
     end = Snapshot(
         engine="reverse",
         step=steps,
@@ -238,6 +262,9 @@ class _ForwardSweep:
         self.segment: list[list[Tensor]] = []
         self.loss_value = float("nan")
         self.first = self.seen = 0  # seen: progress (both sweeps) at the last segment boundary
+        #: Record every step (:meth:`InnerProblem.record_step`) if they fit this many bytes.
+        self.record_budget: int | float | None = None
+        self.records: list[StepRecord] | None = None
 
     def resume(self, snap: Snapshot) -> None:
         self.first = self.seen = snap.step
@@ -252,14 +279,24 @@ class _ForwardSweep:
         problem, table, c = self.problem, self.table, self.c
         with torch.no_grad():
             for t in range(self.first, problem.steps):
-                if t % c == 0:
-                    self._boundary(t)
-                else:
-                    self.segment.append(self.state)
+                if self.records is None:
+                    if t % c == 0:
+                        self._boundary(t)
+                    else:
+                        self.segment.append(self.state)
                 h = table.values_at(t, self.state[0])
                 batch = problem.batch_at(t)
-                with problem.rng(t):
-                    self.state, loss = problem.step_plain(self.state, h, t, batch)
+                if self.records is not None or (t == 0 and self.record_budget is not None):
+                    with problem.rng(t):
+                        record, loss = problem.record_step(self.state, h, t, batch)
+                    self.state = record.new_state
+                    if self.records is not None:
+                        self.records.append(record)
+                    elif self._records_fit(record):
+                        self.records, self.checkpoints, self.segment = [record], [], []
+                else:
+                    with problem.rng(t):
+                        self.state, loss = problem.step_plain(self.state, h, t, batch)
                 self.loss_value = float(loss)
                 if progress is not None:
                     progress(t, self.loss_value)
@@ -269,6 +306,12 @@ class _ForwardSweep:
                         self.state, float(val), float(acc), None, t + 1, True, self.loss_value
                     )
         return None
+
+    def _records_fit(self, record: StepRecord) -> bool:
+        """Whether a record like ``record`` for every step fits :attr:`record_budget`."""
+        assert self.record_budget is not None
+        per_step = state_nbytes(record.state) + record_nbytes(record)
+        return self.problem.steps * per_step <= self.record_budget
 
     def _boundary(self, t: int) -> None:
         """A segment starts at step ``t``: maybe a snapshot, then a new checkpoint."""
@@ -316,7 +359,7 @@ def _backward_sweep(
     )
     last = len(checkpoints) - 1 if at.step == steps else at.step // c - 1
     seen = 2 * steps - at.step if seen is None else seen
-    step_vjp = _make_step_vjp(problem, float_idx)
+    step_vjp = _make_step_vjp(problem, float_idx, len(result_state))
     for index in range(last, -1, -1):
         start = index * c
         stop = min(start + c, steps)
@@ -381,16 +424,25 @@ def _recompute(
 StepVjp = Callable[[list[Tensor], Tensor, int, list[Tensor]], tuple[list[Tensor], Tensor]]
 
 
-def _make_step_vjp(problem: InnerProblem, float_idx: list[int]) -> StepVjp:
+def _make_step_vjp(problem: InnerProblem, float_idx: list[int], n_state: int) -> StepVjp:
     """``(state_t, h_t, t, adjoint of state_{t+1}) -> (adjoint of state_t, cotangent of h_t)``.
 
-    The step is rebuilt with ordinary autograd (its gradient taken with ``create_graph=True``),
-    then one reverse pass gives both cotangents: bitwise what ``torch.func.grad`` inside the step
-    gives, about 1.4x faster on a small CPU model, and ``torch.func.vjp`` of the step is slower
-    still. Only floating entries of the state are differentiated (the others are constants).
+    The step is recorded (:meth:`InnerProblem.record_step`: its gradient taken with
+    ``create_graph=True``), then :meth:`InnerProblem.step_vjp` gives both cotangents: the
+    optimiser's update by its closed form, the rest by one reverse pass. A state with entries
+    that are not floating (held constant) is differentiated through the whole step instead,
+    ``problem.step_graph``, by one reverse pass.
     """
 
     def step_vjp(
+        state: list[Tensor], h: Tensor, t: int, adjoint: list[Tensor]
+    ) -> tuple[list[Tensor], Tensor]:
+        batch = problem.batch_at(t)
+        with problem.rng(t):
+            record, _ = problem.record_step(state, h, t, batch)
+        return problem.step_vjp(record, adjoint)
+
+    def step_vjp_graph(
         state: list[Tensor], h: Tensor, t: int, adjoint: list[Tensor]
     ) -> tuple[list[Tensor], Tensor]:
         batch = problem.batch_at(t)
@@ -410,7 +462,46 @@ def _make_step_vjp(problem: InnerProblem, float_idx: list[int]) -> StepVjp:
             )
         return list(grads[:-1]), grads[-1]
 
-    return step_vjp
+    return step_vjp if len(float_idx) == n_state else step_vjp_graph
+
+
+def record_nbytes(record: StepRecord) -> int:
+    """Bytes a :class:`StepRecord` holds beyond its two states: the tensors its autograd graph
+    saved (minibatch, activations, ...) and its gradients and statistics, each storage once."""
+    held = {
+        x.untyped_storage().data_ptr() for x in (*record.state, *record.new_state) if x.numel()
+    }
+    seen: set[int] = set()
+    total = 0
+
+    def count(x: object) -> None:
+        nonlocal total
+        if isinstance(x, (list, tuple)):
+            for y in x:
+                count(y)
+            return
+        if not isinstance(x, Tensor) or x.numel() == 0:
+            return
+        storage = x.untyped_storage()
+        key = storage.data_ptr()
+        if key not in held and key not in seen:
+            seen.add(key)
+            total += storage.nbytes()
+
+    nodes = [x.grad_fn for x in (*record.grads, *record.new_stats) if x.grad_fn is not None]
+    visited: set[int] = set()
+    while nodes:
+        node = nodes.pop()
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        for name in dir(node):
+            if name.startswith("_saved_"):
+                with contextlib.suppress(RuntimeError):  # a saved tensor already freed
+                    count(getattr(node, name))
+        nodes.extend(nxt for nxt, _ in node.next_functions if nxt is not None)
+    count([*record.grads, *record.new_stats])
+    return total
 
 
 def _scatter_columns(table: HyperTable, h_bar: Tensor) -> Tensor:

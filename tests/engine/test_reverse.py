@@ -133,14 +133,18 @@ def test_step_count_matches_the_plan() -> None:
         return counting
 
     problem.step_plain = counted(problem.step_plain)  # type: ignore[method-assign]
-    problem.step_graph = counted(problem.step_graph)  # type: ignore[method-assign]
+    problem.record_step = counted(problem.record_step)  # type: ignore[method-assign]
     for c in (1, 3, 6, STEPS):
         calls.clear()
         run_reverse(problem, table, state0, checkpoint_every=c)
         plan = plan_checkpoints(STEPS, state_nbytes(state0), checkpoint_every=c)
-        # forward pass + recomputation + one vjp per step
+        # forward pass + recomputation + one recorded step (then its vjp) per step
         assert len(calls) == 2 * STEPS + plan.recomputed_steps
     assert plan_checkpoints(STEPS, 1, checkpoint_every=6).recomputed_steps == 3 * 5
+    # every step recorded in the forward pass when the records fit the budget: nothing more
+    calls.clear()
+    run_reverse(problem, table, state0, memory_budget=10**12)
+    assert calls == list(range(STEPS))
 
 
 def test_plan_default_and_memory_budget() -> None:
