@@ -28,14 +28,20 @@ def test_schedule_defaults_and_init() -> None:
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"windows": 0, "low": 0.0, "high": 1.0}, r"`windows` must be at least 1, but got 0"),
-        ({"windows": 2.5, "low": 0.0, "high": 1.0}, r"`windows` must be an int"),
+        ({"windows": 0, "low": 0.0, "high": 1.0}, r"`windows` must be a positive int, but got 0"),
+        (
+            {"windows": 2.5, "low": 0.0, "high": 1.0},
+            r"`windows` must be a positive int, but got 2.5",
+        ),
         ({"windows": 2, "low": 1.0, "high": 1.0}, r"`low` must be smaller than `high`"),
         ({"windows": 2, "low": 2.0, "high": 1.0}, r"low=2.0 >= high=1.0"),
         ({"windows": 2, "low": 0.0, "high": 1.0, "log": True}, r"`low` must be positive"),
         ({"windows": 2, "low": 0.0, "high": 1.0, "init": 2.0}, r"`init` must lie inside"),
-        ({"windows": 2, "low": float("nan"), "high": 1.0}, r"`low` must be finite"),
-        ({"windows": 2, "low": "0", "high": 1.0}, r"`low` must be a real number"),
+        (
+            {"windows": 2, "low": float("nan"), "high": 1.0},
+            r"`low` must be a finite float, but got nan",
+        ),
+        ({"windows": 2, "low": "0", "high": 1.0}, r"`low` must be a finite float, but got .0."),
     ],
 )
 def test_bad_schedules_are_refused(kwargs: dict, match: str) -> None:
@@ -64,7 +70,10 @@ def test_space_names_and_round_trip() -> None:
         ({"lr": [0.1, 0.2], "momentum": [0.5], "beta": [1.0]}, r"unknown: \['beta'\]"),
         ({"lr": [0.1], "momentum": [0.5]}, r"`lr` must have 2 values"),
         ({"lr": [0.1, 5.0], "momentum": [0.5]}, r"`lr` value 1 must lie inside"),
-        ({"lr": [0.1, float("inf")], "momentum": [0.5]}, r"must be finite"),
+        (
+            {"lr": [0.1, float("inf")], "momentum": [0.5]},
+            r"`lr\[1\]` must be a finite float, but got inf",
+        ),
     ],
 )
 def test_space_refuses_bad_schedules(schedules: dict, match: str) -> None:
