@@ -24,7 +24,15 @@ from ..sampler import FMDSampler
 from ..space import Constant, Cosine, Schedule, ScheduleSpace, family_space
 from ..tasks import Task
 
-__all__ = ["METHODS", "FamilyObjective", "Method", "Study", "family_space", "open_study"]
+__all__ = [
+    "METHODS",
+    "FamilyObjective",
+    "Method",
+    "Study",
+    "describe_space",
+    "family_space",
+    "open_study",
+]
 
 Schedules = dict[str, list[float]]
 #: Warm-up fraction range of the cosine family.
@@ -236,6 +244,19 @@ class Study:
         return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
 
 
+def describe_space(method: Method, layers: bool) -> str:
+    """What ``method`` searches, in words: its own space, or on a per-layer task (``layers``)
+    the per-layer space for FMD and the samplers over many params."""
+    if layers and method.kind in ("fmd", "window"):
+        suffix = (
+            " without hypergradients (pattern steps only)"
+            if method.sampler == "fmd-pattern"
+            else ""
+        )
+        return "per layer: a cosine per layer, momentum and weight decay constants" + suffix
+    return method.space
+
+
 def _window(space: ScheduleSpace, name: str) -> Schedule:
     """The window schedule ``name`` of a task's window space."""
     s = space[name]
@@ -346,11 +367,7 @@ def _open(
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     study.set_user_attr("method", method.name)
     study.set_user_attr("seed", seed)
-    described = method.space
-    if space.groups() and method.kind in ("fmd", "window"):
-        described = (
-            f"per layer: {len(space.groups())} cosines and constants ({space.n_params} params)"
-        )
+    described = describe_space(method, bool(space.groups()))
     study.set_user_attr("space", described)
     if method.kind == "grid":
         for peak in peaks:

@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from . import _stats
-from ._methods import METHODS
+from ._config import TASKS
+from ._methods import METHODS, describe_space
 
 __all__ = ["format_markdown", "plot_results", "summarize"]
 
@@ -234,7 +235,8 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
             trials = f"{d['trials_median']:g}"
             if d["hypergradient_trials_median"]:
                 trials += f" ({d['hypergradient_trials_median']:g} hypergradient)"
-            space = METHODS[m].space if m in METHODS else ""
+            layers = run["task"] in TASKS and TASKS[run["task"]].layers
+            space = describe_space(METHODS[m], layers) if m in METHODS else ""
             lines.append(
                 f"| {m} | {space} | {trials} | {_ci(d['best_val_mean_ci'])} | "
                 f"{_diff(vs) if vs else '(primary)'} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"

@@ -95,3 +95,14 @@ def test_a_quick_deep_unit_runs_every_method_and_scores_per_layer_schedules(spec
         best = unit["methods"][m]["best"]["long"]
         assert best is not None and math.isfinite(best["fresh_val"])
         assert any(n.startswith("lr_l") for n in best["schedule"]) == (m != "tpe-cosine")
+
+
+def test_the_report_says_which_methods_search_the_per_layer_space() -> None:
+    from optuna_fmd.compare._methods import describe_space
+
+    assert describe_space(compare.METHODS["tpe"], True).startswith("per layer")
+    assert "pattern steps only" in describe_space(compare.METHODS["pattern"], True)
+    assert (
+        describe_space(compare.METHODS["tpe-cosine"], True) == compare.METHODS["tpe-cosine"].space
+    )
+    assert describe_space(compare.METHODS["tpe"], False) == "30-dim windows"
