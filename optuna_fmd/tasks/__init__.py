@@ -1,6 +1,14 @@
 """Training tasks: offline datasets, models and the inner optimiser, as small configs."""
 
-from ._base import Dataset, Digits, Synthetic, Task, random_split
+from ._base import (
+    Dataset,
+    Digits,
+    Synthetic,
+    Task,
+    long_tailed_counts,
+    long_tailed_split,
+    random_split,
+)
 from ._custom import Custom
 from ._models import build_model, layer_groups
 from ._vision import CIFAR10, MNIST, DatasetNotFoundError, FashionMNIST, data_cache_dir
@@ -18,5 +26,7 @@ __all__ = [
     "build_model",
     "data_cache_dir",
     "layer_groups",
+    "long_tailed_counts",
+    "long_tailed_split",
     "random_split",
 ]

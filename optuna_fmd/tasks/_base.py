@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -10,11 +11,19 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .._checks import positive_int
+from .._checks import ArgumentTypeError, positive_int
 from ..engine import InnerOptimizer, make_optimizer
 from ._models import build_model
 
-__all__ = ["Dataset", "Digits", "Synthetic", "Task"]
+__all__ = [
+    "Dataset",
+    "Digits",
+    "Synthetic",
+    "Task",
+    "long_tailed_counts",
+    "long_tailed_split",
+    "random_split",
+]
 
 Batch = tuple[Tensor, Tensor]
 
@@ -49,6 +58,18 @@ class Task:
         hypers: Fixed values of the optimiser's hyperparameters that are not scheduled.
         val_batch_size: Batch size of the validation pass.
         grad_clip: Clamp each gradient entry to ``[-grad_clip, grad_clip]`` (off by default).
+        imbalance: Train on a long-tailed subsample with this ratio of the largest to the
+            smallest class (``None``, the default: the whole training part, as drawn by
+            :func:`random_split`). The profile is the exponential one of CIFAR-10-LT (Cao et al.,
+            2019, "Learning Imbalanced Datasets with Label-Distribution-Aware Margin Loss"):
+            class ``c`` of ``C`` (in index order) keeps
+            ``n_c = max(1, floor(n_max * imbalance ** (-c / (C - 1))))`` training examples, where
+            ``n_max`` is the smallest per-class count left once the validation split is held
+            out; ``1`` gives a balanced training part of ``n_max`` per class. The validation
+            split is then balanced: ``max(1, round(val_fraction * min_c N_c))`` examples of every
+            class (``N_c``: its count in the training data), drawn before the subsampling. Which
+            examples are kept is drawn from the episode seed (see :func:`long_tailed_split`);
+            the test split is untouched. Needs integer class labels; a finite real ``>= 1``.
     """
 
     model: str = "mlp"
@@ -64,6 +85,7 @@ class Task:
     hypers: Mapping[str, float] = field(default_factory=dict)
     val_batch_size: int = 1000
     grad_clip: float | None = None
+    imbalance: float | None = None
     _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
 
     name: ClassVar[str] = "task"
@@ -82,6 +104,13 @@ class Task:
             raise ValueError(f"`dtype` must be a floating torch.dtype, but got {self.dtype!r}.")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"`grad_clip` must be positive or None, but got {self.grad_clip!r}.")
+        imb = self.imbalance
+        if imb is not None:
+            rule = f"`imbalance` must be a finite real >= 1 or None, but got {imb!r}."
+            if isinstance(imb, bool) or not isinstance(imb, (int, float)):
+                raise ArgumentTypeError(rule)
+            if not math.isfinite(imb) or imb < 1:
+                raise ValueError(rule)
         opt = self.inner_optimizer()
         unknown = sorted(set(self.hypers) - set(opt.hypers))
         if unknown:
@@ -132,10 +161,69 @@ class Task:
         """Indices into ``data().train_x`` of the (training, validation) parts for ``seed``.
 
         The default holds out a random ``val_fraction`` of the training split, drawn from
-        ``seed``: the same seed gives the same split, bitwise. Tasks with a fixed validation set
-        (:class:`Custom` given ``val``) override this.
+        ``seed``: the same seed gives the same split, bitwise. With ``imbalance`` set, the
+        training part is long-tailed and the validation part balanced (:func:`long_tailed_split`,
+        also drawn from ``seed``). Tasks with a fixed validation set (:class:`Custom` given
+        ``val``) override this.
+
+        Raises:
+            ValueError: ``imbalance`` is set but the labels are not integer class labels, or a
+                class has too few examples to give it validation and training examples.
         """
-        return random_split(self.data().train_x.shape[0], self.val_fraction, seed)
+        if self.imbalance is None:
+            return random_split(self.data().train_x.shape[0], self.val_fraction, seed)
+        labels = self._class_labels("imbalance")
+        n_classes = self.data().n_classes
+        return long_tailed_split(labels, n_classes, self.imbalance, self.val_fraction, seed)
+
+    def _class_labels(self, arg: str) -> Tensor:
+        """The training split's labels on the CPU, checked to be integer class labels (``arg``:
+        the argument or method named in the error).
+
+        Raises:
+            ValueError: The labels are not a 1-D integer tensor with values in
+                ``[0, n_classes)`` (e.g. regression targets).
+        """
+        if "labels" not in self._cache:
+            data = self.data()
+            y = data.train_y
+            if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
+                raise ValueError(
+                    f"`{arg}` needs integer class labels, but the training targets are "
+                    f"{y.dtype} of shape {tuple(y.shape)}."
+                )
+            y = y.cpu().long()
+            lo, hi = int(y.min()), int(y.max())
+            if data.n_classes < 1 or lo < 0 or hi >= data.n_classes:
+                raise ValueError(
+                    f"`{arg}` needs class labels in [0, n_classes), but got labels in "
+                    f"[{lo}, {hi}] with n_classes={data.n_classes}."
+                )
+            self._cache["labels"] = y
+        labels: Tensor = self._cache["labels"]
+        return labels
+
+    def class_counts(self, seed: int) -> list[int]:
+        """The number of training examples of each class in ``split(seed)``'s training part.
+
+        Args:
+            seed: The episode seed (the split it draws).
+
+        Returns:
+            ``n_classes`` counts, class 0 first.
+
+        Raises:
+            ValueError: The task's labels are not integer class labels.
+
+        Example:
+            >>> import optuna_fmd as fmd
+            >>> fmd.tasks.Digits(imbalance=10).class_counts(0)
+            [130, 100, 77, 60, 46, 36, 28, 21, 16, 13]
+        """
+        labels = self._class_labels("class_counts")
+        train_idx, _ = self.split(seed)
+        counts = torch.bincount(labels[train_idx.cpu()], minlength=self.data().n_classes)
+        return [int(c) for c in counts]
 
     def make_model(self, seed: int) -> nn.Module:
         """A freshly initialised model (weights drawn from ``seed``)."""
@@ -153,14 +241,81 @@ class Task:
         return x
 
 
+def _split_generator(seed: int) -> torch.Generator:
+    """The CPU generator every (train, val) split of episode ``seed`` is drawn from."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + 99991)
+
+
 def random_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """(train, val) indices: a random ``fraction`` of ``range(n)`` held out, from ``seed``."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + 99991)
-    perm = torch.randperm(n, generator=g)
+    perm = torch.randperm(n, generator=_split_generator(seed))
     n_val = max(1, round(fraction * n))
     if n_val >= n:
         raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
     return perm[n_val:], perm[:n_val]
+
+
+def long_tailed_counts(n_max: int, n_classes: int, imbalance: float) -> list[int]:
+    """Per-class training counts of the exponential long-tailed profile (CIFAR-10-LT).
+
+    Class ``c`` keeps ``max(1, floor(n_max * imbalance ** (-c / (n_classes - 1))))``: ``n_max``
+    for class 0, ``n_max / imbalance`` (floored) for the last class (Cao et al., 2019).
+
+    Example:
+        >>> long_tailed_counts(500, 5, 100.0)
+        [500, 158, 50, 15, 5]
+    """
+    if n_classes == 1:
+        return [n_max]
+    # n_max / imbalance ** e (rather than n_max * imbalance ** -e) is exact at both ends.
+    return [
+        max(1, math.floor(n_max / imbalance ** (c / (n_classes - 1)))) for c in range(n_classes)
+    ]
+
+
+def long_tailed_split(
+    labels: Tensor, n_classes: int, imbalance: float, fraction: float, seed: int
+) -> tuple[Tensor, Tensor]:
+    """(train, val) indices into ``labels``: a balanced validation part held out, then a
+    long-tailed training part (:func:`long_tailed_counts`), both drawn from ``seed``.
+
+    One random permutation from ``seed`` orders every class's examples. The first
+    ``m = max(1, round(fraction * min_c N_c))`` of each class form the validation part (``N_c``:
+    the class's count in ``labels``); ``fraction=0`` holds out nothing. Of the rest, ``n_max`` is
+    the smallest class's count, and the next ``n_c`` of class ``c`` form the training part. Both
+    parts are returned in the permutation's order; the same seed gives the same split, bitwise.
+
+    Args:
+        labels: Integer class labels (N,) in ``[0, n_classes)``, on any device.
+        n_classes: Number of classes C (classes in index order: class 0 is the head).
+        imbalance: Ratio of the largest to the smallest training class, a real >= 1.
+        fraction: Fraction of the smallest class held out of every class for validation.
+        seed: The episode seed.
+
+    Raises:
+        ValueError: A class has fewer than ``m + 1`` examples.
+    """
+    y = labels.cpu().long()
+    perm = torch.randperm(y.shape[0], generator=_split_generator(seed))
+    y_perm = y[perm]
+    counts = torch.bincount(y, minlength=n_classes)
+    smallest = int(counts.min())
+    n_val = max(1, round(fraction * smallest)) if fraction > 0 else 0
+    if smallest < n_val + 1:
+        c = int(counts.argmin())
+        raise ValueError(
+            f"`imbalance` needs at least {n_val + 1} examples of every class ({n_val} for "
+            f"validation, 1 for training), but class {c} has {smallest}."
+        )
+    n_train = torch.tensor(long_tailed_counts(smallest - n_val, n_classes, imbalance))
+    # rank of each example within its class, in the permutation's order
+    sorted_y, order = torch.sort(y_perm, stable=True)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.empty_like(y_perm)
+    rank[order] = torch.arange(y_perm.shape[0]) - starts[sorted_y]
+    val = rank < n_val
+    train = (rank >= n_val) & (rank < n_val + n_train[y_perm])
+    return perm[train], perm[val]
 
 
 def _as_dataset(

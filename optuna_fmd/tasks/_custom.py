@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..engine import FunctionalModel, unsupported_reason
-from ._base import Dataset, Task
+from ._base import Dataset, Task, long_tailed_split
 
 __all__ = ["Custom"]
 
@@ -74,6 +74,12 @@ class Custom(Task):
     drawn from the episode seed. :func:`optuna_fmd.evaluate_schedule` trains on ``train`` and
     ``val`` together and reports on ``test``.
 
+    Imbalance (``imbalance``, see :class:`Task`): without ``val``, a balanced validation split is
+    held out of ``train`` and the rest subsampled to the long-tailed profile, as for the built-in
+    tasks; with ``val`` given, only ``train`` is subsampled (``n_max`` is then its smallest
+    class's count) and ``val`` is used as is, balanced or not. Either needs integer class labels,
+    checked at construction.
+
     The module is refused up front (``ValueError``) when the engine cannot differentiate it: a
     known-unsupported layer (e.g. ``nn.LSTM``), an op without a forward-mode derivative (found by
     one forward-mode pass on a tiny batch), or a forward that writes parameters in place.
@@ -134,6 +140,8 @@ class Custom(Task):
             raise ValueError(f"`n_classes` must be a non-negative int or None, but got {nc!r}.")
         # Materialise the data now, so that malformed data is reported before any training.
         self.data()
+        if self.imbalance is not None:
+            self.split(0)  # labels and class sizes the long-tailed split needs
         if isinstance(m, nn.Module):
             reason = unsupported_reason(m)
             if reason is not None:
@@ -232,12 +240,19 @@ class Custom(Task):
         return Dataset(tx, ty, test_x, test_y, n_classes, tuple(tx.shape[1:]))
 
     def split(self, seed: int) -> tuple[Tensor, Tensor]:
-        """The given ``val`` when there is one, else a random ``val_fraction`` of ``train``."""
+        """The given ``val`` when there is one, else a random ``val_fraction`` of ``train``
+        (with ``imbalance``: see the class docstring)."""
         if self.val is None:
             return super().split(seed)
         n = self.data().train_x.shape[0]
         n_train = self._data_cache["n_train"]
-        return torch.arange(n_train), torch.arange(n_train, n)
+        val = torch.arange(n_train, n)
+        if self.imbalance is None:
+            return torch.arange(n_train), val
+        labels = self._class_labels("imbalance")[:n_train]
+        n_classes = self.data().n_classes
+        train, _ = long_tailed_split(labels, n_classes, self.imbalance, 0.0, seed)
+        return train, val
 
     def make_model(self, seed: int) -> nn.Module:
         """Initial network for ``seed`` (see the class docstring for the rule)."""

@@ -157,7 +157,8 @@ class _Vision(Task):
 
     Args:
         subset: Use only this many training examples (a fixed random subset, the same for every
-            seed; for quick runs and tests). ``None`` uses the whole training split.
+            seed; for quick runs and tests). ``None`` uses the whole training split. With
+            ``imbalance`` set too, the long-tailed split is drawn from this subset.
     """
 
     subset: int | None = None
@@ -268,9 +269,16 @@ class FashionMNIST(_IdxTask):
     Inputs are (1, 28, 28), scaled to [0, 1] then normalised with the training set's mean 0.2860
     and std 0.3530. Offline: ``apt-get install dataset-fashion-mnist`` (see the module docstring).
 
+    Every class has 6,000 training and 1,000 test images. With ``imbalance`` (see :class:`Task`)
+    the training part becomes long-tailed (Fashion-MNIST-LT) and the validation part stays
+    balanced; the test set is untouched, so it stays balanced. At ``imbalance=100`` and
+    ``val_fraction=0.05``: 300 validation images per class and 5700, 3417, 2048, 1228, 736, 441,
+    264, 158, 95, 57 training images for classes 0 to 9.
+
     Example:
         >>> import optuna_fmd as fmd
         >>> task = fmd.tasks.FashionMNIST(model="mlp", steps=2000, batch_size=128)
+        >>> long_tailed = fmd.tasks.FashionMNIST(imbalance=100)
     """
 
     name: ClassVar[str] = "fashion-mnist"
