@@ -33,10 +33,12 @@ from typing import NamedTuple
 from ._checks import check_target, check_values, finite
 from ._checks import windows as check_windows
 from ._families import (
+    CLASS_WEIGHT_BOUNDS,
     DELTA,
     Constant,
     Cosine,
     Custom,
+    DeferredStep,
     Family,
     FamilyParam,
     Linear,
@@ -44,15 +46,20 @@ from ._families import (
     Refiner,
     StepDecay,
     cosine_value,
+    effective_number_weights,
+    inverse_frequency_weights,
+    loss_families,
     midpoints,
 )
 
 __all__ = [
+    "CLASS_WEIGHT_BOUNDS",
     "DEFAULT_BOUNDS",
     "DELTA",
     "Constant",
     "Cosine",
     "Custom",
+    "DeferredStep",
     "Family",
     "FamilyParam",
     "Linear",
@@ -64,7 +71,10 @@ __all__ = [
     "cosine_value",
     "default_family_space",
     "default_space",
+    "effective_number_weights",
     "family_space",
+    "imbalanced_space",
+    "inverse_frequency_weights",
     "midpoints",
     "param_name",
     "parse_param",
@@ -118,22 +128,11 @@ def default_space(
     unknown = [h for h in [*names, *(init or {})] if h not in bounds]
     if unknown or not names:
         raise ValueError(
-            f"`hypers` must be a non-empty subset of {list(bounds)} for optimizer="
-            f"{optimizer!r}, but got {unknown if unknown else names}."
+            f"`hypers` (and the keys of `init`) must be a non-empty subset of {list(bounds)} "
+            f"for optimizer={optimizer!r}, but got {unknown if unknown else names}."
         )
     starts = {h: bounds[h][3] for h in names} | dict(init or {})
-    return ScheduleSpace(
-        {
-            h: Schedule(
-                windows=windows,
-                low=bounds[h][0],
-                high=bounds[h][1],
-                log=bounds[h][2],
-                init=starts[h],
-            )
-            for h in names
-        }
-    )
+    return ScheduleSpace({h: Schedule(windows, *bounds[h][:3], init=starts[h]) for h in names})
 
 
 def default_family_space(
@@ -159,14 +158,6 @@ def default_family_space(
             cosine's peak).
         hypers: Only these hyperparameters, in this order (default: all of the optimiser's).
     """
-    if optimizer not in DEFAULT_BOUNDS:
-        raise ValueError(
-            f"`optimizer` must be one of {list(DEFAULT_BOUNDS)}, but got {optimizer!r}."
-        )
-    bounds = DEFAULT_BOUNDS[optimizer]
-    unknown = [h for h in init or {} if h not in bounds]
-    if unknown:
-        raise ValueError(f"`init` must name hypers of {list(bounds)}, but got {unknown}.")
     return family_space(default_space(optimizer, windows, hypers=hypers, init=init), refine=refine)
 
 
@@ -254,9 +245,34 @@ def per_layer_space(
     return ScheduleSpace(entries)
 
 
-# --------------------------------------------------------------------------------------------
-# Window schedules (the families are in optuna_fmd._families, re-exported here)
-# --------------------------------------------------------------------------------------------
+def imbalanced_space(
+    class_counts: Iterable[float],
+    optimizer: str = "sgd",
+    windows: int = 10,
+    *,
+    shape: str = "effective",
+    init: Mapping[str, float] | None = None,
+    refine: bool = False,
+    label_smoothing: bool = False,
+) -> ScheduleSpace:
+    """The default space of an imbalanced classification task: :func:`default_family_space`
+    and, per class ``c``, ``cw_<c>``: a :class:`DeferredStep` of its weight (hyper
+    ``class_weight``, params ``str(c)``) from 1 to its ``shape`` weight (``"effective"`` or
+    ``"inverse"``, see :func:`effective_number_weights`); with ``label_smoothing``, a
+    :class:`Constant` in [0, 0.3] from 0; with ``refine``, the lr's and class weights' corrections.
+
+    Example:
+        >>> imbalanced_space([900, 90, 10], windows=4).param_names()[5:8]
+        ['cw_0_switch', 'cw_0_strength', 'cw_1_switch']
+    """
+    entries = default_family_space(optimizer, windows, refine=refine, init=init)
+    loss = loss_families(
+        class_counts, windows, shape=shape, refine=refine, label_smoothing=label_smoothing
+    )
+    return ScheduleSpace({**entries, **loss})
+
+
+# -- Window schedules (the families are in optuna_fmd._families, re-exported here) -------------
 @dataclass(frozen=True)
 class Schedule:
     """A schedule of ``windows`` values, each shared over a contiguous window of steps.
@@ -342,9 +358,7 @@ class Schedule:
         return [float(g) for g in window_hypergradient]
 
 
-# --------------------------------------------------------------------------------------------
-# Param names
-# --------------------------------------------------------------------------------------------
+# -- Param names -------------------------------------------------------------------------------
 class ParamRef(NamedTuple):
     """What a trial parameter stands for in its space.
 
@@ -410,9 +424,7 @@ def parse_param(name: str, entries: Iterable[str] | None = None) -> ParamRef | N
     return _ref(head, k)
 
 
-# --------------------------------------------------------------------------------------------
-# The space
-# --------------------------------------------------------------------------------------------
+# -- The space ---------------------------------------------------------------------------------
 Entry = Schedule | Family
 
 
