@@ -15,6 +15,7 @@ from torch import Tensor
 
 from .engine import (
     ENGINES,
+    LOSS_HYPERS,
     Choice,
     EngineResult,
     FunctionalModel,
@@ -23,9 +24,11 @@ from .engine import (
     Snapshot,
     Snapshots,
     choose_engine,
+    make_loss_side,
     make_partitions,
     run_hypergradient,
     run_plain,
+    split_groups,
 )
 from .tasks import Task
 
@@ -37,6 +40,7 @@ __all__ = [
     "check_engine",
     "check_schedules",
     "check_seed",
+    "class_accuracy",
     "run_episode",
 ]
 
@@ -60,6 +64,11 @@ class EpisodeResult:
         diverged: Whether the training loss became NaN or infinite (the episode then stops).
         engine: The engine that computed the hypergradient (``"forward"``, ``"reverse"``, ...;
             ``"none"`` without hypergradient).
+        val_class_accuracy: Validation accuracy of each class, where classes matter (an
+            imbalanced task, or class weights or label smoothing scheduled); else ``None``.
+
+    On an imbalanced task (``task.imbalance``) ``val_loss`` and ``val_accuracy`` are balanced:
+    the means over classes of each class's mean loss and accuracy.
     """
 
     val_loss: float
@@ -71,6 +80,15 @@ class EpisodeResult:
     train_loss: float
     diverged: bool
     engine: str
+    val_class_accuracy: tuple[float, ...] | None = None
+
+
+def class_accuracy(problem: InnerProblem, state: Sequence[Tensor]) -> tuple[float, ...] | None:
+    """Each class's accuracy on ``problem``'s validation batches where classes matter (a balanced
+    score, class weights or label smoothing), else ``None``."""
+    if not problem.balanced and problem.loss_side is None:
+        return None
+    return tuple(problem.class_accuracy(state))
 
 
 def check_engine(engine: object) -> str:
@@ -92,15 +110,16 @@ def check_schedules(
 ) -> dict[str, list[float]]:
     """``schedules`` as ``{name: [float, ...]}`` after checking them against ``task``.
 
-    Every name must be a hyperparameter of the task's optimiser (or a group of ``groups``), with
-    between 1 and ``task.steps`` finite values; anything else raises one clear error naming the
-    schedule, the rule and the value.
+    Every name must be a hyperparameter of the task's optimiser, a loss-side one
+    (``class_weight``, ``label_smoothing``) or a group of ``groups``, with between 1 and
+    ``task.steps`` finite values; anything else raises one clear error naming the schedule, the
+    rule and the value.
     """
     if not isinstance(schedules, Mapping):
         raise TypeError(
             f"`schedules` must map hyper name -> list of values, but got {schedules!r}."
         )
-    hypers = task.inner_optimizer().hypers
+    hypers = [*task.inner_optimizer().hypers, *LOSS_HYPERS]
     out: dict[str, list[float]] = {}
     groups = groups or {}
     if not isinstance(groups, Mapping):
@@ -116,8 +135,8 @@ def check_schedules(
     for name, values in schedules.items():
         if name not in hypers and name not in groups:
             raise ValueError(
-                f"schedule `{name}` is not a hyperparameter of optimizer={task.optimizer!r}; "
-                f"it has {list(hypers)}."
+                f"schedule `{name}` is not a hyperparameter of optimizer={task.optimizer!r} "
+                f"or of the loss; they are {list(hypers)}."
             )
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise TypeError(f"schedule `{name}` must be a list of floats, but got {values!r}.")
@@ -213,10 +232,18 @@ def make_problem(
     module = task.make_model(seed)
     model = FunctionalModel(module, task.make_loss())
     optimizer = task.inner_optimizer()
-    names = [*optimizer.hypers, *(groups or {})]
+    loss_names = [n for n in LOSS_HYPERS if n in checked]
+    names = [*optimizer.hypers, *loss_names, *(groups or {})]
+    param_groups, class_groups = split_groups(groups)
     partitions = None
-    if groups:
-        partitions = make_partitions(model.param_names, optimizer.hypers, names, groups)
+    if param_groups:
+        partitions = make_partitions(model.param_names, optimizer.hypers, names, param_groups)
+    loss_side = make_loss_side(names, class_groups, task.data().n_classes)
+    if loss_side is not None and getattr(task, "loss", None) is not None:
+        raise ValueError(
+            "class weights and label smoothing weight the cross-entropy loss, but this task "
+            "has a loss of its own (`loss=`); drop one or the other."
+        )
     problem = InnerProblem(
         model=model,
         optimizer=optimizer,
@@ -226,6 +253,8 @@ def make_problem(
         seed=seed,
         grad_clip=task.grad_clip,
         partitions=partitions,
+        loss_side=loss_side,
+        balanced=task.imbalance is not None,
     )
     values: dict[str, list[float]] = {n: [v] for n, v in task.fixed_hypers().items()}
     values.update(checked)
@@ -393,6 +422,7 @@ def run_episode(
         train_loss=result.train_loss,
         diverged=result.diverged,
         engine=engine if hypergradient and table.n_columns else "none",
+        val_class_accuracy=None if result.diverged else class_accuracy(problem, result.state),
     )
 
 

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ._checks import optional_positive_int
 from .engine import HyperTable, InnerProblem, run_plain
-from .episode import Groups, check_schedules, check_seed, make_problem
+from .episode import Groups, check_schedules, check_seed, class_accuracy, make_problem
 from .space import ScheduleSpace
 from .tasks import Task
 
@@ -32,6 +32,8 @@ class SeedEvaluation:
         steps: Steps run (fewer than asked if training diverged).
         diverged: Whether the training loss became NaN or infinite.
         seconds: Wall-clock seconds of the run.
+        test_class_accuracy: Test accuracy of each class where classes matter (as
+            :attr:`~optuna_fmd.EpisodeResult.val_class_accuracy`), else ``None``.
     """
 
     seed: int
@@ -42,6 +44,7 @@ class SeedEvaluation:
     steps: int
     diverged: bool
     seconds: float
+    test_class_accuracy: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,9 @@ class EvaluationResult:
         steps: The training horizon used.
         test_metric: Mean of the task's ``metric`` (``None`` when it defines none).
         test_metric_std: Its std over seeds.
+        test_class_accuracy: Mean over seeds of each class's test accuracy, where classes
+            matter (an imbalanced task: ``test_accuracy`` is then their mean, the balanced
+            accuracy), else ``None``.
     """
 
     test_accuracy: float
@@ -69,6 +75,7 @@ class EvaluationResult:
     steps: int
     test_metric: float | None = None
     test_metric_std: float | None = None
+    test_class_accuracy: tuple[float, ...] | None = None
 
 
 def _mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -102,8 +109,9 @@ def build_final_training(
     groups: Groups | None = None,
 ) -> tuple[InnerProblem, HyperTable, list[Tensor]]:
     """The engine's view of a final-evaluation run: train on the whole training split (no
-    validation held out) for ``steps`` (default ``task.steps``); the problem's validation batches
-    are the test set.
+    validation held out; on an imbalanced task, its long-tailed training part, so that the
+    imbalance stays what the schedule was tuned for) for ``steps`` (default ``task.steps``); the
+    problem's validation batches are the test set.
     """
     seed = check_seed(seed)
     checked = check_schedules(task, schedules, groups)
@@ -114,10 +122,14 @@ def build_final_training(
             f"`task` ({type(task).__name__}) has no test split, so it cannot be evaluated; "
             "give the task test data (e.g. Custom(test=(x, y)))."
         )
+    train = (data.train_x, data.train_y)
+    if task.imbalance is not None:
+        idx = task.split(seed)[0].to(data.train_x.device)
+        train = (data.train_x[idx], data.train_y[idx])
     return make_problem(
         task,
         checked,
-        (data.train_x, data.train_y),
+        train,
         (data.test_x, data.test_y),
         seed=seed,
         steps=horizon,
@@ -145,7 +157,8 @@ def evaluate_schedule(
     space: ScheduleSpace | None = None,
     groups: Groups | None = None,
 ) -> EvaluationResult:
-    """Retrain ``schedules`` from scratch on train+val and report test accuracy and loss.
+    """Retrain ``schedules`` from scratch on train+val and report test accuracy and loss
+    (balanced, and per class, on an imbalanced task).
 
     The paper's final evaluation (Micaelli & Storkey, NeurIPS 2021): for each seed, fresh weights
     are trained with the task's inner optimiser on the whole training split (the validation part
@@ -209,6 +222,7 @@ def evaluate_schedule(
         with torch.random.fork_rng(devices=[]):
             result = run_plain(problem, table, state0)
         metric = None if result.diverged else _metric(task, problem, result.state)
+        per_class = None if result.diverged else class_accuracy(problem, result.state)
         runs.append(
             SeedEvaluation(
                 seed=seed,
@@ -219,6 +233,7 @@ def evaluate_schedule(
                 steps=result.steps_done,
                 diverged=result.diverged,
                 seconds=time.perf_counter() - start,
+                test_class_accuracy=per_class,
             )
         )
     acc, acc_std = _mean_std([r.test_accuracy for r in runs])
@@ -227,6 +242,10 @@ def evaluate_schedule(
     if getattr(task, "metric", None) is not None:
         vals = [r.test_metric if r.test_metric is not None else float("nan") for r in runs]
         metric_mean, metric_std = _mean_std(vals)
+    per_class_mean = None
+    if all(r.test_class_accuracy is not None for r in runs):
+        columns = zip(*(r.test_class_accuracy or () for r in runs), strict=True)
+        per_class_mean = tuple(_mean_std(list(c))[0] for c in columns)
     return EvaluationResult(
         test_accuracy=acc,
         test_accuracy_std=acc_std,
@@ -236,4 +255,5 @@ def evaluate_schedule(
         steps=horizon,
         test_metric=metric_mean,
         test_metric_std=metric_std,
+        test_class_accuracy=per_class_mean,
     )

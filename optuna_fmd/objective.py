@@ -18,7 +18,7 @@ from typing import Any
 import optuna
 
 from ._checks import optional_positive_int
-from .engine import ScheduleSpace, make_partitions
+from .engine import LOSS_HYPERS, ScheduleSpace, make_loss_side, make_partitions, split_groups
 from .episode import EpisodeResult, check_engine, run_episode
 from .sampler import STATE_KEY, state_wants_hypergradient
 from .tasks import Task
@@ -110,10 +110,11 @@ class HypergradientObjective:
         hypers = list(task.inner_optimizer().hypers)
         for name, schedule in space.items():
             hyper = schedule.hyper or name
-            if hyper not in hypers:
+            if hyper not in hypers and hyper not in LOSS_HYPERS:
                 raise ValueError(
                     f"`space` schedules {hyper!r}, which is not a hyperparameter of "
-                    f"optimizer={task.optimizer!r}; its hyperparameters are {hypers}."
+                    f"optimizer={task.optimizer!r} or of the loss; they are "
+                    f"{[*hypers, *LOSS_HYPERS]}."
                 )
             if schedule.windows > task.steps:
                 raise ValueError(
@@ -121,9 +122,12 @@ class HypergradientObjective:
                     f"(one step per window at least), but got {schedule.windows}."
                 )
         self.groups = space.groups()
-        if self.groups:  # every group must match some parameter of the task's model
+        param_groups, class_groups = split_groups(self.groups)
+        if param_groups:  # every group must match some parameter of the task's model
             names = [n for n, _ in task.make_model(0).named_parameters()]
-            make_partitions(names, hypers, [*hypers, *self.groups], self.groups)
+            make_partitions(names, hypers, [*hypers, *param_groups], param_groups)
+        if class_groups:  # ... and every class group some class of its data
+            make_loss_side(list(class_groups), class_groups, task.data().n_classes)
         if not isinstance(hypergradient, bool):
             raise TypeError(f"`hypergradient` must be a bool, but got {hypergradient!r}.")
         check_engine(engine)  # here, before any trial runs

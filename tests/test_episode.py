@@ -23,8 +23,9 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
     [
         (
             {"learning_rate": [0.1]},
-            r"schedule `learning_rate` is not a hyperparameter of "
-            r"optimizer='sgd'; it has \['lr', 'momentum', 'weight_decay'\]",
+            r"schedule `learning_rate` is not a hyperparameter of optimizer='sgd' or of the "
+            r"loss; they are \['lr', 'momentum', 'weight_decay', 'class_weight', "
+            r"'label_smoothing'\]",
         ),
         ({"beta1": [0.9]}, r"`beta1` is not a hyperparameter of optimizer='sgd'"),
         ({"lr": [0.1] * 21}, r"between 1 and steps=20 windows, but got 21"),

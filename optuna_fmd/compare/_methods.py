@@ -21,7 +21,17 @@ import optuna
 from ..episode import run_episode
 from ..objective import HypergradientObjective
 from ..sampler import FMDSampler
-from ..space import Constant, Cosine, Schedule, ScheduleSpace, family_space
+from ..space import (
+    Constant,
+    Cosine,
+    DeferredStep,
+    Family,
+    Schedule,
+    ScheduleSpace,
+    effective_number_weights,
+    family_space,
+    inverse_frequency_weights,
+)
 from ..tasks import Task
 
 __all__ = [
@@ -131,42 +141,102 @@ METHODS: dict[str, Method] = {
             pruner=True,
         ),
         Method("cosine-grid", "grid", "cosine, peak lr on a grid, other values fixed", "grid"),
+        Method(
+            "tpe-drw",
+            "family",
+            "deferred re-weighting (effective-number weights): switch, strength; cosine peak lr",
+            "tpe",
+            "drw",
+        ),
+        Method(
+            "inverse-frequency",
+            "family",
+            "inverse-frequency class weights; cosine: peak lr, warm-up, 2 constants",
+            "tpe",
+            "inverse-frequency",
+        ),
     )
 }
+#: The families that weight classes, and the shape of their weights.
+CLASS_FAMILIES = {"drw": effective_number_weights, "inverse-frequency": inverse_frequency_weights}
 
 
 def _family(
-    space: ScheduleSpace, family: str
+    space: ScheduleSpace, family: str, counts: Sequence[int] | None = None
 ) -> tuple[dict[str, tuple[float, float, bool]], Callable[[Mapping[str, float]], Schedules]]:
     """Parameters ``{name: (low, high, log)}`` of a family over ``space``'s hyperparameters and
     the map from their values to window schedules (lr first; the others constant over its
     windows): a :class:`~optuna_fmd.space.ScheduleSpace` of families under the names of
-    :data:`COSINE_NAMES`."""
-    families, names = _family_space(space, family)
+    :data:`COSINE_NAMES`. The class-weight families (:data:`CLASS_FAMILIES`) add an entry
+    ``cw_<c>`` per class of ``counts`` (the training examples per class)."""
+    families, names = _family_space(space, family, counts)
     dists = families.distributions()
     fixed = {p: v for p, v in families.initial_params().items() if p not in names.values()}
+    shared = {p: n for n, q in names.items() for p in _shared_params(families, q)}
 
     def schedules(p: Mapping[str, float]) -> Schedules:
-        return families.from_params({**fixed, **{names[n]: v for n, v in p.items()}})
+        own = {names[n]: v for n, v in p.items()}
+        own.update({q: p[n] for q, n in shared.items()})  # one switch, one strength
+        return families.from_params({**fixed, **own})
 
     return {n: dists[q] for n, q in names.items()}, schedules
 
 
-def _family_space(space: ScheduleSpace, family: str) -> tuple[ScheduleSpace, dict[str, str]]:
+def _shared_params(families: ScheduleSpace, param: str) -> list[str]:
+    """The params of every class's entry that move with ``param`` (the first class's switch or
+    strength: deferred re-weighting switches every class at once, by the same strength)."""
+    ref = families.parse(param)
+    if ref is None or not ref.entry.startswith("cw_"):
+        return []
+    return [
+        p
+        for p in families.param_names()
+        if p != param
+        and (other := families.parse(p)) is not None
+        and other.entry.startswith("cw_")
+        and other.local == ref.local
+    ]
+
+
+def _family_space(
+    space: ScheduleSpace, family: str, counts: Sequence[int] | None = None
+) -> tuple[ScheduleSpace, dict[str, str]]:
     """The black-box family over a window space (every entry with the lr's windows) and
     ``{stored name: space param}`` of the params it searches."""
     lr = next(iter(space))
     k = space[lr].windows
-    entries: dict[str, Cosine | Constant] = {}
+    entries: dict[str, Family] = {}
     names: dict[str, str] = {}
     for h in space:
         w = _window(space, h)
-        if h == lr and family == "cosine":
+        if h == lr and family != "constant":
             entries[h] = Cosine(w.low, w.high, max_warmup=WARMUP[1], init=w.init, windows=k)
-            names.update({n: f"{h}_{local}" for n, local in COSINE_NAMES.items()})
+            searched = ("peak_lr",) if family == "drw" else tuple(COSINE_NAMES)
+            names.update({n: f"{h}_{COSINE_NAMES[n]}" for n in searched})
         else:
             entries[h] = Constant(w.low, w.high, log=w.log, init=w.init, windows=k)
-            names[h] = f"{h}_value"
+            if family != "drw":
+                names[h] = f"{h}_value"
+    if family in CLASS_FAMILIES:
+        if counts is None:
+            raise ValueError(f"the `{family}` family needs the task's class counts.")
+        shape = CLASS_FAMILIES[family](counts)
+        for c, target in enumerate(shape):
+            if family == "drw":
+                entries[f"cw_{c}"] = DeferredStep(
+                    target, windows=k, hyper="class_weight", params=str(c)
+                )
+            else:  # fixed over the run: bounds that hold the weight, never searched
+                entries[f"cw_{c}"] = Constant(
+                    0.5 * target,
+                    2.0 * target,
+                    init=target,
+                    windows=1,
+                    hyper="class_weight",
+                    params=str(c),
+                )
+        if family == "drw":
+            names.update({"switch": "cw_0_switch", "strength": "cw_0_strength"})
     return ScheduleSpace(entries), names
 
 
@@ -187,12 +257,14 @@ class FamilyObjective:
         *,
         seed: int = 0,
         rungs: int | None = None,
+        groups: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
     ) -> None:
         self.task = task
         self.params = dict(params)
         self.to_schedules = to_schedules
         self.seed = seed
         self.rungs = rungs
+        self.groups = dict(groups or {})
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         values = {
@@ -215,7 +287,10 @@ class FamilyObjective:
             rungs = self.rungs
             every = max(1, self.task.steps // rungs)
             kwargs = {"validate_every": every, "on_validation": report}
-        result = run_episode(self.task, schedules, seed=self.seed, hypergradient=False, **kwargs)
+        groups = {n: g for n, g in self.groups.items() if n in schedules} or None
+        result = run_episode(
+            self.task, schedules, seed=self.seed, hypergradient=False, groups=groups, **kwargs
+        )
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         trial.set_user_attr("steps", int(result.steps))
         trial.set_user_attr("diverged", diverged)
@@ -244,15 +319,21 @@ class Study:
         return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
 
 
-def describe_space(method: Method, layers: bool) -> str:
+def describe_space(method: Method, layers: bool, classes: bool = False) -> str:
     """What ``method`` searches, in words: its own space, or on a per-layer task (``layers``)
-    the per-layer space for FMD and the samplers over many params."""
-    if layers and method.kind in ("fmd", "window"):
+    or an imbalanced one (``classes``) the per-layer or per-class space for FMD and the
+    samplers over many params."""
+    if (layers or classes) and method.kind in ("fmd", "window"):
         suffix = (
             " without hypergradients (pattern steps only)"
             if method.sampler == "fmd-pattern"
             else ""
         )
+        if classes:
+            return (
+                "per class: a deferred class-weight step per class (switch, strength), a "
+                "cosine lr, momentum and weight decay constants" + suffix
+            )
         return "per layer: a cosine per layer, momentum and weight decay constants" + suffix
     return method.space
 
@@ -265,11 +346,13 @@ def _window(space: ScheduleSpace, name: str) -> Schedule:
     return s
 
 
-def start_params(space: ScheduleSpace, family: str | None) -> dict[str, float]:
+def start_params(
+    space: ScheduleSpace, family: str | None, counts: Sequence[int] | None = None
+) -> dict[str, float]:
     """The common start in a method's own parameters (see the module docstring)."""
     if family is None:
         return space.initial_params()
-    families, names = _family_space(space, family)
+    families, names = _family_space(space, family, counts)
     init = families.initial_params()
     return {n: init[q] for n, q in names.items()}
 
@@ -337,15 +420,22 @@ def _open(
 
     elif method.kind == "family":
         assert method.family is not None
-        params, schedule_of = _family(space, method.family)
-        start = start_params(space, method.family)
+        counts = task.class_counts(seed) if method.family in CLASS_FAMILIES else None
+        params, schedule_of = _family(space, method.family, counts)
+        start = start_params(space, method.family, counts)
+        class_groups = _family_space(space, method.family, counts)[0].groups()
         sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
         if method.pruner:
             pruner = optuna.pruners.HyperbandPruner(
                 min_resource=1, max_resource=RUNGS, reduction_factor=3
             )
         objective = FamilyObjective(
-            task, params, schedule_of, seed=seed, rungs=RUNGS if method.pruner else None
+            task,
+            params,
+            schedule_of,
+            seed=seed,
+            rungs=RUNGS if method.pruner else None,
+            groups=class_groups,
         )
     else:  # the cosine with a grid-searched peak lr; the other values stay at the start
         s = _window(space, next(iter(space)))
@@ -367,7 +457,8 @@ def _open(
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     study.set_user_attr("method", method.name)
     study.set_user_attr("seed", seed)
-    described = describe_space(method, bool(space.groups()))
+    classes = any(h == "class_weight" for h, _ in space.groups().values())
+    described = describe_space(method, bool(space.groups()) and not classes, classes)
     study.set_user_attr("space", described)
     if method.kind == "grid":
         for peak in peaks:

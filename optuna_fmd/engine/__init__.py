@@ -9,6 +9,7 @@ from ._compiled import CompiledResult, CompileOptions, run_compiled
 from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain, tangent_step
 from ._functional import FunctionalModel, unsupported_reason
+from ._loss import LOSS_HYPERS, LossSide, make_loss_side, split_groups
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
 from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import fds_step, run_bptt, run_fds
@@ -18,6 +19,7 @@ from ._snapshot import Snapshot, Snapshots
 
 __all__ = [
     "ENGINES",
+    "LOSS_HYPERS",
     "SGD",
     "Adam",
     "CheckpointPlan",
@@ -29,6 +31,7 @@ __all__ = [
     "HyperTable",
     "InnerOptimizer",
     "InnerProblem",
+    "LossSide",
     "Partition",
     "Schedule",
     "ScheduleSpace",
@@ -36,6 +39,7 @@ __all__ = [
     "Snapshots",
     "choose_engine",
     "fds_step",
+    "make_loss_side",
     "make_optimizer",
     "make_partitions",
     "plan_checkpoints",
@@ -46,6 +50,7 @@ __all__ = [
     "run_hypergradient",
     "run_plain",
     "run_reverse",
+    "split_groups",
     "state_nbytes",
     "tangent_step",
     "unsupported_reason",

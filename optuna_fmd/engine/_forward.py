@@ -230,9 +230,16 @@ def _push_hvp(
     n_p = len(params)
     leaves = [p.detach().requires_grad_() for p in params]
     with torch.enable_grad():
-        loss, _ = problem.model.train_loss(leaves, [], batch)
-        grads = torch.autograd.grad(loss, leaves, create_graph=True)
-        dgrads = _batched_hvp(grads, leaves, tangents[:n_p], chunk_size)
+        if problem.loss_side is None:
+            loss, _ = problem.train_loss(leaves, [], batch, h)
+            grads = torch.autograd.grad(loss, leaves, create_graph=True)
+            dgrads = _batched_hvp(grads, leaves, tangents[:n_p], chunk_size)
+        else:  # d grad = H dp + d(grad)/dh dh = grad_p(<grad_p L, dp> + <grad_h L, dh>)
+            hl = h.detach().requires_grad_()
+            loss, _ = problem.train_loss(leaves, [], batch, hl)
+            both = torch.autograd.grad(loss, [*leaves, hl], create_graph=True)
+            grads = both[:-1]
+            dgrads = _batched_hvp(both, leaves, [*tangents[:n_p], dh], chunk_size)
     with torch.no_grad():
         new_p, new_s, d_p, d_s = _update_tangents_by_partition(
             problem,

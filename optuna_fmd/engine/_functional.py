@@ -118,9 +118,14 @@ class FunctionalModel:
         return params, stats
 
     def train_loss(
-        self, params: Sequence[Tensor], stats: Sequence[Tensor], batch: Batch
+        self,
+        params: Sequence[Tensor],
+        stats: Sequence[Tensor],
+        batch: Batch,
+        loss: LossFn | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
-        """Training loss on ``batch`` (batch statistics) and the updated running statistics."""
+        """Training loss on ``batch`` (batch statistics) and the updated running statistics;
+        ``loss`` replaces the model's loss function for this call."""
         x, y = batch
         tensors = dict(zip(self.param_names, params, strict=True))
         tensors.update(self._other_buffers)
@@ -140,7 +145,7 @@ class FunctionalModel:
             i = 2 * index
             new_stats[i] = (1 - momentum) * new_stats[i] + momentum * mean
             new_stats[i + 1] = (1 - momentum) * new_stats[i + 1] + momentum * var
-        return self.loss(out, y), new_stats
+        return (loss or self.loss)(out, y), new_stats
 
     def eval_output(self, params: Sequence[Tensor], stats: Sequence[Tensor], x: Tensor) -> Tensor:
         """Network output in eval mode (running statistics, no dropout)."""

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from ._functional import Batch, FunctionalModel
+from ._loss import LossSide
 from ._optim import InnerOptimizer
 from ._schedule import window_index, window_start
 
@@ -215,6 +216,10 @@ class InnerProblem:
         partitions: Parameter groups with their own hyperparameters (per-layer-group schedules);
             ``None``: every parameter uses the optimiser's hyperparameters, in the first entries
             of the hyperparameter vector.
+        loss_side: Where the training loss reads class weights and label smoothing in the
+            hyperparameter vector (:mod:`._loss`); ``None``: the model's own loss.
+        balanced: Score the validation loss and accuracy as the mean over classes of each
+            class's mean (class labels only), not the mean over examples.
     """
 
     model: FunctionalModel
@@ -225,6 +230,18 @@ class InnerProblem:
     seed: int = 0
     grad_clip: float | None = None
     partitions: Sequence[Partition] | None = None
+    loss_side: LossSide | None = None
+    balanced: bool = False
+
+    def train_loss(
+        self, params: Sequence[Tensor], stats: Sequence[Tensor], batch: Batch, hypers: Tensor
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The model's training loss on ``batch`` under the step's hyperparameter vector (which
+        sets the loss-side hyperparameters, if any) and the updated running statistics."""
+        side = self.loss_side
+        if side is None:
+            return self.model.train_loss(params, stats, batch)
+        return self.model.train_loss(params, stats, batch, lambda o, y: side.loss(o, y, hypers))
 
     def initial_state(self, params: Sequence[Tensor], stats: Sequence[Tensor]) -> list[Tensor]:
         """The flat state ``params + optimizer state + statistics`` at step 0."""
@@ -253,7 +270,7 @@ class InnerProblem:
         params, opt_state, stats = self.unpack(state)
 
         def loss_of(p: list[Tensor]) -> tuple[Tensor, tuple[Tensor, list[Tensor]]]:
-            loss, new_stats = self.model.train_loss(p, stats, batch)
+            loss, new_stats = self.train_loss(p, stats, batch, hypers)
             return loss, (loss, new_stats)
 
         grads, (loss, new_stats) = torch.func.grad(loss_of, has_aux=True)(params)
@@ -266,7 +283,7 @@ class InnerProblem:
         ``create_graph=True`` so that the new state can be differentiated again (reverse mode);
         bitwise the same values. Call it with gradients enabled."""
         params, opt_state, stats = self.unpack(state)
-        loss, new_stats = self.model.train_loss(params, stats, batch)
+        loss, new_stats = self.train_loss(params, stats, batch, hypers)
         raw = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
         return self.apply_update(params, grads, opt_state, new_stats, hypers, t)
@@ -280,7 +297,7 @@ class InnerProblem:
         params, opt_state, stats = self.unpack(state)
         leaves = [p.detach().requires_grad_() for p in params]
         with torch.enable_grad():
-            loss, new_stats = self.model.train_loss(leaves, stats, batch)
+            loss, new_stats = self.train_loss(leaves, stats, batch, hypers)
             raw = torch.autograd.grad(loss, leaves, allow_unused=True)
         grads = [torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)]
         new_stats = [x.detach() for x in new_stats]
@@ -297,8 +314,10 @@ class InnerProblem:
         params, opt_state, stats = self.unpack(state)
         leaves = [p.detach().requires_grad_() for p in params]
         stat_leaves = [s.detach().requires_grad_(s.is_floating_point()) for s in stats]
+        if self.loss_side is not None:  # the gradient depends on the loss-side hypers too
+            hypers = hypers.detach().requires_grad_()
         with torch.enable_grad():
-            loss, new_stats = self.model.train_loss(leaves, stat_leaves, batch)
+            loss, new_stats = self.train_loss(leaves, stat_leaves, batch, hypers)
             raw = torch.autograd.grad(loss, leaves, create_graph=True, allow_unused=True)
             grads = [
                 torch.zeros_like(p) if g is None else g for g, p in zip(raw, params, strict=True)
@@ -350,7 +369,7 @@ class InnerProblem:
             if out.requires_grad:
                 outputs.append(out)
                 cotangents.append(bar)
-        inputs = [*params, *stats]
+        inputs = [*params, *stats, record.hypers]
         if outputs:
             back = torch.autograd.grad(
                 outputs,
@@ -365,7 +384,9 @@ class InnerProblem:
         via = [next(got) if x.requires_grad else torch.zeros_like(x) for x in inputs]
         with torch.no_grad():
             state_bar = [a + b for a, b in zip(p_bar, via[:n], strict=True)]
-        return [*state_bar, *o_bar, *via[n:]], h_bar
+            if record.hypers.requires_grad:  # the loss-side hypers' share, through the gradient
+                h_bar = h_bar + via[-1]
+        return [*state_bar, *o_bar, *via[n:-1]], h_bar
 
     def apply_update(
         self,
@@ -464,20 +485,62 @@ class InnerProblem:
         return out_p, out_g, out_o, torch.stack(h_list).to(hypers.dtype)
 
     def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Mean validation loss and accuracy over the whole validation split (eval mode)."""
+        """Validation loss and accuracy over the whole validation split (eval mode): the means
+        over examples, or with ``balanced`` the means over classes of each class's mean."""
+        if self.balanced:
+            losses, correct, counts = self._per_class(state)
+            seen = counts > 0
+            acc = (correct[seen].double() / counts[seen]).mean()
+            return (losses[seen] / counts[seen]).mean(), acc
         params, _, stats = self.unpack(state)
         total = 0
         loss_sum: Tensor | None = None
-        correct: Tensor | None = None
+        correct_sum: Tensor | None = None
         for x, y in self.val_batches:
             out = self.model.eval_output(params, stats, x)
             part = self.model.loss(out, y) * y.shape[0]
             loss_sum = part if loss_sum is None else loss_sum + part
             if out.dim() == 2 and y.dim() == 1 and not y.is_floating_point():
                 c = (out.argmax(dim=1) == y).sum()
-                correct = c if correct is None else correct + c
+                correct_sum = c if correct_sum is None else correct_sum + c
             total += y.shape[0]
         if loss_sum is None or total == 0:
             raise ValueError("the validation split is empty.")
-        acc = (correct.double() / total) if correct is not None else torch.tensor(float("nan"))
-        return loss_sum / total, acc
+        if correct_sum is None:
+            return loss_sum / total, torch.tensor(float("nan"))
+        return loss_sum / total, correct_sum.double() / total
+
+    def class_accuracy(self, state: Sequence[Tensor]) -> list[float]:
+        """Accuracy of each class on the validation split (``nan`` for a class it lacks)."""
+        with torch.no_grad():
+            _, correct, counts = self._per_class(state)
+        pairs = zip(correct.tolist(), counts.tolist(), strict=True)
+        return [c / n if n else float("nan") for c, n in pairs]
+
+    def _per_class(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Per class: the sum of the validation loss, the correct predictions, the examples."""
+        params, _, stats = self.unpack(state)
+        losses: list[Tensor] = []
+        correct: Tensor | None = None
+        counts: Tensor | None = None
+        for x, y in self.val_batches:
+            out = self.model.eval_output(params, stats, x)
+            if out.dim() != 2 or y.dim() != 1 or y.is_floating_point():
+                raise ValueError(
+                    "a balanced validation loss and per-class accuracy need class labels, but "
+                    f"the model outputs shape {tuple(out.shape)} for targets {tuple(y.shape)}."
+                )
+            n_classes = out.shape[1]
+            if correct is None or counts is None:
+                correct = y.new_zeros(n_classes)
+                counts = y.new_zeros(n_classes)
+                losses = [out.new_zeros(()) for _ in range(n_classes)]
+            hit = (out.argmax(dim=1) == y).long()
+            correct = correct.index_add(0, y, hit)
+            counts = counts.index_add(0, y, torch.ones_like(y))
+            for c in torch.unique(y).tolist():
+                mask = y == c
+                losses[c] = losses[c] + self.model.loss(out[mask], y[mask]) * int(mask.sum())
+        if correct is None or counts is None:
+            raise ValueError("the validation split is empty.")
+        return torch.stack(losses), correct, counts.to(losses[0].dtype)

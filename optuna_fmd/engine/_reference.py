@@ -72,6 +72,8 @@ def run_fds(
         raise ValueError("the FDS recurrence does not carry BatchNorm running statistics.")
     if problem.grad_clip is not None:
         raise ValueError("the FDS reference is exact only without gradient clipping.")
+    if problem.loss_side is not None:
+        raise ValueError("the FDS recurrence has no class weights or label smoothing.")
     params, velocity, _ = problem.unpack([s.detach() for s in state0])
     n_cols = table.n_columns
     z = [p.new_zeros((n_cols, *p.shape)) for p in params]
