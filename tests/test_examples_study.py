@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
-    "script", ["fmd_study.py", "fmd_vs_tpe.py", "ask_tell.py", "refine_tpe.py"]
+    "script", ["fmd_study.py", "fmd_vs_tpe.py", "ask_tell.py", "refine_tpe.py", "imbalanced.py"]
 )
 def test_example_runs(script: str, tmp_path: Path) -> None:
     env = {
