@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -16,8 +17,8 @@ from torch import Tensor
 from .engine import (
     ENGINES,
     LOSS_HYPERS,
+    PLAIN,
     Choice,
-    EngineResult,
     FunctionalModel,
     HyperTable,
     InnerProblem,
@@ -27,7 +28,6 @@ from .engine import (
     make_loss_side,
     make_partitions,
     run_hypergradient,
-    run_plain,
     split_groups,
 )
 from .tasks import Task
@@ -339,78 +339,42 @@ def run_episode(
         >>> sorted(res.hypergradient)
         ['lr']
     """
-    check_engine(engine)
-    if chunk_size is not None and (isinstance(chunk_size, bool) or chunk_size < 1):
-        raise ValueError(f"`chunk_size` must be a positive int or None, but got {chunk_size!r}.")
-    snap = _as_snapshot(resume)
-    every = snapshot_every
-    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        raise ValueError(
-            f"`snapshot_every` must be a positive int or None, but got {snapshot_every!r}."
-        )
-    if (snapshot_every is None) != (on_snapshot is None):
-        raise ValueError(
-            "`snapshot_every` and `on_snapshot` must be given together, but got "
-            f"snapshot_every={snapshot_every!r} and on_snapshot={on_snapshot!r}."
-        )
-    _check_validation(validate_every, on_validation, hypergradient)
+    opts = _Options(
+        engine=check_engine(engine),
+        hypergradient=hypergradient,
+        chunk_size=chunk_size,
+        compile=compile,
+        checkpoint_every=checkpoint_every,
+        memory_budget=memory_budget,
+        snapshot_every=snapshot_every,
+        on_snapshot=on_snapshot,
+        resume=_as_snapshot(resume),
+        validate_every=validate_every,
+        on_validation=on_validation,
+    )
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
-    choice = None
-    if hypergradient and table.n_columns:
-        if engine == "auto" and snap is not None and snap.engine in ("forward", "reverse"):
-            engine = snap.engine  # a resumed episode goes on with the engine it started with
-        choice = choose_engine(
+    choice = opts.choose(table, state0)
+    snapshots = None
+    if opts.resumable:
+        fingerprint = _fingerprint(task, schedules, seed, choice.engine, hypergradient, groups)
+        snapshots = opts.snapshots(choice.engine, fingerprint, problem.steps)
+    bar = _progress(problem.steps, opts.resume, progress)
+    with bar as callback, torch.random.fork_rng(devices=[]):
+        result = run_hypergradient(
+            problem,
             table,
             state0,
-            engine=engine,
+            choice=choice,
+            chunk_size=chunk_size,
             compile=compile,
-            snapshots=snapshot_every is not None or snap is not None,
             checkpoint_every=checkpoint_every,
             memory_budget=memory_budget,
+            progress=callback,
+            snapshots=snapshots,
+            validate_every=validate_every,
+            on_validation=on_validation,
         )
-        engine = choice.engine
-    snapshots = None
-    if snapshot_every is not None or snap is not None:
-        used = engine if hypergradient and table.n_columns else "plain"
-        fingerprint = _fingerprint(task, schedules, seed, used, hypergradient, groups)
-        _check_resume(snap, used, fingerprint)
-        snapshots = Snapshots(
-            every=2 * problem.steps if snapshot_every is None else snapshot_every,  # None: never
-            save=on_snapshot or _discard,
-            resume=snap,
-            fingerprint=fingerprint,
-        )
-    bar = _progress_bar(problem.steps) if progress else None
-    if bar is not None and snap is not None:
-        bar.update(problem.steps if snap.phase == "backward" else snap.step)
-    callback: Callable[[int, float], None] | None = None
-    if bar is not None:
-
-        def callback(t: int, loss: float) -> None:
-            bar.update(1)
-            if t % 50 == 0:
-                bar.set_postfix(loss=f"{loss:.4f}")
-
-    try:
-        with torch.random.fork_rng(devices=[]):
-            result = _run(
-                problem,
-                table,
-                state0,
-                choice,
-                callback,
-                chunk_size=chunk_size,
-                checkpoint_every=checkpoint_every,
-                memory_budget=memory_budget,
-                snapshots=snapshots,
-                compile=compile,
-                validate_every=validate_every,
-                on_validation=on_validation,
-            )
-    finally:
-        if bar is not None:
-            bar.close()
     hg = table.split(result.hypergradient) if result.hypergradient is not None else None
     return EpisodeResult(
         val_loss=result.val_loss if not result.diverged else float("inf"),
@@ -421,48 +385,104 @@ def run_episode(
         seed=seed,
         train_loss=result.train_loss,
         diverged=result.diverged,
-        engine=engine if hypergradient and table.n_columns else "none",
+        engine="none" if choice is PLAIN else choice.engine,
         val_class_accuracy=None if result.diverged else class_accuracy(problem, result.state),
     )
 
 
-def _run(
-    problem: InnerProblem,
-    table: HyperTable,
-    state0: list[Tensor],
-    choice: Choice | None,
-    callback: Callable[[int, float], None] | None,
-    *,
-    chunk_size: int | None,
-    checkpoint_every: int | None,
-    memory_budget: int | None,
-    snapshots: Snapshots | None = None,
-    compile: bool | None = None,
-    validate_every: int | None = None,
-    on_validation: Callable[[int, float], None] | None = None,
-) -> EngineResult:
-    if choice is None:  # no hypergradient
-        return run_plain(
-            problem,
+@dataclass(frozen=True)
+class _Options:
+    """:func:`run_episode`'s options, checked once, before any data is loaded."""
+
+    engine: str
+    hypergradient: bool
+    chunk_size: int | None
+    compile: bool | None
+    checkpoint_every: int | None
+    memory_budget: int | None
+    snapshot_every: int | None
+    on_snapshot: Callable[[Snapshot], None] | None
+    resume: Snapshot | None
+    validate_every: int | None
+    on_validation: Callable[[int, float], None] | None
+
+    def __post_init__(self) -> None:
+        size = self.chunk_size
+        if size is not None and (isinstance(size, bool) or size < 1):
+            raise ValueError(f"`chunk_size` must be a positive int or None, but got {size!r}.")
+        every = self.snapshot_every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 1
+        ):
+            raise ValueError(
+                f"`snapshot_every` must be a positive int or None, but got {every!r}."
+            )
+        if (every is None) != (self.on_snapshot is None):
+            raise ValueError(
+                "`snapshot_every` and `on_snapshot` must be given together, but got "
+                f"snapshot_every={every!r} and on_snapshot={self.on_snapshot!r}."
+            )
+        _check_validation(self.validate_every, self.on_validation, self.hypergradient)
+
+    @property
+    def resumable(self) -> bool:
+        """The episode takes or resumes snapshots."""
+        return self.snapshot_every is not None or self.resume is not None
+
+    def choose(self, table: HyperTable, state0: Sequence[Tensor]) -> Choice:
+        """The engine of the episode: :data:`~optuna_fmd.engine.PLAIN` without hypergradient
+        (or with nothing scheduled), a resumed episode's own engine under ``"auto"``, else
+        :func:`~optuna_fmd.engine.choose_engine`'s."""
+        if not (self.hypergradient and table.n_columns):
+            return PLAIN
+        engine = self.engine
+        resumed = self.resume.engine if self.resume is not None else None
+        if engine == "auto" and resumed in ("forward", "reverse"):
+            engine = str(resumed)  # a resumed episode goes on with the engine it started with
+        return choose_engine(
             table,
             state0,
-            progress=callback,
-            snapshots=snapshots,
-            validate_every=validate_every,
-            on_validation=on_validation,
+            engine=engine,
+            compile=self.compile,
+            snapshots=self.resumable,
+            checkpoint_every=self.checkpoint_every,
+            memory_budget=self.memory_budget,
         )
-    return run_hypergradient(
-        problem,
-        table,
-        state0,
-        choice=choice,
-        chunk_size=chunk_size,
-        compile=compile,
-        checkpoint_every=checkpoint_every,
-        memory_budget=memory_budget,
-        progress=callback,
-        snapshots=snapshots,
-    )
+
+    def snapshots(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
+        """Where the snapshots of an episode of ``engine`` go (and the one it resumes from)."""
+        _check_resume(self.resume, engine, fingerprint)
+        return Snapshots(
+            every=2 * steps if self.snapshot_every is None else self.snapshot_every,  # never
+            save=self.on_snapshot or _discard,
+            resume=self.resume,
+            fingerprint=fingerprint,
+        )
+
+
+@contextlib.contextmanager
+def _progress(
+    steps: int, resume: Snapshot | None, show: bool
+) -> Iterator[Callable[[int, float], None] | None]:
+    """A progress bar over the inner steps (``None``: no bar), closed however the run ends."""
+    if not show:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc="episode", unit="step", leave=False)
+    if resume is not None:
+        bar.update(steps if resume.phase == "backward" else resume.step)
+
+    def callback(t: int, loss: float) -> None:
+        bar.update(1)
+        if t % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.4f}")
+
+    try:
+        yield callback
+    finally:
+        bar.close()
 
 
 def _check_validation(
@@ -541,9 +561,3 @@ def _check_resume(snap: Snapshot | None, engine: str, fingerprint: str) -> None:
             "`resume` is a snapshot of another episode: its task, schedules, seed, hypergradient "
             f"or groups differ (fingerprint {snap.fingerprint!r}, this episode's {fingerprint!r})."
         )
-
-
-def _progress_bar(total: int):  # type: ignore[no-untyped-def]
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, desc="episode", unit="step", leave=False)

@@ -3,7 +3,7 @@
 Pure torch.func; imports neither Optuna nor the tasks.
 """
 
-from ._auto import ENGINES, Choice, choose_engine
+from ._auto import ENGINES, PLAIN, Choice, choose_engine
 from ._common import EngineResult, state_nbytes
 from ._compiled import CompiledResult, CompileOptions, run_compiled
 from ._dispatch import run_hypergradient
@@ -20,6 +20,7 @@ from ._snapshot import Snapshot, Snapshots
 __all__ = [
     "ENGINES",
     "LOSS_HYPERS",
+    "PLAIN",
     "SGD",
     "Adam",
     "CheckpointPlan",

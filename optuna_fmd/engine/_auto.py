@@ -46,7 +46,7 @@ from ._compiled import CompileOptions, use_compiled
 from ._problem import HyperTable
 from ._reverse import CheckpointPlan, plan_checkpoints
 
-__all__ = ["ENGINES", "Choice", "choose_engine", "mean_active_columns"]
+__all__ = ["ENGINES", "PLAIN", "Choice", "choose_engine", "mean_active_columns"]
 
 #: Engines an episode can run: the exact two, ``"auto"`` between them, and the references.
 ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
@@ -71,7 +71,8 @@ class Choice:
     """The chosen engine and the figures that chose it (costs in plain steps per step).
 
     Attributes:
-        engine: ``"forward"``, ``"reverse"``, ``"bptt"`` or ``"fds"``.
+        engine: ``"forward"``, ``"reverse"``, ``"bptt"``, ``"fds"``, or ``"plain"`` (no
+            hypergradient: :data:`PLAIN`).
         compiled: Forward mode runs the compiled path.
         predicted_forward: Forward mode's cost (compiled if ``compiled`` could be on).
         predicted_reverse: Reverse mode's cost under ``plan``.
@@ -88,6 +89,10 @@ class Choice:
     reverse_bytes: int
     compiled: bool = False
     memory_budget: float | None = None
+
+
+#: The choice of an episode without hypergradient: plain training.
+PLAIN = Choice("plain", 0.0, 0.0, 0, 0)
 
 
 def mean_active_columns(table: HyperTable) -> float:

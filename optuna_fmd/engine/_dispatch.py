@@ -3,20 +3,20 @@ run it with the plan the choice was made for."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor
 
-from ._auto import Choice, choose_engine
+from ._auto import PLAIN, Choice, choose_engine
 from ._common import EngineResult, Progress
 from ._compiled import CompileOptions
-from ._forward import run_forward
+from ._forward import run_forward, run_plain
 from ._problem import HyperTable, InnerProblem
 from ._reference import run_bptt, run_fds
 from ._reverse import run_reverse
 from ._snapshot import Snapshots
 
-__all__ = ["run_hypergradient"]
+__all__ = ["PLAIN", "run_hypergradient"]
 
 
 def run_hypergradient(
@@ -33,9 +33,13 @@ def run_hypergradient(
     memory_budget: int | float | None = None,
     progress: Progress | None = None,
     snapshots: Snapshots | None = None,
+    validate_every: int | None = None,
+    on_validation: Callable[[int, float], None] | None = None,
 ) -> EngineResult:
     """Train and return the exact hypergradient per column with the engine ``engine`` names, or
-    (``"auto"``) the one the cost model of :mod:`._auto` predicts to be the fastest.
+    (``"auto"``) the one the cost model of :mod:`._auto` predicts to be the fastest; a
+    ``choice`` of :data:`~._auto.PLAIN` trains without hypergradient
+    (:func:`~._forward.run_plain`).
 
     Args:
         problem, table, state0: The episode, as for :func:`~optuna_fmd.engine.run_forward`.
@@ -47,7 +51,9 @@ def run_hypergradient(
             with neither (and no snapshots), reverse mode keeps every state when they fit the
             memory budget of the cost model.
         progress: Called as ``progress(t, train_loss)`` after each step.
-        snapshots: Take and resume snapshots (forward and reverse mode only).
+        snapshots: Take and resume snapshots (forward and reverse mode and plain training).
+        validate_every, on_validation: Plain training's intermediate validation losses
+            (:func:`~optuna_fmd.engine.run_plain`).
     """
     if choice is None:
         choice = choose_engine(
@@ -59,6 +65,16 @@ def run_hypergradient(
             snapshots=snapshots is not None,
             checkpoint_every=checkpoint_every,
             memory_budget=memory_budget,
+        )
+    if choice.engine == "plain":
+        return run_plain(
+            problem,
+            table,
+            state0,
+            progress=progress,
+            snapshots=snapshots,
+            validate_every=validate_every,
+            on_validation=on_validation,
         )
     if choice.engine == "forward":
         on = compile if isinstance(compile, CompileOptions) else choice.compiled
