@@ -1,26 +1,29 @@
 """The FDS paper's outer rules, ``"sign"`` and ``"adam"``, as pure functions.
 
 Each proposal is a step from one point along its hypergradient, in the transformed coordinates
-of :mod:`optuna_fmd._outer` (:class:`~optuna_fmd._outer.Coord`): the sign rule moves every
+of :mod:`optuna_fmd._geometry` (:class:`~optuna_fmd._geometry.Coord`): the sign rule moves every
 coordinate by its own step, halved when its hypergradient's sign flips (the paper's rule); Adam
 takes bias-corrected moment ratios. Both are bounded by a trust region; a failed or clearly
 worse proposal is retried from the best point with half the step, up to a limit.
 
-No torch and no Optuna here: the state is a JSON-ready dict (stored in the trial by
-:class:`~optuna_fmd.FMDSampler`), the points seen are :class:`~optuna_fmd._outer.Point` and
-the warnings come back as :data:`Note` values for the adapter to emit.
+No torch and no Optuna here: the state is a frozen :class:`~optuna_fmd._state.GradientState`
+(stored in the trial by :class:`~optuna_fmd.FMDSampler`), the points seen are
+:class:`~optuna_fmd._outer.Point` and the warnings come back as :data:`Note` values for the
+adapter to emit.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
-from ._outer import Coord, Point
+from ._geometry import Coord
+from ._outer import Point
+from ._state import GradientState, Summit
 
-__all__ = ["MAX_HYPERGRADIENT", "GradientRule", "Note", "decide", "fresh_state"]
+__all__ = ["MAX_HYPERGRADIENT", "Decision", "GradientRule", "Note", "decide", "fresh_state"]
 
 #: Larger transformed hypergradient coordinates are clipped.
 MAX_HYPERGRADIENT = 1e100
@@ -57,26 +60,29 @@ class GradientRule:
     clip: float | None = 5.0
 
 
-def fresh_state(rule: GradientRule) -> dict[str, Any]:
+def fresh_state(rule: GradientRule) -> GradientState:
     """The state before the first step: per-coordinate steps, signs and Adam's moments."""
     n = len(rule.coords)
-    return {
-        "rule": rule.name,
-        "s": [rule.step_size] * n,
-        "sign": [0] * n,
-        "m": [0.0] * n,
-        "v": [0.0] * n,
-        "t": 0,
-        "scale": 1.0,
-        "backtracks": 0,
-        "outer_step": 0,
-        "converged": False,
-    }
+    return GradientState(rule.name, (rule.step_size,) * n, (0,) * n, (0.0,) * n, (0.0,) * n)
 
 
-def decide(
-    rule: GradientRule, seen: Sequence[Point], sense: float
-) -> tuple[list[float], dict[str, Any], list[Note]]:
+class Decision(NamedTuple):
+    """The next point, the state to store with it, why it was proposed (``init``, ``step``,
+    ``backtrack``, ``fallback``, ``converged``) and the warnings."""
+
+    x: list[float]
+    state: GradientState
+    origin: str
+    notes: list[Note]
+
+
+def _memory(point: Point) -> GradientState:
+    """The rule's state stored with ``point`` (one the rule proposed)."""
+    assert point.state is not None and isinstance(point.state.rule, GradientState)
+    return point.state.rule
+
+
+def decide(rule: GradientRule, seen: Sequence[Point], sense: float) -> Decision:
     """The next point, its state and the warnings, from the points seen so far.
 
     ``seen`` holds sense-adjusted values (lower is better), in trial order; a point's ``state``
@@ -88,73 +94,49 @@ def decide(
     usable = [s for s in in_space if s.value is not None and s.grad is not None]
     best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
     ours = [s for s in seen if s.state is not None]
-    latest = dict(ours[-1].state) if ours else fresh_state(rule)  # type: ignore[arg-type]
+    latest = _memory(ours[-1]) if ours else fresh_state(rule)
     # The latest point this rule proposed or that lies in the space: a proposal that failed
     # before suggesting every parameter still counts (otherwise it would be proposed again).
     candidates = [s for s in seen if s.x is not None or s.state is not None]
     parent = candidates[-1] if candidates else None
+    summit = (
+        None if best is None or best.value is None else Summit(best.number, sense * best.value)
+    )
 
-    def info(state: dict[str, Any], origin: str, base: Point | None) -> dict[str, Any]:
-        state = dict(state)
-        state["origin"] = origin
-        state["base"] = None if base is None else base.number
-        state["best"] = (
-            None
-            if best is None or best.value is None
-            else {"trial": best.number, "value": sense * best.value}
-        )
-        return state
+    def info(x: list[float], state: GradientState, origin: str, base: Point | None) -> Decision:
+        state = replace(state, base=None if base is None else base.number, best=summit)
+        return Decision(x, state, origin, notes)
 
-    def step(mem: dict[str, Any], base: Point, origin: str) -> tuple[list[float], dict[str, Any]]:
-        x, state = _step(rule, mem, base, notes)
-        return x, info(state, origin, base)
+    def step(mem: GradientState, base: Point, origin: str) -> Decision:
+        return info(*_step(rule, mem, base, notes), origin, base)
 
     start = list(rule.start)
-    if latest.get("converged"):
+    if latest.converged:
         x = list(best.x) if best is not None and best.x is not None else start
-        return x, info(latest, "converged", best), notes
+        return info(x, latest, "converged", best)
     if parent is None and best is None:
-        return start, info(fresh_state(rule), "init", None), notes
-    if best is None and parent is not None and parent.diverged and parent.state is not None:
-        notes.append(
-            (
-                "init-diverged",
-                f"trial {parent.number} diverged with the initial schedules and no trial has a "
-                "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
-                "initial learning rate (Schedule(init=...)) and start a new study.",
-            )
-        )
-        state = dict(latest)
-        state["converged"] = True
-        return start, info(state, "converged", None), notes
+        return info(start, fresh_state(rule), "init", None)
     if best is None:
-        notes.append(
-            (
-                "no-grad",
-                "no finished trial has a finite value and a hypergradient yet "
-                "(user_attrs['hypergradient'], written by HypergradientObjective with "
-                "hypergradient=True); FMDSampler proposes the initial schedules again.",
-            )
-        )
-        return start, info(latest, "init", None), notes
+        assert parent is not None
+        if parent.diverged and parent.state is not None:
+            notes.append(_init_diverged(parent.number))
+            return info(start, replace(latest, converged=True), "converged", None)
+        notes.append(("no-grad", _NO_GRAD))
+        return info(start, latest, "init", None)
     assert parent is not None and best.value is not None
     limit = best.value + rule.backtrack_tol * abs(best.value)
     worse = parent.value is not None and parent.value > limit
     if parent.value is not None and parent.grad is not None and not worse:
-        mem = dict(parent.state if parent.state is not None else latest)
-        mem["backtracks"] = 0
-        return (*step(mem, parent, "step"), notes)
+        mem = _memory(parent) if parent.state is not None else latest
+        return step(replace(mem, backtracks=0), parent, "step")
     if (parent.bad or worse) and parent.state is not None:
-        backtracks = int(parent.state.get("backtracks", 0)) + 1
-        scale = float(parent.state.get("scale", 1.0)) * 0.5
+        backtracks = _memory(parent).backtracks + 1
+        scale = _memory(parent).scale * 0.5
         if backtracks > rule.max_backtracks:
-            state = dict(latest)
-            state["converged"] = True
             assert best.x is not None
-            return list(best.x), info(state, "converged", best), notes
-        mem = dict(best.state if best.state is not None else latest)
-        mem["scale"], mem["backtracks"] = scale, backtracks
-        return (*step(mem, best, "backtrack"), notes)
+            return info(list(best.x), replace(latest, converged=True), "converged", best)
+        mem = _memory(best) if best.state is not None else latest
+        return step(replace(mem, scale=scale, backtracks=backtracks), best, "backtrack")
     # The latest point has no usable hypergradient (enqueued, another sampler, NaN, corrupt,
     # or a bad trial this rule did not propose): continue from the best point.
     why = (
@@ -169,7 +151,23 @@ def decide(
             f"hypergradient (trial {best.number}).",
         )
     )
-    return (*step(dict(latest), best, "fallback"), notes)
+    return step(latest, best, "fallback")
+
+
+def _init_diverged(number: int) -> Note:
+    return (
+        "init-diverged",
+        f"trial {number} diverged with the initial schedules and no trial has a "
+        "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
+        "initial learning rate (Schedule(init=...)) and start a new study.",
+    )
+
+
+_NO_GRAD = (
+    "no finished trial has a finite value and a hypergradient yet "
+    "(user_attrs['hypergradient'], written by HypergradientObjective with "
+    "hypergradient=True); FMDSampler proposes the initial schedules again."
+)
 
 
 def _sign(v: float) -> int:
@@ -177,8 +175,8 @@ def _sign(v: float) -> int:
 
 
 def _step(
-    rule: GradientRule, mem: dict[str, Any], base: Point, notes: list[Note]
-) -> tuple[list[float], dict[str, Any]]:
+    rule: GradientRule, mem: GradientState, base: Point, notes: list[Note]
+) -> tuple[list[float], GradientState]:
     """One step of the rule from ``base`` along its hypergradient, with the memory ``mem``."""
     assert base.x is not None and base.grad is not None
     coords = rule.coords
@@ -195,12 +193,8 @@ def _step(
             )
         )
         g = [min(max(gi, -MAX_HYPERGRADIENT), MAX_HYPERGRADIENT) for gi in g]
-    scale = float(mem.get("scale", 1.0))
-    s = [float(v) for v in mem["s"]]
-    signs = [int(v) for v in mem["sign"]]
-    m = [float(v) for v in mem["m"]]
-    v2 = [float(v) for v in mem["v"]]
-    t = int(mem.get("t", 0))
+    scale, t = mem.scale, mem.t
+    s, signs, m, v2 = list(mem.s), list(mem.sign), list(mem.m), list(mem.v)
     delta = [0.0] * n
     if rule.name == "sign":
         for i in range(n):
@@ -241,15 +235,14 @@ def _step(
         lo, hi = c.bounds
         new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
         x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
-    state = dict(mem)
-    state.update(
-        s=s,
-        sign=signs,
-        m=m,
-        v=v2,
+    state = replace(
+        mem,
+        s=tuple(s),
+        sign=tuple(signs),
+        m=tuple(m),
+        v=tuple(v2),
+        outer_step=mem.outer_step + 1,
         t=t,
-        scale=scale,
-        outer_step=int(mem.get("outer_step", 0)) + 1,
         converged=bool(converged),
     )
     return x, state

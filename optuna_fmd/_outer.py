@@ -1,13 +1,10 @@
-"""The outer loop's rules as pure functions over plain floats: no torch, no Optuna.
+"""The outer loop's search rule as pure functions over plain floats: no torch, no Optuna.
 
 :class:`~optuna_fmd.FMDSampler` is the Optuna adapter around them: it reads the study into
-:class:`Point` s, calls a rule and stores the returned state (JSON) on the trial it proposes.
-
-Coordinates: every trial param is stepped in a transformed coordinate ``u`` (:class:`Coord`):
-``log(x)`` on a log scale, ``logit`` of the position inside the bounds for window values of
-linear hypers (a step shrinks near a bound), or ``x`` itself for family parameters on a linear
-scale (a warm-up fraction that starts at 0 must be free to leave it). ``unit`` is a
-coordinate's natural scale; lengths along a search direction are measured in units.
+:class:`Point` s, calls a rule and stores the returned state (a frozen
+:class:`~optuna_fmd._state.SearchState`, JSON only in storage) on the trial it proposes. Every
+param is stepped in its transformed coordinate (:class:`~optuna_fmd._geometry.Coord`), lengths
+measured in its units.
 
 The ``"search"`` rule (:func:`search_step`) is coarse before fine and never accepts a worse
 iterate:
@@ -34,7 +31,7 @@ iterate:
    (:func:`check_probe`): the first probe along it finds a change of the predicted sign and
    within ``DISAGREE`` times the predicted first-order change, and an iterate's members'
    hypergradients point the same way (positive cosine) and within ``DISAGREE`` times each
-   other's size. Each check is stored in the state (``state["check"]``). A hypergradient
+   other's size. Each check is stored in the state (``SearchState.check``). A hypergradient
    that fails one gets more weight on the probes: members that point apart send the iterate
    to the pattern search without a line; members of very different sizes are averaged as
    unit vectors; a first probe that loses less than the hypergradient promised to gain is
@@ -46,22 +43,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
-__all__ = [
-    "Coord",
-    "Geometry",
-    "Point",
-    "check_members",
-    "check_probe",
-    "search_step",
-]
+from ._geometry import Geometry
+from ._state import (
+    Bracket,
+    Incumbent,
+    Line,
+    MembersCheck,
+    OuterState,
+    Pattern,
+    Pending,
+    Probe,
+    ProbeCheck,
+    SearchState,
+)
 
-LOGIT_EPS = 1e-3  # logit coordinates clamp (x - low) / (high - low) into [eps, 1 - eps]
-LOGIT_UNIT = 4.0  # d(logit)/dp at p = 1/2: a step of 0.1 * 4 in logit moves x by ~10% of range
+__all__ = ["Point", "check_members", "check_probe", "search_step"]
+
 SCALE_FACTOR = 2.0  # the scale search multiplies the lr by this factor per probe
-FIRST_STEP = 0.05  # the first line-search step, in coordinate units along a unit direction
 EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
 BASE_TRIES = 3  # probes along one direction over the family's params before the corrections join
 FULL_TRIES = 5  # probes along one direction over every param before the loop has converged
@@ -73,76 +73,8 @@ MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
 DISAGREE = 10.0  # a found change off the predicted one by more than this factor: not trusted
 TRUST = 0.2  # largest quasi-Newton step per coordinate, in units
 
-
-@dataclass(frozen=True)
-class Coord:
-    """One trial param's transformed coordinate u: ``log``, ``linear`` or ``logit``."""
-
-    kind: str
-    low: float
-    high: float
-
-    @property
-    def unit(self) -> float:
-        """The coordinate's natural scale: step lengths are multiples of it."""
-        if self.kind == "log":
-            return math.log(self.high / self.low)
-        if self.kind == "linear":
-            return self.high - self.low
-        return LOGIT_UNIT
-
-    @property
-    def bounds(self) -> tuple[float, float]:
-        if self.kind == "log":
-            return math.log(self.low), math.log(self.high)
-        if self.kind == "linear":
-            return self.low, self.high
-        lo = math.log(LOGIT_EPS / (1.0 - LOGIT_EPS))
-        return lo, -lo
-
-    def _p(self, x: float) -> float:
-        p = (x - self.low) / (self.high - self.low)
-        return min(max(p, LOGIT_EPS), 1.0 - LOGIT_EPS)
-
-    def to_u(self, x: float) -> float:
-        x = min(max(x, self.low), self.high)
-        if self.kind == "log":
-            return math.log(x)
-        if self.kind == "linear":
-            return x
-        p = self._p(x)
-        return math.log(p / (1.0 - p))
-
-    def from_u(self, u: float) -> float:
-        lo, hi = self.bounds
-        if u <= lo:  # projected onto a bound: exactly the bound (logit cannot reach it)
-            return self.low
-        if u >= hi:
-            return self.high
-        if self.kind == "log":
-            x = math.exp(u)
-        elif self.kind == "linear":
-            x = u
-        else:
-            x = self.low + (self.high - self.low) / (1.0 + math.exp(-u))
-        return float(min(max(x, self.low), self.high))
-
-    def dx_du(self, x: float) -> float:
-        """Chain rule factor: dL/du = dL/dx * dx/du at ``x``."""
-        if self.kind == "log":
-            return min(max(x, self.low), self.high)
-        if self.kind == "linear":
-            return 1.0
-        p = self._p(x)
-        return (self.high - self.low) * p * (1.0 - p)
-
-    def move(self, x: float, du: float) -> float:
-        """``x`` moved by ``du`` in u, projected into the bounds (``x`` if not finite)."""
-        u = self.to_u(x) + du
-        if not math.isfinite(u):
-            return x
-        lo, hi = self.bounds
-        return self.from_u(min(max(u, lo), hi))
+#: The params to evaluate next and the search state to store with them.
+Step = tuple[list[float], SearchState]
 
 
 @dataclass
@@ -158,44 +90,9 @@ class Point:
     value: float | None  # finite (sense-adjusted) value of a COMPLETE, non-diverged trial
     bad: bool  # failed, pruned, diverged or non-finite value
     grad: list[float] | None  # finite (sense-adjusted) hypergradient in param order
-    state: dict[str, Any] | None  # the sampler's state stored on the trial (same space)
+    state: OuterState | None  # the sampler's state stored on the trial (same space and rule)
     diverged: bool = False  # training or the hypergradient became NaN / infinite
     members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
-
-
-@dataclass(frozen=True)
-class Geometry:
-    """What the search rule knows of the space: each param's coordinate, which params set the
-    lr scale, which belong to the first stage (not a refiner's correction), the start, and the
-    blocks the coarse pass moves together (``None``: each param on its own; a window schedule's
-    windows form one block, so its pass costs two probes however many windows it has)."""
-
-    coords: list[Coord]
-    scale: list[bool]
-    base: list[bool]
-    start: list[float]
-    first_step: float = FIRST_STEP
-    hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
-    blocks: list[int] | None = None
-
-    def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
-        """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""
-        du = math.log(factor)
-        return [
-            c.move(v, du) if s else float(v)
-            for c, v, s in zip(self.coords, x, self.scale, strict=True)
-        ]
-
-    def unit_gradient(self, x: Sequence[float], grad: Sequence[float]) -> list[float]:
-        """dL/d(u / unit) for every param: the hypergradient per coordinate unit."""
-        return [g * c.dx_du(v) * c.unit for c, v, g in zip(self.coords, x, grad, strict=True)]
-
-    def along(self, x: Sequence[float], direction: Sequence[float], alpha: float) -> list[float]:
-        """``x`` moved ``alpha`` units along ``direction`` (a unit vector), within bounds."""
-        return [
-            c.move(v, alpha * d * c.unit) if d else float(v)
-            for c, v, d in zip(self.coords, x, direction, strict=True)
-        ]
 
 
 def _norm(v: Sequence[float]) -> float:
@@ -224,66 +121,67 @@ def _parabola(points: Sequence[Sequence[float]]) -> float | None:
     return t
 
 
-def _fresh(geo: Geometry) -> dict[str, Any]:
-    return {
-        "rule": "search",
-        "phase": "scale",
-        "stage": "base" if not all(geo.base) else "full",
-        "incumbent": None,
-        "probe": {"kind": "start"},
-        "bracket": {"dir": 1, "offset": 0.0, "points": []},
-        "line": None,
-        "alpha": geo.first_step,
-        "outer_step": 0,
-        "hypergradient": False,
-        "converged": False,
-    }
+def _fresh(geo: Geometry) -> SearchState:
+    return SearchState(
+        phase="scale",
+        stage=_first_stage(geo),
+        incumbent=None,
+        probe=Probe("start"),
+        bracket=Bracket(1, 0.0),
+        line=None,
+        alpha=geo.first_step,
+    )
 
 
-def _propose(
-    state: dict[str, Any], x: Sequence[float], kind: str, hypergradient: bool, **probe: Any
-) -> tuple[list[float], dict[str, Any]]:
-    state["probe"] = {"kind": kind, **probe}
-    state["origin"] = kind
-    state["hypergradient"] = hypergradient
-    return [float(v) for v in x], state
+def _first_stage(geo: Geometry) -> str:
+    """A refiner's corrections wait for a second stage; without them every param is in the
+    first."""
+    return "base" if not all(geo.base) else "full"
 
 
-def search_step(
-    prev: dict[str, Any] | None, last: Point | None, geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _propose(state: SearchState, x: Sequence[float], probe: Probe) -> Step:
+    return [float(v) for v in x], replace(state, probe=probe)
+
+
+def _best(state: SearchState) -> Incumbent:
+    assert state.incumbent is not None
+    return state.incumbent
+
+
+def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> Step:
     """The next params and state of the ``"search"`` rule.
 
     Args:
         prev: The state stored on the latest trial the rule proposed (``None``: none yet).
         last: That trial as finished (``None``: none yet). Its value and hypergradient are
-            what ``prev["probe"]`` asked for.
+            what ``prev.probe`` asked for.
         geo: The space's geometry.
 
     Returns:
-        The params to evaluate next and the state to store with them; ``state["hypergradient"]``
-        says whether that trial needs the hypergradient.
+        The params to evaluate next and the state to store with them;
+        ``state.wants_hypergradient`` says whether that trial needs the hypergradient.
     """
-    if prev is None or prev.get("rule") != "search":
-        return _propose(_fresh(geo), geo.start, "start", False)
-    state = {k: v for k, v in prev.items() if k not in ("origin", "base", "x", "check")}
-    if state.get("converged"):
-        best = state.get("incumbent") or {"x": geo.start}
-        return _propose(state, best["x"], "converged", False)
+    if prev is None:
+        return _propose(_fresh(geo), geo.start, Probe("start"))
+    state = replace(prev, check=None)
+    if state.converged:
+        return _propose(
+            state, geo.start if state.incumbent is None else state.incumbent.x, Probe("converged")
+        )
     value = math.inf
     if last is not None and last.value is not None and not last.bad:
         value = float(last.value)
     x = list(last.x) if last is not None and last.x is not None else None
-    best = state.get("incumbent")
-    improved = x is not None and value < (math.inf if best is None else float(best["f"]))
+    best = state.incumbent
+    improved = x is not None and value < (math.inf if best is None else best.f)
     if improved:
-        state["incumbent"] = best = {"x": x, "f": value, "trial": last.number if last else None}
-    kind = state["probe"]["kind"]
+        assert x is not None and last is not None
+        state = replace(state, incumbent=Incumbent(tuple(x), value, last.number))
+    kind = state.probe.kind
     if kind == "grad":
         return _after_gradient(state, last, geo)
-    if best is None:  # the start itself failed: nothing to scale from
-        state["converged"] = True
-        return _propose(state, geo.start, "converged", False)
+    if state.incumbent is None:  # the start itself failed: nothing to scale from
+        return _propose(replace(state, converged=True), geo.start, Probe("converged"))
     if kind in ("start", "scale"):
         return _after_scale_probe(state, value, improved, geo)
     if kind == "pattern":
@@ -294,169 +192,144 @@ def search_step(
     return _after_line_probe(state, value, improved, geo)
 
 
-def _after_scale_probe(
-    state: dict[str, Any], value: float, improved: bool, geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
-    sc = dict(state["bracket"])
-    offset = float(state["probe"].get("offset", 0.0))
-    sc["points"] = [*sc["points"], [offset, value]]
+def _after_scale_probe(state: SearchState, value: float, improved: bool, geo: Geometry) -> Step:
+    sc = state.bracket
+    offset = 0.0 if state.probe.offset is None else state.probe.offset
+    sc = replace(sc, points=(*sc.points, (offset, value)))
     h = math.log(SCALE_FACTOR)
     if not any(geo.scale):
-        state["bracket"] = sc
-        return _descend(state, geo)
+        return _descend(replace(state, bracket=sc), geo)
     if improved:
-        sc["offset"] = offset
-    elif sc["dir"] > 0 and len(sc["points"]) == 2 and sc["offset"] == 0.0:
-        sc["dir"] = -1  # the first step up failed: search downwards from the start
+        sc = replace(sc, offset=offset)
+    elif sc.dir > 0 and len(sc.points) == 2 and sc.offset == 0.0:
+        sc = replace(sc, dir=-1)  # the first step up failed: search downwards from the start
     else:
-        state["bracket"] = sc
+        return _vertex_or_gradient(replace(state, bracket=sc), geo)
+    state = replace(state, bracket=sc)
+    nxt = sc.offset + sc.dir * h
+    if any(p[0] == nxt for p in sc.points):  # already seen: the bracket is closed
         return _vertex_or_gradient(state, geo)
-    state["bracket"] = sc
-    nxt = sc["offset"] + sc["dir"] * h
-    if any(p[0] == nxt for p in sc["points"]):  # already seen: the bracket is closed
+    best = _best(state)
+    moved = geo.shift_scale(best.x, math.exp(nxt - sc.offset))
+    if tuple(moved) == best.x:  # at the bound already
         return _vertex_or_gradient(state, geo)
-    factor = math.exp(nxt - sc["offset"])
-    moved = geo.shift_scale(state["incumbent"]["x"], factor)
-    if moved == state["incumbent"]["x"]:  # at the bound already
-        return _vertex_or_gradient(state, geo)
-    return _propose(state, moved, "scale", False, offset=nxt)
+    return _propose(state, moved, Probe("scale", offset=nxt))
 
 
-def _vertex_or_gradient(
-    state: dict[str, Any], geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _vertex_or_gradient(state: SearchState, geo: Geometry) -> Step:
     """One probe at the parabola's vertex through the best scale and its neighbours."""
-    sc = state["bracket"]
+    sc = state.bracket
     h = math.log(SCALE_FACTOR)
-    at = float(sc["offset"])
-    pts = {float(t): float(f) for t, f in sc["points"]}
+    at = sc.offset
+    pts = {t: f for t, f in sc.points}
     near = [(t, pts[t]) for t in (at - h, at, at + h) if t in pts]
     t = _parabola(near) if len(near) == 3 else None
     if t is None or abs(t - at) < h / 8:
         return _coarse_or_gradient(state, geo)
-    moved = geo.shift_scale(state["incumbent"]["x"], math.exp(t - at))
-    return _propose(state, moved, "vertex", False, offset=t)
+    moved = geo.shift_scale(_best(state).x, math.exp(t - at))
+    return _propose(state, moved, Probe("vertex", offset=t))
 
 
-def _coarse_or_gradient(
-    state: dict[str, Any], geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _coarse_or_gradient(state: SearchState, geo: Geometry) -> Step:
     """After the scale: one coarse pattern pass over the other family params (if enabled)."""
-    if COARSE_STEP > 0 and not state.get("coarse_done"):
-        state["coarse_done"] = True
-        state["pattern"] = {"h": COARSE_STEP, "i": 0, "sign": 1, "once": True}
-        return _next_pattern_probe(state, geo)
+    if COARSE_STEP > 0 and not state.coarse_done:
+        pattern = Pattern(COARSE_STEP, once=True)
+        return _next_pattern_probe(replace(state, coarse_done=True, pattern=pattern), geo)
     return _descend(state, geo)
 
 
-def _descend(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
+def _descend(state: SearchState, geo: Geometry) -> Step:
     """After the coarse phase: hypergradient steps, or (without hypergradients) the pattern
     search over every param."""
     if geo.hypergradients:
         return _gradient_at_best(state, geo)
-    h = (state.get("pattern") or {}).get("h", PATTERN_STEP)
-    state["stage"] = "full"
-    state["pattern"] = {"h": h, "i": 0, "sign": 1}
-    return _next_pattern_probe(state, geo)
+    h = PATTERN_STEP if state.pattern is None else state.pattern.h
+    return _next_pattern_probe(replace(state, stage="full", pattern=Pattern(h)), geo)
 
 
-def _gradient_at_best(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
-    state["phase"] = "descend"
-    pending = state.pop("pending", None)
-    if pending and pending["trial"] == state["incumbent"].get("trial"):
+def _gradient_at_best(state: SearchState, geo: Geometry) -> Step:
+    pending = state.pending
+    state = replace(state, phase="descend", pending=None)
+    best = _best(state)
+    if pending is not None and pending.trial == best.trial:
         # the scale moved nowhere since this hypergradient: follow it without asking again
-        return _follow(state, pending["g"], pending.get("members"), pending["point"], geo)
-    return _propose(state, state["incumbent"]["x"], "grad", True)
+        members = None if pending.members is None else [list(m) for m in pending.members]
+        return _follow(state, list(pending.g), members, pending.point, geo)
+    return _propose(state, best.x, Probe("grad"))
 
 
-def _after_gradient(
-    state: dict[str, Any], last: Point | None, geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
-    best = state["incumbent"]
-    ok = last is not None and not last.bad and last.grad is not None and last.x is not None
-    if ok:
-        assert last is not None and last.x is not None and last.grad is not None
+def _after_gradient(state: SearchState, last: Point | None, geo: Geometry) -> Step:
+    best = _best(state)
+    g: list[float] | None = None
+    exploding = last is not None and last.diverged
+    if last is not None and not last.bad and last.grad is not None and last.x is not None:
         if last.value is not None:  # a fresh seed per trial re-measures the best point
-            best["f"] = float(last.value)
+            best = replace(best, f=float(last.value))
+            state = replace(state, incumbent=best)
         g = geo.unit_gradient(last.x, last.grad)
         n = _norm([gi if m else 0.0 for gi, m in zip(g, geo.scale, strict=True)]) or _norm(g)
-        exploding = not math.isfinite(n) or n * float(state["alpha"]) > EXPLODE * abs(best["f"])
-    else:
-        g, exploding = None, last is not None and last.diverged
-    state["outer_step"] = int(state.get("outer_step", 0)) + 1
-    distrusted = int(state.get("distrust", 0)) > 0  # then an explosion is chaos, not the lr
-    if (
-        exploding
-        and any(geo.scale)
-        and not distrusted
-        and state.get("exploded_at") != best.get("trial")
-    ):
-        state["exploded_at"] = best.get("trial")
+        exploding = not math.isfinite(n) or n * state.alpha > EXPLODE * abs(best.f)
+    state = replace(state, outer_step=state.outer_step + 1)
+    distrusted = state.distrust > 0  # then an explosion is chaos, not the lr
+    if exploding and any(geo.scale) and not distrusted and state.exploded_at != best.trial:
+        state = replace(state, exploded_at=best.trial)
         if g is not None and last is not None:  # kept, in case the lr stays where it is
-            state["pending"] = {"trial": best.get("trial"), "g": g, "point": last.number}
-            if last.members:
-                state["pending"]["members"] = [
-                    geo.unit_gradient(last.x, m)  # type: ignore[arg-type]
-                    for m in last.members
-                ]
+            assert last.x is not None
+            kept = [tuple(geo.unit_gradient(last.x, m)) for m in last.members or ()]
+            pending = Pending(best.trial, tuple(g), last.number, tuple(kept) if kept else None)
+            state = replace(state, pending=pending)
         # the lr is too high for the hypergradient to mean anything: scale down instead
-        state["phase"] = "scale"
-        state["bracket"] = {"dir": -1, "offset": 0.0, "points": [[0.0, best["f"]]]}
         h = math.log(SCALE_FACTOR)
-        return _propose(
-            state, geo.shift_scale(best["x"], 1.0 / SCALE_FACTOR), "scale", False, offset=-h
-        )
+        state = replace(state, phase="scale", bracket=Bracket(-1, 0.0, ((0.0, best.f),)))
+        moved = geo.shift_scale(best.x, 1.0 / SCALE_FACTOR)
+        return _propose(state, moved, Probe("scale", offset=-h))
     if g is None:  # no hypergradient (a failed trial): one more try, then stop
-        if state.get("grad_failures", 0) >= 1:
-            state["converged"] = True
-            return _propose(state, best["x"], "converged", False)
-        state["grad_failures"] = int(state.get("grad_failures", 0)) + 1
-        return _propose(state, best["x"], "grad", True)
-    state["grad_failures"] = 0
+        if state.grad_failures >= 1:
+            return _propose(replace(state, converged=True), best.x, Probe("converged"))
+        state = replace(state, grad_failures=state.grad_failures + 1)
+        return _propose(state, best.x, Probe("grad"))
     assert last is not None and last.x is not None
     members = [geo.unit_gradient(last.x, m) for m in last.members] if last.members else None
-    return _follow(state, g, members, last.number, geo)
+    return _follow(replace(state, grad_failures=0), g, members, last.number, geo)
 
 
 def _follow(
-    state: dict[str, Any],
+    state: SearchState,
     g: list[float],
     members: list[list[float]] | None,
     point: int,
     geo: Geometry,
-) -> tuple[list[float], dict[str, Any]]:
+) -> Step:
     """A line along the hypergradient ``g`` (per unit) taken at ``point``, unless its members
     point apart."""
     if members:
-        check = check_members(members, geo.base if state["stage"] == "base" else None)
-        state["check"] = {"kind": "members", "point": point, **check}
-        if not check["agrees"]:
-            _distrust(state)
-        if not check["agrees"] and check["cosine"] < 0:
+        check = check_members(members, geo.base if state.stage == "base" else None)
+        check = replace(check, point=point)
+        state = replace(state, check=check)
+        if not check.agrees:
+            state = _distrust(state)
+        if not check.agrees and check.cosine is not None and check.cosine < 0:
             # the members point apart: no line along their mean, the probes decide
             return _probes_decide(state, geo)
-        if not check["agrees"] and check["norm_ratio"] is not None:
+        if not check.agrees and check.norm_ratio is not None:
             g = _mean_direction(members)  # one member dominates the mean: average directions
-    _remember(state, g, geo)
-    return _start_line(state, g, geo, grad_point=point)
+    return _start_line(_remember(state, g, geo), g, geo, grad_point=point)
 
 
-def _probes_decide(state: dict[str, Any], geo: Geometry) -> tuple[list[float], dict[str, Any]]:
+def _probes_decide(state: SearchState, geo: Geometry) -> Step:
     """The pattern search instead of a hypergradient's line, at the step it last had."""
-    h = (state.get("pattern") or {}).get("h", PATTERN_STEP)
-    state["pattern"] = {"h": h, "i": 0, "sign": 1}
-    return _next_pattern_probe(state, geo)
+    h = PATTERN_STEP if state.pattern is None else state.pattern.h
+    return _next_pattern_probe(replace(state, pattern=Pattern(h)), geo)
 
 
-def _distrust(state: dict[str, Any]) -> None:
+def _distrust(state: SearchState) -> SearchState:
     """One more hypergradient the probes (or members) contradict: the next ``2^n - 1``
     improvements of the pattern search ask for none (``n`` such in a row, at most 3)."""
-    n = int(state.get("distrust", 0)) + 1
-    state["distrust"] = n
-    state["skip"] = 2 ** min(n, 3) - 1
+    n = state.distrust + 1
+    return replace(state, distrust=n, skip=2 ** min(n, 3) - 1)
 
 
-def check_probe(predicted: float, found: float) -> dict[str, Any]:
+def check_probe(predicted: float, found: float) -> ProbeCheck:
     """Whether a plain probe along a hypergradient agrees with it.
 
     Args:
@@ -464,27 +337,27 @@ def check_probe(predicted: float, found: float) -> dict[str, Any]:
         found: The change the probe found (its value minus the line's origin value).
 
     Returns:
-        ``{"predicted", "found", "ratio", "agrees"}``: the probe agrees when it found a change
-        of the predicted sign within ``DISAGREE`` times the predicted size either way.
+        The check: the probe agrees when it found a change of the predicted sign within
+        ``DISAGREE`` times the predicted size either way.
 
     Example:
-        >>> check_probe(-0.01, -0.004)["agrees"], check_probe(-5.0, 0.002)["agrees"]
+        >>> check_probe(-0.01, -0.004).agrees, check_probe(-5.0, 0.002).agrees
         (True, False)
     """
     ok = predicted != 0 and math.isfinite(predicted) and math.isfinite(found)
     ratio = found / predicted if ok else None
     agrees = ratio is not None and 1.0 / DISAGREE <= ratio <= DISAGREE
-    return {
-        "predicted": predicted if math.isfinite(predicted) else None,
-        "found": found if math.isfinite(found) else None,
-        "ratio": ratio,
-        "agrees": bool(agrees),
-    }
+    return ProbeCheck(
+        predicted=predicted if math.isfinite(predicted) else None,
+        found=found if math.isfinite(found) else None,
+        ratio=ratio,
+        agrees=bool(agrees),
+    )
 
 
 def check_members(
     members: Sequence[Sequence[float]], mask: Sequence[bool] | None = None
-) -> dict[str, Any]:
+) -> MembersCheck:
     """Whether an iterate's members' hypergradients (per coordinate unit) agree.
 
     Args:
@@ -492,32 +365,30 @@ def check_members(
         mask: The coordinates that count (``None``: all).
 
     Returns:
-        ``{"cosine", "norm_ratio", "agrees"}``: the smallest cosine between two members and the
-        largest norm over the smallest; they agree when the cosine is positive and the ratio is
-        at most ``DISAGREE``.
+        The check: the smallest cosine between two members and the largest norm over the
+        smallest; they agree when the cosine is positive and the ratio is at most
+        ``DISAGREE``.
 
     Example:
-        >>> check_members([[1.0, 0.5], [2.0, 0.8]])["agrees"]
+        >>> check_members([[1.0, 0.5], [2.0, 0.8]]).agrees
         True
-        >>> check_members([[1.0, 0.5], [-300.0, 10.0]])["agrees"]
+        >>> check_members([[1.0, 0.5], [-300.0, 10.0]]).agrees
         False
     """
     keep = [True] * len(members[0]) if mask is None else list(mask)
     vs = [[x if m else 0.0 for x, m in zip(v, keep, strict=True)] for v in members]
     norms = [_norm(v) for v in vs]
     if not all(math.isfinite(n) for n in norms) or min(norms) == 0:
-        return {"cosine": 0.0, "norm_ratio": None, "agrees": False}
+        return MembersCheck(cosine=0.0, norm_ratio=None, agrees=False)
     cosine = min(
         _dot(a, b) / (na * nb)
         for i, (a, na) in enumerate(zip(vs, norms, strict=True))
         for b, nb in zip(vs[i + 1 :], norms[i + 1 :], strict=True)
     )
     ratio = max(norms) / min(norms)
-    return {
-        "cosine": cosine,
-        "norm_ratio": ratio,
-        "agrees": bool(cosine > 0 and ratio <= DISAGREE),
-    }
+    return MembersCheck(
+        cosine=cosine, norm_ratio=ratio, agrees=bool(cosine > 0 and ratio <= DISAGREE)
+    )
 
 
 def _mean_direction(members: Sequence[Sequence[float]]) -> list[float]:
@@ -534,25 +405,23 @@ def _units(geo: Geometry, x: Sequence[float]) -> list[float]:
     return [c.to_u(v) / c.unit for c, v in zip(geo.coords, x, strict=True)]
 
 
-def _remember(state: dict[str, Any], g: list[float], geo: Geometry) -> None:
+def _remember(state: SearchState, g: list[float], geo: Geometry) -> SearchState:
     """Add the step since the last hypergradient and the change of the gradient to the
     quasi-Newton memory (pairs with no positive curvature are skipped)."""
-    line = state.get("line")
-    if not line or line.get("origin") is None or line["origin"] == state["incumbent"]["x"]:
-        return
-    step = [
-        b - a
-        for a, b in zip(
-            _units(geo, line["origin"]), _units(geo, state["incumbent"]["x"]), strict=True
-        )
-    ]
-    dg = [b - a for a, b in zip(line["g"], g, strict=True)]
+    line, best = state.line, _best(state)
+    if line is None or line.origin == best.x:
+        return state
+    step = [b - a for a, b in zip(_units(geo, line.origin), _units(geo, best.x), strict=True)]
+    dg = [b - a for a, b in zip(line.g, g, strict=True)]
     if math.fsum(a * b for a, b in zip(step, dg, strict=True)) > 1e-12 * _norm(step) * _norm(dg):
-        memory = [*state.get("memory", []), [step, dg]]
-        state["memory"] = memory[len(memory) - MEMORY :] if MEMORY > 0 else []
+        memory = (*state.memory, (tuple(step), tuple(dg)))
+        state = replace(state, memory=memory[len(memory) - MEMORY :] if MEMORY > 0 else ())
+    return state
 
 
-def _quasi_newton(g: list[float], mask: Sequence[bool], memory: list[Any]) -> list[float]:
+def _quasi_newton(
+    g: list[float], mask: Sequence[bool], memory: Sequence[tuple[Sequence[float], Sequence[float]]]
+) -> list[float]:
     """-H g by the L-BFGS two-loop recursion over the masked coordinates."""
     q = [gi if m else 0.0 for gi, m in zip(g, mask, strict=True)]
     pairs = [
@@ -583,99 +452,90 @@ def _dot(a: Sequence[float], b: Sequence[float]) -> float:
 
 
 def _start_line(
-    state: dict[str, Any], g: list[float], geo: Geometry, grad_point: int | None = None
-) -> tuple[list[float], dict[str, Any]]:
-    mask = geo.base if state["stage"] == "base" else [True] * len(g)
+    state: SearchState, g: list[float], geo: Geometry, grad_point: int | None = None
+) -> Step:
+    mask = geo.base if state.stage == "base" else [True] * len(g)
     d, slope = _direction(g, mask)
     if slope == 0.0:
         return _stall(state, g, geo)
-    alpha = float(state["alpha"])
-    memory = state.get("memory", [])
-    if memory:  # a quasi-Newton step: length 1 along -H g, within the trust region
-        p = _quasi_newton(g, mask, memory)
+    alpha = state.alpha
+    if state.memory:  # a quasi-Newton step: length 1 along -H g, within the trust region
+        p = _quasi_newton(g, mask, state.memory)
         n = _norm(p)
         slope_p = _dot(g, p)
         if n > 0 and math.isfinite(n) and slope_p < 0:
             d, slope = [pi / n for pi in p], slope_p / n
             alpha = min(n, TRUST / max(abs(di) for di in d))
-    origin = state["incumbent"]["x"]
-    state["line"] = {
-        "g": g,
-        "d": d,
-        "slope": slope,
-        "f0": state["incumbent"]["f"],
-        "probes": [],
-        "origin": origin,
-        "grad_point": grad_point,
-        "trusted": True,
-    }
-    x = geo.along(origin, d, alpha)
-    return _propose(state, x, "line", False, alpha=alpha, origin=origin)
+    best = _best(state)
+    line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, grad_point)
+    x = geo.along(best.x, d, alpha)
+    return _propose(replace(state, line=line), x, Probe("line", alpha=alpha, origin=best.x))
 
 
-def _after_line_probe(
-    state: dict[str, Any], value: float, improved: bool, geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
-    line = dict(state["line"])
-    alpha = float(state["probe"]["alpha"])
-    origin = state["probe"]["origin"]
-    line["probes"] = [*line["probes"], [alpha, value]]
-    if len(line["probes"]) == 1:  # the first probe checks the hypergradient
-        check = check_probe(float(line["slope"]) * alpha, value - float(line["f0"]))
-        state["check"] = {"kind": "probe", "point": line.get("grad_point"), **check}
-        line["trusted"] = check["agrees"]
-        if check["agrees"]:
-            state["distrust"], state["skip"] = 0, 0
-        else:
-            _distrust(state)
-        if check["ratio"] is not None and check["ratio"] <= 0 and check["ratio"] > -1:
+def _after_line_probe(state: SearchState, value: float, improved: bool, geo: Geometry) -> Step:
+    assert state.line is not None and state.probe.alpha is not None
+    assert state.probe.origin is not None
+    alpha, origin = state.probe.alpha, state.probe.origin
+    line = replace(state.line, probes=(*state.line.probes, (alpha, value)))
+    if len(line.probes) == 1:  # the first probe checks the hypergradient
+        check = replace(check_probe(line.slope * alpha, value - line.f0), point=line.grad_point)
+        line = replace(line, trusted=check.agrees)
+        state = replace(state, check=check, line=line)
+        state = replace(state, distrust=0, skip=0) if check.agrees else _distrust(state)
+        if check.ratio is not None and check.ratio <= 0 and check.ratio > -1:
             # a promised gain larger than the loss found (a step too long only loses more than
             # the slope promised): the opposite probe makes a central difference along the
             # direction, to see whether the hypergradient's sign holds
-            state["line"] = line
-            x = geo.along(origin, line["d"], -alpha)
-            if x != state["incumbent"]["x"]:
-                return _propose(state, x, "line", False, alpha=-alpha, origin=origin)
-    state["line"] = line
-    gains = [(f, a) for a, f in line["probes"] if f < line["f0"]]
+            x = geo.along(origin, line.d, -alpha)
+            if tuple(x) != _best(state).x:
+                return _propose(state, x, Probe("line", alpha=-alpha, origin=origin))
+    return _after_line(replace(state, line=line), line, alpha, origin, value, improved, geo)
+
+
+def _after_line(
+    state: SearchState,
+    line: Line,
+    alpha: float,
+    origin: Sequence[float],
+    value: float,
+    improved: bool,
+    geo: Geometry,
+) -> Step:
+    """After the probe at ``alpha`` along ``line`` from ``origin``: a longer step, the best
+    point found, a shorter step, or (nothing found) the probes decide or the direction widens."""
+    gains = [(f, a) for a, f in line.probes if f < line.f0]
     successes = 0
-    for _, f in line["probes"]:
-        if not f < line["f0"] or (successes and f >= line["probes"][successes - 1][1]):
+    for _, f in line.probes:
+        if not f < line.f0 or (successes and f >= line.probes[successes - 1][1]):
             break
         successes += 1
-    if improved and successes == len(line["probes"]) <= EXPANSIONS:
+    if improved and successes == len(line.probes) <= EXPANSIONS:
         # every step so far worked, each better than the last: try twice as far
-        x = geo.along(origin, line["d"], 2 * alpha)
-        if x != state["incumbent"]["x"]:
-            return _propose(state, x, "line", False, alpha=2 * alpha, origin=origin)
+        x = geo.along(origin, line.d, 2 * alpha)
+        if tuple(x) != _best(state).x:
+            return _propose(state, x, Probe("line", alpha=2 * alpha, origin=tuple(origin)))
     if gains:  # accept the best point found along the line (either side of it)
-        state["alpha"] = min(abs(a) for f, a in gains if f == min(f for f, _ in gains))
-        return _gradient_at_best(state, geo)
-    tries = BASE_TRIES if state["stage"] == "base" else FULL_TRIES
-    if not line.get("trusted", True) and alpha < 0:  # neither side improved: the probes decide
+        alpha = min(abs(a) for f, a in gains if f == min(f for f, _ in gains))
+        return _gradient_at_best(replace(state, alpha=alpha), geo)
+    tries = BASE_TRIES if state.stage == "base" else FULL_TRIES
+    if not line.trusted and alpha < 0:  # neither side improved: the probes decide
         return _probes_decide(state, geo)
-    if len(line["probes"]) >= tries:
-        return _stall(state, line["g"], geo)
-    f0, slope = float(line["f0"]), float(line["slope"])
-    curv = value - f0 - slope * alpha
-    t = -slope * alpha * alpha / (2 * curv) if math.isfinite(value) and curv > 0 else 0.0
+    if len(line.probes) >= tries:
+        return _stall(state, list(line.g), geo)
+    curv = value - line.f0 - line.slope * alpha
+    t = -line.slope * alpha * alpha / (2 * curv) if math.isfinite(value) and curv > 0 else 0.0
     nxt = min(max(t, 0.1 * alpha), 0.5 * alpha)
     return _propose(
-        state, geo.along(origin, line["d"], nxt), "line", False, alpha=nxt, origin=origin
+        state, geo.along(origin, line.d, nxt), Probe("line", alpha=nxt, origin=tuple(origin))
     )
 
 
-def _stall(
-    state: dict[str, Any], g: list[float], geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _stall(state: SearchState, g: list[float], geo: Geometry) -> Step:
     """No probe along the direction improved: widen to every param, or stop."""
-    if state["stage"] == "base":
-        state["stage"] = "full"
-        state["alpha"] = geo.first_step
-        state["memory"] = []
+    if state.stage == "base":
+        state = replace(state, stage="full", alpha=geo.first_step, memory=())
         return _start_line(state, g, geo)
-    state["pattern"] = {"h": PATTERN_STEP, "i": 0, "sign": 1}
-    return _next_pattern_probe(state, geo)
+    return _next_pattern_probe(replace(state, pattern=Pattern(PATTERN_STEP)), geo)
 
 
 def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
@@ -692,57 +552,45 @@ def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
     return list(moves.values())
 
 
-def _next_pattern_probe(
-    state: dict[str, Any], geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _next_pattern_probe(state: SearchState, geo: Geometry) -> Step:
     """The next plain probe of the pattern search: one family param at a time, +h then -h;
     once every one failed, h halves; below ``MIN_PATTERN_STEP`` the search has converged."""
-    pat = dict(state["pattern"])
-    coords = _pattern_coords(geo, bool(pat.get("once")))
-    x = state["incumbent"]["x"]
-    while pat["h"] >= MIN_PATTERN_STEP:
-        while pat["i"] < len(coords):
+    assert state.pattern is not None
+    pat = state.pattern
+    coords = _pattern_coords(geo, pat.once)
+    x = _best(state).x
+    while pat.h >= MIN_PATTERN_STEP:
+        while pat.i < len(coords):
             d = [0.0] * len(x)
-            for i in coords[pat["i"]]:
-                d[i] = float(pat["sign"])
-            moved = geo.along(x, d, pat["h"])
-            if pat["sign"] > 0:
-                pat["sign"] = -1
-            else:
-                pat["sign"], pat["i"] = 1, pat["i"] + 1
-            if moved != x:
-                state["pattern"] = pat
-                state["phase"] = "pattern"
-                return _propose(state, moved, "pattern", False)
-        if pat.get("once"):  # the coarse pass is done: hypergradient steps from the best
-            state["pattern"] = None
-            return _descend(state, geo)
-        pat = {"h": pat["h"] / 2, "i": 0, "sign": 1}
-    state["converged"] = True
-    return _propose(state, x, "converged", False)
+            for i in coords[pat.i]:
+                d[i] = float(pat.sign)
+            moved = geo.along(x, d, pat.h)
+            pat = replace(pat, sign=-1) if pat.sign > 0 else replace(pat, sign=1, i=pat.i + 1)
+            if tuple(moved) != x:
+                state = replace(state, pattern=pat, phase="pattern")
+                return _propose(state, moved, Probe("pattern"))
+        if pat.once:  # the coarse pass is done: hypergradient steps from the best
+            return _descend(replace(state, pattern=None), geo)
+        pat = Pattern(pat.h / 2)
+    return _propose(replace(state, converged=True), x, Probe("converged"))
 
 
-def _after_pattern_probe(
-    state: dict[str, Any], improved: bool, geo: Geometry
-) -> tuple[list[float], dict[str, Any]]:
+def _after_pattern_probe(state: SearchState, improved: bool, geo: Geometry) -> Step:
     """A pattern probe that improves restarts the hypergradient steps from there (in the
     coarse pass: the pass goes on from there, to the next param)."""
-    pat = state["pattern"]
-    if improved and pat.get("once"):
-        if pat["sign"] < 0:  # +h improved: skip -h
-            state["pattern"] = {**pat, "sign": 1, "i": pat["i"] + 1}
+    assert state.pattern is not None
+    pat = state.pattern
+    if improved and pat.once:
+        if pat.sign < 0:  # +h improved: skip -h
+            state = replace(state, pattern=replace(pat, sign=1, i=pat.i + 1))
         return _next_pattern_probe(state, geo)
     if improved and not geo.hypergradients:  # poll again around the new point, same step
         return _descend(state, geo)
-    if improved and int(state.get("skip", 0)) > 0:
+    if improved and state.skip > 0:
         # recent hypergradients were contradicted: poll again as the ablation does
-        state["skip"] = int(state["skip"]) - 1
-        state["pattern"] = {"h": pat["h"], "i": 0, "sign": 1}
+        state = replace(state, skip=state.skip - 1, pattern=Pattern(pat.h))
         return _next_pattern_probe(state, geo)
     if improved:
-        state["stage"] = "base" if not all(geo.base) else "full"
-        state["alpha"] = geo.first_step
-        state["memory"] = []
-        state["line"] = None
+        state = replace(state, stage=_first_stage(geo), alpha=geo.first_step, memory=(), line=None)
         return _gradient_at_best(state, geo)
     return _next_pattern_probe(state, geo)

@@ -2,11 +2,11 @@
 storage so that any number of workers sharing a storage run each member exactly once and take
 the same outer step.
 
-A claim is a trial system attribute (the sampler's state, ``STATE_KEY``) naming the iterate and
-the member: written ``tentative``, checked against the other trials' claims, then made
-``final``. The first claim of an iterate defines its schedules; once every member is done (or a
-quorum after a timeout), the iterate's point is the members' mean value and hypergradient, and
-the next iterate is the outer rule's step from it.
+A claim is the :class:`~optuna_fmd._state.Slot` of the sampler's state stored on a trial
+(``STATE_KEY``), naming the iterate and the member: written ``tentative``, checked against the
+other trials' claims, then made ``final``. The first claim of an iterate defines its
+schedules; once every member is done (or a quorum after a timeout), the iterate's point is the
+members' mean value and hypergradient, and the next iterate is the outer rule's step from it.
 """
 
 from __future__ import annotations
@@ -16,25 +16,21 @@ import math
 import time
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from optuna.storages import fail_stale_trials
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from ._outer import Point
+from ._state import STATE_KEY, OuterState, Slot
 
 if TYPE_CHECKING:
     import random
 
     from optuna.study import Study
 
-#: Trial system attribute that holds the sampler's outer state (JSON) for the trial it proposed.
-STATE_KEY = "fmd:state"
-#: Trial user attribute with the check of the latest hypergradient against the plain probes
-#: along it, or of its members against each other (``optuna_fmd._outer.check_probe``).
-CHECK_ATTR = "hypergradient_check"
 _MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
 _MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
@@ -46,18 +42,7 @@ class _Claim:
     trial: FrozenTrial
     iterate: int
     member: int
-    state: dict[str, Any]
-
-
-def finite_list(value: object, n: int) -> bool:
-    return (
-        isinstance(value, list)
-        and len(value) == n
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-            for v in value
-        )
-    )
+    state: OuterState
 
 
 def sense_of(study: Study) -> float:
@@ -65,14 +50,14 @@ def sense_of(study: Study) -> float:
     return -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
 
 
-def is_slot(state: dict[str, Any], population: int | None) -> bool:
-    it, member = state.get("iterate"), state.get("member")
+def is_slot(state: OuterState, population: int | None) -> bool:
+    """Whether ``state`` claims a member slot of a population of ``population``."""
+    slot = state.slot
     return (
         population is not None
-        and isinstance(it, int)
-        and isinstance(member, int)
-        and it >= 0
-        and 0 <= member < population
+        and slot is not None
+        and slot.iterate >= 0
+        and 0 <= slot.member < population
     )
 
 
@@ -112,16 +97,16 @@ class PopulationClaims:
     _rng: random.Random
     _init_x: list[float]
 
-    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> dict[str, Any] | None:
+    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> OuterState | None:
         raise NotImplementedError
 
     def _see(self, trial: FrozenTrial, sense: float) -> Point:
         raise NotImplementedError
 
-    def _fresh_state(self) -> dict[str, Any]:
+    def _fresh_state(self) -> OuterState:
         raise NotImplementedError
 
-    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], dict[str, Any]]:
+    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], OuterState]:
         raise NotImplementedError
 
     def _claims(self, study: Study, own: int) -> list[_Claim]:
@@ -130,24 +115,26 @@ class PopulationClaims:
             if t.number == own:
                 continue
             state = self._read_state(t, warn=False)
-            if state is None or not is_slot(state, self._population):
+            if state is None or state.slot is None or not is_slot(state, self._population):
                 continue
-            if state.get("claim") not in ("tentative", "final"):
+            if state.slot.claim not in ("tentative", "final"):
                 continue
-            if not finite_list(state.get("x"), len(self._names)):
+            if not state.has_x(len(self._names)):
                 continue
-            out.append(_Claim(t, int(state["iterate"]), int(state["member"]), state))
+            out.append(_Claim(t, state.slot.iterate, state.slot.member, state))
         return sorted(out, key=lambda c: c.trial.number)
 
     def _point(
-        self, iterate: int, definition: dict[str, Any], members: list[_Claim], sense: float
+        self, iterate: int, definition: OuterState, members: list[_Claim], sense: float
     ) -> Point:
         """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
         values, grads, bad, diverged = [], [], False, False
+        assert definition.x is not None
+        x = list(definition.x)
         for c in sorted(members, key=lambda c: c.member):
             seen = self._see(c.trial, sense)
             diverged = diverged or seen.diverged
-            wants_grad = definition.get("hypergradient", True) is not False
+            wants_grad = definition.wants_hypergradient
             if seen.bad or seen.value is None or (wants_grad and seen.grad is None):
                 bad = True
                 continue
@@ -155,7 +142,7 @@ class PopulationClaims:
             if seen.grad is not None:
                 grads.append(seen.grad)
         if bad or not values:
-            return Point(iterate, list(definition["x"]), None, True, None, definition, diverged)
+            return Point(iterate, x, None, True, None, definition, diverged)
         n = len(values)
         mean_grad = (
             [sum(g[i] for g in grads) / n for i in range(len(self._names))]
@@ -164,7 +151,7 @@ class PopulationClaims:
         )
         return Point(
             iterate,
-            list(definition["x"]),
+            x,
             sum(values) / n,
             False,
             mean_grad,
@@ -174,7 +161,7 @@ class PopulationClaims:
 
     def _next_slot(
         self, claims: list[_Claim], sense: float
-    ) -> tuple[int, int, dict[str, Any], list[int]] | None:
+    ) -> tuple[int, int, OuterState, list[int]] | None:
         """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
         m = self._population
         assert m is not None
@@ -182,11 +169,10 @@ class PopulationClaims:
         for c in claims:
             by_iterate.setdefault(c.iterate, []).append(c)
         if not by_iterate:
-            state = self._fresh_state()
-            state.update(origin="init", base=None, best=None, x=list(self._init_x), used=[])
+            state = replace(self._fresh_state(), origin="init", x=tuple(self._init_x), used=())
             return 0, 0, state, []
         cur = max(by_iterate)
-        definition = dict(by_iterate[cur][0].state)  # the lowest-numbered claim defines it
+        definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
         done: dict[int, _Claim] = {}
         failed: dict[int, list[int]] = {}
         busy: set[int] = set()
@@ -212,7 +198,7 @@ class PopulationClaims:
                 used = finished
             else:
                 later = by_iterate.get(k + 1)
-                used = list(later[0].state.get("used", [])) if later else []
+                used = list(later[0].state.used or ()) if later else []
             members = [
                 c
                 for c in by_iterate[k]
@@ -220,13 +206,12 @@ class PopulationClaims:
             ]
             members = list({c.member: c for c in reversed(members)}.values())  # lowest number
             missing = [j for j in used if j not in {c.member for c in members}]
-            point = self._point(k, dict(by_iterate[k][0].state), members, sense)
+            point = self._point(k, by_iterate[k][0].state, members, sense)
             if missing:  # a member that failed for good makes the iterate bad
                 point = Point(k, point.x, None, True, None, point.state)
             points.append(point)
         x, state = self._decide(points, sense)
-        state.update(x=x, used=finished)
-        return cur + 1, 0, state, []
+        return cur + 1, 0, replace(state, x=tuple(x), used=tuple(finished)), []
 
     def _quorum_reached(self, done: list[_Claim]) -> bool:
         if self._population_timeout is None or len(done) < self._quorum:
@@ -241,8 +226,8 @@ class PopulationClaims:
         return waited >= self._population_timeout
 
     def _claim(
-        self, study: Study, trial: FrozenTrial, retry: dict[str, Any] | None
-    ) -> tuple[list[float], dict[str, Any]]:
+        self, study: Study, trial: FrozenTrial, retry: OuterState | None
+    ) -> tuple[list[float], OuterState]:
         """Claim a member slot of the current iterate (or define the next iterate).
 
         A claim is written as ``tentative``, checked against the other trials' claims and made
@@ -254,9 +239,9 @@ class PopulationClaims:
         storage = study._storage
         while True:
             claims = self._claims(study, trial.number)
-            slot: tuple[int, int, dict[str, Any], list[int]]
-            if retry is not None and is_slot(retry, self._population):
-                slot = (int(retry["iterate"]), int(retry["member"]), retry, [])
+            slot: tuple[int, int, OuterState, list[int]]
+            if retry is not None and retry.slot is not None and is_slot(retry, self._population):
+                slot = (retry.slot.iterate, retry.slot.member, retry, [])
             else:
                 found = self._next_slot(claims, sense_of(study))
                 if found is None:  # every member of the iterate is running: wait for one
@@ -264,20 +249,19 @@ class PopulationClaims:
                     continue
                 slot = found
             iterate, member, definition, failed = slot
-            claim = dict(definition)
-            claim.update(iterate=iterate, member=member, claim="tentative", resume=failed)
+            claim = replace(definition, slot=Slot(iterate, member, "tentative", tuple(failed)))
             if retry is not None:
-                claim.update(origin="retry", retry_of=retry.get("retry_of"))
-            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim)
-            if self._verify(study, trial, claim):
-                claim["claim"] = "final"
-                return list(claim["x"]), claim
+                claim = replace(claim, origin="retry", retry_of=retry.retry_of)
+            assert claim.x is not None
+            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim.to_json())
+            if self._verify(study, trial, iterate, member, claim.x):
+                return list(claim.x), _settled(claim, "final")
             if retry is not None:  # its slot was taken over while it waited: do not rerun it
-                claim["claim"] = "superseded"
-                return list(claim["x"]), claim
+                return list(claim.x), _settled(claim, "superseded")
 
-    def _verify(self, study: Study, trial: FrozenTrial, claim: dict[str, Any]) -> bool:
-        iterate, member, x = claim["iterate"], claim["member"], claim["x"]
+    def _verify(
+        self, study: Study, trial: FrozenTrial, iterate: int, member: int, x: tuple[float, ...]
+    ) -> bool:
         for _ in range(_MAX_SETTLE_POLLS):
             rivals = []
             for c in self._claims(study, trial.number):
@@ -287,10 +271,11 @@ class PopulationClaims:
                     TrialState.PRUNED,
                 ):
                     continue
-                if c.iterate == iterate and c.trial.number < trial.number and c.state["x"] != x:
+                if c.iterate == iterate and c.trial.number < trial.number and c.state.x != x:
                     return False  # a lower-numbered trial defined this iterate: adopt it
                 if c.iterate == iterate and c.member == member:
-                    if c.state["claim"] == "final" or c.trial.number < trial.number:
+                    assert c.state.slot is not None
+                    if c.state.slot.claim == "final" or c.trial.number < trial.number:
                         return False
                     rivals.append(c)
             if not rivals:
@@ -305,3 +290,9 @@ class PopulationClaims:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fail_stale_trials(study)
+
+
+def _settled(claim: OuterState, how: str) -> OuterState:
+    """``claim`` made ``final`` (or ``superseded``)."""
+    assert claim.slot is not None
+    return replace(claim, slot=replace(claim.slot, claim=how))

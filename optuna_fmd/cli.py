@@ -25,9 +25,10 @@ from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import compare, tasks
+from ._state import STATE_KEY, StateView, read_view
 from ._storage import StorageError, open_storage
 from .objective import HypergradientObjective
-from .sampler import STATE_KEY, FMDSampler
+from .sampler import FMDSampler
 from .space import DEFAULT_BOUNDS, ScheduleSpace, default_family_space, default_space
 from .visualization import DashboardCallback, write_report
 
@@ -135,10 +136,9 @@ def describe_trial(
 ) -> str:
     """One line per trial: number, how it was proposed (with a population: iterate.member), value,
     schedules."""
-    state = trial.system_attrs.get(STATE_KEY)
-    origin = state.get("origin", "") if isinstance(state, dict) else "other"
-    if population and population > 1 and isinstance(state, dict) and "iterate" in state:
-        origin = f"{origin} {state['iterate']}.{state.get('member', 0)}"
+    view = read_view(trial.system_attrs.get(STATE_KEY)) or StateView(origin="other")
+    member = bool(population and population > 1 and view.iterate is not None)
+    origin = f"{view.origin} {view.iterate}.{view.member or 0}" if member else view.origin
     value = "failed" if trial.value is None else f"{trial.value:.4f}"
     acc = trial.user_attrs.get("val_accuracy")
     acc_s = f" acc {acc:.3f}" if isinstance(acc, float) else ""

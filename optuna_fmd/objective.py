@@ -18,9 +18,9 @@ from typing import Any
 import optuna
 
 from ._checks import optional_positive_int
+from ._state import STATE_KEY, StateView, read_view
 from .engine import LOSS_HYPERS, ScheduleSpace, make_loss_side, make_partitions, split_groups
 from .episode import EpisodeResult, check_engine, run_episode
-from .sampler import STATE_KEY, state_wants_hypergradient
 from .tasks import Task
 
 __all__ = ["CHECKPOINT_KEY", "WORKER_KEY", "HypergradientObjective"]
@@ -177,9 +177,8 @@ class HypergradientObjective:
         retries a failed one (heartbeat) keeps the failed trial's seed.
         """
         attrs = _system_attrs(trial)
-        state = attrs.get(STATE_KEY)
-        member = state.get("member") if isinstance(state, dict) else None
-        member = member if isinstance(member, int) and not isinstance(member, bool) else 0
+        view = read_view(attrs.get(STATE_KEY))
+        member = view.member if view is not None and view.member is not None else 0
         if self.seed is None:
             return member
         if isinstance(self.seed, int):
@@ -207,22 +206,22 @@ class HypergradientObjective:
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         schedules = self.suggest(trial)  # the sampler's claim is written by now
         attrs = _system_attrs(trial)
-        state = attrs.get(STATE_KEY)
-        if isinstance(state, dict) and state.get("claim") == "superseded":
+        view = read_view(attrs.get(STATE_KEY))
+        if view is not None and view.claim == "superseded":
             raise optuna.TrialPruned(
-                f"trial {trial.number} retries trial {state.get('retry_of')}, whose population "
-                f"slot (iterate {state.get('iterate')}, member {state.get('member')}) another "
+                f"trial {trial.number} retries trial {view.retry_of}, whose population "
+                f"slot (iterate {view.iterate}, member {view.member}) another "
                 "trial has already taken; it is not run twice."
             )
         # FMDSampler's plain probes (line search, scale search) need no hypergradient
-        wants = self.hypergradient and state_wants_hypergradient(state)
+        wants = self.hypergradient and (view is None or view.hypergradient)
         seed = self.seed_for(trial)
         storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
         if storage is not None and isinstance(trial_id, int):
             storage.set_trial_system_attr(
                 trial_id, WORKER_KEY, {"host": socket.gethostname(), "pid": os.getpid()}
             )
-        checkpoints = _Checkpoints(self, trial, attrs, state)
+        checkpoints = _Checkpoints(self, trial, attrs, view)
         kwargs: dict[str, Any] = {}
         if checkpoints.enabled:
             kwargs = {"snapshot_every": self.checkpoint_every, "on_snapshot": checkpoints.save}
@@ -263,9 +262,9 @@ class HypergradientObjective:
             trial.set_user_attr(key, value)
         if self.space.has_families():  # the window values the family params stand for
             trial.set_user_attr("schedules", {n: list(v) for n, v in schedules.items()})
-        if isinstance(state, dict) and isinstance(state.get("iterate"), int):
-            trial.set_user_attr("iterate", int(state["iterate"]))
-            trial.set_user_attr("member", int(state.get("member", 0)))
+        if view is not None and view.iterate is not None:
+            trial.set_user_attr("iterate", view.iterate)
+            trial.set_user_attr("member", view.member or 0)
         if diverged:
             trial.set_user_attr("divergence", "training")
         else:
@@ -293,12 +292,12 @@ class _Checkpoints:
         objective: HypergradientObjective,
         trial: optuna.trial.BaseTrial,
         attrs: dict[str, Any],
-        state: Any,
+        view: StateView | None,
     ) -> None:
         self.store = objective.artifact_store
         self.trial = trial
         self.attrs = attrs
-        self.state = state if isinstance(state, dict) else {}
+        self.resume = () if view is None else view.resume  # the failed trials of its slot
         self.storage = getattr(trial, "storage", None)
         self.trial_id = getattr(trial, "_trial_id", None)
         self.enabled = (
@@ -319,10 +318,9 @@ class _Checkpoints:
         origin = self.attrs.get("failed_trial", getattr(self.trial, "number", -1))
         if isinstance(own, dict):
             pointers.append((int(origin) if isinstance(origin, int) else -1, own))
-        resume = self.state.get("resume")
         study = getattr(self.trial, "study", None)
-        if isinstance(resume, list) and resume and study is not None:
-            wanted = {n for n in resume if isinstance(n, int)}
+        if self.resume and study is not None:
+            wanted = set(self.resume)
             for t in study.get_trials(deepcopy=False):
                 pointer = t.system_attrs.get(CHECKPOINT_KEY)
                 if t.number in wanted and isinstance(pointer, dict):
@@ -406,7 +404,9 @@ def _plain(v: float) -> float | None:
 
 
 def _figures(result: EpisodeResult, diverged: bool) -> dict[str, Any]:
-    return {
+    """The episode's figures as user attrs; ``val_class_accuracy`` (a list, one accuracy per
+    class, ``None`` where not finite) only where the episode measured it."""
+    out: dict[str, Any] = {
         "val_accuracy": _plain(result.val_accuracy),
         "seconds": float(result.seconds),
         "steps": int(result.steps),
@@ -415,6 +415,9 @@ def _figures(result: EpisodeResult, diverged: bool) -> dict[str, Any]:
         "diverged": diverged,
         "engine": str(result.engine),
     }
+    if result.val_class_accuracy is not None:  # per class, on imbalanced tasks
+        out["val_class_accuracy"] = [_plain(a) for a in result.val_class_accuracy]
+    return out
 
 
 def _flat_hypergradient(

@@ -19,6 +19,7 @@ import random
 import threading
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -26,17 +27,19 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from ._checks import non_negative_int, positive, positive_int
-from ._geometry import check_start, geometry_of
+from ._geometry import FIRST_STEP, check_start, geometry_of
 from ._gradient_rules import GradientRule, decide, fresh_state
-from ._outer import FIRST_STEP, Point, search_step
-from ._population import (
+from ._outer import Point, search_step
+from ._population import PopulationClaims, is_slot, iterate_groups, sense_of
+from ._state import (
     CHECK_ATTR,
     STATE_KEY,
-    PopulationClaims,
-    finite_list,
-    is_slot,
-    iterate_groups,
-    sense_of,
+    GradientState,
+    OuterState,
+    SearchState,
+    StateError,
+    check_json,
+    read_view,
 )
 from .space import ScheduleSpace
 
@@ -45,14 +48,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CHECK_ATTR", "STATE_KEY", "FMDSampler"]
 
-_STATE_VERSION = 1
 _OUTER_RULES = ("search", "sign", "adam")
-
-
-def state_wants_hypergradient(state: object) -> bool:
-    """Whether the trial that carries this sampler state (``STATE_KEY``) needs the
-    hypergradient: not a plain probe of the search rule."""
-    return not (isinstance(state, dict) and state.get("hypergradient") is False)
 
 
 class FMDSampler(PopulationClaims, BaseSampler):
@@ -114,9 +110,10 @@ class FMDSampler(PopulationClaims, BaseSampler):
     step from the same iterate (and may coincide); the loop continues from whichever finished
     trial has the highest number.
 
-    The outer state (iterate, step sizes or moments, step scale, best trial, outer step count)
-    is stored as JSON in the trial system attribute ``"fmd:state"`` of every proposed trial, so
-    a study continued in another process proposes exactly what an uninterrupted run would.
+    The outer state (a frozen :class:`~optuna_fmd._state.OuterState`: the rule's state, why the
+    trial was proposed, its params) is stored as JSON in the trial system attribute
+    ``"fmd:state"`` of every proposed trial, so a study continued in another process proposes
+    exactly what an uninterrupted run would.
 
     Ensemble averaging (``population=M``): every outer iterate is evaluated by M trials, its
     *members*, which :class:`~optuna_fmd.HypergradientObjective` trains with seeds
@@ -303,7 +300,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         """The schedule space this sampler optimises."""
         return self._space
 
-    def outer_state(self, study: Study) -> dict[str, Any] | None:
+    def outer_state(self, study: Study) -> OuterState | None:
         """The outer state stored on the latest trial this sampler proposed (``None``: none)."""
         states = [
             s
@@ -320,7 +317,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
         attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else None
         if attrs is None and storage is not None and isinstance(trial_id, int):
             attrs = storage.get_trial_system_attrs(trial_id)
-        return state_wants_hypergradient((attrs or {}).get(STATE_KEY))
+        view = read_view((attrs or {}).get(STATE_KEY))
+        return view is None or view.hypergradient
 
     def best_iterate(self, study: Study) -> tuple[float, dict[str, float], list[int]] | None:
         """The best point so far: its value, params and trial numbers (``None``: none yet).
@@ -337,8 +335,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
             if t.value is None or not math.isfinite(t.value):
                 continue
             state = self._read_state(t, warn=False) if self._population else None
-            slot = state is not None and is_slot(state, self._population)
-            it = int(state["iterate"]) if state is not None and slot else None
+            slot = state.slot if state is not None and is_slot(state, self._population) else None
+            it = None if slot is None else slot.iterate
             points.append((t.number, it, float(t.value)))
             by_number[t.number] = t
         groups = iterate_groups(points, self._population)
@@ -350,7 +348,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
     def is_converged(self, study: Study) -> bool:
         """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""
         state = self.outer_state(study)
-        return bool(state and state.get("converged"))
+        return state is not None and state.converged
 
     # -- BaseSampler -------------------------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -364,7 +362,7 @@ class FMDSampler(PopulationClaims, BaseSampler):
         retry = self._retried_state(trial)
         if retry is not None and self._population is not None and is_slot(retry, self._population):
             _, state = self._claim(study, trial, retry)
-            study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
+            study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state.to_json())
 
     def after_trial(
         self,
@@ -389,10 +387,12 @@ class FMDSampler(PopulationClaims, BaseSampler):
         if not names:
             return {}
         x, state = self._propose(study, trial)
-        state["x"] = [float(v) for v in x]
-        study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state)
-        if isinstance(state.get("check"), dict):  # the latest hypergradient's check, shown
-            study._storage.set_trial_user_attr(trial._trial_id, CHECK_ATTR, state["check"])
+        state = replace(state, x=tuple(float(v) for v in x))
+        study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state.to_json())
+        if state.check is not None:  # the latest hypergradient's check, shown
+            study._storage.set_trial_user_attr(
+                trial._trial_id, CHECK_ATTR, check_json(state.check)
+            )
         values = dict(zip(self._names, x, strict=True))
         return {n: float(values[n]) for n in names}
 
@@ -427,34 +427,32 @@ class FMDSampler(PopulationClaims, BaseSampler):
             self._warned.add(key)
         warnings.warn(message, UserWarning, stacklevel=3)
 
-    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> dict[str, Any] | None:
+    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> OuterState | None:
+        """The state stored on ``trial`` by a sampler of this space and rule (``None``: none,
+        or another space's, another rule's or a corrupt one, ignored with a warning)."""
         raw = trial.system_attrs.get(STATE_KEY)
         if raw is None:
             return None
-        n = len(self._names)
-        ok = (
-            isinstance(raw, dict)
-            and raw.get("version") == _STATE_VERSION
-            and raw.get("space") == self._fingerprint
-            and raw.get("rule", self._outer) == self._outer
-            and (
-                isinstance(raw.get("probe"), dict)
-                if self._outer == "search"
-                else all(
-                    isinstance(raw.get(k), list) and len(raw[k]) == n
-                    for k in ("s", "sign", "m", "v")
-                )
-            )
-        )
-        if not ok:
+        try:
+            state: OuterState | None = OuterState.from_json(raw)
+            corrupt = ""
+        except StateError as err:
+            state, corrupt = None, f": {err}"
+        if state is None or not self._fits(state):
             if warn:
                 self._warn_once(
                     f"state:{trial.number}",
                     f"trial {trial.number} carries an FMDSampler state for another schedule "
-                    "space or outer rule (or a corrupt one); FMDSampler ignores it.",
+                    f"space or outer rule (or a corrupt one{corrupt}); FMDSampler ignores it.",
                 )
             return None
-        return raw
+        return state
+
+    def _fits(self, state: OuterState) -> bool:
+        """Whether ``state`` was written for this space and outer rule."""
+        if state.space != self._fingerprint or state.rule.name != self._outer:
+            return False
+        return not isinstance(state.rule, GradientState) or len(state.rule.s) == len(self._names)
 
     def _read_grad(self, trial: FrozenTrial) -> list[float] | None:
         raw = trial.user_attrs.get("hypergradient")
@@ -511,17 +509,17 @@ class FMDSampler(PopulationClaims, BaseSampler):
         return Point(trial.number, x, value, bad, grad, self._read_state(trial), diverged)
 
     # -- the outer step ----------------------------------------------------------------------
-    def _fresh_state(self) -> dict[str, Any]:
+    def _fresh_state(self) -> OuterState:
         if self._outer == "search":
-            _, state = search_step(None, None, self._geometry)
-        else:
-            state = fresh_state(self._rule)
-        return {"version": _STATE_VERSION, "space": self._fingerprint, **state}
+            _, search = search_step(None, None, self._geometry)
+            return OuterState(search, search.probe.kind, space=self._fingerprint)
+        return OuterState(fresh_state(self._rule), "init", space=self._fingerprint)
 
-    def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], dict[str, Any]]:
+    def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], OuterState]:
         retry = self._retried_state(trial)
         if retry is not None and self._population is None:
-            return list(retry["x"]), retry
+            assert retry.x is not None
+            return list(retry.x), retry
         if self._population is not None:
             return self._claim(study, trial, retry)
         sense = sense_of(study)
@@ -547,22 +545,21 @@ class FMDSampler(PopulationClaims, BaseSampler):
         ]
         return self._decide(seen, sense)
 
-    def _retried_state(self, trial: FrozenTrial) -> dict[str, Any] | None:
+    def _retried_state(self, trial: FrozenTrial) -> OuterState | None:
         """The state of the failed trial that ``trial`` retries (same params), if any."""
         if "failed_trial" not in trial.system_attrs:
             return None
         state = self._read_state(trial, warn=False)
         if state is None:
             return None
-        state = dict(state)
-        if not finite_list(state.get("x"), len(self._names)):
+        if not state.has_x(len(self._names)):
             pairs = zip(self._names, self._init_x, strict=True)
-            state["x"] = [float(trial.params.get(n, x)) for n, x in pairs]
-        state["origin"] = "retry"
-        state["retry_of"] = trial.system_attrs["failed_trial"]
-        return state
+            state = replace(state, x=tuple(float(trial.params.get(n, x)) for n, x in pairs))
+        failed = trial.system_attrs["failed_trial"]
+        retry_of = failed if isinstance(failed, int) and not isinstance(failed, bool) else None
+        return replace(state, origin="retry", retry_of=retry_of)
 
-    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], dict[str, Any]]:
+    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], OuterState]:
         """The next iterate from the points seen so far (trials, or averaged iterates).
 
         ``seen`` holds sense-adjusted values (lower is better); ``sense`` turns the best value
@@ -570,24 +567,23 @@ class FMDSampler(PopulationClaims, BaseSampler):
         """
         if self._outer == "search":
             return self._search(seen)
-        x, state, notes = decide(self._rule, seen, sense)
+        x, state, origin, notes = decide(self._rule, seen, sense)
         for key, message in notes:
             self._warn_once(key, message)
-        state.update(version=_STATE_VERSION, space=self._fingerprint)
-        return x, state
+        return x, OuterState(state, origin, space=self._fingerprint)
 
-    def _search(self, seen: list[Point]) -> tuple[list[float], dict[str, Any]]:
+    def _search(self, seen: list[Point]) -> tuple[list[float], OuterState]:
         """The ``"search"`` rule: continue from the latest point it proposed."""
         ours = [p for p in seen if p.state is not None]
         last = ours[-1] if ours else None
-        prev = None if last is None else last.state
+        prev = None if last is None or last.state is None else last.state.rule
+        assert prev is None or isinstance(prev, SearchState)
         x, state = search_step(prev, last, self._geometry)
-        state.update(version=_STATE_VERSION, space=self._fingerprint)
-        if state["probe"]["kind"] == "converged" and not (prev or {}).get("converged"):
-            best = state.get("incumbent") or {}
+        if state.probe.kind == "converged" and not (prev is not None and prev.converged):
+            best = None if state.incumbent is None else state.incumbent.trial
             self._warn_once(
                 "search-converged",
-                f"FMDSampler's search converged (best trial {best.get('trial')}): no step along "
+                f"FMDSampler's search converged (best trial {best}): no step along "
                 "the hypergradient improves; it proposes the best schedules from now on.",
             )
-        return x, state
+        return x, OuterState(state, state.probe.kind, space=self._fingerprint)

@@ -10,7 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from optuna_fmd import _outer
-from optuna_fmd._outer import Coord, Geometry, Point, search_step
+from optuna_fmd._geometry import Coord, Geometry
+from optuna_fmd._outer import Point, search_step
+from optuna_fmd._state import MembersCheck, OuterState, SearchState
 
 Fn = Callable[[list[float]], float]
 
@@ -38,17 +40,26 @@ def _grad(f: Fn, x: list[float]) -> list[float]:
     return out
 
 
+def _stored(state: SearchState) -> OuterState:
+    """``state`` as the sampler stores it, through JSON and back."""
+    return OuterState.from_json(OuterState(state, state.probe.kind).to_json())
+
+
 def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tuple]:
-    """Run the rule for ``trials`` trials: [(x, value, state, hypergradient asked)]."""
+    """Run the rule for ``trials`` trials: [(x, value, state, hypergradient asked)]. Each state
+    goes through its JSON (as the sampler's storage does) before the next step."""
     prev, last, out = None, None, []
     for number in range(trials):
         x, state = search_step(prev, last, geo)
         value = f(x)
-        g = (grad or _grad)(f, x) if state["hypergradient"] else None  # type: ignore[operator]
+        wants = state.wants_hypergradient
+        g = (grad or _grad)(f, x) if wants else None  # type: ignore[operator]
         ok = math.isfinite(value)
-        last = Point(number, x, value if ok else None, not ok, g, state)
-        prev = state
-        out.append((x, value, state, state["hypergradient"]))
+        stored = _stored(state)
+        assert stored.rule == state
+        last = Point(number, x, value if ok else None, not ok, g, stored)
+        prev = stored.rule  # type: ignore[assignment]
+        out.append((x, value, state, wants))
     return out
 
 
@@ -62,7 +73,7 @@ def _bowl(target: list[float]) -> Fn:
 def test_the_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
     f = _bowl([0.4, 0.9])
     run = _drive(f, _geometry(), 6)
-    assert [r[2]["probe"]["kind"] for r in run][:5] == [
+    assert [r[2].probe.kind for r in run][:5] == [
         "start",
         "scale",
         "scale",
@@ -91,14 +102,14 @@ def test_the_incumbent_is_always_the_best_value_seen_and_grads_are_taken_there()
     run = _drive(rough, _geometry(), 80)
     seen = math.inf
     for x, value, state, wants in run:
-        inc = state.get("incumbent")
+        inc = state.incumbent
         if inc is not None:
-            assert inc["f"] <= seen + 1e-15
+            assert inc.f <= seen + 1e-15
         if wants:
-            assert x == inc["x"]
+            assert tuple(x) == inc.x
         seen = min(seen, value)
     final = run[-1][2]
-    assert final["incumbent"]["f"] == min(r[1] for r in run)
+    assert final.incumbent.f == min(r[1] for r in run)
 
 
 def test_gradient_steps_descend_a_smooth_bowl() -> None:
@@ -131,7 +142,7 @@ def test_corrections_stay_frozen_until_the_family_stalls() -> None:
         return f(x) + 0.1 * (x[2] - 0.5) ** 2
 
     run = _drive(with_deltas, _geometry(n_delta=1), 20)
-    stages = [r[2]["stage"] for r in run]
+    stages = [r[2].stage for r in run]
     first_full = stages.index("full")
     assert all(r[0][2] == 0.0 for r in run[:first_full])
     assert min(r[0][2] for r in run[first_full:]) != 0.0 or max(r[0][2] for r in run) > 0.0
@@ -144,7 +155,7 @@ def test_an_exploding_hypergradient_scales_the_lr_down() -> None:
         return [1e9, 1e9]
 
     run = _drive(_bowl([0.05, 0.9]), geo, 8, grad=huge)
-    kinds = [r[2]["probe"]["kind"] for r in run]
+    kinds = [r[2].probe.kind for r in run]
     i = kinds.index("grad")
     assert kinds[i + 1] == "scale"
     assert run[i + 1][0][0] == pytest.approx(run[i][0][0] / 2)
@@ -152,7 +163,7 @@ def test_an_exploding_hypergradient_scales_the_lr_down() -> None:
 
 def test_a_failed_start_stops_the_search() -> None:
     run = _drive(lambda x: math.inf, _geometry(), 3)
-    assert run[-1][2]["converged"]
+    assert run[-1][2].converged
 
 
 def test_the_sampler_and_space_modules_import_no_torch() -> None:
@@ -164,9 +175,9 @@ def test_the_sampler_and_space_modules_import_no_torch() -> None:
 def test_the_coarse_pass_moves_each_other_family_param_a_quarter_unit_once() -> None:
     geo = _geometry()
     run = _drive(_bowl([0.05, 0.2]), geo, 12)  # momentum far below its start of 0.9
-    kinds = [r[2]["probe"]["kind"] for r in run]
+    kinds = [r[2].probe.kind for r in run]
     first = kinds.index("pattern")
-    x = run[first - 1][2]["incumbent"]["x"]
+    x = run[first - 1][2].incumbent.x
     up, down = run[first][0], run[first + 1][0]
     assert up[0] == down[0] == x[0]  # the lr scale is not moved again
     assert up[1] == 0.99  # up a quarter unit: projected onto the bound
@@ -192,41 +203,42 @@ def test_the_coarse_pass_moves_a_window_schedule_as_one_block() -> None:
         return sum(math.log(v / 0.05) ** 2 for v in x[:3]) + sum((v - 0.8) ** 2 for v in x[3:])
 
     run = _drive(f, geo, 14)
-    kinds = [r[2]["probe"]["kind"] for r in run]
+    kinds = [r[2].probe.kind for r in run]
     first = kinds.index("pattern")
     assert kinds.count("pattern") == 1 and kinds[first + 1] == "grad"
-    up, x = run[first][0], run[first - 1][2]["incumbent"]["x"]
-    assert up[:3] == x[:3] and len(set(up[3:])) == 1 and up[3] > x[3]
+    up, x = run[first][0], run[first - 1][2].incumbent.x
+    assert tuple(up[:3]) == x[:3] and len(set(up[3:])) == 1 and up[3] > x[3]
     du = coords[3].to_u(up[3]) - coords[3].to_u(x[3])
     assert du == pytest.approx(_outer.COARSE_STEP * coords[3].unit)
     # without blocks the same pass probes each momentum window on its own
     alone = Geometry(**{**geo.__dict__, "blocks": None})
-    kinds = [r[2]["probe"]["kind"] for r in _drive(f, alone, 14)]
+    kinds = [r[2].probe.kind for r in _drive(f, alone, 14)]
     assert kinds.count("pattern") == 3
 
 
 def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
-    geo = _outer.Geometry(**{**_geometry().__dict__, "hypergradients": False})
+    geo = Geometry(**{**_geometry().__dict__, "hypergradients": False})
     f = _bowl([0.08, 0.6])
     run = _drive(f, geo, 40)
     assert not any(r[3] for r in run)
-    kinds = {r[2]["probe"]["kind"] for r in run}
+    kinds = {r[2].probe.kind for r in run}
     assert kinds <= {"start", "scale", "vertex", "pattern", "converged"}
     assert min(r[1] for r in run) < f([0.05, 0.9])
 
 
 def test_check_probe_and_check_members_say_when_a_hypergradient_disagrees() -> None:
-    assert _outer.check_probe(-0.01, -0.004)["agrees"]
-    assert not _outer.check_probe(-0.01, -0.2)["agrees"]  # found 20x the prediction
-    assert not _outer.check_probe(-5.0, 0.002)["agrees"]  # wrong sign
-    assert _outer.check_probe(-5.0, math.inf)["ratio"] is None
-    assert _outer.check_members([[1.0, 0.5], [2.0, 0.8]])["agrees"]
+    assert _outer.check_probe(-0.01, -0.004).agrees
+    assert not _outer.check_probe(-0.01, -0.2).agrees  # found 20x the prediction
+    assert not _outer.check_probe(-5.0, 0.002).agrees  # wrong sign
+    assert _outer.check_probe(-5.0, math.inf).ratio is None
+    assert _outer.check_members([[1.0, 0.5], [2.0, 0.8]]).agrees
     apart = _outer.check_members([[1.0, 0.5], [-1.0, 0.1]])
-    assert not apart["agrees"] and apart["cosine"] < 0
+    assert not apart.agrees and apart.cosine is not None and apart.cosine < 0
     sizes = _outer.check_members([[1.0, 0.5], [300.0, 100.0]])
-    assert not sizes["agrees"] and sizes["cosine"] > 0 and sizes["norm_ratio"] > 10
+    assert not sizes.agrees and sizes.cosine is not None and sizes.cosine > 0
+    assert sizes.norm_ratio is not None and sizes.norm_ratio > 10
     # only the masked coordinates count
-    assert _outer.check_members([[1.0, 5.0], [1.0, -5.0]], [True, False])["agrees"]
+    assert _outer.check_members([[1.0, 5.0], [1.0, -5.0]], [True, False]).agrees
 
 
 def _tilted(x: list[float]) -> float:
@@ -251,9 +263,9 @@ def test_a_hypergradient_the_probes_contradict_is_recorded_and_the_probes_decide
 
     geo = _geometry()
     run = _drive(_tilted, geo, 60, liar)
-    checks = [r[2]["check"] for r in run if "check" in r[2]]
-    assert checks and not any(c["agrees"] for c in checks)
-    best = [r[2]["incumbent"]["f"] for r in run if r[2].get("incumbent")]
+    checks = [r[2].check for r in run if r[2].check is not None]
+    assert checks and not any(c.agrees for c in checks)
+    best = [r[2].incumbent.f for r in run if r[2].incumbent is not None]
     assert best == sorted(best, reverse=True)
     ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 60)
     target = min(r[1] for r in ablation) + 1e-3
@@ -265,8 +277,8 @@ def test_a_hypergradient_the_probes_contradict_is_recorded_and_the_probes_decide
 def test_an_honest_hypergradient_passes_its_checks_and_beats_the_ablation() -> None:
     geo = _geometry()
     run = _drive(_tilted, geo, 40)
-    checks = [r[2]["check"] for r in run if "check" in r[2]]
-    assert checks and checks[0]["agrees"]
+    checks = [r[2].check for r in run if r[2].check is not None]
+    assert checks and checks[0].agrees
     ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 40)
     assert min(r[1] for r in run) < min(r[1] for r in ablation)
 
@@ -276,16 +288,17 @@ def test_members_that_point_apart_send_the_iterate_to_the_probes() -> None:
     next proposal is a pattern probe, and the check is stored."""
     geo = _geometry()
     f = _tilted
-    prev, last = None, None
+    prev: SearchState | None = None
+    last = None
     for number in range(40):
         x, state = search_step(prev, last, geo)
-        if prev is not None and prev["probe"]["kind"] == "grad":
-            assert state["check"]["kind"] == "members" and not state["check"]["agrees"]
-            assert state["probe"]["kind"] == "pattern"
+        if prev is not None and prev.probe.kind == "grad":
+            assert isinstance(state.check, MembersCheck) and not state.check.agrees
+            assert state.probe.kind == "pattern"
             return
-        g = _grad(f, x) if state["hypergradient"] else None
+        g = _grad(f, x) if state.wants_hypergradient else None
         members = [g, [-v for v in g]] if g is not None else None
         mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)] if members else None
-        last = Point(number, x, f(x), False, mean, state, members=members)
+        last = Point(number, x, f(x), False, mean, _stored(state), members=members)
         prev = state
     raise AssertionError("no hypergradient was asked for")

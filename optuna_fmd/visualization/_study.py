@@ -9,12 +9,12 @@ mean value over its members (``FMDSampler.best_iterate``); without a population,
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
-from .._population import CHECK_ATTR, STATE_KEY, iterate_groups
+from .._population import iterate_groups
+from .._state import CHECK_ATTR, STATE_KEY, MembersCheck, StateView, read_check, read_view
 from ..space import ParamRef, ScheduleSpace, parse_param
 
 if TYPE_CHECKING:
@@ -116,11 +116,12 @@ class BestIterate(NamedTuple):
 def trial_iterate(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
     """``(iterate, member)`` of a population member, from the sampler state or the objective's
     user attrs; ``None`` for a trial outside a population."""
-    state = trial.system_attrs.get(STATE_KEY)
-    for src in (state if isinstance(state, dict) else {}, trial.user_attrs):
-        it, member = src.get("iterate"), src.get("member", 0)
-        if isinstance(it, int) and isinstance(member, int) and it >= 0 <= member:
-            return it, member
+    view = read_view(trial.system_attrs.get(STATE_KEY))
+    if view is not None and view.iterate is not None and view.iterate >= 0 <= (view.member or 0):
+        return view.iterate, view.member or 0
+    it, member = trial.user_attrs.get("iterate"), trial.user_attrs.get("member", 0)
+    if isinstance(it, int) and isinstance(member, int) and it >= 0 <= member:
+        return it, member
     return None
 
 
@@ -190,42 +191,34 @@ _ORIGINS = {
 
 
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
-    """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``): the
-    proposal's kind (``start``, ``scale``, ``vertex``, ``pattern``, ``grad``, ``line``,
-    ``converged``, ``step``, ``backtrack``, ``retry``) and why the sampler chose it, in words.
-    ``names`` are the space's param names in the sampler's order (to say which moved).
-    ``("", "")`` for a trial the FMD sampler did not propose."""
-    if not isinstance(state, dict):
+    """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
+    a :class:`~optuna_fmd._state.StateView`): the proposal's kind (``start``, ``scale``,
+    ``vertex``, ``pattern``, ``grad``, ``line``, ``converged``, ``step``, ``backtrack``,
+    ``retry``) and why the sampler chose it, in words. ``names`` are the space's param names
+    in the sampler's order (to say which moved). ``("", "")`` for a trial the FMD sampler did
+    not propose."""
+    view = state if isinstance(state, StateView) else read_view(state)
+    if view is None:
         return "", ""
-    kind = str(state.get("origin") or "")
-    raw_probe = state.get("probe")
-    probe: dict[str, Any] = raw_probe if isinstance(raw_probe, dict) else {}
-    fields: dict[str, Any] = {
-        "rule": str(state.get("rule", "")),
-        "base": state.get("base"),
-        "retry_of": state.get("retry_of"),
-        "factor": "?",
-        "alpha": "?",
-        "pass_": "coarse pass" if (state.get("pattern") or {}).get("once") else "pattern search",
-        "moved": "a parameter",
-    }
-    if kind == "init" and probe.get("kind"):
-        kind = str(probe["kind"])
-    offset = probe.get("offset")
-    if _real(offset):
-        fields["factor"] = f"{math.exp(float(offset)):.3g}"
-    alpha = probe.get("alpha")
-    if _real(alpha):
-        fields["alpha"] = f"{float(alpha):.3g}"
-    x, inc = state.get("x"), (state.get("incumbent") or {}).get("x")
-    if isinstance(x, list) and isinstance(inc, list) and len(x) == len(inc) == len(names):
-        moved = [n for n, a, b in zip(names, x, inc, strict=True) if a != b]
-        if moved:
-            fields["moved"] = ", ".join(moved[:4]) + (" ..." if len(moved) > 4 else "")
+    kind = view.probe if view.origin == "init" and view.probe else view.origin
+    moved = "a parameter"
+    x, inc = view.x, view.incumbent
+    if x is not None and inc is not None and len(x) == len(inc) == len(names):
+        changed = [n for n, a, b in zip(names, x, inc, strict=True) if a != b]
+        if changed:
+            moved = ", ".join(changed[:4]) + (" ..." if len(changed) > 4 else "")
     template = _ORIGINS.get(kind)
     if template is None:
         return kind, kind
-    return kind, template.format(**fields)
+    return kind, template.format(
+        rule=view.rule,
+        base=view.base,
+        retry_of=view.retry_of,
+        factor="?" if view.offset is None else f"{math.exp(view.offset):.3g}",
+        alpha="?" if view.alpha is None else f"{view.alpha:.3g}",
+        pass_="coarse pass" if view.coarse else "pattern search",
+        moved=moved,
+    )
 
 
 def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
@@ -238,14 +231,14 @@ def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
         return "yes"
     if trial.state == TrialState.RUNNING:
         return "running"
-    state = trial.system_attrs.get(STATE_KEY)
-    if isinstance(state, dict) and state.get("hypergradient") is False:
+    view = read_view(trial.system_attrs.get(STATE_KEY))
+    if view is not None and not view.hypergradient:
         return "no: plain probe"
     if trial.state != TrialState.COMPLETE:
         return f"no: {trial.state.name.lower()}"
     if trial.user_attrs.get("diverged") is True:
         return "no: diverged"
-    if not isinstance(state, dict):
+    if view is None:
         return "no: not asked for"
     return "no: missing"
 
@@ -253,22 +246,20 @@ def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
 def check_words(trial: optuna.trial.FrozenTrial) -> str:
     """The sampler's check of the latest hypergradient, stored on ``trial``
     (``user_attrs["hypergradient_check"]``), in words; ``""`` when it carries none."""
-    check = trial.user_attrs.get(CHECK_ATTR)
-    if not isinstance(check, dict) or not isinstance(check.get("agrees"), bool):
+    check = read_check(trial.user_attrs.get(CHECK_ATTR))
+    if check is None:
         return ""
-    point = check.get("point")
-    at = f" of {point}" if _real(point) else ""
-    if check.get("kind") == "members":
-        cosine, ratio = check.get("cosine"), check.get("norm_ratio")
-        size = f", sizes {float(ratio):.3g}x apart" if _real(ratio) else ""
-        cos = f"cosine {float(cosine):.2f}" if _real(cosine) else "cosine ?"
-        if check["agrees"]:
+    at = "" if check.point is None else f" of {check.point}"
+    if isinstance(check, MembersCheck):
+        ratio = check.norm_ratio
+        size = "" if ratio is None else f", sizes {ratio:.3g}x apart"
+        cos = "cosine ?" if check.cosine is None else f"cosine {check.cosine:.2f}"
+        if check.agrees:
             return f"members' hypergradients{at} agree ({cos}{size})"
         return f"members' hypergradients{at} disagree ({cos}{size}): the probes decide"
-    predicted, found = check.get("predicted"), check.get("found")
-    pred = f"{float(predicted):+.3g}" if _real(predicted) else "?"
-    got = f"{float(found):+.3g}" if _real(found) else "a failed episode"
-    verdict = "agrees" if check["agrees"] else "contradicts it: the probes decide"
+    pred = "?" if check.predicted is None else f"{check.predicted:+.3g}"
+    got = "a failed episode" if check.found is None else f"{check.found:+.3g}"
+    verdict = "agrees" if check.agrees else "contradicts it: the probes decide"
     return f"hypergradient{at} predicted {pred}, the probe found {got}: {verdict}"
 
 
@@ -283,13 +274,12 @@ def hypergradient_note(study: optuna.Study, drawn: int) -> str:
     plain = status.count("no: plain probe")
     if drawn:
         # the members of an iterate carry the same check: count each once
-        unique = {
-            json.dumps(c, sort_keys=True): c
-            for t in done
-            if isinstance(c := t.user_attrs.get(CHECK_ATTR), dict)
-        }
-        checks = list(unique.values())
-        against = sum(c.get("agrees") is False for c in checks)
+        checks = list(
+            dict.fromkeys(
+                c for t in done if (c := read_check(t.user_attrs.get(CHECK_ATTR))) is not None
+            )
+        )
+        against = sum(not c.agrees for c in checks)
         checked = (
             f"; the probes (or members) contradicted {against} of the {len(checks)} checked, "
             "and the pattern search took those steps"
