@@ -13,12 +13,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..space import ScheduleSpace
+from ._classes import plot_class_weights
 from ._schedules import (
     ScheduleInfo,
     TrialSchedule,
     _best_label,
     _fitted_range,
     _get_schedule_info,
+    class_weight_entries,
     plot_hypergradients,
     plot_schedules,
 )
@@ -32,6 +34,7 @@ __all__ = ["DashboardCallback"]
 #: Stable ids of the study's figures in optuna-dashboard (each refresh overwrites its figure).
 SCHEDULES_FIGURE = "fmd-schedules"
 HYPERGRADIENTS_FIGURE = "fmd-hypergradients"
+CLASS_WEIGHTS_FIGURE = "fmd-class-weights"
 
 
 def _trial_schedule_info(
@@ -120,7 +123,8 @@ class DashboardCallback:
       :class:`~optuna.artifacts.FileSystemArtifactStore` in ``artifact_dir``, while the trial
       still runs (Optuna refuses artifacts on finished trials);
     - the instance itself is a study callback that keeps the study's plotly figures of all
-      schedules and hypergradients up to date with ``optuna_dashboard.save_plotly_graph_object``.
+      schedules and hypergradients (and of the class weights, when the space has them) up to
+      date with ``optuna_dashboard.save_plotly_graph_object``.
 
     Args:
         artifact_dir: Directory of the artifact store (created if missing). Start the dashboard
@@ -255,12 +259,17 @@ DASHBOARD_HEIGHT = 450
 
 
 def refresh_figures(study: optuna.Study, space: ScheduleSpace | None = None) -> None:
-    """Save the study's schedule and hypergradient plotly figures for optuna-dashboard."""
+    """Save the study's schedule and hypergradient plotly figures for optuna-dashboard, and
+    its class weights' figure when its space has class weights."""
     from optuna_dashboard import save_plotly_graph_object  # lazily: an optional dependency
 
-    for fig_id, fig in (
+    space = space_of(study, space)
+    figures = [
         (SCHEDULES_FIGURE, plot_schedules(study, space=space)),
         (HYPERGRADIENTS_FIGURE, plot_hypergradients(study, space=space)),
-    ):
+    ]
+    if class_weight_entries(space):
+        figures.append((CLASS_WEIGHTS_FIGURE, plot_class_weights(study, space=space)))
+    for fig_id, fig in figures:
         fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50})
         save_plotly_graph_object(study, fig, graph_object_id=fig_id)

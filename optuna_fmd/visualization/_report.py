@@ -12,8 +12,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..space import ScheduleSpace
+from ._classes import plot_class_weights
 from ._regret import plot_regret
-from ._schedules import plot_hypergradients, plot_schedules
+from ._schedules import (
+    _get_hypergradient_info,
+    _get_schedule_info,
+    class_weight_entries,
+    plot_hypergradients,
+    plot_schedules,
+)
 from ._study import (
     BestIterate,
     StudyNames,
@@ -242,6 +249,49 @@ def _png_tag(path: Path, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}" width="800">'
 
 
+def _figures(
+    study: optuna.Study, studies: Sequence[optuna.Study], space: ScheduleSpace | None
+) -> list[tuple[str, str, Any, Any]]:
+    """``(stem, title, plotly figure, matplotlib axes)`` of each figure of the report: the
+    class weights' only where the space has class weights."""
+    from .matplotlib._classes import _class_weights_axes
+    from .matplotlib._regret import _regret_axes
+    from .matplotlib._schedules import _hypergradients_axes, _schedules_axes
+
+    figures = [
+        (
+            "schedules",
+            "Schedules",
+            plot_schedules(study, space=space),
+            _schedules_axes(_get_schedule_info(study, space), pyplot=False),
+        ),
+        (
+            "hypergradients",
+            "Hypergradients",
+            plot_hypergradients(study, space=space),
+            _hypergradients_axes(study, pyplot=False, space=space),
+        ),
+    ]
+    if class_weight_entries(space):
+        figures.append(
+            (
+                "class-weights",
+                "Class weights",
+                plot_class_weights(study, space=space),
+                _class_weights_axes(study, pyplot=False, space=space),
+            )
+        )
+    figures.append(
+        (
+            "regret",
+            "Best value vs wall-clock time",
+            plot_regret(studies),
+            _regret_axes(studies, pyplot=False),
+        )
+    )
+    return figures
+
+
 def write_report(
     study: optuna.Study,
     out: str | os.PathLike[str],
@@ -258,7 +308,8 @@ def write_report(
     family params and window schedules). "Best" is the outer iterate with the best mean over
     its members, as :meth:`~optuna_fmd.FMDSampler.best_iterate` says; the luckiest single
     trial is shown as such. ``schedules.png``, ``hypergradients.png`` and ``regret.png`` are
-    written beside it.
+    written beside it; where the space has class weights (an imbalanced task), also a figure
+    of them and of each class's validation accuracy, ``class-weights.png``.
 
     Args:
         study: The FMD study.
@@ -271,36 +322,14 @@ def write_report(
         >>> write_report(study, "report", vs=[tpe_study])  # doctest: +SKIP
         PosixPath('report/report.html')
     """
-    from ._schedules import _get_hypergradient_info, _get_schedule_info
     from .matplotlib._axes import figure_of
-    from .matplotlib._regret import _regret_axes
-    from .matplotlib._schedules import _hypergradients_axes, _schedules_axes
 
     outdir = Path(out)
     outdir.mkdir(parents=True, exist_ok=True)
     studies = [study, *vs]
     space = space_of(study, space)
     hg_note = _get_hypergradient_info(study, space).note
-    figures = [
-        (
-            "schedules",
-            "Schedules",
-            plot_schedules(study, space=space),
-            _schedules_axes(_get_schedule_info(study, space), pyplot=False),
-        ),
-        (
-            "hypergradients",
-            "Hypergradients",
-            plot_hypergradients(study, space=space),
-            _hypergradients_axes(study, pyplot=False, space=space),
-        ),
-        (
-            "regret",
-            "Best value vs wall-clock time",
-            plot_regret(studies),
-            _regret_axes(studies, pyplot=False),
-        ),
-    ]
+    figures = _figures(study, studies, space)
     name = html.escape(study.study_name)
     parts = [
         "<!DOCTYPE html>",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..space import ScheduleSpace
@@ -19,12 +20,44 @@ if TYPE_CHECKING:
     import optuna
 
 __all__ = [
+    "CLASS_WEIGHT",
     "HypergradientInfo",
     "ScheduleInfo",
     "TrialSchedule",
+    "class_weight_entries",
     "plot_hypergradients",
     "plot_schedules",
 ]
+
+
+#: The hyper of a space entry that weights classes in the training loss.
+CLASS_WEIGHT = "class_weight"
+
+
+def class_weight_entries(space: ScheduleSpace | None) -> dict[str, tuple[str, ...]]:
+    """``{entry: class patterns}`` of the space's class-weight entries, in entry order (an
+    entry of every class, without a group, has the pattern ``"*"``); ``{}`` without a space."""
+    if space is None:
+        return {}
+    groups = space.groups()
+    return {
+        name: groups[name][1] if name in groups else ("*",)
+        for name, hyper in space.hypers().items()
+        if hyper == CLASS_WEIGHT
+    }
+
+
+def _schedule_rows(hypers: list[str], space: ScheduleSpace | None) -> list[tuple[str, list[str]]]:
+    """``(title, entries)`` per row of :func:`plot_schedules`: an entry each, except the class
+    weights, which share one row (where the first of them would be)."""
+    classes = [h for h in hypers if h in class_weight_entries(space)]
+    rows: list[tuple[str, list[str]]] = []
+    for h in hypers:
+        if h not in classes or len(classes) == 1:
+            rows.append((h, [h]))
+        elif h == classes[0]:
+            rows.append((f"{CLASS_WEIGHT} (per class)", classes))
+    return rows
 
 
 class TrialSchedule(NamedTuple):
@@ -226,6 +259,17 @@ def _steps_axis(k: int, windows: int, steps: int | None) -> tuple[float, float]:
     return k * total / windows, (k + 1) * total / windows
 
 
+def _stairs(values: Sequence[float], steps: int | None) -> tuple[list[float], list[float]]:
+    """The points of a step-shaped line through window ``values`` over training."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for k, v in enumerate(values):
+        a, b = _steps_axis(k, len(values), steps)
+        xs += [a, b]
+        ys += [v, v]
+    return xs, ys
+
+
 def _best_name(info: ScheduleInfo) -> str:
     return info.best_label or "best"
 
@@ -250,6 +294,33 @@ def _note(fig: Any, text: str, *, middle: bool) -> None:
         fig.update_yaxes(visible=False)
 
 
+def _schedule_yaxes(fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str]]]) -> None:
+    """Each row's y axis: log ticks for a log-scale entry, else a range fitted to its values."""
+    for r, (_, entries) in enumerate(rows, start=1):
+        if any(info.log.get(h) for h in entries):
+            values = [v for t in info.trials for h in entries for v in t.schedules.get(h, [])]
+            ticks = _log_ticks(values)
+            fig.update_yaxes(
+                type="log",
+                tickvals=ticks or None,
+                ticktext=[f"{v:.3g}" for v in ticks] or None,
+                row=r,
+                col=1,
+            )
+        elif len(entries) > 1:  # the class weights' row: fitted to all of them
+            values = [
+                v
+                for t in info.trials
+                for h in entries
+                for v in t.schedules.get(h, [])
+                if math.isfinite(v)
+            ]
+            if values:
+                fig.update_yaxes(range=list(_fitted_range(values)), row=r, col=1)
+        elif (rng := info.ranges.get(entries[0])) is not None:
+            fig.update_yaxes(range=list(rng), exponentformat="power", row=r, col=1)
+
+
 def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
     """Each completed trial's schedules over training, the latest highlighted, the best dashed.
 
@@ -263,7 +334,9 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
         space: The study's space, if its sampler does not hold it.
 
     Returns:
-        A ``plotly.graph_objects.Figure`` with one row per scheduled entry.
+        A ``plotly.graph_objects.Figure`` with one row per scheduled entry, except the class
+        weights (hyper ``class_weight``), which share one row (one by one in
+        :func:`~optuna_fmd.visualization.plot_class_weights`).
 
     Example:
         >>> fig = plot_schedules(study)  # doctest: +SKIP
@@ -272,58 +345,48 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
     import plotly.graph_objects as go  # lazily: plotly is optional
     from plotly.subplots import make_subplots
 
+    space = space_of(study, space)
     info = _get_schedule_info(study, space)
-    rows = max(len(info.hypers), 1)
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
+    row_entries = _schedule_rows(info.hypers, space)
+    rows = max(len(row_entries), 1)
+    titles = [title for title, _ in row_entries] or None
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles)
     n = len(info.trials)
     for i, trial in enumerate(info.trials):
         latest = trial.number == info.latest
         best = trial.number == info.best
-        for r, hyper in enumerate(info.hypers, start=1):
-            values = trial.schedules.get(hyper)
-            if values is None:
-                continue
-            xs: list[float] = []
-            ys: list[float] = []
-            for k, v in enumerate(values):
-                a, b = _steps_axis(k, len(values), info.steps)
-                xs += [a, b]
-                ys += [v, v]
-            fade = 0.15 + 0.55 * (i + 1) / max(n, 1)
-            fig.add_trace(
-                go.Scatter(
-                    x=xs,
-                    y=ys,
-                    mode="lines",
-                    name=f"trial {trial.number}"
-                    + (" (latest)" if latest else "")
-                    + (f" ({_best_name(info)})" if best else ""),
-                    legendgroup=str(trial.number),
-                    showlegend=r == 1,
-                    opacity=1.0 if latest or best else fade,
-                    line={
-                        "width": 3 if latest else 1.5,
-                        "color": "#d62728" if latest else ("#2ca02c" if best else "#1f77b4"),
-                        "dash": "dash" if best and not latest else "solid",
-                    },
-                    hovertemplate=f"trial {trial.number}<br>{hyper} = %{{y:.4g}}<extra></extra>",
-                ),
-                row=r,
-                col=1,
-            )
-    for r, hyper in enumerate(info.hypers, start=1):
-        if info.log.get(hyper):
-            values = [v for t in info.trials for v in t.schedules.get(hyper, [])]
-            ticks = _log_ticks(values)
-            fig.update_yaxes(
-                type="log",
-                tickvals=ticks or None,
-                ticktext=[f"{v:.3g}" for v in ticks] or None,
-                row=r,
-                col=1,
-            )
-        elif (rng := info.ranges.get(hyper)) is not None:
-            fig.update_yaxes(range=list(rng), exponentformat="power", row=r, col=1)
+        legend = True  # one legend item per trial
+        for r, (_, entries) in enumerate(row_entries, start=1):
+            for hyper in entries:
+                values = trial.schedules.get(hyper)
+                if values is None:
+                    continue
+                xs, ys = _stairs(values, info.steps)
+                fade = 0.15 + 0.55 * (i + 1) / max(n, 1)
+                fig.add_trace(
+                    go.Scatter(
+                        x=xs,
+                        y=ys,
+                        mode="lines",
+                        name=f"trial {trial.number}"
+                        + (" (latest)" if latest else "")
+                        + (f" ({_best_name(info)})" if best else ""),
+                        legendgroup=str(trial.number),
+                        showlegend=legend,
+                        opacity=1.0 if latest or best else fade,
+                        line={
+                            "width": (3 if len(entries) == 1 else 2) if latest else 1.5,
+                            "color": "#d62728" if latest else ("#2ca02c" if best else "#1f77b4"),
+                            "dash": "dash" if best and not latest else "solid",
+                        },
+                        hovertemplate=f"trial {trial.number}<br>{hyper} = %{{y:.4g}}"
+                        "<extra></extra>",
+                    ),
+                    row=r,
+                    col=1,
+                )
+                legend = False
+    _schedule_yaxes(fig, info, row_entries)
     fig.update_xaxes(
         title_text="training step" if info.steps is not None else "fraction of training",
         row=rows,
