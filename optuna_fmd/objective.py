@@ -23,6 +23,16 @@ from .engine import LOSS_HYPERS, ScheduleSpace, make_loss_side, make_partitions,
 from .episode import EpisodeResult, check_engine, run_episode
 from .tasks import Task
 
+#: The study user attr with the training examples per class of an imbalanced task.
+COUNTS_ATTR = "class_counts"
+
+
+def _note_class_counts(study: optuna.Study, task: Task) -> None:
+    """Keep an imbalanced task's class counts on the study (the class-weight plot's legend)."""
+    if COUNTS_ATTR not in study.user_attrs:
+        study.set_user_attr(COUNTS_ATTR, task.class_counts(0))
+
+
 __all__ = ["CHECKPOINT_KEY", "WORKER_KEY", "HypergradientObjective"]
 
 #: Trial system attribute pointing at the trial's latest episode snapshot in the artifact store.
@@ -205,6 +215,9 @@ class HypergradientObjective:
 
     def __call__(self, trial: optuna.trial.BaseTrial) -> float:
         schedules = self.suggest(trial)  # the sampler's claim is written by now
+        study: Any = getattr(trial, "study", None)
+        if self.task.imbalance is not None and study is not None:
+            _note_class_counts(study, self.task)
         attrs = _system_attrs(trial)
         view = read_view(attrs.get(STATE_KEY))
         if view is not None and view.claim == "superseded":

@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..objective import COUNTS_ATTR
 from ..space import ScheduleSpace
 from ._schedules import (
     TrialSchedule,
@@ -29,8 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ClassWeightInfo", "plot_class_weights"]
 
-#: The study user attr that holds the training examples per class (``[130, 100, ...]``).
-COUNTS_ATTR = "class_counts"
 #: The trial user attr of the validation accuracy per class.
 ACCURACY_ATTR = "val_class_accuracy"
 #: Where along the sequential colour scale the head class (0) and the tail class sit.

@@ -30,9 +30,15 @@ def imbalanced() -> tuple[optuna.Study, list[int]]:
     study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(), sampler=fmd.FMDSampler(space, seed=0)
     )
-    study.set_user_attr("class_counts", counts)
     study.optimize(fmd.HypergradientObjective(task, space), n_trials=4)
     return study, counts
+
+
+def test_the_objective_keeps_an_imbalanced_tasks_class_counts_on_the_study(
+    imbalanced: tuple[optuna.Study, list[int]],
+) -> None:
+    study, counts = imbalanced
+    assert study.user_attrs["class_counts"] == counts == [130, 100, 77, 60, 46, 36, 28, 21, 16, 13]
 
 
 def _added(space: ScheduleSpace, rows: list[tuple[float, dict[str, float], Any]]) -> optuna.Study:
