@@ -23,6 +23,7 @@ from optuna.storages import fail_stale_trials
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ._checks import positive, positive_int
 from ._outer import Point
 from ._state import STATE_KEY, OuterState, Slot
 
@@ -43,6 +44,23 @@ class _Claim:
     iterate: int
     member: int
     state: OuterState
+
+
+def check_population(
+    population: int | None, quorum: int | None, timeout: float | None, poll_interval: float
+) -> None:
+    """The population's settings checked (:class:`~optuna_fmd.FMDSampler`'s arguments)."""
+    if population is not None:
+        positive_int("population", population)
+    if quorum is not None:
+        positive_int("quorum", quorum)
+        if population is None or quorum > population:
+            raise ValueError(
+                f"`quorum` must be at most `population` ({population}), but got {quorum}."
+            )
+    if timeout is not None:
+        positive("population_timeout", timeout, allow_zero=True)
+    positive("poll_interval", poll_interval)
 
 
 def sense_of(study: Study) -> float:

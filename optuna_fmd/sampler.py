@@ -26,11 +26,10 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from ._checks import non_negative_int, positive, positive_int
-from ._geometry import FIRST_STEP, check_start, geometry_of
-from ._gradient_rules import GradientRule, decide, fresh_state
+from ._geometry import check_start, geometry_of
+from ._gradient_rules import GradientRule, check_rule, decide, fresh_state
 from ._outer import Point, search_step
-from ._population import PopulationClaims, is_slot, iterate_groups, sense_of
+from ._population import PopulationClaims, check_population, is_slot, iterate_groups, sense_of
 from ._state import (
     CHECK_ATTR,
     STATE_KEY,
@@ -47,8 +46,6 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
 __all__ = ["CHECK_ATTR", "STATE_KEY", "FMDSampler"]
-
-_OUTER_RULES = ("search", "sign", "adam")
 
 
 class FMDSampler(PopulationClaims, BaseSampler):
@@ -210,34 +207,18 @@ class FMDSampler(PopulationClaims, BaseSampler):
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
-        if outer not in _OUTER_RULES:
-            raise ValueError(f"`outer` must be one of {_OUTER_RULES}, but got {outer!r}.")
-        if step_size is None:
-            step_size = FIRST_STEP if outer == "search" else 0.1
-        positive("step_size", step_size)
-        positive("trust_region", trust_region)
-        positive("min_step", min_step)
-        positive("backtrack_tol", backtrack_tol, allow_zero=True)
-        non_negative_int("max_backtracks", max_backtracks)
-        if (
-            not isinstance(betas, (tuple, list))
-            or len(betas) != 2
-            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
-        ):
-            raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
-        if clip is not None:
-            positive("clip", clip)
-        if population is not None:
-            positive_int("population", population)
-        if quorum is not None:
-            positive_int("quorum", quorum)
-            if population is None or quorum > population:
-                raise ValueError(
-                    f"`quorum` must be at most `population` ({population}), but got {quorum}."
-                )
-        if population_timeout is not None:
-            positive("population_timeout", population_timeout, allow_zero=True)
-        positive("poll_interval", poll_interval)
+        step_size = check_rule(
+            outer,
+            step_size,
+            trust_region,
+            min_step,
+            backtrack_tol,
+            max_backtracks,
+            betas,
+            clip,
+            hypergradients,
+        )
+        check_population(population, quorum, population_timeout, poll_interval)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "
@@ -245,13 +226,6 @@ class FMDSampler(PopulationClaims, BaseSampler):
             )
         self._space = space
         self._outer = outer
-        self._step_size = float(step_size)
-        self._trust = float(trust_region)
-        self._min_step = float(min_step)
-        self._backtrack_tol = float(backtrack_tol)
-        self._max_backtracks = max_backtracks
-        self._betas = (float(betas[0]), float(betas[1]))
-        self._clip = None if clip is None else float(clip)
         self._population = population
         self._quorum = quorum if quorum is not None else (population or 1) // 2 + 1
         self._population_timeout = population_timeout
@@ -262,32 +236,24 @@ class FMDSampler(PopulationClaims, BaseSampler):
         self._names = space.param_names()
         dists = space.distributions()
         self._dists = {n: FloatDistribution(lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
-        if not isinstance(hypergradients, bool):
-            raise TypeError(f"`hypergradients` must be a bool, but got {hypergradients!r}.")
-        if not hypergradients and outer != "search":
-            raise ValueError(
-                "`hypergradients=False` needs outer='search'; the other rules step "
-                "along the hypergradient only."
-            )
         self._geometry = geometry_of(
             space,
             first_step=step_size if outer == "search" else None,
             hypergradients=hypergradients,
             start=check_start(space, start),
         )
-        self._coords = self._geometry.coords
         self._init_x = list(self._geometry.start)
         self._rule = GradientRule(
             outer,
-            self._coords,
+            self._geometry.coords,
             self._init_x,
-            step_size=self._step_size,
-            trust=self._trust,
-            min_step=self._min_step,
-            backtrack_tol=self._backtrack_tol,
-            max_backtracks=self._max_backtracks,
-            betas=self._betas,
-            clip=self._clip,
+            step_size=float(step_size),
+            trust=float(trust_region),
+            min_step=float(min_step),
+            backtrack_tol=float(backtrack_tol),
+            max_backtracks=max_backtracks,
+            betas=(float(betas[0]), float(betas[1])),
+            clip=None if clip is None else float(clip),
         )
         desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]

@@ -86,9 +86,6 @@ LONG_FUNCTIONS = {
     "engine/_reverse.py:run_reverse": 107,
     "episode.py:run_episode": 125,
     "evaluation.py:evaluate_schedule": 109,
-    "sampler.py:FMDSampler.__init__": 107,
-    "visualization/_report.py:write_report": 96,
-    "visualization/_schedules.py:plot_schedules": 82,
 }
 
 

@@ -23,11 +23,13 @@ import optuna_fmd as fmd
 from optuna_fmd._state import (
     STATE_KEY,
     Bracket,
+    GradientState,
     MembersCheck,
     OuterState,
     Probe,
     ProbeCheck,
     SearchState,
+    Slot,
     StateError,
     check_json,
     read_check,
@@ -130,6 +132,17 @@ def test_the_json_keeps_the_layout_its_readers_know() -> None:
     assert new["hypergradient"] is False and new["probe"]["kind"] == "line"
     assert new["check"] == old["check"] and new["incumbent"] == old["incumbent"]
     assert new["x"] == old["x"] and new["space"] == old["space"]
+
+
+def test_the_flat_layout_gives_every_key_one_owner() -> None:
+    """An OuterState stores its rule's and its slot's fields beside its own: no name twice."""
+
+    def names(cls: type) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+
+    own = names(OuterState) - {"rule", "slot"} | names(Slot) | {"version", "rule", "hypergradient"}
+    for rule in (SearchState, GradientState):
+        assert not own & (names(rule) - {"name"}), rule
 
 
 def _search() -> OuterState:
