@@ -15,7 +15,7 @@ import datetime
 import math
 import time
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -103,41 +103,62 @@ def iterate_groups(
     return sorted(out, key=lambda group: group[1][0])
 
 
-class PopulationClaims:
-    """The claim protocol, mixed into :class:`~optuna_fmd.FMDSampler` (which provides the
-    attributes below and the outer rule, ``_decide``)."""
+class Population:
+    """The claim protocol of ``size`` members per outer iterate: a collaborator of
+    :class:`~optuna_fmd.FMDSampler`, which hands it the ways to read a trial and the outer step.
 
-    _names: list[str]
-    _population: int | None
-    _quorum: int
-    _population_timeout: float | None
-    _poll_interval: float
-    _rng: random.Random
-    _init_x: list[float]
+    Args:
+        size: Members per outer iterate.
+        quorum: Members that suffice once ``timeout`` has passed.
+        timeout: Seconds after the first member finished from which a quorum suffices
+            (``None``: wait for every member).
+        poll_interval: Seconds between storage polls while waiting for members.
+        rng: Jitter of the polls.
+        start: The first iterate's params.
+        n_params: Params per point (a claim without as many finite params is ignored).
+        read: The state a trial carries (``None``: none of this sampler's).
+        see: A finished trial as the outer loop sees it (sense-adjusted).
+        first: The rule's state before the first step.
+        decide: The outer step from the points seen (averaged iterates) and the study's sense.
+    """
 
-    def _read_state(self, trial: FrozenTrial, *, warn: bool = True) -> OuterState | None:
-        raise NotImplementedError
-
-    def _see(self, trial: FrozenTrial, sense: float) -> Point:
-        raise NotImplementedError
-
-    def _fresh_state(self) -> OuterState:
-        raise NotImplementedError
-
-    def _decide(self, seen: list[Point], sense: float) -> tuple[list[float], OuterState]:
-        raise NotImplementedError
+    def __init__(
+        self,
+        size: int,
+        quorum: int,
+        timeout: float | None,
+        poll_interval: float,
+        rng: random.Random,
+        start: Sequence[float],
+        *,
+        read: Callable[[FrozenTrial], OuterState | None],
+        see: Callable[[FrozenTrial, float], Point],
+        first: Callable[[], OuterState],
+        decide: Callable[[list[Point], float], tuple[list[float], OuterState]],
+    ) -> None:
+        self._population = size
+        self._quorum = quorum
+        self._population_timeout = timeout
+        self._poll_interval = poll_interval
+        self._rng = rng
+        self._start = tuple(start)
+        self._n = len(self._start)
+        self._read_state = read
+        self._see = see
+        self._first = first
+        self._decide = decide
 
     def _claims(self, study: Study, own: int) -> list[_Claim]:
         out = []
         for t in study.get_trials(deepcopy=False):
             if t.number == own:
                 continue
-            state = self._read_state(t, warn=False)
+            state = self._read_state(t)
             if state is None or state.slot is None or not is_slot(state, self._population):
                 continue
             if state.slot.claim not in ("tentative", "final"):
                 continue
-            if not state.has_x(len(self._names)):
+            if not state.has_x(self._n):
                 continue
             out.append(_Claim(t, state.slot.iterate, state.slot.member, state))
         return sorted(out, key=lambda c: c.trial.number)
@@ -163,9 +184,7 @@ class PopulationClaims:
             return Point(iterate, x, None, True, None, definition, diverged)
         n = len(values)
         mean_grad = (
-            [sum(g[i] for g in grads) / n for i in range(len(self._names))]
-            if len(grads) == n
-            else None
+            [sum(g[i] for g in grads) / n for i in range(self._n)] if len(grads) == n else None
         )
         return Point(
             iterate,
@@ -187,7 +206,7 @@ class PopulationClaims:
         for c in claims:
             by_iterate.setdefault(c.iterate, []).append(c)
         if not by_iterate:
-            state = replace(self._fresh_state(), origin="init", x=tuple(self._init_x), used=())
+            state = replace(self._first(), origin="init", x=self._start, used=())
             return 0, 0, state, []
         cur = max(by_iterate)
         definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
@@ -243,7 +262,7 @@ class PopulationClaims:
         waited = (datetime.datetime.now() - first).total_seconds()
         return waited >= self._population_timeout
 
-    def _claim(
+    def claim(
         self, study: Study, trial: FrozenTrial, retry: OuterState | None
     ) -> tuple[list[float], OuterState]:
         """Claim a member slot of the current iterate (or define the next iterate).

@@ -20,6 +20,7 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -29,7 +30,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ._geometry import check_start, geometry_of
 from ._gradient_rules import GradientRule, check_rule, decide, fresh_state
 from ._outer import Point, search_step
-from ._population import PopulationClaims, check_population, is_slot, iterate_groups, sense_of
+from ._population import Population, check_population, is_slot, iterate_groups, sense_of
 from ._state import (
     CHECK_ATTR,
     STATE_KEY,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 __all__ = ["CHECK_ATTR", "STATE_KEY", "FMDSampler"]
 
 
-class FMDSampler(PopulationClaims, BaseSampler):
+class FMDSampler(BaseSampler):
     """Refine hyperparameter schedules by exact hypergradients (the FDS outer loop).
 
     The space may hold window schedules (a param per window) and schedule *families* (a cosine
@@ -227,10 +228,6 @@ class FMDSampler(PopulationClaims, BaseSampler):
         self._space = space
         self._outer = outer
         self._population = population
-        self._quorum = quorum if quorum is not None else (population or 1) // 2 + 1
-        self._population_timeout = population_timeout
-        self._poll_interval = float(poll_interval)
-        self._rng = random.Random(seed)
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._warn_independent_sampling = warn_independent_sampling
         self._names = space.param_names()
@@ -254,6 +251,22 @@ class FMDSampler(PopulationClaims, BaseSampler):
             max_backtracks=max_backtracks,
             betas=(float(betas[0]), float(betas[1])),
             clip=None if clip is None else float(clip),
+        )
+        self._members = (
+            None
+            if population is None
+            else Population(
+                population,
+                quorum if quorum is not None else population // 2 + 1,
+                population_timeout,
+                float(poll_interval),
+                random.Random(seed),
+                self._init_x,
+                read=partial(self._read_state, warn=False),
+                see=self._see,
+                first=self._fresh_state,
+                decide=self._decide,
+            )
         )
         desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
@@ -326,8 +339,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
         # A retry of a failed trial (RetryHeartbeatStaleTrialCallback) already holds every
         # parameter, so sample_relative is never called for it: claim its slot here.
         retry = self._retried_state(trial)
-        if retry is not None and self._population is not None and is_slot(retry, self._population):
-            _, state = self._claim(study, trial, retry)
+        if retry is not None and self._members is not None and is_slot(retry, self._population):
+            _, state = self._members.claim(study, trial, retry)
             study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state.to_json())
 
     def after_trial(
@@ -486,8 +499,8 @@ class FMDSampler(PopulationClaims, BaseSampler):
         if retry is not None and self._population is None:
             assert retry.x is not None
             return list(retry.x), retry
-        if self._population is not None:
-            return self._claim(study, trial, retry)
+        if self._members is not None:
+            return self._members.claim(study, trial, retry)
         sense = sense_of(study)
         finished = sorted(
             (

@@ -14,6 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
+from optuna_fmd._population import Population
 from optuna_fmd.sampler import STATE_KEY
 
 from .test_sampler import SPACE, quad_objective
@@ -237,3 +238,10 @@ class _nothing:
 
     def __exit__(self, *exc: object) -> None:
         return None
+
+
+def test_the_claims_are_a_collaborator_of_the_sampler_not_a_mixin() -> None:
+    assert not issubclass(fmd.FMDSampler, Population)
+    assert fmd.FMDSampler(SPACE)._members is None
+    members = fmd.FMDSampler(SPACE, population=3)._members
+    assert isinstance(members, Population) and members._quorum == 2
