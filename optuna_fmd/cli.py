@@ -20,13 +20,22 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState
 from tqdm.auto import tqdm
 
 from . import compare, tasks
+from ._cli_config import (
+    ARTIFACT_DIR,
+    CONFIG_FLAGS,
+    CONFIG_KEY,
+    artifact_dir,
+    check_config,
+    dashboard_command,
+    default_artifact_dir,
+    open_cli_storage,
+    stored_flags,
+)
 from ._state import STATE_KEY, StateView, read_view
-from ._storage import StorageError, open_storage
 from .objective import HypergradientObjective
 from .sampler import FMDSampler
 from .space import DEFAULT_BOUNDS, ScheduleSpace, default_family_space, default_space
@@ -183,13 +192,13 @@ def run_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     sampler = FMDSampler(space, outer=outer, seed=seed, population=population)
     study = optuna.create_study(
-        storage=opened if opened is not None else _open_storage(storage, heartbeat=heartbeat),
+        storage=opened if opened is not None else open_cli_storage(storage, heartbeat=heartbeat),
         study_name=study_name,
         sampler=sampler,
         load_if_exists=True,
     )
     if config is not None:
-        _check_config(study, config, space)
+        check_config(study, config, space)
     store = None
     if checkpoint_every is not None:
         os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
@@ -263,107 +272,6 @@ def run_study(
 
 def _n_done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
-
-
-def _open_storage(url: str, *, heartbeat: float | None = None) -> Any:
-    try:
-        return open_storage(url, heartbeat=heartbeat)
-    except StorageError as err:
-        raise SystemExit(f"error: --storage: {err}") from None
-
-
-#: Study system attribute holding the flags an ``optuna-fmd run`` study was created with.
-CONFIG_KEY = "fmd:config"
-_CONFIG_FLAGS = (
-    "task",
-    "model",
-    "steps",
-    "batch_size",
-    "subset",
-    "windows",
-    "hypers",
-    "lr_init",
-    "momentum_init",
-    "weight_decay_init",
-    "space",
-    "outer",
-    "seed",
-    "fresh_split",
-    "population",
-)
-
-
-def _stored_flags(storage: Any, study_name: str) -> dict[str, Any]:
-    """The flags an existing ``optuna-fmd run`` study was created with (``{}``: none)."""
-    try:
-        study_id = storage.get_study_id_from_name(study_name)
-    except KeyError:
-        return {}
-    stored = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
-    return stored if isinstance(stored, dict) else {}
-
-
-def _check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSpace) -> None:
-    """Store the flags on a new study; refuse flags that disagree with an existing one."""
-    stored = _stored_flags(study._storage, study.study_name)
-    if stored:
-        differ = [k for k in _CONFIG_FLAGS if stored.get(k) != config.get(k)]
-        if differ:
-            was = ", ".join(f"--{k.replace('_', '-')} {stored.get(k)!r}" for k in differ)
-            now = ", ".join(f"--{k.replace('_', '-')} {config.get(k)!r}" for k in differ)
-            raise SystemExit(
-                f"error: study {study.study_name!r} was created with {was}, but these flags say "
-                f"{now}; its trials would not be comparable. Use the same flags (or "
-                "`optuna-fmd worker`, which reads them from the study), or another --study."
-            )
-        return
-    dists = _space_distributions(space)
-    for trial in study.get_trials(deepcopy=False):
-        clash = [n for n, d in trial.distributions.items() if n in dists and d != dists[n]]
-        missing = [n for n in dists if trial.params and n not in trial.params]
-        if clash or missing:
-            raise SystemExit(
-                f"error: study {study.study_name!r} holds trials searched over another space "
-                f"(trial {trial.number}: {'different ranges for ' if clash else 'no '}"
-                f"{(clash or missing)[:4]}); use another --study."
-            )
-    study._storage.set_study_system_attr(study._study_id, CONFIG_KEY, config)
-
-
-def _space_distributions(space: ScheduleSpace) -> dict[str, Any]:
-    """The Optuna distribution of every trial param of ``space``."""
-    return {
-        name: FloatDistribution(lo, hi, log=log)
-        for name, (lo, hi, log) in space.distributions().items()
-    }
-
-
-def _dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
-    prefix = "sqlite:///"
-    if storage.startswith(prefix) and not storage.startswith(prefix + "/"):
-        storage = prefix + os.path.abspath(storage[len(prefix) :])
-    if artifact_dir is None:
-        return f"optuna-dashboard {storage}"
-    return f"optuna-dashboard {storage} --artifact-dir {os.path.abspath(artifact_dir)}"
-
-
-#: Directory of the schedule images (optuna-dashboard artifacts), next to a SQLite file.
-ARTIFACT_DIR = "optuna-fmd-artifacts"
-
-
-def default_artifact_dir(storage: str) -> str:
-    """``optuna-fmd-artifacts`` next to a SQLite or journal file, else in the working directory."""
-    for prefix in ("sqlite:///", "journal:"):
-        path = storage[len(prefix) :].split("?")[0] if storage.startswith(prefix) else ""
-        if path and path != ":memory:":
-            return os.path.join(os.path.dirname(os.path.abspath(path)), ARTIFACT_DIR)
-    return os.path.abspath(ARTIFACT_DIR)
-
-
-def _artifact_dir(args: argparse.Namespace) -> str | None:
-    if getattr(args, "no_artifacts", False):
-        return None
-    return getattr(args, "artifact_dir", None) or default_artifact_dir(args.storage)
 
 
 def _add_study_args(
@@ -485,9 +393,9 @@ def _study_from_args(
             )
     _check_worker_flags(args)
     if opened is None:  # a bad URL fails here, before any data is loaded
-        opened = _open_storage(args.storage, heartbeat=args.heartbeat)
+        opened = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     if args.population is None:  # a study being continued keeps its own
-        args.population = _stored_flags(opened, study_name).get("population") or POPULATION
+        args.population = stored_flags(opened, study_name).get("population") or POPULATION
     if args.task == "auto":  # stored resolved, so every worker trains the same task
         args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
     try:
@@ -523,11 +431,11 @@ def _study_from_args(
         fresh_split=args.fresh_split,
         progress=not args.no_progress,
         population=args.population,
-        config={k: getattr(args, k) for k in _CONFIG_FLAGS},
+        config={k: getattr(args, k) for k in CONFIG_FLAGS},
         total=total,
         heartbeat=args.heartbeat,
         opened=opened,
-        artifact_dir=_artifact_dir(args),
+        artifact_dir=artifact_dir(args),
         checkpoint_every=args.checkpoint_every,
         checkpoint_dir=args.artifact_dir or default_artifact_dir(args.storage),
     )
@@ -536,7 +444,7 @@ def _study_from_args(
 def _worker(args: argparse.Namespace) -> int:
     """Join a study made by ``optuna-fmd run``: its flags are read from storage."""
     _check_worker_flags(args)
-    storage = _open_storage(args.storage, heartbeat=args.heartbeat)
+    storage = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     try:
         study_id = storage.get_study_id_from_name(args.study)
     except KeyError:
@@ -546,7 +454,7 @@ def _worker(args: argparse.Namespace) -> int:
             "Start it with `optuna-fmd run --study NAME ...` first."
         ) from None
     config = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
-    if not isinstance(config, dict) or any(k not in config for k in _CONFIG_FLAGS):
+    if not isinstance(config, dict) or any(k not in config for k in CONFIG_FLAGS):
         raise SystemExit(
             f"error: study {args.study!r} was not made by `optuna-fmd run` (it has no "
             f"{CONFIG_KEY!r} attribute); run its workers with study.optimize in Python."
@@ -563,28 +471,28 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     _study_from_args(args, args.study)
-    print(f"view it: {_dashboard_command(args.storage, _artifact_dir(args))}")
+    print(f"view it: {dashboard_command(args.storage, artifact_dir(args))}")
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     name = args.study or "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     _study_from_args(args, name)
-    print(f"view it: {_dashboard_command(args.storage, _artifact_dir(args))}")
+    print(f"view it: {dashboard_command(args.storage, artifact_dir(args))}")
     return 0
 
 
 def _compare(args: argparse.Namespace) -> int:
     code = compare.cli_main(args)
     if args.storage:
-        print(f"view them: {_dashboard_command(args.storage)}")
+        print(f"view them: {dashboard_command(args.storage)}")
     return code
 
 
 def _stored_space(storage: Any, study_name: str) -> ScheduleSpace | None:
     """The space of a study made by ``optuna-fmd run``, from its stored flags (``None``: not
     such a study, or flags that no longer make a space)."""
-    config = _stored_flags(storage, study_name)
+    config = stored_flags(storage, study_name)
     try:
         return make_space(
             [h.strip() for h in str(config["hypers"]).split(",") if h.strip()],
@@ -601,7 +509,7 @@ def _stored_space(storage: Any, study_name: str) -> ScheduleSpace | None:
 def _report(args: argparse.Namespace) -> int:
     """Write ``<out>/report.html`` and PNGs of ``--study`` (and the ``--vs`` studies)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = _open_storage(args.storage)
+    storage = open_cli_storage(args.storage)
     names = optuna.get_all_study_names(storage=storage)
     missing = [n for n in [args.study, *args.vs] if n not in names]
     if missing:

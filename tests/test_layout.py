@@ -55,9 +55,7 @@ def test_cli_imports_the_package_at_the_top() -> None:
 MAX_LINES = 600
 #: The modules still over :data:`MAX_LINES`, each with its size today as a ceiling: the to-do
 #: list for splitting them. Lower a ceiling when a module shrinks; remove it once it is under.
-OVER_LIMIT = {
-    "cli.py": 675,
-}
+OVER_LIMIT: dict[str, int] = {}
 
 
 def _lines(path: Path) -> int:

@@ -243,14 +243,22 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
                 f"{_diff(vs) if vs else '(primary)'} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"
             )
         seeds = max((d.get("fresh_seeds", 1) for d in run["detail"].values()), default=1)
+        spec = TASKS.get(run["task"])
+        lt = spec is not None and spec.imbalance is not None
+        scored = (
+            "balanced validation split; test: retrained on the long-tailed training split, "
+            "balanced loss and accuracy on the test set"
+            if lt
+            else "validation split; test: retrained on train+val"
+        )
+        acc = "balanced test acc" if lt else "test acc"
         lines += [
             "",
             f"Best schedules on {seeds} fresh seed{'s' * (seeds > 1)} per unit (validation: a "
-            "plain episode scored on the seed's own validation split; test: retrained on "
-            "train+val):",
+            f"plain episode scored on the seed's own {scored}):",
             "",
             f"| method | fresh-seed val loss, mean [95% CI] | {p} − method [95% CI] | {p} "
-            f"lower on | Holm p | test acc, mean [95% CI] | {p} − method, points [95% CI] | "
+            f"lower on | Holm p | {acc}, mean [95% CI] | {p} − method, points [95% CI] | "
             f"{p} higher on | test loss, mean [95% CI] |",
             "|---|---|---|---|---|---|---|---|---|",
         ]
