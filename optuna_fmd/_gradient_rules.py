@@ -135,19 +135,27 @@ def _memory(point: Point) -> GradientState:
     return point.state.rule
 
 
-def decide(rule: GradientRule, seen: Sequence[Point], sense: float) -> Decision:
+def decide(
+    rule: GradientRule,
+    seen: Sequence[Point],
+    sense: float,
+    latest: GradientState | None = None,
+) -> Decision:
     """The next point, its state and the warnings, from the points seen so far.
 
     ``seen`` holds sense-adjusted values (lower is better), in trial order; a point's ``state``
     is the one this rule stored with it (``None``: not proposed by the rule). ``sense`` turns
-    the best value back into the study's own units for the stored state.
+    the best value back into the study's own units for the stored state. ``latest`` is the
+    state stored with the latest point the rule proposed (``None``: read from ``seen``, or the
+    fresh state when the rule proposed none).
     """
     notes: list[Note] = []
     in_space = [s for s in seen if s.x is not None]
     usable = [s for s in in_space if s.value is not None and s.grad is not None]
     best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
     ours = [s for s in seen if s.state is not None]
-    latest = _memory(ours[-1]) if ours else fresh_state(rule)
+    if latest is None:
+        latest = _memory(ours[-1]) if ours else fresh_state(rule)
     # The latest point this rule proposed or that lies in the space: a proposal that failed
     # before suggesting every parameter still counts (otherwise it would be proposed again).
     candidates = [s for s in seen if s.x is not None or s.state is not None]

@@ -28,19 +28,11 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from ._geometry import check_start, geometry_of
-from ._gradient_rules import GradientRule, check_rule, decide, fresh_state
-from ._outer import Point, search_step
+from ._gradient_rules import check_rule
+from ._outer import Point
 from ._population import Population, check_population, is_slot, iterate_groups, sense_of
-from ._state import (
-    CHECK_ATTR,
-    STATE_KEY,
-    GradientState,
-    OuterState,
-    SearchState,
-    StateError,
-    check_json,
-    read_view,
-)
+from ._rules import RuleSettings, make_rule
+from ._state import CHECK_ATTR, STATE_KEY, OuterState, StateError, check_json, read_view
 from .space import ScheduleSpace
 
 if TYPE_CHECKING:
@@ -83,6 +75,10 @@ class FMDSampler(BaseSampler):
       hypergradient.
     - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
       ``clip`` times its running RMS.
+
+    Every rule is an :class:`~optuna_fmd._rules.OuterRule` built once by name from the space's
+    coordinates; the sampler restores its state from the latest trial it proposed, asks it for
+    the next step and stores the result, the same way for each rule.
 
     Why search is the default, and how it does against TPE, CMA-ES and random search at equal
     budget: README.md, "FMD against black-box search at equal budget".
@@ -226,24 +222,20 @@ class FMDSampler(BaseSampler):
                 f"but got {type(independent_sampler).__name__}."
             )
         self._space = space
-        self._outer = outer
         self._population = population
         self._independent_sampler = independent_sampler or RandomSampler(seed=seed)
         self._warn_independent_sampling = warn_independent_sampling
         self._names = space.param_names()
         dists = space.distributions()
         self._dists = {n: FloatDistribution(lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
-        self._geometry = geometry_of(
+        geometry = geometry_of(
             space,
-            first_step=step_size if outer == "search" else None,
+            first_step=None,
             hypergradients=hypergradients,
             start=check_start(space, start),
         )
-        self._init_x = list(self._geometry.start)
-        self._rule = GradientRule(
-            outer,
-            self._geometry.coords,
-            self._init_x,
+        self._init_x = list(geometry.start)
+        settings = RuleSettings(
             step_size=float(step_size),
             trust=float(trust_region),
             min_step=float(min_step),
@@ -252,26 +244,38 @@ class FMDSampler(BaseSampler):
             betas=(float(betas[0]), float(betas[1])),
             clip=None if clip is None else float(clip),
         )
-        self._members = (
-            None
-            if population is None
-            else Population(
-                population,
-                quorum if quorum is not None else population // 2 + 1,
-                population_timeout,
-                float(poll_interval),
-                random.Random(seed),
-                self._init_x,
-                read=partial(self._read_state, warn=False),
-                see=self._see,
-                first=self._fresh_state,
-                decide=self._decide,
-            )
+        self._rule = make_rule(outer, geometry, settings)
+        self._members = self._members_of(
+            population, quorum, population_timeout, poll_interval, seed
         )
-        desc = [self._outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
+        desc = [outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()
+
+    def _members_of(
+        self,
+        population: int | None,
+        quorum: int | None,
+        timeout: float | None,
+        poll_interval: float,
+        seed: int | None,
+    ) -> Population | None:
+        """The claim protocol of the population (``None``: one trial per outer step)."""
+        if population is None:
+            return None
+        return Population(
+            population,
+            quorum if quorum is not None else population // 2 + 1,
+            timeout,
+            float(poll_interval),
+            random.Random(seed),
+            self._init_x,
+            read=partial(self._read_state, warn=False),
+            see=self._see,
+            first=self._fresh_state,
+            decide=self._decide,
+        )
 
     # -- public helpers ----------------------------------------------------------------------
     @property
@@ -429,9 +433,7 @@ class FMDSampler(BaseSampler):
 
     def _fits(self, state: OuterState) -> bool:
         """Whether ``state`` was written for this space and outer rule."""
-        if state.space != self._fingerprint or state.rule.name != self._outer:
-            return False
-        return not isinstance(state.rule, GradientState) or len(state.rule.s) == len(self._names)
+        return state.space == self._fingerprint and self._rule.accepts(state.rule)
 
     def _read_grad(self, trial: FrozenTrial) -> list[float] | None:
         raw = trial.user_attrs.get("hypergradient")
@@ -489,10 +491,7 @@ class FMDSampler(BaseSampler):
 
     # -- the outer step ----------------------------------------------------------------------
     def _fresh_state(self) -> OuterState:
-        if self._outer == "search":
-            _, search = search_step(None, None, self._geometry)
-            return OuterState(search, search.probe.kind, space=self._fingerprint)
-        return OuterState(fresh_state(self._rule), "init", space=self._fingerprint)
+        return OuterState(self._rule.init(), "init", space=self._fingerprint)
 
     def _propose(self, study: Study, trial: FrozenTrial) -> tuple[list[float], OuterState]:
         retry = self._retried_state(trial)
@@ -544,25 +543,9 @@ class FMDSampler(BaseSampler):
         ``seen`` holds sense-adjusted values (lower is better); ``sense`` turns the best value
         back into the study's own units for the stored state.
         """
-        if self._outer == "search":
-            return self._search(seen)
-        x, state, origin, notes = decide(self._rule, seen, sense)
+        ours = [p.state for p in seen if p.state is not None]
+        latest = ours[-1].rule if ours else None
+        x, state, origin, notes = self._rule.step(latest, seen, sense)
         for key, message in notes:
             self._warn_once(key, message)
         return x, OuterState(state, origin, space=self._fingerprint)
-
-    def _search(self, seen: list[Point]) -> tuple[list[float], OuterState]:
-        """The ``"search"`` rule: continue from the latest point it proposed."""
-        ours = [p for p in seen if p.state is not None]
-        last = ours[-1] if ours else None
-        prev = None if last is None or last.state is None else last.state.rule
-        assert prev is None or isinstance(prev, SearchState)
-        x, state = search_step(prev, last, self._geometry)
-        if state.probe.kind == "converged" and not (prev is not None and prev.converged):
-            best = None if state.incumbent is None else state.incumbent.trial
-            self._warn_once(
-                "search-converged",
-                f"FMDSampler's search converged (best trial {best}): no step along "
-                "the hypergradient improves; it proposes the best schedules from now on.",
-            )
-        return x, OuterState(state, state.probe.kind, space=self._fingerprint)
