@@ -19,24 +19,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
-from ._checks import non_negative_int, positive
-from ._geometry import FIRST_STEP, Coord
+from ._geometry import Coord
 from ._outer import Point
 from ._state import GradientState, Summit
 
 __all__ = [
     "MAX_HYPERGRADIENT",
-    "OUTER_RULES",
     "Decision",
     "GradientRule",
     "Note",
-    "check_rule",
     "decide",
     "fresh_state",
 ]
-
-#: The outer rules :class:`~optuna_fmd.FMDSampler` offers: the search rule and the paper's.
-OUTER_RULES = ("search", "sign", "adam")
 
 #: Larger transformed hypergradient coordinates are clipped.
 MAX_HYPERGRADIENT = 1e100
@@ -71,46 +65,6 @@ class GradientRule:
     max_backtracks: int
     betas: tuple[float, float] = (0.9, 0.999)
     clip: float | None = 5.0
-
-
-def check_rule(
-    outer: str,
-    step_size: float | None,
-    trust_region: float,
-    min_step: float,
-    backtrack_tol: float,
-    max_backtracks: int,
-    betas: tuple[float, float],
-    clip: float | None,
-    hypergradients: bool = True,
-) -> float:
-    """The outer rule's settings checked (:class:`~optuna_fmd.FMDSampler`'s arguments); the
-    step size, its default filled in."""
-    if outer not in OUTER_RULES:
-        raise ValueError(f"`outer` must be one of {OUTER_RULES}, but got {outer!r}.")
-    if step_size is None:
-        step_size = FIRST_STEP if outer == "search" else 0.1
-    positive("step_size", step_size)
-    positive("trust_region", trust_region)
-    positive("min_step", min_step)
-    positive("backtrack_tol", backtrack_tol, allow_zero=True)
-    non_negative_int("max_backtracks", max_backtracks)
-    if (
-        not isinstance(betas, (tuple, list))
-        or len(betas) != 2
-        or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
-    ):
-        raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
-    if clip is not None:
-        positive("clip", clip)
-    if not isinstance(hypergradients, bool):
-        raise TypeError(f"`hypergradients` must be a bool, but got {hypergradients!r}.")
-    if not hypergradients and outer != "search":
-        raise ValueError(
-            "`hypergradients=False` needs outer='search'; the other rules step "
-            "along the hypergradient only."
-        )
-    return step_size
 
 
 def fresh_state(rule: GradientRule) -> GradientState:

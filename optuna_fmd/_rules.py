@@ -1,5 +1,5 @@
 """One interface for the outer rules: :class:`OuterRule`, and the registry :data:`RULES` that
-builds one by name.
+builds one by name (with each rule's defaults, checked by :func:`check_rule`).
 
 A rule is built once from the space's :class:`~optuna_fmd._geometry.Geometry` and the
 sampler's :class:`RuleSettings`; after that it is pure, like an optax transformation:
@@ -19,18 +19,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import ClassVar, NamedTuple, Protocol
 
-from ._geometry import Geometry
+from ._checks import non_negative_int, positive
+from ._geometry import FIRST_STEP, Geometry
 from ._gradient_rules import GradientRule, Note, decide, fresh_state
 from ._outer import Point, search_step
 from ._state import GradientState, RuleState, SearchState
 
 __all__ = [
+    "OUTER_RULES",
     "RULES",
     "OuterRule",
     "PaperRule",
     "Proposal",
+    "RuleKind",
     "RuleSettings",
     "SearchRule",
+    "check_rule",
     "make_rule",
 ]
 
@@ -168,15 +172,66 @@ def _paper(name: str) -> Callable[[Geometry, RuleSettings], OuterRule]:
     return make
 
 
+class RuleKind(NamedTuple):
+    """An entry of :data:`RULES`: how to build the rule, its default ``step_size``, and
+    whether it can run without hypergradients (``hypergradients=False``)."""
+
+    make: Callable[[Geometry, RuleSettings], OuterRule]
+    default_step: float
+    plain: bool = False
+
+
 #: Every outer rule by name: a factory from the space's geometry and the sampler's settings.
-RULES: dict[str, Callable[[Geometry, RuleSettings], OuterRule]] = {
-    "search": _search,
-    "sign": _paper("sign"),
-    "adam": _paper("adam"),
+RULES: dict[str, RuleKind] = {
+    "search": RuleKind(_search, FIRST_STEP, plain=True),
+    "sign": RuleKind(_paper("sign"), 0.1),
+    "adam": RuleKind(_paper("adam"), 0.1),
 }
+#: The outer rules :class:`~optuna_fmd.FMDSampler` offers: the search rule and the paper's.
+OUTER_RULES = tuple(RULES)
 
 
 def make_rule(name: str, geometry: Geometry, settings: RuleSettings) -> OuterRule:
-    """The outer rule ``name`` (a key of :data:`RULES`, checked by
-    :func:`~optuna_fmd._gradient_rules.check_rule`) over ``geometry``."""
-    return RULES[name](geometry, settings)
+    """The outer rule ``name`` (a key of :data:`RULES`, checked by :func:`check_rule`) over
+    ``geometry``."""
+    return RULES[name].make(geometry, settings)
+
+
+def check_rule(
+    outer: str,
+    step_size: float | None,
+    trust_region: float,
+    min_step: float,
+    backtrack_tol: float,
+    max_backtracks: int,
+    betas: tuple[float, float],
+    clip: float | None,
+    hypergradients: bool = True,
+) -> float:
+    """The outer rule's settings checked (:class:`~optuna_fmd.FMDSampler`'s arguments); the
+    step size, its default filled in."""
+    if outer not in OUTER_RULES:
+        raise ValueError(f"`outer` must be one of {OUTER_RULES}, but got {outer!r}.")
+    if step_size is None:
+        step_size = RULES[outer].default_step
+    positive("step_size", step_size)
+    positive("trust_region", trust_region)
+    positive("min_step", min_step)
+    positive("backtrack_tol", backtrack_tol, allow_zero=True)
+    non_negative_int("max_backtracks", max_backtracks)
+    if (
+        not isinstance(betas, (tuple, list))
+        or len(betas) != 2
+        or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
+    ):
+        raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
+    if clip is not None:
+        positive("clip", clip)
+    if not isinstance(hypergradients, bool):
+        raise TypeError(f"`hypergradients` must be a bool, but got {hypergradients!r}.")
+    if not hypergradients and not RULES[outer].plain:
+        raise ValueError(
+            "`hypergradients=False` needs outer='search'; the other rules step "
+            "along the hypergradient only."
+        )
+    return step_size

@@ -28,10 +28,9 @@ from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
 from ._geometry import check_start, geometry_of
-from ._gradient_rules import check_rule
 from ._outer import Point
 from ._population import Population, check_population, is_slot, iterate_groups, sense_of
-from ._rules import RuleSettings, make_rule
+from ._rules import RuleSettings, check_rule, make_rule
 from ._state import CHECK_ATTR, STATE_KEY, OuterState, StateError, check_json, read_view
 from .space import ScheduleSpace
 

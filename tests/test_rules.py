@@ -10,9 +10,16 @@ from pathlib import Path
 import pytest
 
 from optuna_fmd._geometry import Coord, Geometry
-from optuna_fmd._gradient_rules import OUTER_RULES
 from optuna_fmd._outer import Point
-from optuna_fmd._rules import RULES, OuterRule, Proposal, RuleSettings, make_rule
+from optuna_fmd._rules import (
+    OUTER_RULES,
+    RULES,
+    OuterRule,
+    Proposal,
+    RuleSettings,
+    check_rule,
+    make_rule,
+)
 from optuna_fmd._state import OuterState
 
 SAMPLER = Path(__file__).resolve().parents[1] / "optuna_fmd" / "sampler.py"
@@ -41,7 +48,26 @@ def _g(x: list[float]) -> list[float]:
 
 
 def test_the_registry_holds_every_outer_rule() -> None:
-    assert set(RULES) == set(OUTER_RULES)
+    assert OUTER_RULES == ("search", "sign", "adam") == tuple(RULES)
+    assert {n: k.default_step for n, k in RULES.items()} == {
+        "search": 0.05,
+        "sign": 0.1,
+        "adam": 0.1,
+    }
+    assert [n for n, k in RULES.items() if k.plain] == ["search"]
+
+
+@pytest.mark.parametrize(("name", "step"), [("search", 0.05), ("sign", 0.1), ("adam", 0.1)])
+def test_check_rule_fills_in_each_rules_default_step(name: str, step: float) -> None:
+    assert check_rule(name, None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0) == step
+    assert check_rule(name, 0.3, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0) == 0.3
+
+
+def test_check_rule_names_the_rules_and_the_plain_one() -> None:
+    with pytest.raises(ValueError, match="must be one of"):
+        check_rule("lbfgs", None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0)
+    with pytest.raises(ValueError, match="needs outer='search'"):
+        check_rule("adam", None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0, hypergradients=False)
 
 
 @pytest.mark.parametrize("name", OUTER_RULES)
