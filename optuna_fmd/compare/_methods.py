@@ -381,6 +381,23 @@ def open_study(
         return _open(method, task, space, window_space or space, seed, grid, storage, name)
 
 
+def _grid(
+    task: Task, space: ScheduleSpace, grid: Sequence[float], seed: int
+) -> tuple[list[float], FamilyObjective]:
+    """The grid's peak lrs (the start's times each factor, inside the bounds) and the objective
+    of the cosine with that peak, the other values at the start."""
+    s = _window(space, next(iter(space)))
+    assert s.init is not None
+    peaks = sorted(min(s.high, max(s.low, s.init * g)) for g in dict.fromkeys(grid))
+    params, cosine = _family(space, "cosine")
+    fixed = start_params(space, "cosine")
+
+    def grid_schedule(p: Mapping[str, float]) -> Schedules:
+        return cosine({**fixed, "peak_lr": p["peak_lr"]})
+
+    return peaks, FamilyObjective(task, {"peak_lr": params["peak_lr"]}, grid_schedule, seed=seed)
+
+
 def _open(
     method: Method,
     task: Task,
@@ -438,28 +455,17 @@ def _open(
             groups=class_groups,
         )
     else:  # the cosine with a grid-searched peak lr; the other values stay at the start
-        s = _window(space, next(iter(space)))
-        assert s.init is not None
-        peaks = sorted(min(s.high, max(s.low, s.init * g)) for g in dict.fromkeys(grid))
-        params, cosine = _family(space, "cosine")
-        fixed = start_params(space, "cosine")  # the other values stay at the start
-
-        def grid_schedule(p: Mapping[str, float]) -> Schedules:
-            return cosine({**fixed, "peak_lr": p["peak_lr"]})
-
-        schedule_of = grid_schedule
-
+        peaks, objective = _grid(task, space, grid, seed)
+        schedule_of = objective.to_schedules
         # the grid as queued trials (GridSampler stops the study from its after_trial hook,
         # which ask-and-tell does not allow); the sampler behind them never samples
         sampler = optuna.samplers.RandomSampler(seed=seed)
-        objective = FamilyObjective(task, {"peak_lr": params["peak_lr"]}, schedule_of, seed=seed)
         start, max_trials = None, len(peaks)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    study.set_user_attr("method", method.name)
-    study.set_user_attr("seed", seed)
     classes = any(h == "class_weight" for h, _ in space.groups().values())
     described = describe_space(method, bool(space.groups()) and not classes, classes)
-    study.set_user_attr("space", described)
+    for key, value in (("method", method.name), ("seed", seed), ("space", described)):
+        study.set_user_attr(key, value)
     if method.kind == "grid":
         for peak in peaks:
             study.enqueue_trial({"peak_lr": peak})

@@ -283,6 +283,29 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _median_curve(units: list[Any], method: str, grid: Any, longest: float) -> tuple[Any, ...]:
+    """The median and quartiles over seeds of ``method``'s best validation loss so far, at the
+    budgets ``grid``; ``nan`` until every seed has a first result (a median over the seeds that
+    happen to have one would start wherever the quickest seed did)."""
+    import numpy as np
+
+    curves = []
+    for u in units:
+        records = _stats.iterate_records(u["methods"][method]["trials"], _population(method))
+        ys = np.full(grid.shape, np.nan)
+        for x, y in _stats.best_curve(records, longest):
+            ys[grid >= x] = y
+        curves.append(ys)
+    arr = np.array(curves)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no trial yet
+        med = np.nanmedian(arr, axis=0)
+        q1, q3 = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
+    partial = ~np.isfinite(arr).all(axis=0)
+    med[partial], q1[partial], q3[partial] = np.nan, np.nan, np.nan
+    return med, q1, q3
+
+
 def plot_results(results: Mapping[str, Any], path_for: Any) -> list[str]:
     """One PNG per task (``path_for(task)`` names it): the median best validation loss so far
     over seeds against the budget in plain-episode equivalents (interquartile band), and each
@@ -307,24 +330,7 @@ def plot_results(results: Mapping[str, Any], path_for: Any) -> list[str]:
             1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1.7, 1]}
         )
         for i, m in enumerate(config["methods"]):
-            curves = []
-            for u in units:
-                pts = _stats.best_curve(
-                    _stats.iterate_records(u["methods"][m]["trials"], _population(m)), longest
-                )
-                ys = np.full(grid.shape, np.nan)
-                for x, y in pts:
-                    ys[grid >= x] = y
-                curves.append(ys)
-            arr = np.array(curves)
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no trial yet
-                med = np.nanmedian(arr, axis=0)
-                q1, q3 = np.nanpercentile(arr, 25, axis=0), np.nanpercentile(arr, 75, axis=0)
-            # a median over the seeds that happen to have a first result would start wherever
-            # the quickest seed did: draw from where every seed has one
-            partial = ~np.isfinite(arr).all(axis=0)
-            med[partial], q1[partial], q3[partial] = np.nan, np.nan, np.nan
+            med, q1, q3 = _median_curve(units, m, grid, longest)
             primary = m == config["primary"]
             ax.plot(grid, med, color=colors(i), lw=2.6 if primary else 1.4, label=m)
             ax.fill_between(grid, q1, q3, color=colors(i), alpha=0.12)

@@ -98,10 +98,21 @@ def run_hypergradient(
             progress=progress,
             snapshots=snapshots,
         )
+    return _reference(problem, table, state0, choice.engine, progress, snapshots)
+
+
+def _reference(
+    problem: InnerProblem,
+    table: HyperTable,
+    state0: Sequence[Tensor],
+    engine: str,
+    progress: Progress | None,
+    snapshots: Snapshots | None,
+) -> EngineResult:
+    """The reference engines, ``"bptt"`` and ``"fds"`` (no snapshots)."""
     if snapshots is not None:
         raise ValueError(
-            f"snapshots need engine 'forward' or 'reverse', but got engine={choice.engine!r}."
+            f"snapshots need engine 'forward' or 'reverse', but got engine={engine!r}."
         )
-    if choice.engine == "bptt":
-        return run_bptt(problem, table, state0, progress=progress)
-    return run_fds(problem, table, state0, progress=progress)
+    run = run_bptt if engine == "bptt" else run_fds
+    return run(problem, table, state0, progress=progress)
