@@ -213,29 +213,39 @@ def evaluate_schedule(
             f"`task` ({type(task).__name__}) has no test split, so it cannot be evaluated; "
             "give the task test data (e.g. Custom(test=(x, y)))."
         )
-    runs: list[SeedEvaluation] = []
-    for seed in seed_list:
-        start = time.perf_counter()
-        problem, table, state0 = build_final_training(
-            task, checked, seed=seed, steps=horizon, groups=groups
-        )
-        with torch.random.fork_rng(devices=[]):
-            result = run_plain(problem, table, state0)
-        metric = None if result.diverged else _metric(task, problem, result.state)
-        per_class = None if result.diverged else class_accuracy(problem, result.state)
-        runs.append(
-            SeedEvaluation(
-                seed=seed,
-                test_loss=result.val_loss if not result.diverged else float("inf"),
-                test_accuracy=result.val_accuracy,
-                test_metric=metric,
-                train_loss=result.train_loss,
-                steps=result.steps_done,
-                diverged=result.diverged,
-                seconds=time.perf_counter() - start,
-                test_class_accuracy=per_class,
-            )
-        )
+    runs = [_retrain(task, checked, seed, horizon, groups) for seed in seed_list]
+    return _summary(task, runs, horizon)
+
+
+def _retrain(
+    task: Task,
+    checked: Mapping[str, list[float]],
+    seed: int,
+    horizon: int,
+    groups: Groups | None,
+) -> SeedEvaluation:
+    """One seed of :func:`evaluate_schedule`: train from scratch, score on the test set."""
+    start = time.perf_counter()
+    problem, table, state0 = build_final_training(
+        task, checked, seed=seed, steps=horizon, groups=groups
+    )
+    with torch.random.fork_rng(devices=[]):
+        result = run_plain(problem, table, state0)
+    return SeedEvaluation(
+        seed=seed,
+        test_loss=result.val_loss if not result.diverged else float("inf"),
+        test_accuracy=result.val_accuracy,
+        test_metric=None if result.diverged else _metric(task, problem, result.state),
+        train_loss=result.train_loss,
+        steps=result.steps_done,
+        diverged=result.diverged,
+        seconds=time.perf_counter() - start,
+        test_class_accuracy=None if result.diverged else class_accuracy(problem, result.state),
+    )
+
+
+def _summary(task: Task, runs: list[SeedEvaluation], horizon: int) -> EvaluationResult:
+    """Means and stds over the seeds' runs (per class too, where each run has them)."""
     acc, acc_std = _mean_std([r.test_accuracy for r in runs])
     loss, loss_std = _mean_std([r.test_loss for r in runs])
     metric_mean = metric_std = None

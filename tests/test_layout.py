@@ -80,7 +80,6 @@ LONG_FUNCTIONS = {
     "compare/_runner.py:run_unit": 94,
     "engine/_reverse.py:run_reverse": 107,
     "episode.py:run_episode": 125,
-    "evaluation.py:evaluate_schedule": 109,
 }
 
 
