@@ -70,6 +70,19 @@ def summarize(
     }
 
 
+def _reach_ratio(
+    methods: Mapping[str, Any], primary: str, other: str, bname: str, budget: float
+) -> float | None:
+    """The budget ``primary`` took to reach ``other``'s best at budget ``bname`` over the
+    budget ``other`` took to find it, on one seed (``None``: never reached, or no best)."""
+    base = methods[other]["best"].get(bname)
+    if base is None:
+        return None
+    records = _stats.iterate_records(methods[primary]["trials"], _population(primary))
+    t = _stats.time_to_reach(records, base["value"], budget)
+    return None if t is None or base["end"] <= 0 else t / base["end"]
+
+
 def _run_summary(
     task: str,
     bname: str,
@@ -91,8 +104,8 @@ def _run_summary(
         filled = _worst_filled(vals)
         acc_f = [a for a in accs if a is not None and math.isfinite(a)]
         scored = [b for b in bests if b and b.get("test_accuracy") is not None]
-        counts = [
-            sum(1 for t in by_seed[k]["methods"][m]["trials"] if t["end"] <= budget) for k in ks
+        within = [
+            [t for t in by_seed[k]["methods"][m]["trials"] if t["end"] <= budget] for k in ks
         ]
         detail[m] = {
             "best_val_mean_ci": list(_stats.mean_ci(filled)),
@@ -100,14 +113,9 @@ def _run_summary(
             "fresh_seeds": min((len(b.get("test_accuracies") or [1]) for b in scored), default=0),
             "fresh_val_mean_ci": _mean_ci(fresh, worst=True),
             "test_loss_mean_ci": _mean_ci(losses, worst=True),
-            "trials_median": statistics.median(counts),
+            "trials_median": statistics.median(len(ts) for ts in within),
             "hypergradient_trials_median": statistics.median(
-                sum(
-                    1
-                    for t in by_seed[k]["methods"][m]["trials"]
-                    if t["end"] <= budget and t.get("hypergradient")
-                )
-                for k in ks
+                sum(1 for t in ts if t.get("hypergradient")) for ts in within
             ),
             "failed_seeds": sum(v is None for v in vals),
         }
@@ -133,20 +141,7 @@ def _run_summary(
             detail[b]["test_acc_vs_primary"] = _difference(
                 methods[primary]["test_acc"], methods[b]["test_acc"], worst=False
             )
-            ratios: list[float | None] = []
-            for k in ks:
-                base = by_seed[k]["methods"][b]["best"].get(bname)
-                if base is None:
-                    ratios.append(None)
-                    continue
-                t = _stats.time_to_reach(
-                    _stats.iterate_records(
-                        by_seed[k]["methods"][primary]["trials"], _population(primary)
-                    ),
-                    base["value"],
-                    budget,
-                )
-                ratios.append(None if t is None or base["end"] <= 0 else t / base["end"])
+            ratios = [_reach_ratio(by_seed[k]["methods"], primary, b, bname, budget) for k in ks]
             detail[b]["time_to_reach_ratios"] = ratios
             reach[b] = (
                 statistics.median([r for r in ratios if r is not None])
