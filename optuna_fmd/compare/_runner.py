@@ -219,6 +219,38 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
             best.update(done[key])
 
 
+def _yardstick(task: Task, start: Schedules, seed: int, clock: Callable[[], float]) -> CostUnit:
+    """The cost unit's first readings: three plain episodes of the start, after a warm-up
+    outside every budget (first calls, the allocator, the reverse-mode code path)."""
+    run_episode(task, start, seed=seed, hypergradient=False)
+    run_episode(task, start, seed=seed, hypergradient=True)
+    unit = CostUnit()
+    for _ in range(3):
+        c0 = clock()
+        run_episode(task, start, seed=seed, hypergradient=False)
+        unit.observe(clock() - c0)
+    return unit
+
+
+def _bests(
+    cfg: CompareConfig, trials: list[dict[str, Any]], study: Study
+) -> dict[str, dict[str, Any] | None]:
+    """A method's best trial at each budget of ``cfg`` (``None``: none ended within it), with
+    the schedule it stands for."""
+    best: dict[str, dict[str, Any] | None] = {}
+    for bname, b in cfg.budgets.items():
+        t = _best(trials, b, study.method.population)
+        best[bname] = None
+        if t is not None:
+            best[bname] = {
+                "value": t["value"],
+                "trial": t["number"],
+                "end": t["end"],
+                "schedule": study.schedule_of(t["params"]),
+            }
+    return best
+
+
 def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) -> dict[str, Any]:
     """Every method of ``cfg`` on one task and seed, in lock-step up to the longest budget;
     then each method's best schedule at each budget scored on the unit's fresh seeds
@@ -235,14 +267,7 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
     clock = _clock(cfg.clock)
     wall0, cpu0 = time.perf_counter(), time.process_time()
     start = {h: list(v) for h, v in window_space.initial_values().items()}
-    # warm-up outside every budget: first calls, allocator, the reverse-mode code path
-    run_episode(task, start, seed=seed, hypergradient=False)
-    run_episode(task, start, seed=seed, hypergradient=True)
-    unit = CostUnit()
-    for _ in range(3):  # the yardstick's first readings: plain episodes of the start
-        c0 = clock()
-        run_episode(task, start, seed=seed, hypergradient=False)
-        unit.observe(clock() - c0)
+    unit = _yardstick(task, start, seed, clock)
     storage = open_storage(cfg.storage) if cfg.storage else optuna.storages.InMemoryStorage()
     order = list(cfg.methods)
     r = seed % len(order)  # rotate the tie-break order per seed
@@ -279,25 +304,15 @@ def run_unit(cfg: CompareConfig, task_name: str, seed: int, *, log: Any = None) 
             record.update(
                 unit=unit.around(record["seq"]), cost=cost, start=t0, end=t1, counted=counted
             )
-    methods: dict[str, Any] = {}
-    for m in order:
-        best: dict[str, Any] = {}
-        for bname, b in cfg.budgets.items():
-            t = _best(trials[m], b, METHODS[m].population)
-            best[bname] = None
-            if t is not None:
-                best[bname] = {
-                    "value": t["value"],
-                    "trial": t["number"],
-                    "end": t["end"],
-                    "schedule": studies[m].schedule_of(t["params"]),
-                }
-        methods[m] = {
+    methods = {
+        m: {
             "trials": trials[m],
             "used": lock.used(m),
             "stopped": lock.done.get(m),
-            "best": best,
+            "best": _bests(cfg, trials[m], studies[m]),
         }
+        for m in order
+    }
     out: dict[str, Any] = {
         "task": task_name,
         "seed": seed,
