@@ -44,6 +44,14 @@ Estimators (the hypergradient episodes use seeds 0-3, the members):
 - ``es-2``, ``es-4``: antithetic evolution strategies in the same coordinates, K pairs, pair j on
   seed j with ``z_j ~ N(0, I)``: ``g = (1/K) sum_j z_j (L(u + s z_j) - L(u - s z_j)) / (2 s)``
   with ``s`` = the reference step; cost 2K plain episodes (es-2 uses the first two pairs of es-4).
+- ``disc10-1``, ``disc10-4``, ``disc100-1``, ``disc100-4``: discounted tangents (as in MARTHE,
+  Donini et al. 2020; ``run_episode(discount=)``), a step's term reaching the hypergradient
+  through ``k`` later steps times ``discount ** k``, with ``discount = r ** (1 / T)`` so that
+  the whole horizon decays by ``r`` = 1/10 or 1/100; seed 0 alone (``-1``) or the mean over
+  seeds 0-3 (``-4``). Added after the first main run (commit 537db08), as candidates of the
+  same rule; their episodes are appended to the same results file (``commits`` lists the
+  commits of every main run). Their cost is that of the exact episodes of the first run (the
+  discount adds one multiply per state entry and step to an episode of the same engine).
 - ``blend``: per direction, the inverse-variance blend of ``mean-4`` and ``es-4`` (after
   Metz et al. 2019/2021): ``w = (1/var_m) / (1/var_m + 1/var_e)``, ``blend = w m + (1 - w) e``,
   ``var_m`` = the sample variance of the 4 members' directional derivatives / 4, ``var_e`` = the
@@ -112,7 +120,14 @@ ESTIMATORS = (
     "es-2",
     "es-4",
     "blend",
+    "disc10-1",
+    "disc10-4",
+    "disc100-1",
+    "disc100-4",
 )
+#: Discounted tangents (``run_episode(discount=)``): the decay over the whole horizon, ``r``,
+#: per step ``discount = r ** (1 / T)``; estimator ``disc<1/r>-<members>``.
+DECAYS = (0.1, 0.01)
 POINTS = {"base": 1.0, "half": 0.5, "twice": 2.0}
 
 
@@ -345,6 +360,23 @@ def estimates(
     return out
 
 
+def _disc_name(decay: float, n: int) -> str:
+    return f"disc{round(1 / decay)}-{n}"
+
+
+def discounted_estimates(
+    layout: Layout, members_u: Sequence[np.ndarray], decay: float
+) -> dict[str, np.ndarray]:
+    """The discounted members' estimators: seed 0's, and the mean over seeds 0-3."""
+    out: dict[str, np.ndarray] = {}
+    proj = [layout.project(g) for g in members_u]
+    if len(proj) >= 1:
+        out[_disc_name(decay, 1)] = proj[0]
+    if len(proj) >= 4:
+        out[_disc_name(decay, 4)] = np.mean(proj[:4], axis=0)
+    return out
+
+
 def compare(estimate: np.ndarray, ref: np.ndarray, significant: np.ndarray) -> dict[str, Any]:
     """Cosine, sign agreement and magnitude ratio over the significant directions."""
     n = int(significant.sum())
@@ -408,9 +440,15 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         z = es_direction(job["task"], job["point"], job["pair"], len(u))
         u = u + job["sign"] * job["h"] * z
     hyper = job["kind"] == "hyper"
+    discount = job["decay"] ** (1.0 / task.steps) if "decay" in job else 1.0
     t0, w0 = time.process_time(), time.perf_counter()
     res = fmd.run_episode(
-        task, layout.schedules(u), seed=job["seed"], hypergradient=hyper, groups=layout.groups
+        task,
+        layout.schedules(u),
+        seed=job["seed"],
+        hypergradient=hyper,
+        groups=layout.groups,
+        discount=discount,
     )
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     out = {
@@ -434,6 +472,11 @@ def plan(tasks: Sequence[str], points: Sequence[str], h: float) -> list[dict[str
         _, layout = _task(task)
         for seed in MEMBER_SEEDS:
             jobs.append({"kind": "hyper", "task": task, "point": point, "seed": seed})
+        for decay in DECAYS:
+            for seed in MEMBER_SEEDS:
+                jobs.append(
+                    {"kind": "hyper", "task": task, "point": point, "seed": seed, "decay": decay}
+                )
         for pair in range(ES_PAIRS):
             for sign in (1, -1):
                 jobs.append(
@@ -501,12 +544,43 @@ def reference(records: Sequence[Mapping[str, Any]], task: str, point: str, h: fl
     return out
 
 
+def _members(recs: Sequence[Mapping[str, Any]], decay: float | None) -> dict[int, Mapping]:
+    """The hypergradient episodes by seed: exact (``decay`` None) or of that discount."""
+    return {
+        r["seed"]: r
+        for r in recs
+        if r["kind"] == "hyper" and r.get("decay") == decay and r["hypergradient"] is not None
+    }
+
+
+def _members_u(layout: Layout, members: Mapping[int, Mapping], u: np.ndarray) -> list[np.ndarray]:
+    """``dL/du`` of seeds 0, 1, ... up to the first missing (or diverged) member."""
+    out = []
+    for s in MEMBER_SEEDS:
+        if s not in members:
+            break
+        out.append(layout.gradient_u(members[s]["hypergradient"], u))
+    return out
+
+
+def commits(path: Path) -> list[str]:
+    """The commits of the main runs that wrote ``path``, in order, each once."""
+    out: list[str] = []
+    for line in path.read_text().splitlines() if path.exists() else []:
+        rec = json.loads(line) if line.strip() else {}
+        main_run = rec.get("kind") == "settings" and rec.get("h") is not None
+        if main_run and rec.get("commit") not in out:
+            out.append(rec.get("commit"))
+    return out
+
+
 def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
     header, records = load(path)
     if h is None:
         h = header["h"] if header and header.get("h") is not None else None
     out: dict[str, Any] = {
         "commit": header.get("commit") if header else None,
+        "commits": commits(path),
         "dirty": header.get("dirty") if header else None,
         "settings": header,
         "h": h,
@@ -522,9 +596,7 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
         ref = reference(recs, task, point, h) if h is not None else {}
         names = list(layout.directions)
         done = [d for d in names if ref.get(d, {}).get("complete")]
-        members = {
-            r["seed"]: r for r in recs if r["kind"] == "hyper" and r["hypergradient"] is not None
-        }
+        members = _members(recs, None)
         es_by = {(r["pair"], r["sign"]): r for r in recs if r["kind"] == "es" and r["h"] == h}
         if len(done) < len(names) or len(members) < len(MEMBER_SEEDS) or len(es_by) < 2 * ES_PAIRS:
             out["missing"].append(
@@ -534,15 +606,11 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
         if not done:
             continue
         plain_cpu = [r["cpu_s"] for r in recs if r["kind"] in ("ref", "es")]
-        hyper_cpu = [r["cpu_s"] for r in recs if r["kind"] == "hyper"]
+        hyper_cpu = [r["cpu_s"] for r in recs if r["kind"] == "hyper" and "decay" not in r]
         c_hyper = (
             statistics.median(hyper_cpu) / statistics.median(plain_cpu) if hyper_cpu else None
         )
-        members_u = []  # seeds 0, 1, ... up to the first missing (or diverged) member
-        for s in MEMBER_SEEDS:
-            if s not in members:
-                break
-            members_u.append(layout.gradient_u(members[s]["hypergradient"], u))
+        members_u = _members_u(layout, members, u)
         rows: list[np.ndarray] = []
         for pair in range(ES_PAIRS):
             if (pair, 1) not in es_by or (pair, -1) not in es_by:
@@ -553,12 +621,17 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
             z = es_direction(task, point, pair, len(u))
             rows.append(es_pairs(z[None, :], [p["val_loss"]], [m["val_loss"]], h)[0])
         ests = estimates(layout, members_u, np.array(rows) if rows else None)
+        for decay in DECAYS:
+            ests |= discounted_estimates(
+                layout, _members_u(layout, _members(recs, decay), u), decay
+            )
         idx = [names.index(d) for d in done]
         refv = np.array([ref[d]["mean"] for d in done])
         sig = np.array([ref[d]["significant"] for d in done])
         costs = {
             "exact-1": 1, "mean-2": 2, "mean-4": 4, "median-4": 4, "unit-mean-4": 4,
         }  # fmt: skip
+        costs |= {_disc_name(d, n): n for d in DECAYS for n in (1, 4)}
         out["references"][f"{task}/{point}"] = {
             "directions": {
                 d: {k: ref[d][k] for k in ("mean", "se", "significant", "per_seed", "diverged")}
@@ -660,8 +733,9 @@ def markdown(summary: Mapping[str, Any]) -> str:
     lines = [
         "# How informative is each hypergradient estimator?",
         "",
-        f"Generated by `python benchmarks/informative.py` (commit {summary['commit']}, "
-        f"dirty {summary['dirty']}; step h = {summary['h']}; the module docstring has the "
+        f"Generated by `python benchmarks/informative.py` (main runs at commits "
+        f"{', '.join(summary.get('commits') or [str(summary['commit'])])}, the latest dirty "
+        f"{summary['dirty']}; step h = {summary['h']}; the module docstring has the "
         "protocol). Reference: central differences of plain episodes on seeds 100-103; "
         "estimators from seeds 0-3. Figures over the directions whose reference is significant "
         "(|mean| > 2 SE). Cost in plain-episode equivalents (PEE).",
@@ -776,7 +850,7 @@ def execute(path: Path, jobs: list[dict[str, Any]], n_jobs: int, header: dict[st
                     )
 
 
-_JOB_FIELDS = ("kind", "task", "point", "direction", "sign", "seed", "h", "pair")
+_JOB_FIELDS = ("kind", "task", "point", "direction", "sign", "seed", "h", "pair", "decay")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

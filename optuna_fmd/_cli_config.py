@@ -17,8 +17,10 @@ __all__ = [
     "ARTIFACT_DIR",
     "CONFIG_FLAGS",
     "CONFIG_KEY",
+    "add_worker_args",
     "artifact_dir",
     "check_config",
+    "check_worker_flags",
     "dashboard_command",
     "default_artifact_dir",
     "open_cli_storage",
@@ -125,3 +127,42 @@ def artifact_dir(args: argparse.Namespace) -> str | None:
     if getattr(args, "no_artifacts", False):
         return None
     return getattr(args, "artifact_dir", None) or default_artifact_dir(args.storage)
+
+
+def add_worker_args(p: argparse.ArgumentParser) -> None:
+    """The flags of artifacts, mid-episode checkpoints and heartbeats (``run`` and ``worker``)."""
+    p.add_argument(
+        "--artifact-dir",
+        default=None,
+        help=f"where each trial's schedule image goes, for optuna-dashboard (default: "
+        f"{ARTIFACT_DIR}/ next to a SQLite or journal file, else in the working directory)",
+    )
+    p.add_argument(
+        "--no-artifacts",
+        action="store_true",
+        help="no schedule images or dashboard figures",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="snapshot each episode every this many inner steps into the artifact dir (shared "
+        "by all workers), so a retried trial resumes mid-episode",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=float,
+        default=None,
+        help="seconds between heartbeats of a running trial (RDB storages): a killed worker's "
+        "trial is failed and its slot run again",
+    )
+
+
+def check_worker_flags(args: argparse.Namespace) -> None:
+    """Refuse a non-positive ``--heartbeat`` or ``--checkpoint-every`` before any work."""
+    if args.heartbeat is not None and not args.heartbeat > 0:
+        raise SystemExit(f"error: --heartbeat must be positive, but got {args.heartbeat}")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise SystemExit(
+            f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
+        )

@@ -15,7 +15,7 @@ import argparse
 import datetime
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import optuna
@@ -28,8 +28,10 @@ from ._cli_config import (
     ARTIFACT_DIR,
     CONFIG_FLAGS,
     CONFIG_KEY,
+    add_worker_args,
     artifact_dir,
     check_config,
+    check_worker_flags,
     dashboard_command,
     default_artifact_dir,
     open_cli_storage,
@@ -199,49 +201,23 @@ def run_study(
     )
     if config is not None:
         check_config(study, config, space)
-    store = None
-    if checkpoint_every is not None:
-        os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
-        store = FileSystemArtifactStore(checkpoint_dir or ARTIFACT_DIR)
-    objective = HypergradientObjective(
+    objective = _objective(
         task,
         space,
         seed="trial" if fresh_split else seed,
         progress=progress,
         checkpoint_every=checkpoint_every,
-        artifact_store=store,
+        checkpoint_dir=checkpoint_dir,
     )
     print(
-        f"study {study_name!r} on {storage}: {type(task).__name__} {task.model}, "
-        f"{task.steps} steps, batch {task.batch_size}, outer rule {outer!r}, "
-        f"{space.n_params} hyperparameters "
-        f"({', '.join(f'{n} x {s.windows}' for n, s in space.items())} windows), "
+        f"study {study_name!r} on {storage}: {_describe_setup(task, space, outer)}, "
         f"{len(study.trials)} earlier trials",
         file=out,
         flush=True,
     )
     bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress)  # on stderr
-
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        bar.update(1)
-        point = sampler.best_iterate(study)
-        best = "-" if point is None else f"{point[0]:.4f}"
-        bar.set_postfix(best=best)
-        tqdm.write(describe_trial(trial, space, population) + f"  (best {best})", file=out)
-
-    callbacks: list[Any] = [report]
-    func: Any = objective
-    if artifact_dir is not None:  # optuna-dashboard: a schedule image per trial, study figures
-        dashboard = DashboardCallback(artifact_dir)
-        func = dashboard.wrap(objective)
-        callbacks.append(dashboard)
-    if total is not None:  # workers: stop once the study holds ``total`` finished trials
-
-        def finished_enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-            if _n_done(study) >= total:
-                study.stop()
-
-        callbacks.append(finished_enough)
+    report = _reporter(sampler, space, population, bar, out)
+    func, callbacks = _with_callbacks(objective, report, artifact_dir, total)
     try:
         if total is None or _n_done(study) < total:
             study.optimize(
@@ -252,6 +228,85 @@ def run_study(
             )
     finally:
         bar.close()
+    _print_best(sampler, study, space, out)
+    return study
+
+
+def _reporter(
+    sampler: FMDSampler, space: ScheduleSpace, population: int | None, bar: Any, out: Any
+) -> Callable[[optuna.Study, optuna.trial.FrozenTrial], None]:
+    """The callback that prints a line per finished trial and moves the progress bar."""
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        bar.update(1)
+        point = sampler.best_iterate(study)
+        best = "-" if point is None else f"{point[0]:.4f}"
+        bar.set_postfix(best=best)
+        tqdm.write(describe_trial(trial, space, population) + f"  (best {best})", file=out)
+
+    return report
+
+
+def _with_callbacks(
+    objective: HypergradientObjective,
+    report: Callable[[optuna.Study, optuna.trial.FrozenTrial], None],
+    artifact_dir: str | None,
+    total: int | None,
+) -> tuple[Any, list[Any]]:
+    """What ``study.optimize`` runs, and its callbacks: ``report``, optuna-dashboard's figures
+    (with ``artifact_dir``), a stop once the study holds ``total`` finished trials (workers)."""
+    callbacks: list[Any] = [report]
+    func: Any = objective
+    if artifact_dir is not None:
+        dashboard = DashboardCallback(artifact_dir)
+        func = dashboard.wrap(objective)
+        callbacks.append(dashboard)
+    if total is not None:
+
+        def finished_enough(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            if _n_done(study) >= total:
+                study.stop()
+
+        callbacks.append(finished_enough)
+    return func, callbacks
+
+
+def _objective(
+    task: tasks.Task,
+    space: ScheduleSpace,
+    *,
+    seed: int | str,
+    progress: bool,
+    checkpoint_every: int | None,
+    checkpoint_dir: str | None,
+) -> HypergradientObjective:
+    """The study's objective; with ``checkpoint_every``, its snapshots go to an artifact store
+    in ``checkpoint_dir`` (default :data:`ARTIFACT_DIR`)."""
+    store = None
+    if checkpoint_every is not None:
+        os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
+        store = FileSystemArtifactStore(checkpoint_dir or ARTIFACT_DIR)
+    return HypergradientObjective(
+        task,
+        space,
+        seed=seed,
+        progress=progress,
+        checkpoint_every=checkpoint_every,
+        artifact_store=store,
+    )
+
+
+def _describe_setup(task: tasks.Task, space: ScheduleSpace, outer: str) -> str:
+    """One line: the task, its horizon and batch, the outer rule and the space's windows."""
+    windows = ", ".join(f"{n} x {s.windows}" for n, s in space.items())
+    return (
+        f"{type(task).__name__} {task.model}, {task.steps} steps, batch {task.batch_size}, "
+        f"outer rule {outer!r}, {space.n_params} hyperparameters ({windows} windows)"
+    )
+
+
+def _print_best(sampler: FMDSampler, study: optuna.Study, space: ScheduleSpace, out: Any) -> None:
+    """Print the best iterate (trials, validation loss, schedules) and any convergence."""
     best_point = sampler.best_iterate(study)
     if best_point is None:
         print("no trial with a finite validation loss yet", file=out)
@@ -267,7 +322,6 @@ def run_study(
             print(f"  {name}: {_fmt(values)}", file=out)
     if sampler.is_converged(study):
         print("the outer loop reported convergence (no step improves any more)", file=out)
-    return study
 
 
 def _n_done(study: optuna.Study) -> int:
@@ -333,7 +387,7 @@ def _add_study_args(
         help="seed each episode with the trial number (fresh split, as in FDS)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_worker_args(p)
+    add_worker_args(p)
     p.add_argument(
         "--population",
         type=int,
@@ -342,43 +396,6 @@ def _add_study_args(
         "for one being continued): iterates are compared by their members' mean validation "
         "loss and their hypergradients averaged",
     )
-
-
-def _add_worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--artifact-dir",
-        default=None,
-        help=f"where each trial's schedule image goes, for optuna-dashboard (default: "
-        f"{ARTIFACT_DIR}/ next to a SQLite or journal file, else in the working directory)",
-    )
-    p.add_argument(
-        "--no-artifacts",
-        action="store_true",
-        help="no schedule images or dashboard figures",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=None,
-        help="snapshot each episode every this many inner steps into the artifact dir (shared "
-        "by all workers), so a retried trial resumes mid-episode",
-    )
-    p.add_argument(
-        "--heartbeat",
-        type=float,
-        default=None,
-        help="seconds between heartbeats of a running trial (RDB storages): a killed worker's "
-        "trial is failed and its slot run again",
-    )
-
-
-def _check_worker_flags(args: argparse.Namespace) -> None:
-    if args.heartbeat is not None and not args.heartbeat > 0:
-        raise SystemExit(f"error: --heartbeat must be positive, but got {args.heartbeat}")
-    if args.checkpoint_every is not None and args.checkpoint_every < 1:
-        raise SystemExit(
-            f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
-        )
 
 
 def _study_from_args(
@@ -391,7 +408,7 @@ def _study_from_args(
             raise SystemExit(
                 f"error: --{arg.replace('_', '-')} must be positive, but got {getattr(args, arg)}"
             )
-    _check_worker_flags(args)
+    check_worker_flags(args)
     if opened is None:  # a bad URL fails here, before any data is loaded
         opened = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     if args.population is None:  # a study being continued keeps its own
@@ -443,7 +460,7 @@ def _study_from_args(
 
 def _worker(args: argparse.Namespace) -> int:
     """Join a study made by ``optuna-fmd run``: its flags are read from storage."""
-    _check_worker_flags(args)
+    check_worker_flags(args)
     storage = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     try:
         study_id = storage.get_study_id_from_name(args.study)
@@ -557,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="stop once the study holds this many COMPLETE trials (default: run until stopped)",
     )
     worker.add_argument("--no-progress", action="store_true", help="no progress bars")
-    _add_worker_args(worker)
+    add_worker_args(worker)
     worker.set_defaults(func=_worker)
     compare_p = sub.add_parser(
         "compare",

@@ -19,11 +19,13 @@ from .engine import (
     LOSS_HYPERS,
     PLAIN,
     Choice,
+    EngineResult,
     FunctionalModel,
     HyperTable,
     InnerProblem,
     Snapshot,
     Snapshots,
+    check_discount,
     choose_engine,
     make_loss_side,
     make_partitions,
@@ -281,56 +283,35 @@ def run_episode(
     resume: Snapshot | bytes | None = None,
     validate_every: int | None = None,
     on_validation: Callable[[int, float], None] | None = None,
+    discount: float = 1.0,
 ) -> EpisodeResult:
-    """Train ``task`` for ``task.steps`` steps under ``schedules``; return the validation loss and
-    the exact hypergradient of the validation loss with respect to every window value.
+    """Train ``task`` for ``task.steps`` steps under ``schedules``; return an
+    :class:`EpisodeResult`: the validation loss and its exact hypergradient with respect to every
+    window value.
 
     Args:
         task: The training problem (data, model, inner optimiser, horizon).
         schedules: ``{hyper: [K window values]}``; step t of T uses window ``floor(t * K / T)``.
             Hyperparameters not given keep the task's fixed values.
         seed: Seeds initial weights, validation split, minibatch order and dropout.
-        hypergradient: Compute the hypergradient (otherwise plain training).
-        engine: ``"forward"`` (forward mode: memory constant in T, cost growing with the number
-            of columns N), ``"reverse"`` (checkpointed reverse mode: cost flat in N, every state
-            kept when memory allows, else about ``2 sqrt(T)`` states and one recomputed step per
-            step), ``"auto"`` (the cheaper of the two by the cost model in
-            :mod:`optuna_fmd.engine._auto`, which knows whether forward mode can run compiled),
-            or the references ``"bptt"`` (reverse mode through the unrolled loop, memory O(T))
-            and ``"fds"`` (the FDS hand recurrence, SGD only).
-        chunk_size: Forward mode pushes at most this many tangent columns at once.
-        compile: Forward mode runs one compiled ``vmap(jvp(step))`` graph for the whole
-            episode (``torch.compile``, CUDA graphs on CUDA); ``None``: on when the state lives
-            on a CUDA device and no snapshots are taken, ``False``: the eager loop.
-        checkpoint_every: Reverse mode keeps a checkpoint every this many steps.
-        memory_budget: Reverse mode picks its checkpoints to hold at most this many bytes.
-            With neither, reverse mode keeps every state when they fit half the available
-            memory (and no snapshots are taken), else ``ceil(sqrt(T))``-step segments.
-        groups: Per-layer-group schedules: ``{name: (hyper, parameter globs)}``; ``schedules``
-            then also maps each group name to its values, and the matched parameters take them
-            instead of the ungrouped ``hyper`` (``ScheduleSpace.groups()`` builds this).
+        hypergradient: Compute the hypergradient (otherwise train only).
+        engine: ``"forward"`` (cost growing with the number of columns), ``"reverse"`` (cost flat
+            in it), ``"auto"`` (the cheaper by the cost model), or the references ``"bptt"`` and
+            ``"fds"`` (:mod:`optuna_fmd.engine` has how each runs).
+        chunk_size, compile: Forward mode's: at most this many tangent columns at once; one
+            compiled graph (``None``: on CUDA without snapshots).
+        checkpoint_every, memory_budget: Reverse mode's: a checkpoint every this many steps, or
+            checkpoints within this many bytes (neither: every state when they fit).
+        groups: Per-layer-group schedules, ``{name: (hyper, parameter globs)}``
+            (``ScheduleSpace.groups()`` builds it); ``schedules`` also maps each name to values.
         progress: Show a progress bar over the inner steps.
-        snapshot_every: Take a :class:`~optuna_fmd.engine.Snapshot` of the running episode after
-            every this many inner steps (reverse mode: at the first segment boundary at or after
-            each multiple, in both of its sweeps) and hand it to ``on_snapshot``.
-        on_snapshot: Receives each snapshot; keep ``snapshot.to_bytes()`` somewhere durable.
-            Required with ``snapshot_every``. An exception raised here stops the episode.
-        resume: A snapshot of this same episode (or its bytes): continue from it instead of step
-            0. The result equals that of the uninterrupted episode bit for bit (given the same
-            ``chunk_size`` and ``checkpoint_every``; ``seconds`` counts this run only). With
-            ``engine="auto"`` the snapshot's engine is used. A snapshot of another episode (task,
-            schedules, seed, engine, ``hypergradient`` or ``groups`` differ) raises
-            ``ValueError`` before any training.
-        validate_every: Plain training only (``hypergradient=False``): evaluate the validation
-            loss after every this many steps and hand ``(steps_done, val_loss)`` to
-            ``on_validation`` (the trajectory is unchanged). Raising there (e.g.
-            ``optuna.TrialPruned`` after ``trial.report``) stops the episode: multi-fidelity
-            baselines such as Optuna's ``HyperbandPruner`` run on this.
-        on_validation: Receives the intermediate validation losses; required with
-            ``validate_every``.
-
-    Returns:
-        An :class:`EpisodeResult`.
+        snapshot_every, on_snapshot: Hand a :class:`~optuna_fmd.engine.Snapshot` to
+            ``on_snapshot`` about every this many steps (raising there stops the episode).
+        resume: A snapshot of this episode (or its bytes) to continue from, bit for bit.
+        validate_every, on_validation: Plain training only: hand ``(steps_done, val_loss)`` to
+            ``on_validation`` every this many steps (raise ``optuna.TrialPruned`` there to prune).
+        discount: Discounted tangents, in (0, 1]: a step's term reaches the hypergradient through
+            k later steps times ``discount ** k`` (1: the exact hypergradient).
 
     Example:
         >>> import optuna_fmd as fmd
@@ -351,37 +332,36 @@ def run_episode(
         resume=_as_snapshot(resume),
         validate_every=validate_every,
         on_validation=on_validation,
+        discount=check_discount(discount),
     )
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
     choice = opts.choose(table, state0)
     snapshots = None
     if opts.resumable:
-        fingerprint = _fingerprint(task, schedules, seed, choice.engine, hypergradient, groups)
+        fingerprint = _fingerprint(task, schedules, seed, choice.engine, opts, groups)
         snapshots = opts.snapshots(choice.engine, fingerprint, problem.steps)
     bar = _progress(problem.steps, opts.resume, progress)
     with bar as callback, torch.random.fork_rng(devices=[]):
-        result = run_hypergradient(
-            problem,
-            table,
-            state0,
-            choice=choice,
-            chunk_size=chunk_size,
-            compile=compile,
-            checkpoint_every=checkpoint_every,
-            memory_budget=memory_budget,
-            progress=callback,
-            snapshots=snapshots,
-            validate_every=validate_every,
-            on_validation=on_validation,
-        )
-    hg = table.split(result.hypergradient) if result.hypergradient is not None else None
+        result = opts.run(problem, table, state0, choice, callback, snapshots)
+    return _episode_result(problem, table, result, choice, seed, time.perf_counter() - start)
+
+
+def _episode_result(
+    problem: InnerProblem,
+    table: HyperTable,
+    result: EngineResult,
+    choice: Choice,
+    seed: int,
+    seconds: float,
+) -> EpisodeResult:
+    """What :func:`run_episode` returns, from the engine's result."""
     return EpisodeResult(
         val_loss=result.val_loss if not result.diverged else float("inf"),
         val_accuracy=result.val_accuracy,
-        hypergradient=hg,
+        hypergradient=None if result.hypergradient is None else table.split(result.hypergradient),
         steps=result.steps_done,
-        seconds=time.perf_counter() - start,
+        seconds=seconds,
         seed=seed,
         train_loss=result.train_loss,
         diverged=result.diverged,
@@ -405,6 +385,7 @@ class _Options:
     resume: Snapshot | None
     validate_every: int | None
     on_validation: Callable[[int, float], None] | None
+    discount: float
 
     def __post_init__(self) -> None:
         size = self.chunk_size
@@ -447,6 +428,33 @@ class _Options:
             snapshots=self.resumable,
             checkpoint_every=self.checkpoint_every,
             memory_budget=self.memory_budget,
+            discount=self.discount,
+        )
+
+    def run(
+        self,
+        problem: InnerProblem,
+        table: HyperTable,
+        state0: Sequence[Tensor],
+        choice: Choice,
+        progress: Callable[[int, float], None] | None,
+        snapshots: Snapshots | None,
+    ) -> EngineResult:
+        """Run the episode with the engine of ``choice`` under these options."""
+        return run_hypergradient(
+            problem,
+            table,
+            state0,
+            choice=choice,
+            chunk_size=self.chunk_size,
+            compile=self.compile,
+            checkpoint_every=self.checkpoint_every,
+            memory_budget=self.memory_budget,
+            progress=progress,
+            snapshots=snapshots,
+            validate_every=self.validate_every,
+            on_validation=self.on_validation,
+            discount=self.discount,
         )
 
     def snapshots(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
@@ -521,11 +529,11 @@ def _fingerprint(
     schedules: Mapping[str, Sequence[float]],
     seed: int,
     engine: str,
-    hypergradient: bool,
+    opts: _Options,
     groups: Groups | None,
 ) -> str:
     """SHA-1 of what makes an episode: task (its dataset location aside), schedules, seed, engine
-    actually used, hypergradient flag and groups."""
+    actually used, hypergradient flag, groups and (when not 1) the discount."""
     if dataclasses.is_dataclass(task):
         shown = [f for f in dataclasses.fields(task) if f.repr and f.name != "root"]
         described = ", ".join(f"{f.name}={getattr(task, f.name)!r}" for f in shown)
@@ -537,9 +545,11 @@ def _fingerprint(
         "schedules": {n: [float(v) for v in vals] for n, vals in schedules.items()},
         "seed": seed,
         "engine": engine,
-        "hypergradient": bool(hypergradient),
+        "hypergradient": bool(opts.hypergradient),
         "groups": {n: [h, list(globs)] for n, (h, globs) in (groups or {}).items()},
     }
+    if opts.discount != 1.0:
+        spec["discount"] = opts.discount
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

@@ -4,7 +4,7 @@ Pure torch.func; imports neither Optuna nor the tasks.
 """
 
 from ._auto import ENGINES, PLAIN, Choice, choose_engine
-from ._common import EngineResult, state_nbytes
+from ._common import EngineResult, check_discount, state_nbytes
 from ._compiled import CompiledResult, CompileOptions, run_compiled
 from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain, tangent_step
@@ -38,6 +38,7 @@ __all__ = [
     "ScheduleSpace",
     "Snapshot",
     "Snapshots",
+    "check_discount",
     "choose_engine",
     "fds_step",
     "make_loss_side",

@@ -125,6 +125,7 @@ def choose_engine(
     checkpoint_every: int | None = None,
     memory_budget: int | float | None = None,
     available_bytes: int | None = None,
+    discount: float = 1.0,
 ) -> Choice:
     """Pick the engine of one episode, and how it runs, by the cost model above.
 
@@ -141,6 +142,7 @@ def choose_engine(
         checkpoint_every: Reverse mode's segment length, if the caller fixes it.
         memory_budget: Reverse mode's budget for stored states, if the caller fixes it.
         available_bytes: Memory available (default: measured on the state's device).
+        discount: The run's discounted tangents (below 1: no compiled path).
     """
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}.")
@@ -163,10 +165,10 @@ def choose_engine(
     )
     compiled = False
     if engine == "forward":  # an impossible compile request raises, as in run_forward
-        compiled = use_compiled(compile, state, method, resumable=snapshots)
+        compiled = use_compiled(compile, state, method, snapshots, discount)
     elif engine == "auto":  # ... but only rules forward mode out of the choice here
         try:
-            compiled = use_compiled(compile, state, method, resumable=snapshots)
+            compiled = use_compiled(compile, state, method, snapshots, discount)
         except ValueError:
             compiled = False
     fwd = forward_cost(mean_active_columns(table), device, compiled)

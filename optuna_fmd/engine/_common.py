@@ -23,6 +23,8 @@ __all__ = [
     "Step",
     "available_bytes",
     "batched_jvp",
+    "check_discount",
+    "discounted",
     "diverged",
     "final_hypergradient",
     "finish",
@@ -87,6 +89,30 @@ def final_hypergradient(
         if g is not None and z.shape[0]:
             hg[: z.shape[0]] += (z.reshape(z.shape[0], -1) @ g.reshape(-1)).to(hg.dtype)
     return float(val.detach()), float(acc), hg
+
+
+def check_discount(discount: float) -> float:
+    """``discount`` as a float in (0, 1], else ``ValueError``."""
+    if isinstance(discount, bool) or not isinstance(discount, (int, float)):
+        raise ValueError(f"`discount` must be a number in (0, 1], but got {discount!r}.")
+    if not 0.0 < float(discount) <= 1.0:
+        raise ValueError(f"`discount` must be in (0, 1], but got {discount!r}.")
+    return float(discount)
+
+
+def discounted(xs: list[Tensor], discount: float) -> list[Tensor]:
+    """Every tensor of ``xs`` times ``discount`` (the same list at 1: the exact hypergradient is
+    untouched to the bit).
+
+    Discounted tangents (as in MARTHE, Donini et al., ICLR 2020) carry
+    ``Z_{t+1} = A_t (discount Z_t) + B_t`` instead of ``Z_{t+1} = A_t Z_t + B_t`` (``A_t``: the
+    step's Jacobian in the state, ``B_t``: in the hyperparameters): the term of step ``t`` reaches
+    the hypergradient through ``k`` later steps times ``discount ** k``. Forward mode scales the
+    tangents before each step; reverse mode scales the adjoint after each step's vjp.
+    """
+    if discount == 1.0:
+        return xs
+    return [discount * x for x in xs]
 
 
 def grow(tangents: list[Tensor], n: int) -> list[Tensor]:

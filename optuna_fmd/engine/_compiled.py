@@ -131,12 +131,18 @@ def use_compiled(
     state: Sequence[Tensor],
     method: str,
     resumable: bool = False,
+    discount: float = 1.0,
 ) -> bool:
     """Whether :func:`run_forward` takes the compiled path.
 
     ``None`` (auto): on when the state lives on a CUDA device and ``method`` is ``"auto"`` or
-    ``"jvp"`` (the compiled step is ``vmap(jvp(step))``) and no snapshots are taken.
+    ``"jvp"`` (the compiled step is ``vmap(jvp(step))``), no snapshots are taken and the
+    tangents are exact (``discount`` 1).
     """
+    if discount != 1.0:
+        if compile not in (None, False):
+            raise ValueError("the compiled path carries exact tangents; pass compile=False.")
+        return False
     if compile is None:
         on_cuda = bool(state) and state[0].device.type == "cuda"
         return on_cuda and method in ("auto", "jvp") and not resumable

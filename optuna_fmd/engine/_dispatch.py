@@ -35,25 +35,22 @@ def run_hypergradient(
     snapshots: Snapshots | None = None,
     validate_every: int | None = None,
     on_validation: Callable[[int, float], None] | None = None,
+    discount: float = 1.0,
 ) -> EngineResult:
-    """Train and return the exact hypergradient per column with the engine ``engine`` names, or
-    (``"auto"``) the one the cost model of :mod:`._auto` predicts to be the fastest; a
-    ``choice`` of :data:`~._auto.PLAIN` trains without hypergradient
-    (:func:`~._forward.run_plain`).
+    """Train with the engine ``engine`` names (``"auto"``: the fastest by the cost model of
+    :mod:`._auto`) and return the hypergradient per column; a ``choice`` of
+    :data:`~._auto.PLAIN` trains without it (:func:`~._forward.run_plain`).
 
     Args:
         problem, table, state0: The episode, as for :func:`~optuna_fmd.engine.run_forward`.
         engine: One of :data:`~._auto.ENGINES`.
-        choice: A :class:`~._auto.Choice` made beforehand by :func:`~._auto.choose_engine` with
-            the same arguments (``engine`` is then ignored).
+        choice: A :class:`~._auto.Choice` of :func:`~._auto.choose_engine` (``engine`` ignored).
         method, chunk_size, compile: Forward mode's (:func:`~optuna_fmd.engine.run_forward`).
-        checkpoint_every, memory_budget: Reverse mode's (:func:`~optuna_fmd.engine.run_reverse`);
-            with neither (and no snapshots), reverse mode keeps every state when they fit the
-            memory budget of the cost model.
+        checkpoint_every, memory_budget: Reverse mode's (:func:`~optuna_fmd.engine.run_reverse`).
         progress: Called as ``progress(t, train_loss)`` after each step.
         snapshots: Take and resume snapshots (forward and reverse mode and plain training).
-        validate_every, on_validation: Plain training's intermediate validation losses
-            (:func:`~optuna_fmd.engine.run_plain`).
+        validate_every, on_validation: Plain training's (:func:`~optuna_fmd.engine.run_plain`).
+        discount: Discounted tangents (forward, reverse, BPTT; 1: exact; plain: unused).
     """
     if choice is None:
         choice = choose_engine(
@@ -65,6 +62,7 @@ def run_hypergradient(
             snapshots=snapshots is not None,
             checkpoint_every=checkpoint_every,
             memory_budget=memory_budget,
+            discount=discount,
         )
     if choice.engine == "plain":
         return run_plain(
@@ -87,6 +85,7 @@ def run_hypergradient(
             progress=progress,
             snapshots=snapshots,
             compile=on,
+            discount=discount,
         )
     if choice.engine == "reverse":
         return run_reverse(
@@ -97,8 +96,9 @@ def run_hypergradient(
             memory_budget=memory_budget if choice.memory_budget is None else choice.memory_budget,
             progress=progress,
             snapshots=snapshots,
+            discount=discount,
         )
-    return _reference(problem, table, state0, choice.engine, progress, snapshots)
+    return _reference(problem, table, state0, choice.engine, progress, snapshots, discount)
 
 
 def _reference(
@@ -108,11 +108,15 @@ def _reference(
     engine: str,
     progress: Progress | None,
     snapshots: Snapshots | None,
+    discount: float,
 ) -> EngineResult:
-    """The reference engines, ``"bptt"`` and ``"fds"`` (no snapshots)."""
+    """The reference engines, ``"bptt"`` and ``"fds"`` (no snapshots; FDS: exact only)."""
     if snapshots is not None:
         raise ValueError(
             f"snapshots need engine 'forward' or 'reverse', but got engine={engine!r}."
         )
-    run = run_bptt if engine == "bptt" else run_fds
-    return run(problem, table, state0, progress=progress)
+    if engine == "bptt":
+        return run_bptt(problem, table, state0, progress=progress, discount=discount)
+    if discount != 1.0:
+        raise ValueError("the FDS recurrence is exact only: use discount=1 with engine='fds'.")
+    return run_fds(problem, table, state0, progress=progress)

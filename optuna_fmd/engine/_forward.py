@@ -15,7 +15,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import EngineResult, Progress, batched_jvp, diverged, finish, grow
+from ._common import (
+    EngineResult,
+    Progress,
+    batched_jvp,
+    check_discount,
+    discounted,
+    diverged,
+    finish,
+    grow,
+)
 from ._compiled import CompileOptions, run_compiled, use_compiled
 from ._problem import HyperTable, InnerProblem
 from ._snapshot import Snapshots
@@ -130,6 +139,7 @@ def run_forward(
     progress: Progress | None = None,
     snapshots: Snapshots | None = None,
     compile: bool | CompileOptions | None = None,
+    discount: float = 1.0,
 ) -> EngineResult:
     """Train while carrying forward-mode tangents; return the exact hypergradient per column.
 
@@ -151,10 +161,13 @@ def run_forward(
             :class:`CompileOptions` sets it up); ``None``: as
             :func:`~optuna_fmd.engine._compiled.use_compiled` decides (on when the state lives on
             a CUDA device, ``method`` is not ``"hvp"`` and no snapshots are taken).
+        discount: Discounted tangents (:func:`~._common.discounted`; 1: exact; the compiled path
+            carries exact ones only).
     """
     if method not in TANGENT_METHODS:
         raise ValueError(f"`method` must be one of {TANGENT_METHODS}, but got {method!r}.")
-    if use_compiled(compile, state0, method, resumable=snapshots is not None):
+    discount = check_discount(discount)
+    if use_compiled(compile, state0, method, resumable=snapshots is not None, discount=discount):
         return run_compiled(
             problem, table, state0, chunk_size=chunk_size, options=compile, progress=progress
         )
@@ -169,7 +182,7 @@ def run_forward(
     if snap is not None and snap.tangents is not None:
         first, state, tangents, loss_value = snap.step, snap.state, snap.tangents, snap.train_loss
     for t in range(first, problem.steps):
-        tangents = grow(tangents, table.n_active(t))
+        tangents = grow(discounted(tangents, discount), table.n_active(t))
         state, loss, tangents = tangent_step(
             problem, table, state, tangents, t, method=method, chunk_size=chunk_size
         )

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ._common import EngineResult, Progress, final_hypergradient
+from ._common import EngineResult, Progress, check_discount, final_hypergradient
 from ._optim import SGD
 from ._problem import HyperTable, InnerProblem
 
@@ -26,12 +26,22 @@ def run_bptt(
     state0: Sequence[Tensor],
     *,
     progress: Progress | None = None,
+    discount: float = 1.0,
 ) -> EngineResult:
-    """Hypergradient by reverse mode through the whole unrolled training loop."""
+    """Hypergradient by reverse mode through the whole unrolled training loop.
+
+    With ``discount < 1``, the discounted hypergradient of :func:`~._common.discounted` by its
+    definition: each step's input state passes its gradient on times ``discount`` (its value
+    unchanged to the bit), so the term of step ``t`` reaches the hypergradient through ``k``
+    later steps times ``discount ** k``.
+    """
+    discount = check_discount(discount)
     values = table.table(state0[0], requires_grad=True)
     state = [s.detach() for s in state0]
     loss = state[0].new_zeros(())
     for t in range(problem.steps):
+        if discount < 1.0 and t > 0:
+            state = [_scale_gradient(s, discount) for s in state]
         h = table.lookup(values, t)
         with problem.rng(t):
             state, loss = problem.step(state, h, t, problem.batch_at(t))
@@ -49,6 +59,14 @@ def run_bptt(
     return EngineResult(
         final, float(val.detach()), float(acc), hg, problem.steps, False, float(loss.detach())
     )
+
+
+def _scale_gradient(x: Tensor, factor: float) -> Tensor:
+    """``x`` in value (bitwise: ``x + factor * 0``); ``factor`` times its gradient."""
+    if not x.is_floating_point():
+        return x
+    frozen = x.detach()
+    return frozen + factor * (x - frozen)
 
 
 def run_fds(

@@ -39,7 +39,14 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ._common import EngineResult, Progress, diverged, state_nbytes
+from ._common import (
+    EngineResult,
+    Progress,
+    check_discount,
+    discounted,
+    diverged,
+    state_nbytes,
+)
 from ._problem import HyperTable, InnerProblem, StepRecord
 from ._snapshot import Snapshot, Snapshots
 
@@ -149,36 +156,34 @@ def run_reverse(
     memory_budget: int | float | None = None,
     progress: Progress | None = None,
     snapshots: Snapshots | None = None,
+    discount: float = 1.0,
 ) -> EngineResult:
     """Train, then return the exact hypergradient per column by checkpointed reverse mode.
 
     The cost per step does not depend on the number of columns N (one vjp of the training step
-    per step, plus about one recomputed step), so for large N this beats forward mode; memory is
-    ``ceil(T / c) + c - 1`` flat states (see :func:`plan_checkpoints`) instead of forward mode's
-    ``N + 1``. The result equals :func:`~optuna_fmd.engine.run_forward` and
-    :func:`~optuna_fmd.engine.run_bptt` up to rounding, for any ``checkpoint_every``.
+    and about one recomputed step), and memory is ``ceil(T / c) + c - 1`` flat states
+    (:func:`plan_checkpoints`), not forward mode's ``N + 1``. The result equals
+    :func:`~optuna_fmd.engine.run_forward`'s and :func:`~optuna_fmd.engine.run_bptt`'s up to
+    rounding, for any ``checkpoint_every``.
 
     Args:
         problem: The inner problem (model, optimiser, data).
         table: Hyperparameter values and the differentiated columns.
         state0: Initial flat state (see :class:`InnerProblem`).
-        checkpoint_every: Keep a checkpoint every this many steps (``1``: store every state, no
-            recomputation; values of T or above: one segment, every state is kept as well).
-        memory_budget: Instead of ``checkpoint_every``: bytes the stored states may take; the
-            segment length that fits with the least recomputation is chosen. When every state
-            fits, and the records of every step too (measured on step 0), the forward sweep
-            keeps those records and no step is run again (without snapshots).
+        checkpoint_every: Keep a checkpoint every this many steps (``1`` or T and above: every
+            state is kept, nothing recomputed).
+        memory_budget: Instead of ``checkpoint_every``: bytes the stored states may take (the
+            segment length that fits with the least recomputation; when the records of every
+            step fit too, without snapshots, no step is run again).
         progress: Called as ``progress(t, train_loss)`` after each step of the forward pass.
-        snapshots: Save a :class:`~optuna_fmd.engine.Snapshot` at segment boundaries, about every
-            ``snapshots.every`` steps of either sweep (forward sweep: the state and the
-            checkpoints so far; backward sweep: also the adjoint and the per-step cotangents),
-            and resume from ``snapshots.resume`` if set, bitwise as if never interrupted. The
-            segment length must be the snapshot's.
+        snapshots: Save a :class:`~optuna_fmd.engine.Snapshot` at segment boundaries about every
+            ``snapshots.every`` steps of either sweep, and resume from ``snapshots.resume``,
+            bitwise as if never interrupted (with the snapshot's segment length).
+        discount: Discounted tangents (:func:`~._common.discounted`; 1: exact).
 
     Returns:
-        An :class:`EngineResult` whose ``hypergradient`` has one entry per column of ``table``
-        (``None`` if training diverged: a NaN or infinite training loss stops the run, as in
-        forward mode).
+        An :class:`EngineResult`: ``hypergradient`` has one entry per column of ``table``
+        (``None`` if a NaN or infinite training loss stopped the run, as in forward mode).
 
     Example:
         >>> import optuna_fmd as fmd
@@ -189,6 +194,7 @@ def run_reverse(
         torch.Size([2])
     """
     steps = problem.steps
+    discount = check_discount(discount)
     state = [s.detach() for s in state0]
     plan = plan_checkpoints(
         steps,
@@ -203,50 +209,60 @@ def run_reverse(
         )
     sweep = _ForwardSweep(problem, table, plan.every, snapshots)
     if snap is not None and snap.phase == "backward":
-        return _backward_sweep(problem, table, plan, snap, snapshots)
+        return _backward_sweep(problem, table, plan, snap, snapshots, discount)
     if snap is not None:
         sweep.resume(snap)
     else:
         sweep.state = state
-        if (
-            snapshots is None
-            and memory_budget is not None
-            and plan.recomputed_steps == 0
-            and table.n_columns > 0
-            and all(s.is_floating_point() for s in state)
-        ):
+        if snapshots is None and _may_record(table, state, plan, memory_budget):
             sweep.record_budget = memory_budget
     result = sweep.run(progress)
     if result is not None:  # diverged
         return result
     # 2. The adjoint of the final state: the gradient of the validation loss.
-    float_idx = [i for i, s in enumerate(sweep.state) if s.is_floating_point()]
-    val_loss, val_acc, adjoint = _final_adjoint(problem, sweep.state, float_idx)
+    val_loss, val_acc, adjoint = _final_adjoint(problem, sweep.state)
     if sweep.records is not None:  # every step recorded: back through the records
-        h_bar = sweep.state[0].new_zeros((steps, len(table.names)))
-        records = sweep.records
-        for t in range(steps - 1, -1, -1):
-            adjoint, h_bar[t] = problem.step_vjp(records.pop(), adjoint)
-        hg = _scatter_columns(table, h_bar)
-        return EngineResult(sweep.state, val_loss, val_acc, hg, steps, False, sweep.loss_value)
-    end = Snapshot(
-        engine="reverse",
-        step=steps,
-        state=sweep.state,
-        train_loss=sweep.loss_value,
-        n_columns=table.n_columns,
-        fingerprint="",
-        phase="backward",
-        checkpoints=sweep.checkpoints,
-        checkpoint_every=plan.every,
-        adjoint=adjoint,
-        h_bar=None,
-        val_loss=val_loss,
-        val_accuracy=val_acc,
-    )
+        return _back_through_records(problem, table, sweep, adjoint, discount, (val_loss, val_acc))
+    end = sweep.end(adjoint, val_loss, val_acc)
     return _backward_sweep(
-        problem, table, plan, end, snapshots, segment=sweep.segment, seen=sweep.seen
+        problem, table, plan, end, snapshots, discount, segment=sweep.segment, seen=sweep.seen
     )
+
+
+def _may_record(
+    table: HyperTable,
+    state: Sequence[Tensor],
+    plan: CheckpointPlan,
+    memory_budget: int | float | None,
+) -> bool:
+    """Whether the forward sweep may keep every step's record within ``memory_budget``: a budget
+    that holds every state (no step recomputed), columns to differentiate, a float state."""
+    return (
+        memory_budget is not None
+        and plan.recomputed_steps == 0
+        and table.n_columns > 0
+        and all(s.is_floating_point() for s in state)
+    )
+
+
+def _back_through_records(
+    problem: InnerProblem,
+    table: HyperTable,
+    sweep: _ForwardSweep,
+    adjoint: list[Tensor],
+    discount: float,
+    validation: tuple[float, float],
+) -> EngineResult:
+    """The backward sweep when the forward sweep kept every step's record: one vjp per step,
+    latest first, nothing run again; ``validation``: the loss and accuracy."""
+    steps = problem.steps
+    h_bar = sweep.state[0].new_zeros((steps, len(table.names)))
+    records = sweep.records
+    for t in range(steps - 1, -1, -1):
+        adjoint, h_bar[t] = problem.step_vjp(records.pop(), adjoint)
+        adjoint = discounted(adjoint, discount)
+    hg = _scatter_columns(table, h_bar)
+    return EngineResult(sweep.state, *validation, hg, steps, False, sweep.loss_value)
 
 
 class _ForwardSweep:
@@ -272,6 +288,24 @@ class _ForwardSweep:
             snap.state,
             snap.train_loss,
             snap.checkpoints,
+        )
+
+    def end(self, adjoint: list[Tensor], val_loss: float, val_acc: float) -> Snapshot:
+        """The episode at the end of this sweep, as the backward sweep starts from it."""
+        return Snapshot(
+            engine="reverse",
+            step=self.problem.steps,
+            state=self.state,
+            train_loss=self.loss_value,
+            n_columns=self.table.n_columns,
+            fingerprint="",
+            phase="backward",
+            checkpoints=self.checkpoints,
+            checkpoint_every=self.c,
+            adjoint=adjoint,
+            h_bar=None,
+            val_loss=val_loss,
+            val_accuracy=val_acc,
         )
 
     def run(self, progress: Progress | None) -> EngineResult | None:
@@ -337,6 +371,7 @@ def _backward_sweep(
     plan: CheckpointPlan,
     at: Snapshot,
     snapshots: Snapshots | None,
+    discount: float,
     segment: list[list[Tensor]] | None = None,
     seen: int | None = None,
 ) -> EngineResult:
@@ -369,6 +404,7 @@ def _backward_sweep(
         for t in range(stop - 1, start - 1, -1):
             s_t = segment.pop()
             adjoint, h_bar[t] = step_vjp(s_t, table.values_at(t, s_t[0]), t, adjoint)
+            adjoint = discounted(adjoint, discount)
         segment = None
         if snapshots is not None and start > 0 and snapshots.due(seen, 2 * steps - start):
             snapshots.take(
@@ -391,9 +427,10 @@ def _backward_sweep(
 
 
 def _final_adjoint(
-    problem: InnerProblem, state: list[Tensor], float_idx: list[int]
+    problem: InnerProblem, state: list[Tensor]
 ) -> tuple[float, float, list[Tensor]]:
     """Validation loss, accuracy and their gradient with respect to the floating state entries."""
+    float_idx = [i for i, s in enumerate(state) if s.is_floating_point()]
     leaves = [s.detach().requires_grad_(s.is_floating_point()) for s in state]
     with torch.enable_grad():
         val, acc = problem.val_loss(leaves)

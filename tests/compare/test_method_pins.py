@@ -1,8 +1,8 @@
 """The schedules the comparison's methods propose, pinned: the first trials of the black-box
 family methods (TPE on the cosine and on the constants, with and without Hyperband), the
 peak-lr grid and FMD on its family spaces, on the digits task with training replaced by a
-closed-form bowl over the window values. Every window value of every trial is compared bit for
-bit with ``tests/compare/data/method_sequences.json``: a change of structure (param names, the
+closed-form bowl over the window values. Every window value of every trial is compared to 1e-12
+with ``tests/compare/data/method_sequences.json``: a change of structure (param names, the
 family spaces, the cosine's maths) must propose the same schedules, since stored results
 depend on them.
 
@@ -85,6 +85,12 @@ def test_the_methods_propose_the_pinned_schedules(monkeypatch: pytest.MonkeyPatc
         PINS.write_text(json.dumps(got, indent=0) + "\n")
     pinned = json.loads(PINS.read_text())
     for m in METHODS:
-        assert got[m] == pinned[m], m  # floats round-trip through JSON exactly
+        # To 1e-12, not to the bit: TPE's model samples move in their last bit across numpy
+        # and scipy releases; a change of structure moves them by far more.
+        assert len(got[m]) == len(pinned[m]), m
+        for trial, (a, b) in enumerate(zip(got[m], pinned[m], strict=True)):
+            assert a.keys() == b.keys(), (m, trial)
+            for h in a:
+                assert a[h] == pytest.approx(b[h], rel=1e-12, abs=0), (m, trial, h)
     assert len(got["cosine-grid"]) == 5
     assert all(len(got[m]) == TRIALS for m in METHODS if m != "cosine-grid")
