@@ -258,6 +258,7 @@ def _back_through_records(
     steps = problem.steps
     h_bar = sweep.state[0].new_zeros((steps, len(table.names)))
     records = sweep.records
+    assert records is not None
     for t in range(steps - 1, -1, -1):
         adjoint, h_bar[t] = problem.step_vjp(records.pop(), adjoint)
         adjoint = discounted(adjoint, discount)
