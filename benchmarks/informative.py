@@ -52,6 +52,12 @@ Estimators (the hypergradient episodes use seeds 0-3, the members):
   same rule; their episodes are appended to the same results file (``commits`` lists the
   commits of every main run). Their cost is that of the exact episodes of the first run (the
   discount adds one multiply per state entry and step to an episode of the same engine).
+- ``f64-1``, ``f64-4``: the exact hypergradient of the same episodes trained in float64
+  (``FashionMNIST(dtype=torch.float64)``: the same initial weights and minibatches), seed 0 alone
+  or the mean over seeds 0-3: is float32 rounding what makes the exact hypergradient large on
+  the deep network? Added with the discounted estimators. Their cost: the median CPU time of the
+  float64 hypergradient episodes over that of plain float32 episodes at the point (seeds 0-1,
+  kind ``timing``) run alongside them.
 - ``blend``: per direction, the inverse-variance blend of ``mean-4`` and ``es-4`` (after
   Metz et al. 2019/2021): ``w = (1/var_m) / (1/var_m + 1/var_e)``, ``blend = w m + (1 - w) e``,
   ``var_m`` = the sample variance of the 4 members' directional derivatives / 4, ``var_e`` = the
@@ -124,7 +130,12 @@ ESTIMATORS = (
     "disc10-4",
     "disc100-1",
     "disc100-4",
+    "f64-1",
+    "f64-4",
 )
+#: Plain float32 episodes at the point, on these seeds, in the run of the float64 members: the
+#: unit of their cost, measured under the same load.
+TIMING_SEEDS = (0, 1)
 #: Discounted tangents (``run_episode(discount=)``): the decay over the whole horizon, ``r``,
 #: per step ``discount = r ** (1 / T)``; estimator ``disc<1/r>-<members>``.
 DECAYS = (0.1, 0.01)
@@ -360,20 +371,22 @@ def estimates(
     return out
 
 
-def _disc_name(decay: float, n: int) -> str:
-    return f"disc{round(1 / decay)}-{n}"
+def _disc_name(decay: float, n: int | None = None) -> str:
+    """``disc<1/decay>`` (the prefix), or with ``n`` the estimator ``disc<1/decay>-<n>``."""
+    return f"disc{round(1 / decay)}" + ("" if n is None else f"-{n}")
 
 
-def discounted_estimates(
-    layout: Layout, members_u: Sequence[np.ndarray], decay: float
+def variant_estimates(
+    layout: Layout, members_u: Sequence[np.ndarray], prefix: str
 ) -> dict[str, np.ndarray]:
-    """The discounted members' estimators: seed 0's, and the mean over seeds 0-3."""
+    """The estimators of a variant's members (discounted, float64): ``<prefix>-1``, seed 0's,
+    and ``<prefix>-4``, the mean over seeds 0-3."""
     out: dict[str, np.ndarray] = {}
     proj = [layout.project(g) for g in members_u]
     if len(proj) >= 1:
-        out[_disc_name(decay, 1)] = proj[0]
+        out[f"{prefix}-1"] = proj[0]
     if len(proj) >= 4:
-        out[_disc_name(decay, 4)] = np.mean(proj[:4], axis=0)
+        out[f"{prefix}-4"] = np.mean(proj[:4], axis=0)
     return out
 
 
@@ -398,8 +411,11 @@ def compare(estimate: np.ndarray, ref: np.ndarray, significant: np.ndarray) -> d
 _CACHE: dict[str, Any] = {}
 
 
-def _task(name: str) -> tuple[Any, Layout]:
-    if name not in _CACHE:
+def _task(name: str, dtype: str = "float32") -> tuple[Any, Layout]:
+    key = name if dtype == "float32" else f"{name}/{dtype}"
+    if key not in _CACHE:
+        import torch
+
         import optuna_fmd as fmd
 
         spec = TASKS[name]
@@ -408,10 +424,11 @@ def _task(name: str) -> tuple[Any, Layout]:
             steps=spec.steps,
             batch_size=spec.batch_size,
             optimizer=spec.optimizer,
+            dtype=getattr(torch, dtype),
         )
         names = [n for n, _ in task.make_model(0).named_parameters()]
-        _CACHE[name] = (task, make_layout(spec.optimizer, names))
-    return _CACHE[name]
+        _CACHE[key] = (task, make_layout(spec.optimizer, names))
+    return _CACHE[key]
 
 
 def point_u(task: str, point: str) -> np.ndarray:
@@ -426,13 +443,14 @@ def job_key(job: Mapping[str, Any]) -> str:
 
 def run_job(job: dict[str, Any]) -> dict[str, Any]:
     """One episode. ``kind``: ``ref`` (plain, u + sign h v_direction, reference seed), ``hyper``
-    (hypergradient at u, member seed) or ``es`` (plain, u + sign s z_pair, seed = pair)."""
+    (hypergradient at u, member seed; ``decay``: discounted, ``dtype``: trained in that
+    dtype), ``es`` (plain, u + sign s z_pair, seed = pair) or ``timing`` (plain, at u)."""
     import torch
 
     import optuna_fmd as fmd
 
     torch.set_num_threads(1)
-    task, layout = _task(job["task"])
+    task, layout = _task(job["task"], job.get("dtype", "float32"))
     u = point_u(job["task"], job["point"])
     if job["kind"] == "ref":
         u = u + job["sign"] * job["h"] * layout.directions[job["direction"]]
@@ -477,6 +495,12 @@ def plan(tasks: Sequence[str], points: Sequence[str], h: float) -> list[dict[str
                 jobs.append(
                     {"kind": "hyper", "task": task, "point": point, "seed": seed, "decay": decay}
                 )
+        for seed in MEMBER_SEEDS:
+            jobs.append(
+                {"kind": "hyper", "task": task, "point": point, "seed": seed, "dtype": "float64"}
+            )
+        for seed in TIMING_SEEDS:
+            jobs.append({"kind": "timing", "task": task, "point": point, "seed": seed})
         for pair in range(ES_PAIRS):
             for sign in (1, -1):
                 jobs.append(
@@ -544,12 +568,18 @@ def reference(records: Sequence[Mapping[str, Any]], task: str, point: str, h: fl
     return out
 
 
-def _members(recs: Sequence[Mapping[str, Any]], decay: float | None) -> dict[int, Mapping]:
-    """The hypergradient episodes by seed: exact (``decay`` None) or of that discount."""
+def _members(
+    recs: Sequence[Mapping[str, Any]], decay: float | None, dtype: str | None = None
+) -> dict[int, Mapping]:
+    """The hypergradient episodes by seed: exact float32 (``decay`` and ``dtype`` None), of that
+    discount, or trained in that dtype."""
     return {
         r["seed"]: r
         for r in recs
-        if r["kind"] == "hyper" and r.get("decay") == decay and r["hypergradient"] is not None
+        if r["kind"] == "hyper"
+        and r.get("decay") == decay
+        and r.get("dtype") == dtype
+        and r["hypergradient"] is not None
     }
 
 
@@ -606,7 +636,18 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
         if not done:
             continue
         plain_cpu = [r["cpu_s"] for r in recs if r["kind"] in ("ref", "es")]
-        hyper_cpu = [r["cpu_s"] for r in recs if r["kind"] == "hyper" and "decay" not in r]
+        hyper_cpu = [
+            r["cpu_s"]
+            for r in recs
+            if r["kind"] == "hyper" and "decay" not in r and "dtype" not in r
+        ]
+        f64_cpu = [r["cpu_s"] for r in recs if r["kind"] == "hyper" and r.get("dtype")]
+        timing_cpu = [r["cpu_s"] for r in recs if r["kind"] == "timing"]
+        c_f64 = (
+            statistics.median(f64_cpu) / statistics.median(timing_cpu)
+            if f64_cpu and timing_cpu
+            else None
+        )
         c_hyper = (
             statistics.median(hyper_cpu) / statistics.median(plain_cpu) if hyper_cpu else None
         )
@@ -622,9 +663,10 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
             rows.append(es_pairs(z[None, :], [p["val_loss"]], [m["val_loss"]], h)[0])
         ests = estimates(layout, members_u, np.array(rows) if rows else None)
         for decay in DECAYS:
-            ests |= discounted_estimates(
-                layout, _members_u(layout, _members(recs, decay), u), decay
-            )
+            disc_u = _members_u(layout, _members(recs, decay), u)
+            ests |= variant_estimates(layout, disc_u, _disc_name(decay))
+        f64_u = _members_u(layout, _members(recs, None, "float64"), u)
+        ests |= variant_estimates(layout, f64_u, "f64")
         idx = [names.index(d) for d in done]
         refv = np.array([ref[d]["mean"] for d in done])
         sig = np.array([ref[d]["significant"] for d in done])
@@ -648,6 +690,8 @@ def analyse(path: Path, h: float | None = None) -> dict[str, Any]:
                 continue
             if est in costs:
                 cost = costs[est] * c_hyper if c_hyper else None
+            elif est.startswith("f64-"):
+                cost = int(est[4:]) * c_f64 if c_f64 else None
             elif est.startswith("es-"):
                 cost = 2.0 * int(est[3:])
             else:
@@ -850,7 +894,9 @@ def execute(path: Path, jobs: list[dict[str, Any]], n_jobs: int, header: dict[st
                     )
 
 
-_JOB_FIELDS = ("kind", "task", "point", "direction", "sign", "seed", "h", "pair", "decay")
+_JOB_FIELDS = (
+    "kind", "task", "point", "direction", "sign", "seed", "h", "pair", "decay", "dtype",
+)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -96,9 +96,9 @@ def test_estimators_from_members_and_pairs() -> None:
     plus, minus = rng.standard_normal(4), rng.standard_normal(4)
     rows = inf.es_pairs(zs, plus, minus, 0.1)
     est = inf.estimates(layout, members, rows)
-    discounted = {inf._disc_name(d, n) for d in inf.DECAYS for n in (1, 4)}
-    assert set(est) == set(inf.ESTIMATORS) - discounted
-    assert discounted <= set(inf.ESTIMATORS)
+    variants = {inf._disc_name(d, n) for d in inf.DECAYS for n in (1, 4)} | {"f64-1", "f64-4"}
+    assert set(est) == set(inf.ESTIMATORS) - variants
+    assert variants <= set(inf.ESTIMATORS)
     p = np.array([layout.project(m) for m in members])
     assert est["exact-1"] == pytest.approx(p[0])
     assert est["mean-2"] == pytest.approx(p[:2].mean(0))
@@ -118,24 +118,25 @@ def test_estimators_from_members_and_pairs() -> None:
     assert d["lr"] == pytest.approx(d["lr:early"] + d["lr:late"])
 
 
-def test_discounted_estimators_are_seed_zero_and_the_mean_of_four() -> None:
+def test_variant_estimators_are_seed_zero_and_the_mean_of_four() -> None:
     layout = _toy_layout()
     rng = np.random.default_rng(2)
     members = [rng.standard_normal(len(layout.coords)) for _ in range(4)]
     p = np.array([layout.project(m) for m in members])
-    est = inf.discounted_estimates(layout, members, 0.01)
+    est = inf.variant_estimates(layout, members, inf._disc_name(0.01))
     assert set(est) == {"disc100-1", "disc100-4"}
     assert est["disc100-1"] == pytest.approx(p[0])
     assert est["disc100-4"] == pytest.approx(p.mean(0))
-    assert set(inf.discounted_estimates(layout, members[:3], 0.1)) == {"disc10-1"}
+    assert set(inf.variant_estimates(layout, members[:3], "f64")) == {"f64-1"}
 
 
-def test_a_discounted_job_decays_by_its_factor_over_the_horizon(monkeypatch) -> None:
-    """``decay`` r runs the episode at ``discount = r ** (1 / T)``; other jobs at 1."""
+def test_variant_jobs_run_their_discount_and_dtype(monkeypatch) -> None:
+    """``decay`` r runs the episode at ``discount = r ** (1 / T)``, other jobs at 1;
+    ``dtype`` trains the float64 task."""
     seen = []
 
     def fake_episode(task, schedules, **kw):
-        seen.append(kw["discount"])
+        seen.append((kw["discount"], task.dtype))
         return fmd.episode.EpisodeResult(
             val_loss=1.0, val_accuracy=0.5, hypergradient={}, steps=task.steps, seconds=0.0,
             seed=kw["seed"], train_loss=1.0, diverged=False, engine="reverse",
@@ -146,10 +147,14 @@ def test_a_discounted_job_decays_by_its_factor_over_the_horizon(monkeypatch) -> 
     monkeypatch.setitem(inf._CACHE, "lenet", (fmd.tasks.Digits(steps=300), _toy_layout()))
     monkeypatch.setattr(inf, "point_u", lambda task, point: np.zeros(len(_toy_layout().coords)))
     job = {"kind": "hyper", "task": "lenet", "point": "base", "seed": 0}
+    f64 = fmd.tasks.Digits(steps=300, dtype=torch.float64)
+    monkeypatch.setitem(inf._CACHE, "lenet/float64", (f64, _toy_layout()))
     inf.run_job({**job, "decay": 0.01})
     inf.run_job(job)
-    assert seen[0] ** 300 == pytest.approx(0.01)
-    assert seen[1] == 1.0
+    inf.run_job({**job, "dtype": "float64"})
+    assert seen[0][0] ** 300 == pytest.approx(0.01)
+    assert seen[1] == (1.0, torch.float32)
+    assert seen[2] == (1.0, torch.float64)
 
 
 def test_logit_coordinate_round_trip_and_chain_rule() -> None:
