@@ -4,8 +4,6 @@ a discount of 1 is the exact hypergradient to the bit; bad discounts are refused
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -20,12 +18,7 @@ STEPS = 24
 GROUPS = {"lr_last": ("lr", ("3.*",))}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads: None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _episode(optimizer: str) -> tuple:

@@ -3,8 +3,6 @@ engine against reverse mode through the unrolled loop and central differences (f
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 from torch import nn
@@ -30,12 +28,7 @@ SCHEDULES = {
 GROUPS = {"cw_low": ("class_weight", ("[0-2]",)), "cw_seven": ("class_weight", ("7",))}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads: None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_the_loss_is_weighted_smoothed_cross_entropy() -> None:

@@ -4,8 +4,6 @@ closed-form update vjp equals autograd's; records that do not fit the budget are
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -20,12 +18,7 @@ F64 = torch.float64
 PLENTY = 10**12
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads: None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("nesterov", [False, True])

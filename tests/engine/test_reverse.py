@@ -4,7 +4,6 @@ float64 with fixed seeds, for every segment length; the memory plan and its erro
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -26,13 +25,7 @@ F64 = torch.float64
 STEPS = 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads: None) -> Iterator[None]:
-    # these problems are tiny: one thread is as fast, and far faster on a shared, loaded machine
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])

@@ -4,7 +4,7 @@ snapshots are refused; snapshot size does not grow with the horizon."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import partial
 
 import pytest
@@ -30,12 +30,7 @@ F64 = torch.float64
 Run = Callable[..., EngineResult]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads: None) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def assert_same(a: EngineResult, b: EngineResult) -> None:
