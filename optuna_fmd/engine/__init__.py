@@ -9,7 +9,7 @@ from ._compiled import CompiledResult, CompileOptions, run_compiled
 from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain, tangent_step
 from ._functional import FunctionalModel, unsupported_reason
-from ._loss import LOSS_HYPERS, LossSide, make_loss_side, split_groups
+from ._loss import LOSS_HYPERS, LossSide, make_loss_side, matched_classes, split_groups
 from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
 from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import fds_step, run_bptt, run_fds
@@ -44,6 +44,7 @@ __all__ = [
     "make_loss_side",
     "make_optimizer",
     "make_partitions",
+    "matched_classes",
     "plan_checkpoints",
     "run_bptt",
     "run_compiled",

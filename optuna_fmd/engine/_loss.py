@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["LOSS_HYPERS", "LossSide", "make_loss_side", "split_groups"]
+__all__ = ["LOSS_HYPERS", "LossSide", "make_loss_side", "matched_classes", "split_groups"]
 
 #: The loss-side hyperparameters a schedule may set, with the value they take when none does.
 LOSS_HYPERS: Mapping[str, float] = {"class_weight": 1.0, "label_smoothing": 0.0}
@@ -98,9 +98,7 @@ def make_loss_side(
                 f"group `{name}` sets `{hyper}`, which has one value for every class; only "
                 "`class_weight` takes class groups."
             )
-        hit = [
-            c for c in range(n_classes) if any(fnmatch.fnmatchcase(str(c), p) for p in patterns)
-        ]
+        hit = matched_classes(patterns, n_classes)
         if not hit:
             raise ValueError(
                 f"class group `{name}` matches no class with {list(patterns)}; classes are "
@@ -110,3 +108,9 @@ def make_loss_side(
             weights[c] = table_names.index(name)
     smoothing = table_names.index("label_smoothing") if "label_smoothing" in table_names else None
     return LossSide(tuple(weights), smoothing)
+
+
+def matched_classes(patterns: Sequence[str], n_classes: int) -> list[int]:
+    """The classes of ``0 ... n_classes - 1`` whose index, written in decimal, matches one of
+    the ``fnmatch`` patterns: the classes a class group sets."""
+    return [c for c in range(n_classes) if any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]

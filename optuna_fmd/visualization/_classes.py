@@ -8,11 +8,11 @@ objective stored (``user_attrs["val_class_accuracy"]``) beside them.
 
 from __future__ import annotations
 
-import fnmatch
 import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..engine import matched_classes
 from ..objective import COUNTS_ATTR
 from ..space import ScheduleSpace
 from ._schedules import (
@@ -89,12 +89,6 @@ def _count(c: Any) -> bool:
     return isinstance(c, (int, float)) and not isinstance(c, bool) and c >= 0
 
 
-def _matched(patterns: Sequence[str], n_classes: int) -> list[int]:
-    """The classes whose index, written in decimal, matches a pattern (as the training loss
-    reads a class group)."""
-    return [c for c in range(n_classes) if any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]
-
-
 def _label(patterns: Sequence[str], count: int | None) -> str:
     if tuple(patterns) == ("*",):
         words = "all classes"
@@ -156,7 +150,7 @@ def _get_class_weight_info(
         return empty._replace(note=why)
     counts = _counts(study)
     sizes = {
-        e: None if counts is None else sum(counts[c] for c in _matched(p, len(counts)))
+        e: None if counts is None else sum(counts[c] for c in matched_classes(p, len(counts)))
         for e, p in patterns.items()
     }
     entries = sorted(patterns, key=lambda e: -(sizes[e] or 0))  # stable: entry order ties
