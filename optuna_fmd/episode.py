@@ -286,32 +286,32 @@ def run_episode(
     discount: float = 1.0,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return an
-    :class:`EpisodeResult`: the validation loss and its exact hypergradient with respect to every
-    window value.
+    :class:`EpisodeResult`: the validation loss and its exact hypergradient per window value.
 
     Args:
         task: The training problem (data, model, inner optimiser, horizon).
         schedules: ``{hyper: [K window values]}``; step t of T uses window ``floor(t * K / T)``.
-            Hyperparameters not given keep the task's fixed values.
+            Hyperparameters not given keep the task's fixed values; each group of ``groups`` is
+            named here with its own values.
         seed: Seeds initial weights, validation split, minibatch order and dropout.
-        hypergradient: Compute the hypergradient (otherwise train only).
+        hypergradient, progress: Compute the hypergradient (else train only); show a progress bar.
         engine: ``"forward"`` (cost growing with the number of columns), ``"reverse"`` (cost flat
             in it), ``"auto"`` (the cheaper by the cost model), or the references ``"bptt"`` and
-            ``"fds"`` (:mod:`optuna_fmd.engine` has how each runs).
+            ``"fds"`` (their functions in :mod:`optuna_fmd.engine` say how each runs).
         chunk_size, compile: Forward mode's: at most this many tangent columns at once; one
             compiled graph (``None``: on CUDA without snapshots).
         checkpoint_every, memory_budget: Reverse mode's: a checkpoint every this many steps, or
             checkpoints within this many bytes (neither: every state when they fit).
-        groups: Per-layer-group schedules, ``{name: (hyper, parameter globs)}``
-            (``ScheduleSpace.groups()`` builds it); ``schedules`` also maps each name to values.
-        progress: Show a progress bar over the inner steps.
+        groups: Per-layer-group schedules ``{name: (hyper, globs)}`` (``ScheduleSpace.groups()``).
         snapshot_every, on_snapshot: Hand a :class:`~optuna_fmd.engine.Snapshot` to
-            ``on_snapshot`` about every this many steps (raising there stops the episode).
-        resume: A snapshot of this episode (or its bytes) to continue from, bit for bit.
+            ``on_snapshot`` about every this many steps; keep ``snapshot.to_bytes()`` somewhere
+            durable (raising there stops the episode).
+        resume: A snapshot of this episode (or its bytes) to continue from, bit for bit (same
+            ``chunk_size`` and ``checkpoint_every``; ``"auto"`` takes the snapshot's engine);
+            one of another episode raises ``ValueError`` before any training.
         validate_every, on_validation: Plain training only: hand ``(steps_done, val_loss)`` to
             ``on_validation`` every this many steps (raise ``optuna.TrialPruned`` there to prune).
-        discount: Discounted tangents, in (0, 1]: a step's term reaches the hypergradient through
-            k later steps times ``discount ** k`` (1: the exact hypergradient).
+        discount: 1 (exact) or discounted tangents: a step's term times ``discount**k`` k steps on.
 
     Example:
         >>> import optuna_fmd as fmd
