@@ -111,6 +111,8 @@ class Geometry:
     first_step: float = FIRST_STEP
     hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
     blocks: list[int] | None = None
+    explore: int = 0  # probes of the exploration before the first hypergradient (0: none)
+    seed: int = 0  # seeds the exploration's draws
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
         """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""

@@ -13,7 +13,9 @@ iterate:
    log-scale params) by 2 while the value improves, then by 1/2, then one probe at the vertex
    of the parabola through the best point and its two neighbours (in log scale); then one
    pass over the family's other params, each moved a quarter unit up, then down, keeping
-   what improves.
+   what improves. With ``geo.explore`` probes, an *exploration* replaces that pass: Gaussian
+   draws over every first-stage param at once around the best point
+   (:mod:`optuna_fmd._explore`), its cost set by the sampler, not by the number of params.
 2. *Descend*: a hypergradient episode at the best point; its gradient in units, normalised,
    is the search direction. Plain episodes probe along it: a step that improves is doubled
    once; a step that does not is replaced by the minimiser of the quadratic through the value,
@@ -27,9 +29,9 @@ iterate:
 4. An *exploding* hypergradient (a first-order change, over the first step, of more than
    ``EXPLODE`` times the value) or a non-finite one says the lr is too high: the scale search
    resumes downwards instead of stepping along it.
-5. *Trust*: every hypergradient is checked against the plain episodes the search runs anyway
-   (:func:`check_probe`): the first probe along it finds a change of the predicted sign and
-   within ``DISAGREE`` times the predicted first-order change, and an iterate's members'
+5. *Trust* (:mod:`optuna_fmd._trust`): every hypergradient is checked against the plain
+   episodes the search runs anyway: the first probe along it finds a change of the predicted
+   sign and within ``DISAGREE`` times the predicted first-order change, and an iterate's members'
    hypergradients point the same way (positive cosine) and within ``DISAGREE`` times each
    other's size. Each check is stored in the state (``SearchState.check``). A hypergradient
    that fails one gets more weight on the probes: members that point apart send the iterate
@@ -45,19 +47,20 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from ._explore import after_probe, next_probe
+from ._explore import start as explore_start
 from ._geometry import Geometry
 from ._state import (
     Bracket,
     Incumbent,
     Line,
-    MembersCheck,
     OuterState,
     Pattern,
     Pending,
     Probe,
-    ProbeCheck,
     SearchState,
 )
+from ._trust import check_members, check_probe, dot, mean_direction, norm
 
 __all__ = ["Point", "check_members", "check_probe", "search_step"]
 
@@ -70,7 +73,6 @@ PATTERN_STEP = 0.1  # the pattern search's first step per family param, in units
 COARSE_STEP = 0.25  # the coarse pass's step over the family's other params, in units (0: none)
 MIN_PATTERN_STEP = 0.01  # the pattern search's smallest step: below it the search has converged
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
-DISAGREE = 10.0  # a found change off the predicted one by more than this factor: not trusted
 TRUST = 0.2  # largest quasi-Newton step per coordinate, in units
 
 #: The params to evaluate next and the search state to store with them.
@@ -95,14 +97,10 @@ class Point:
     members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
 
 
-def _norm(v: Sequence[float]) -> float:
-    return math.sqrt(math.fsum(a * a for a in v))
-
-
 def _direction(g: Sequence[float], mask: Sequence[bool]) -> tuple[list[float], float]:
     """The unit descent direction over the masked coordinates and the slope along it."""
     masked = [gi if m else 0.0 for gi, m in zip(g, mask, strict=True)]
-    n = _norm(masked)
+    n = norm(masked)
     if not n > 0 or not math.isfinite(n):
         return [0.0] * len(masked), 0.0
     return [-gi / n for gi in masked], -n
@@ -188,6 +186,9 @@ def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> 
         return _after_pattern_probe(state, improved, geo)
     if kind == "vertex":
         return _coarse_or_gradient(state, geo)
+    if kind == "explore":
+        assert state.explore is not None
+        return _explore(replace(state, explore=after_probe(state.explore, improved)), geo)
     assert kind == "line", kind
     return _after_line_probe(state, value, improved, geo)
 
@@ -231,11 +232,24 @@ def _vertex_or_gradient(state: SearchState, geo: Geometry) -> Step:
 
 
 def _coarse_or_gradient(state: SearchState, geo: Geometry) -> Step:
-    """After the scale: one coarse pattern pass over the other family params (if enabled)."""
+    """After the scale: the exploration (``geo.explore``), or else one coarse pattern pass over
+    the other family params (if enabled)."""
+    if geo.explore and state.explore is None:
+        return _explore(replace(state, coarse_done=True, explore=explore_start()), geo)
     if COARSE_STEP > 0 and not state.coarse_done:
         pattern = Pattern(COARSE_STEP, once=True)
         return _next_pattern_probe(replace(state, coarse_done=True, pattern=pattern), geo)
     return _descend(state, geo)
+
+
+def _explore(state: SearchState, geo: Geometry) -> Step:
+    """The exploration's next draw around the best point, or, once it is spent, descend."""
+    assert state.explore is not None
+    nxt = next_probe(state.explore, _best(state).x, geo)
+    if nxt is None:
+        return _descend(state, geo)
+    x, ex = nxt
+    return _propose(replace(state, phase="explore", explore=ex), x, Probe("explore"))
 
 
 def _descend(state: SearchState, geo: Geometry) -> Step:
@@ -267,7 +281,7 @@ def _after_gradient(state: SearchState, last: Point | None, geo: Geometry) -> St
             best = replace(best, f=float(last.value))
             state = replace(state, incumbent=best)
         g = geo.unit_gradient(last.x, last.grad)
-        n = _norm([gi if m else 0.0 for gi, m in zip(g, geo.scale, strict=True)]) or _norm(g)
+        n = norm([gi if m else 0.0 for gi, m in zip(g, geo.scale, strict=True)]) or norm(g)
         exploding = not math.isfinite(n) or n * state.alpha > EXPLODE * abs(best.f)
     state = replace(state, outer_step=state.outer_step + 1)
     distrusted = state.distrust > 0  # then an explosion is chaos, not the lr
@@ -312,7 +326,7 @@ def _follow(
             # the members point apart: no line along their mean, the probes decide
             return _probes_decide(state, geo)
         if not check.agrees and check.norm_ratio is not None:
-            g = _mean_direction(members)  # one member dominates the mean: average directions
+            g = mean_direction(members)  # one member dominates the mean: average directions
     return _start_line(_remember(state, g, geo), g, geo, grad_point=point)
 
 
@@ -329,78 +343,6 @@ def _distrust(state: SearchState) -> SearchState:
     return replace(state, distrust=n, skip=2 ** min(n, 3) - 1)
 
 
-def check_probe(predicted: float, found: float) -> ProbeCheck:
-    """Whether a plain probe along a hypergradient agrees with it.
-
-    Args:
-        predicted: The first-order change over the step (negative: a descent step).
-        found: The change the probe found (its value minus the line's origin value).
-
-    Returns:
-        The check: the probe agrees when it found a change of the predicted sign within
-        ``DISAGREE`` times the predicted size either way.
-
-    Example:
-        >>> check_probe(-0.01, -0.004).agrees, check_probe(-5.0, 0.002).agrees
-        (True, False)
-    """
-    ok = predicted != 0 and math.isfinite(predicted) and math.isfinite(found)
-    ratio = found / predicted if ok else None
-    agrees = ratio is not None and 1.0 / DISAGREE <= ratio <= DISAGREE
-    return ProbeCheck(
-        predicted=predicted if math.isfinite(predicted) else None,
-        found=found if math.isfinite(found) else None,
-        ratio=ratio,
-        agrees=bool(agrees),
-    )
-
-
-def check_members(
-    members: Sequence[Sequence[float]], mask: Sequence[bool] | None = None
-) -> MembersCheck:
-    """Whether an iterate's members' hypergradients (per coordinate unit) agree.
-
-    Args:
-        members: Two or more hypergradients in the same coordinates.
-        mask: The coordinates that count (``None``: all).
-
-    Returns:
-        The check: the smallest cosine between two members and the largest norm over the
-        smallest; they agree when the cosine is positive and the ratio is at most
-        ``DISAGREE``.
-
-    Example:
-        >>> check_members([[1.0, 0.5], [2.0, 0.8]]).agrees
-        True
-        >>> check_members([[1.0, 0.5], [-300.0, 10.0]]).agrees
-        False
-    """
-    keep = [True] * len(members[0]) if mask is None else list(mask)
-    vs = [[x if m else 0.0 for x, m in zip(v, keep, strict=True)] for v in members]
-    norms = [_norm(v) for v in vs]
-    if not all(math.isfinite(n) for n in norms) or min(norms) == 0:
-        return MembersCheck(cosine=0.0, norm_ratio=None, agrees=False)
-    cosine = min(
-        _dot(a, b) / (na * nb)
-        for i, (a, na) in enumerate(zip(vs, norms, strict=True))
-        for b, nb in zip(vs[i + 1 :], norms[i + 1 :], strict=True)
-    )
-    ratio = max(norms) / min(norms)
-    return MembersCheck(
-        cosine=cosine, norm_ratio=ratio, agrees=bool(cosine > 0 and ratio <= DISAGREE)
-    )
-
-
-def _mean_direction(members: Sequence[Sequence[float]]) -> list[float]:
-    """The mean of the members' unit vectors, scaled to their mean norm."""
-    norms = [_norm(v) for v in members]
-    scale = math.fsum(norms) / len(norms)
-    return [
-        scale * math.fsum(v[i] / n for v, n in zip(members, norms, strict=True)) / len(members)
-        for i in range(len(members[0]))
-    ]
-
-
 def _units(geo: Geometry, x: Sequence[float]) -> list[float]:
     return [c.to_u(v) / c.unit for c, v in zip(geo.coords, x, strict=True)]
 
@@ -413,7 +355,7 @@ def _remember(state: SearchState, g: list[float], geo: Geometry) -> SearchState:
         return state
     step = [b - a for a, b in zip(_units(geo, line.origin), _units(geo, best.x), strict=True)]
     dg = [b - a for a, b in zip(line.g, g, strict=True)]
-    if math.fsum(a * b for a, b in zip(step, dg, strict=True)) > 1e-12 * _norm(step) * _norm(dg):
+    if math.fsum(a * b for a, b in zip(step, dg, strict=True)) > 1e-12 * norm(step) * norm(dg):
         memory = (*state.memory, (tuple(step), tuple(dg)))
         state = replace(state, memory=memory[len(memory) - MEMORY :] if MEMORY > 0 else ())
     return state
@@ -431,24 +373,20 @@ def _quasi_newton(
         )
         for sv, yv in memory
     ]
-    pairs = [(sv, yv) for sv, yv in pairs if _dot(sv, yv) > 0]
+    pairs = [(sv, yv) for sv, yv in pairs if dot(sv, yv) > 0]
     if not pairs:  # no curvature left over these coordinates: steepest descent
         return [-qi for qi in q]
     alphas = []
     for sv, yv in reversed(pairs):
-        a = _dot(sv, q) / _dot(sv, yv)
+        a = dot(sv, q) / dot(sv, yv)
         alphas.append(a)
         q = [qi - a * yi for qi, yi in zip(q, yv, strict=True)]
     sv, yv = pairs[-1]
-    q = [qi * _dot(sv, yv) / _dot(yv, yv) for qi in q]
+    q = [qi * dot(sv, yv) / dot(yv, yv) for qi in q]
     for (sv, yv), a in zip(pairs, reversed(alphas), strict=True):
-        b = _dot(yv, q) / _dot(sv, yv)
+        b = dot(yv, q) / dot(sv, yv)
         q = [qi + (a - b) * si for qi, si in zip(q, sv, strict=True)]
     return [-qi for qi in q]
-
-
-def _dot(a: Sequence[float], b: Sequence[float]) -> float:
-    return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
 
 def _start_line(
@@ -461,8 +399,8 @@ def _start_line(
     alpha = state.alpha
     if state.memory:  # a quasi-Newton step: length 1 along -H g, within the trust region
         p = _quasi_newton(g, mask, state.memory)
-        n = _norm(p)
-        slope_p = _dot(g, p)
+        n = norm(p)
+        slope_p = dot(g, p)
         if n > 0 and math.isfinite(n) and slope_p < 0:
             d, slope = [pi / n for pi in p], slope_p / n
             alpha = min(n, TRUST / max(abs(di) for di in d))

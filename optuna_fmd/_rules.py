@@ -91,6 +91,8 @@ class RuleSettings:
     max_backtracks: int
     betas: tuple[float, float]
     clip: float | None
+    explore: int = 0
+    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,11 @@ class PaperRule:
 
 
 def _search(geometry: Geometry, settings: RuleSettings) -> OuterRule:
-    return SearchRule(replace(geometry, first_step=settings.step_size))
+    return SearchRule(
+        replace(
+            geometry, first_step=settings.step_size, explore=settings.explore, seed=settings.seed
+        )
+    )
 
 
 def _paper(name: str) -> Callable[[Geometry, RuleSettings], OuterRule]:
@@ -207,6 +213,7 @@ def check_rule(
     betas: tuple[float, float],
     clip: float | None,
     hypergradients: bool = True,
+    explore: int = 0,
 ) -> float:
     """The outer rule's settings checked (:class:`~optuna_fmd.FMDSampler`'s arguments); the
     step size, its default filled in."""
@@ -233,5 +240,11 @@ def check_rule(
         raise ValueError(
             "`hypergradients=False` needs outer='search'; the other rules step "
             "along the hypergradient only."
+        )
+    non_negative_int("explore", explore)
+    if explore and not RULES[outer].plain:
+        raise ValueError(
+            f"`explore` needs outer='search'; the {outer!r} rule steps along the "
+            "hypergradient from the first trial."
         )
     return step_size

@@ -12,7 +12,7 @@ they return a new one (``dataclasses.replace``).
   :class:`Slot` and the failed trial a retry stands for.
 - :class:`SearchState`: the ``"search"`` rule's state (:mod:`optuna_fmd._outer`) with its
   parts: :class:`Incumbent`, :class:`Probe`, :class:`Bracket`, :class:`Line`,
-  :class:`Pattern`, :class:`Pending` and a :data:`Check` (:class:`ProbeCheck`,
+  :class:`Pattern`, :class:`Explore`, :class:`Pending` and a :data:`Check` (:class:`ProbeCheck`,
   :class:`MembersCheck`).
 - :class:`GradientState`: the paper's ``"sign"`` and ``"adam"`` rules' state
   (:mod:`optuna_fmd._gradient_rules`), with the best point it knew (:class:`Summit`).
@@ -42,6 +42,7 @@ __all__ = [
     "VERSION",
     "Bracket",
     "Check",
+    "Explore",
     "GradientState",
     "Incumbent",
     "Line",
@@ -95,8 +96,8 @@ class Incumbent:
 
 @dataclass(frozen=True)
 class Probe:
-    """What a proposed trial is for: ``start``, ``scale``, ``vertex``, ``pattern``, ``grad``,
-    ``line`` or ``converged``."""
+    """What a proposed trial is for: ``start``, ``scale``, ``vertex``, ``explore``,
+    ``pattern``, ``grad``, ``line`` or ``converged``."""
 
     kind: str
     # scale, vertex: log of the lr factor from the start
@@ -138,6 +139,17 @@ class Pattern:
     i: int = 0  # the move it is at
     sign: int = 1  # +1: up next, -1: down next
     once: bool = False  # the coarse pass: one pass, no halving
+
+
+@dataclass(frozen=True)
+class Explore:
+    """The exploration before the first hypergradient: Gaussian draws around the incumbent
+    (:mod:`optuna_fmd._explore`), each followed by its mirror when it does not improve."""
+
+    sigma: float  # the draws' standard deviation per param, in units
+    draws: int = 0  # directions drawn so far
+    probes: int = 0  # probes proposed so far
+    mirror: bool = False  # the proposed probe is the latest draw's mirror
 
 
 @dataclass(frozen=True)
@@ -184,7 +196,7 @@ class SearchState:
     """The ``"search"`` rule's state (:func:`optuna_fmd._outer.search_step`)."""
 
     name: ClassVar[str] = "search"
-    phase: str  # scale, pattern or descend
+    phase: str  # scale, explore, pattern or descend
     stage: str  # base (the family's params only) or full (a refiner's corrections too)
     incumbent: Incumbent | None
     probe: Probe  # what the proposed trial is for
@@ -201,6 +213,7 @@ class SearchState:
     distrust: int = 0  # hypergradients in a row the probes (or members) contradicted
     skip: int = 0  # improvements of the pattern search still to take without a hypergradient
     memory: tuple[tuple[Vector, Vector], ...] = ()  # quasi-Newton (step, gradient change) pairs
+    explore: Explore | None = field(default=None, metadata=_ABSENT)  # the exploration, if any
     # the check of a hypergradient made for this proposal
     check: Check | None = field(default=None, metadata=_ABSENT)
 

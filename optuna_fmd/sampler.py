@@ -167,6 +167,13 @@ class FMDSampler(BaseSampler):
             ``best_params`` of a TPE study over the same space): each one named replaces its
             param's start, the others keep theirs (a refiner's corrections stay 0). Checked
             here: every name must be a param of the space and every value inside its bounds.
+        explore: Search rule: plain probes of an exploration that replaces the coarse pass
+            over the family's other params once the lr scale is searched: Gaussian draws
+            moving every first-stage param at once around the best point (``seed`` seeds
+            them), each followed by its mirror when it does not improve. Its cost is this
+            number, however many params the space has; it finds what the pattern moves miss
+            in spaces of many params, such as a schedule per layer of a deep network
+            (README, "When FMD pays off"). 0: no exploration.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -200,6 +207,7 @@ class FMDSampler(BaseSampler):
         warn_independent_sampling: bool = True,
         hypergradients: bool = True,
         start: Mapping[str, float] | None = None,
+        explore: int = 0,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
@@ -213,6 +221,7 @@ class FMDSampler(BaseSampler):
             betas,
             clip,
             hypergradients,
+            explore,
         )
         check_population(population, quorum, population_timeout, poll_interval)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
@@ -242,12 +251,15 @@ class FMDSampler(BaseSampler):
             max_backtracks=max_backtracks,
             betas=(float(betas[0]), float(betas[1])),
             clip=None if clip is None else float(clip),
+            explore=explore,
+            seed=0 if seed is None else int(seed),
         )
         self._rule = make_rule(outer, geometry, settings)
         self._members = self._members_of(
             population, quorum, population_timeout, poll_interval, seed
         )
         desc = [outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
+        desc += [["explore", explore, settings.seed]] if explore else []
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()

@@ -75,6 +75,8 @@ class Method:
         pruner: TPE with Optuna's ``HyperbandPruner`` on intermediate validation losses.
         population: FMD's members per outer iterate (seeds ``seed ... seed + M - 1``; the
             search compares iterates by their members' mean validation loss).
+        explore: FMD's exploration probes (iterates) before its first hypergradient
+            (``FMDSampler(explore=)``).
     """
 
     name: str
@@ -84,6 +86,7 @@ class Method:
     family: str | None = None
     pruner: bool = False
     population: int | None = None
+    explore: int = 0
 
 
 METHODS: dict[str, Method] = {
@@ -104,6 +107,32 @@ METHODS: dict[str, Method] = {
             "fmd",
             "refined-cosine",
             population=2,
+        ),
+        Method(
+            "fmd-explore",
+            "fmd",
+            "fmd's space and search rule, 24 exploration draws before the first hypergradient",
+            "fmd",
+            "refined-cosine",
+            explore=24,
+        ),
+        Method(
+            "pattern-explore",
+            "fmd",
+            "fmd-explore without hypergradients (pattern steps only)",
+            "fmd-pattern",
+            "refined-cosine",
+            explore=24,
+        ),
+        Method(
+            "fmd-pop2-explore",
+            "fmd",
+            "fmd-pop2 with 12 exploration draws (24 plain episodes) before the first "
+            "hypergradient",
+            "fmd",
+            "refined-cosine",
+            population=2,
+            explore=12,
         ),
         Method(
             "fmd-cosine",
@@ -419,9 +448,13 @@ def _open(
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
         sampler: optuna.samplers.BaseSampler = {
-            "fmd": lambda: FMDSampler(space, seed=seed, population=method.population),
+            "fmd": lambda: FMDSampler(
+                space, seed=seed, population=method.population, explore=method.explore
+            ),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
-            "fmd-pattern": lambda: FMDSampler(space, seed=seed, hypergradients=False),
+            "fmd-pattern": lambda: FMDSampler(
+                space, seed=seed, hypergradients=False, explore=method.explore
+            ),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),

@@ -1,0 +1,67 @@
+"""The search rule's exploration before its first hypergradient: Gaussian draws around the
+incumbent, over every first-stage param at once.
+
+Per-layer schedules of a deep network hold gains far from the start (one layer's peak lr ten
+times the global one, another's a tenth of it) that neither a hypergradient nor a one-param-
+at-a-time pattern move reaches: near the start the loss barely changes along any one of them.
+Each draw moves every first-stage param by ``sigma`` units times a standard normal number, so
+its cost does not grow with the number of params. A draw that improves moves the incumbent and
+widens ``sigma``; one that does not is followed by its mirror (the opposite move), and when
+that fails too ``sigma`` narrows. The draws are seeded by the sampler's seed and the draw's
+number, so a resumed study draws what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import replace
+
+from ._geometry import Geometry
+from ._state import Explore
+
+__all__ = ["SIGMA", "after_probe", "draw", "next_probe", "start"]
+
+SIGMA = 0.15  # the first draws' standard deviation per param, in units
+GROW = 1.5  # sigma's factor after a draw (or its mirror) improved
+SHRINK = 0.7  # sigma's factor after a draw and its mirror both failed
+MIN_SIGMA, MAX_SIGMA = 0.02, 0.5
+
+
+def start() -> Explore:
+    """The exploration before its first draw."""
+    return Explore(SIGMA)
+
+
+def draw(geo: Geometry, k: int) -> list[float]:
+    """Draw ``k``'s direction: a standard normal number per first-stage param, 0 elsewhere."""
+    rng = random.Random(f"optuna-fmd explore {geo.seed} {k}")
+    return [rng.gauss(0.0, 1.0) if b else 0.0 for b in geo.base]
+
+
+def next_probe(
+    ex: Explore, x: Sequence[float], geo: Geometry
+) -> tuple[list[float], Explore] | None:
+    """The next probe around the incumbent ``x`` and the exploration after it (``None``: the
+    exploration's ``geo.explore`` probes are spent, or no draw moves ``x``)."""
+    if ex.probes >= geo.explore or not any(geo.base):
+        return None
+    for _ in range(4):  # a draw (or its mirror) blocked by the bounds is skipped
+        sign = -1.0 if ex.mirror else 1.0
+        moved = geo.along(x, draw(geo, ex.draws), sign * ex.sigma)
+        if tuple(moved) != tuple(x):
+            return moved, replace(ex, probes=ex.probes + 1)
+        if ex.mirror:
+            ex = replace(ex, draws=ex.draws + 1, mirror=False)
+        else:
+            ex = replace(ex, mirror=True)
+    return None
+
+
+def after_probe(ex: Explore, improved: bool) -> Explore:
+    """The exploration after its latest probe found a better point (``improved``) or not."""
+    if improved:
+        return replace(ex, sigma=min(ex.sigma * GROW, MAX_SIGMA), draws=ex.draws + 1, mirror=False)
+    if not ex.mirror:
+        return replace(ex, mirror=True)
+    return replace(ex, sigma=max(ex.sigma * SHRINK, MIN_SIGMA), draws=ex.draws + 1, mirror=False)
