@@ -17,15 +17,35 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
+from ._checks import non_negative_int
 from ._geometry import Geometry
 from ._state import Explore
+from .space import ScheduleSpace
 
-__all__ = ["SIGMA", "after_probe", "draw", "next_probe", "start"]
+__all__ = ["LAYER_TRIALS", "SIGMA", "after_probe", "draw", "next_probe", "probes_for", "start"]
+
+#: Plain episodes the exploration spends by default on a space with schedules per layer group
+LAYER_TRIALS = 24
 
 SIGMA = 0.15  # the first draws' standard deviation per param, in units
 GROW = 1.5  # sigma's factor after a draw (or its mirror) improved
 SHRINK = 0.7  # sigma's factor after a draw and its mirror both failed
 MIN_SIGMA, MAX_SIGMA = 0.02, 0.5
+
+
+def probes_for(
+    space: ScheduleSpace, explore: int | None, population: int | None, *, outer: str = "search"
+) -> int:
+    """The exploration's probes (outer iterates): ``explore`` checked, or by default
+    (``None``) :data:`LAYER_TRIALS` trials' worth for the search rule on a space whose
+    optimiser hyperparameters are split over layer groups (two or more entries set one
+    hyper), where the coarse pass's block moves cannot set the groups apart, and 0 elsewhere.
+    """
+    if explore is not None:
+        return non_negative_int("explore", explore)
+    hypers = [h for h, _ in space.groups().values() if h != "class_weight"]
+    layered = any(hypers.count(h) >= 2 for h in hypers)
+    return LAYER_TRIALS // (population or 1) if layered and outer == "search" else 0
 
 
 def start() -> Explore:

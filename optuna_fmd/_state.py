@@ -476,6 +476,8 @@ class StateView:
     offset: float | None = None  # a scale probe's log-factor
     alpha: float | None = None  # a line probe's step
     coarse: bool = False  # a pattern probe of the coarse pass
+    sigma: float | None = None  # an exploration probe's standard deviation, in units
+    mirror: bool = False  # an exploration probe that mirrors the draw before it
     x: Vector | None = None  # the params proposed
     incumbent: Vector | None = None  # the search's incumbent's params
 
@@ -523,6 +525,8 @@ def read_view(raw: object) -> StateView | None:
         offset=_lenient(probe, "offset", _real),
         alpha=_lenient(probe, "alpha", _real),
         coarse=bool(_object(raw, "pattern").get("once")),
+        sigma=_lenient(_object(raw, "explore"), "sigma", _real),
+        mirror=_object(raw, "explore").get("mirror") is True,
         x=_lenient(raw, "x", _vector),
         incumbent=_lenient(_object(raw, "incumbent"), "x", _vector),
     )

@@ -27,6 +27,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
+from ._explore import probes_for
 from ._geometry import check_start, geometry_of
 from ._outer import Point
 from ._population import Population, check_population, is_slot, iterate_groups, sense_of
@@ -167,13 +168,15 @@ class FMDSampler(BaseSampler):
             ``best_params`` of a TPE study over the same space): each one named replaces its
             param's start, the others keep theirs (a refiner's corrections stay 0). Checked
             here: every name must be a param of the space and every value inside its bounds.
-        explore: Search rule: plain probes of an exploration that replaces the coarse pass
-            over the family's other params once the lr scale is searched: Gaussian draws
-            moving every first-stage param at once around the best point (``seed`` seeds
-            them), each followed by its mirror when it does not improve. Its cost is this
-            number, however many params the space has; it finds what the pattern moves miss
-            in spaces of many params, such as a schedule per layer of a deep network
-            (README, "When FMD pays off"). 0: no exploration.
+        explore: Search rule: probes (outer iterates) of an exploration that replaces the
+            coarse pass over the family's other params once the lr scale is searched:
+            Gaussian draws moving every first-stage param at once around the best point
+            (``seed`` seeds them), each followed by its mirror when it does not improve. Its
+            cost is this number, however many params the space has. ``None`` (default): 24
+            trials' worth (``24 // population`` iterates) on a space whose optimiser
+            hyperparameters are split over layer groups (two or more entries set one hyper),
+            where it reaches per-layer schedules the block moves of the coarse pass cannot
+            (README, "When FMD pays off"); 0 elsewhere. 0: no exploration.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -207,10 +210,12 @@ class FMDSampler(BaseSampler):
         warn_independent_sampling: bool = True,
         hypergradients: bool = True,
         start: Mapping[str, float] | None = None,
-        explore: int = 0,
+        explore: int | None = None,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
+        check_population(population, quorum, population_timeout, poll_interval)
+        explore = probes_for(space, explore, population, outer=outer)
         step_size = check_rule(
             outer,
             step_size,
@@ -223,7 +228,6 @@ class FMDSampler(BaseSampler):
             hypergradients,
             explore,
         )
-        check_population(population, quorum, population_timeout, poll_interval)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "
@@ -258,8 +262,8 @@ class FMDSampler(BaseSampler):
         self._members = self._members_of(
             population, quorum, population_timeout, poll_interval, seed
         )
-        desc = [outer, [[n, *d] for n, d in dists.items()]] + ([] if hypergradients else [0])
-        desc += [["explore", explore, settings.seed]] if explore else []
+        desc: list[object] = [outer, [[n, *d] for n, d in dists.items()]]
+        desc += ([] if hypergradients else [0]) + ([["explore", explore, seed]] if explore else [])
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()

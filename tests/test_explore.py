@@ -137,3 +137,15 @@ def test_bad_exploration_settings_raise_before_any_trial(kwargs, error) -> None:
     space = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True)})
     with pytest.raises(error, match="explore"):
         fmd.FMDSampler(space, **kwargs)
+
+
+def test_the_default_explores_spaces_split_over_layer_groups_only() -> None:
+    layers = fmd.space.per_layer_space({"l0": "1.*", "l1": "3.*"}, windows=4)
+    assert _explore.probes_for(layers, None, None) == _explore.LAYER_TRIALS
+    assert _explore.probes_for(layers, None, 2) == _explore.LAYER_TRIALS // 2
+    assert _explore.probes_for(layers, None, None, outer="sign") == 0
+    assert _explore.probes_for(layers, 5, None) == 5
+    family = fmd.space.default_family_space("sgd", windows=4)
+    assert _explore.probes_for(family, None, None) == 0
+    classes = fmd.space.imbalanced_space([500, 50, 5], windows=4)
+    assert classes.groups() and _explore.probes_for(classes, None, None) == 0

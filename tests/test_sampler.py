@@ -775,11 +775,12 @@ def _layer_objective(
 def test_per_layer_spaces_reach_the_first_hypergradient_after_the_same_plain_probes(
     layers: int,
 ) -> None:
-    """The lr scale moves every layer's peak; the coarse pass moves every layer's warm-up
-    (final) together: 11 plain episodes before the first hypergradient for 2 or 7 layers."""
+    """The lr scale moves every layer's peak; the coarse pass (without the exploration) moves
+    every layer's warm-up (final) together: 11 plain episodes before the first hypergradient
+    for 2 or 7 layers."""
     space = fmd.space.per_layer_space({f"l{i}": f"{2 * i + 1}.*" for i in range(layers)})
     peaks = [0.2 * (1.5 if i % 2 else 1.0) for i in range(layers)]
-    study = run(fmd.FMDSampler(space), 24, _layer_objective(space, peaks))
+    study = run(fmd.FMDSampler(space, explore=0), 24, _layer_objective(space, peaks))
     states = [state_of(t) for t in study.trials]
     first = next(i for i, s in enumerate(states) if s["hypergradient"])
     assert first == 11
@@ -790,6 +791,25 @@ def test_per_layer_spaces_reach_the_first_hypergradient_after_the_same_plain_pro
     # after the first hypergradient the layers' peaks move apart toward their own targets
     last = study.best_trial.params
     assert len({round(last[f"lr_l{i}_peak"], 6) for i in range(layers)}) > 1
+
+
+@pytest.mark.parametrize("layers", [2, 7])
+def test_the_default_exploration_costs_the_same_for_any_number_of_layers(layers: int) -> None:
+    """By default a per-layer space explores instead of the coarse pass: the first
+    hypergradient comes after the scale search and 24 draws, for 2 layers as for 7, and the
+    draws set the layers' peaks apart."""
+    space = fmd.space.per_layer_space({f"l{i}": f"{2 * i + 1}.*" for i in range(layers)})
+    peaks = [0.2 * (1.5 if i % 2 else 1.0) for i in range(layers)]
+    study = run(fmd.FMDSampler(space, seed=1), 40, _layer_objective(space, peaks))
+    states = [state_of(t) for t in study.trials]
+    first = next(i for i, s in enumerate(states) if s["hypergradient"])
+    kinds = [s["probe"]["kind"] for s in states[:first]]
+    assert kinds.count("explore") == 24 and "pattern" not in kinds
+    assert first == 24 + sum(k in ("start", "scale", "vertex") for k in kinds)
+    drawn = [
+        t.params for t, s in zip(study.trials, states, strict=True) if s["origin"] == "explore"
+    ]
+    assert all(len({p[f"lr_l{i}_peak"] for i in range(layers)}) == layers for p in drawn)
 
 
 @pytest.mark.parametrize("population", [None, 2])

@@ -75,8 +75,10 @@ def _cases() -> dict[str, tuple[fmd.ScheduleSpace, dict, bool]]:
         "family-liar-pop2": (family, {"population": 2}, True),
         "family-pattern": (family, {"hypergradients": False}, False),
         "windows": (default_space("sgd", windows=3), {}, False),
-        "per-layer": (layers, {}, False),
-        "per-layer-pop2-liar": (layers, {"population": 2}, True),
+        "per-layer": (layers, {"explore": 0}, False),
+        "per-layer-pop2-liar": (layers, {"population": 2, "explore": 0}, True),
+        "per-layer-explore": (layers, {}, False),
+        "per-layer-explore-pop2": (layers, {"population": 2}, False),
         "sign": (default_space("sgd", windows=3), {"outer": "sign"}, False),
         "adam": (default_space("sgd", windows=3), {"outer": "adam"}, False),
     }
@@ -99,7 +101,8 @@ def test_every_rule_proposes_the_pinned_sequence() -> None:
 
 
 def test_the_pinned_cases_reach_every_kind_of_proposal() -> None:
-    """The pins cover the search's phases: scale, coarse pass, lines, checks, patterns."""
+    """The pins cover the search's phases: scale, coarse pass, exploration, lines, checks,
+    patterns."""
     kinds: set[str] = set()
     checks: set[tuple[str, bool]] = set()
     for space, kwargs, liar in _cases().values():
@@ -112,11 +115,11 @@ def test_the_pinned_cases_reach_every_kind_of_proposal() -> None:
             kinds.add(state["probe"]["kind"])
             if "check" in state:
                 checks.add((state["check"]["kind"], state["check"]["agrees"]))
-    assert {"start", "scale", "pattern", "grad", "line"} <= kinds
+    assert {"start", "scale", "explore", "pattern", "grad", "line"} <= kinds
     assert {("probe", True), ("probe", False), ("members", True), ("members", False)} <= checks
 
 
-@pytest.mark.parametrize("name", ["family", "per-layer"])
+@pytest.mark.parametrize("name", ["family", "per-layer", "per-layer-explore"])
 def test_the_search_improves_on_the_pinned_bowls(name: str) -> None:
     space, kwargs, liar = _cases()[name]
     study = optuna.create_study(sampler=fmd.FMDSampler(space, seed=0, **kwargs))

@@ -104,8 +104,10 @@ def _record(
 
 def _record_all() -> dict[str, list[Any]]:
     out = {}
-    for name, (space, kwargs, liar) in _cases().items():
-        out[name] = _record(space, kwargs, liar, TRIALS[name])
+    cases = _cases()
+    for name, n in TRIALS.items():  # the cases there were when the layout was recorded
+        space, kwargs, liar = cases[name]
+        out[name] = _record(space, kwargs, liar, n)
     for name, (space, kwargs, liar, n, dies, value) in _extra().items():
         out[name] = _record(space, kwargs, liar, n, dies, value)
     return out

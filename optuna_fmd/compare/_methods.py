@@ -76,7 +76,7 @@ class Method:
         population: FMD's members per outer iterate (seeds ``seed ... seed + M - 1``; the
             search compares iterates by their members' mean validation loss).
         explore: FMD's exploration probes (iterates) before its first hypergradient
-            (``FMDSampler(explore=)``).
+            (``FMDSampler(explore=)``; ``None``: the sampler's default).
     """
 
     name: str
@@ -86,7 +86,7 @@ class Method:
     family: str | None = None
     pruner: bool = False
     population: int | None = None
-    explore: int = 0
+    explore: int | None = None
 
 
 METHODS: dict[str, Method] = {
@@ -109,30 +109,12 @@ METHODS: dict[str, Method] = {
             population=2,
         ),
         Method(
-            "fmd-explore",
+            "fmd-no-explore",
             "fmd",
-            "fmd's space and search rule, 24 exploration draws before the first hypergradient",
-            "fmd",
-            "refined-cosine",
-            explore=24,
-        ),
-        Method(
-            "pattern-explore",
-            "fmd",
-            "fmd-explore without hypergradients (pattern steps only)",
-            "fmd-pattern",
-            "refined-cosine",
-            explore=24,
-        ),
-        Method(
-            "fmd-pop2-explore",
-            "fmd",
-            "fmd-pop2 with 12 exploration draws (24 plain episodes) before the first "
-            "hypergradient",
+            "fmd with the coarse pattern pass instead of its exploration (explore=0)",
             "fmd",
             "refined-cosine",
-            population=2,
-            explore=12,
+            explore=0,
         ),
         Method(
             "fmd-cosine",

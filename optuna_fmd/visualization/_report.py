@@ -45,8 +45,9 @@ class OuterStep(NamedTuple):
     Attributes:
         number: The trial number.
         state: The trial state's name (``"COMPLETE"``, ``"FAIL"``, ...).
-        origin: The kind of proposal (``"start"``, ``"scale"``, ``"vertex"``, ``"pattern"``,
-            ``"grad"``, ``"line"``, ``"converged"``, ``"step"``, ``"backtrack"``, ``"retry"``),
+        origin: The kind of proposal (``"start"``, ``"scale"``, ``"vertex"``, ``"explore"``,
+            ``"pattern"``, ``"grad"``, ``"line"``, ``"converged"``, ``"step"``, ``"backtrack"``,
+            ``"retry"``),
             from the FMD sampler's state; ``""`` for a trial another sampler proposed.
         value: The objective value (validation loss), ``None`` if there is none.
         val_accuracy: ``user_attrs["val_accuracy"]``, if any.

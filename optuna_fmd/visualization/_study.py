@@ -180,6 +180,8 @@ _ORIGINS = {
     "scale": "scale search: the lr scale times {factor} of the start (plain episode)",
     "vertex": "scale search: the parabola's vertex through the best scale and its neighbours, "
     "lr times {factor} of the start (plain episode)",
+    "explore": "exploration: {draw}, {sigma} units a parameter, {moved} moved from the best "
+    "point (plain episode)",
     "pattern": "{pass_}: {moved} moved from the best point (plain episode)",
     "grad": "hypergradient at the best point: gives the next search direction",
     "line": "line search along the hypergradient direction, step {alpha} units (plain episode)",
@@ -193,10 +195,10 @@ _ORIGINS = {
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
     """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
     a :class:`~optuna_fmd._state.StateView`): the proposal's kind (``start``, ``scale``,
-    ``vertex``, ``pattern``, ``grad``, ``line``, ``converged``, ``step``, ``backtrack``,
-    ``retry``) and why the sampler chose it, in words. ``names`` are the space's param names
-    in the sampler's order (to say which moved). ``("", "")`` for a trial the FMD sampler did
-    not propose."""
+    ``vertex``, ``explore``, ``pattern``, ``grad``, ``line``, ``converged``, ``step``,
+    ``backtrack``, ``retry``) and why the sampler chose it, in words. ``names`` are the
+    space's param names in the sampler's order (to say which moved). ``("", "")`` for a trial
+    the FMD sampler did not propose."""
     view = state if isinstance(state, StateView) else read_view(state)
     if view is None:
         return "", ""
@@ -217,6 +219,8 @@ def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
         factor="?" if view.offset is None else f"{math.exp(view.offset):.3g}",
         alpha="?" if view.alpha is None else f"{view.alpha:.3g}",
         pass_="coarse pass" if view.coarse else "pattern search",
+        draw="the mirror of the draw before" if view.mirror else "a Gaussian draw",
+        sigma="?" if view.sigma is None else f"{view.sigma:.3g}",
         moved=moved,
     )
 

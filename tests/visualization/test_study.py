@@ -90,6 +90,16 @@ def test_origin_words_say_what_each_probe_is() -> None:
     assert origin_words(pattern, names)[1].startswith("coarse pass: lr_warmup moved")
     line = {"origin": "line", "probe": {"kind": "line", "alpha": 0.05}}
     assert "step 0.05 units" in origin_words(line)[1]
+    explore = {
+        "origin": "explore",
+        "explore": {"sigma": 0.15, "mirror": True},
+        "x": [0.5, 0.1],
+        "incumbent": {"x": [0.4, 0.0]},
+    }
+    assert origin_words(explore, names)[1] == (
+        "exploration: the mirror of the draw before, 0.15 units a parameter, lr_peak, "
+        "lr_warmup moved from the best point (plain episode)"
+    )
     assert origin_words({"origin": "backtrack", "rule": "sign", "base": 3})[1].startswith(
         "back to the best trial 3"
     )
