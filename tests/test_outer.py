@@ -226,21 +226,6 @@ def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_f
     assert min(r[1] for r in run) < f([0.05, 0.9])
 
 
-def test_check_probe_and_check_members_say_when_a_hypergradient_disagrees() -> None:
-    assert _outer.check_probe(-0.01, -0.004).agrees
-    assert not _outer.check_probe(-0.01, -0.2).agrees  # found 20x the prediction
-    assert not _outer.check_probe(-5.0, 0.002).agrees  # wrong sign
-    assert _outer.check_probe(-5.0, math.inf).ratio is None
-    assert _outer.check_members([[1.0, 0.5], [2.0, 0.8]]).agrees
-    apart = _outer.check_members([[1.0, 0.5], [-1.0, 0.1]])
-    assert not apart.agrees and apart.cosine is not None and apart.cosine < 0
-    sizes = _outer.check_members([[1.0, 0.5], [300.0, 100.0]])
-    assert not sizes.agrees and sizes.cosine is not None and sizes.cosine > 0
-    assert sizes.norm_ratio is not None and sizes.norm_ratio > 10
-    # only the masked coordinates count
-    assert _outer.check_members([[1.0, 5.0], [1.0, -5.0]], [True, False]).agrees
-
-
 def _tilted(x: list[float]) -> float:
     """A bowl whose valley runs across the coordinates (the coarse pass alone does not solve
     it)."""
