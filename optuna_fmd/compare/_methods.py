@@ -138,6 +138,14 @@ METHODS: dict[str, Method] = {
             "fmd-pattern",
             "refined-cosine",
         ),
+        Method(
+            "pattern-pop2",
+            "fmd",
+            "fmd-pop2's space and search rule without hypergradients (pattern steps only)",
+            "fmd-pattern",
+            "refined-cosine",
+            population=2,
+        ),
         Method("tpe", "window", "30-dim windows", "tpe"),
         Method("cmaes", "window", "30-dim windows", "cmaes"),
         Method("random", "window", "30-dim windows", "random"),
@@ -435,7 +443,11 @@ def _open(
             ),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
             "fmd-pattern": lambda: FMDSampler(
-                space, seed=seed, hypergradients=False, explore=method.explore
+                space,
+                seed=seed,
+                population=method.population,
+                hypergradients=False,
+                explore=method.explore,
             ),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
