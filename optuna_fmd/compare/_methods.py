@@ -437,18 +437,15 @@ def _open(
         space = window_space
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
+        fmd_args: dict[str, Any] = {
+            "seed": seed,
+            "population": method.population,
+            "explore": method.explore,
+        }
         sampler: optuna.samplers.BaseSampler = {
-            "fmd": lambda: FMDSampler(
-                space, seed=seed, population=method.population, explore=method.explore
-            ),
+            "fmd": lambda: FMDSampler(space, **fmd_args),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
-            "fmd-pattern": lambda: FMDSampler(
-                space,
-                seed=seed,
-                population=method.population,
-                hypergradients=False,
-                explore=method.explore,
-            ),
+            "fmd-pattern": lambda: FMDSampler(space, hypergradients=False, **fmd_args),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),
