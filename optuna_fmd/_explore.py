@@ -17,7 +17,6 @@ import random
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ._checks import non_negative_int
 from ._geometry import Geometry
 from ._state import Explore
 from .space import ScheduleSpace
@@ -36,13 +35,14 @@ MIN_SIGMA, MAX_SIGMA = 0.02, 0.5
 def probes_for(
     space: ScheduleSpace, explore: int | None, population: int | None, *, outer: str = "search"
 ) -> int:
-    """The exploration's probes (outer iterates): ``explore`` checked, or by default
+    """The exploration's probes (outer iterates): ``explore`` as given (the sampler checks it
+    with the other rule settings), or by default
     (``None``) :data:`LAYER_TRIALS` trials' worth for the search rule on a space whose
     optimiser hyperparameters are split over layer groups (two or more entries set one
     hyper), where the coarse pass's block moves cannot set the groups apart, and 0 elsewhere.
     """
     if explore is not None:
-        return non_negative_int("explore", explore)
+        return explore
     hypers = [h for h, _ in space.groups().values() if h != "class_weight"]
     layered = any(hypers.count(h) >= 2 for h in hypers)
     return LAYER_TRIALS // (population or 1) if layered and outer == "search" else 0
