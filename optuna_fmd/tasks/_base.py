@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from .._checks import ArgumentTypeError, positive_int
+from .._checks import ArgumentTypeError, finite, positive_int
 from ..engine import InnerOptimizer, make_optimizer
-from ._models import build_model
+from ._models import build_model, check_model
 
 __all__ = [
     "Dataset",
@@ -111,19 +111,44 @@ class Task:
                 raise ArgumentTypeError(rule)
             if not math.isfinite(imb) or imb < 1:
                 raise ValueError(rule)
+        for flag in ("nesterov", "augmentation"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ArgumentTypeError(
+                    f"`{flag}` must be True or False, but got {getattr(self, flag)!r}."
+                )
         opt = self.inner_optimizer()
+        if not isinstance(self.hypers, Mapping):
+            raise ArgumentTypeError(
+                f"`hypers` must map hyperparameter names to floats, but got {self.hypers!r}."
+            )
         unknown = sorted(set(self.hypers) - set(opt.hypers))
         if unknown:
             raise ValueError(
                 f"`hypers` names {unknown}, which optimizer={self.optimizer!r} does not have; "
                 f"its hyperparameters are {list(opt.hypers)}."
             )
+        for key, value in self.hypers.items():
+            finite(f"hypers[{key!r}]", value)
+        self._check_model()
         try:
             torch.device(self.device)
         except (RuntimeError, TypeError) as err:
             raise ValueError(
                 f"`device` must name a torch device, but got {self.device!r}."
             ) from err
+
+    def input_spec(self) -> tuple[tuple[int, ...], int] | None:
+        """``(input shape per example, number of classes)`` when the task knows them without
+        loading its data (``None``: only the data tells)."""
+        return None
+
+    def _check_model(self) -> None:
+        """Check ``model`` by name, and against :meth:`input_spec` when the task knows it."""
+        spec = self.input_spec()
+        if spec is None:
+            check_model(self.model)
+        else:
+            check_model(self.model, *spec)
 
     # -- pieces -------------------------------------------------------------------------------
     def inner_optimizer(self) -> InnerOptimizer:
@@ -337,6 +362,9 @@ class Digits(Task):
 
     name: ClassVar[str] = "digits"
 
+    def input_spec(self) -> tuple[tuple[int, ...], int]:
+        return (1, 8, 8), 10
+
     def _load(self) -> Dataset:
         from sklearn.datasets import load_digits
 
@@ -360,6 +388,21 @@ class Synthetic(Task):
     n_train: int = 4096
     n_classes: int = 10
     name: ClassVar[str] = "synthetic"
+
+    def validate(self) -> None:
+        shape = self.shape
+        if not isinstance(shape, (tuple, list)) or not shape:
+            raise ArgumentTypeError(
+                f"`shape` must be a tuple of positive ints, but got {shape!r}."
+            )
+        for i, d in enumerate(shape):
+            positive_int(f"shape[{i}]", d)
+        positive_int("n_train", self.n_train)
+        positive_int("n_classes", self.n_classes)
+        super().validate()
+
+    def input_spec(self) -> tuple[tuple[int, ...], int]:
+        return tuple(self.shape), self.n_classes
 
     def _load(self) -> Dataset:
         g = torch.Generator().manual_seed(0)

@@ -146,12 +146,44 @@ class Custom(Task):
             reason = unsupported_reason(m)
             if reason is not None:
                 raise ValueError(f"`model`: {reason}")
-        if self.check:
-            self._dry_run()
-
-    def _dry_run(self) -> None:
-        """One forward-mode pass (jvp of the training gradient) on a tiny batch."""
         module = self.make_model(0)
+        self._check_fit(module)
+        if self.check:
+            self._dry_run(module)
+
+    def _check_model(self) -> None:
+        """The model is the user's own module: checked in :meth:`validate` against the data."""
+
+    def _check_fit(self, module: nn.Module) -> None:
+        """One plain forward of two training examples: the inputs fit the model, and with the
+        default cross-entropy loss it gives a score for every class the labels name."""
+        data = self.data()
+        x = data.train_x[:2]
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            try:
+                out = module(x)
+            except (RuntimeError, TypeError, ValueError) as err:
+                raise ValueError(
+                    f"`train` inputs of shape {tuple(data.in_shape)} per example do not fit "
+                    f"`model`: its forward on {x.shape[0]} of them failed ({_describe(err)}). "
+                    "Give inputs of the shape the model's first layer takes (`val` and `test` "
+                    "must have the same)."
+                ) from None
+        if self.loss is not None or not isinstance(out, Tensor) or out.dim() != 2:
+            return
+        labels = [y for y in (data.train_y, data.test_y) if y is not None and y.dim() == 1]
+        if not labels or any(y.is_floating_point() for y in labels):
+            return
+        top = max(int(y.max()) for y in labels)
+        if out.shape[1] <= top:
+            raise ValueError(
+                f"`model` gives {out.shape[1]} scores per example, but the class labels of "
+                f"`train`, `val` and `test` go up to {top}; the default cross-entropy loss "
+                "needs a score per class."
+            )
+
+    def _dry_run(self, module: nn.Module) -> None:
+        """One forward-mode pass (jvp of the training gradient) on a tiny batch."""
         reason = unsupported_reason(module)
         if reason is not None:
             raise ValueError(f"`model`: {reason}")
@@ -210,26 +242,29 @@ class Custom(Task):
                 )
 
     # -- pieces ---------------------------------------------------------------------------------
+    def _split(self, arg: str, data: DataLike, like: Tensor | None) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` of split ``arg``: inputs of the shape of ``like`` (the training inputs),
+        and with the default loss, targets checked as class labels."""
+        x, y = _as_tensors(arg, data)
+        if like is not None and x.shape[1:] != like.shape[1:]:
+            raise ValueError(
+                f"`{arg}` inputs must have the shape of `train` inputs {tuple(like.shape[1:])}, "
+                f"but got {tuple(x.shape[1:])}."
+            )
+        if self.loss is None:
+            _check_labels(arg, y, x.shape[0])
+        return x, y
+
     def _load(self) -> Dataset:
-        tx, ty = _as_tensors("train", self.train)
+        tx, ty = self._split("train", self.train, None)
         n_train = tx.shape[0]
         if self.val is not None:
-            vx, vy = _as_tensors("val", self.val)
-            if vx.shape[1:] != tx.shape[1:]:
-                raise ValueError(
-                    f"`val` inputs must have the shape of `train` inputs {tuple(tx.shape[1:])}, "
-                    f"but got {tuple(vx.shape[1:])}."
-                )
+            vx, vy = self._split("val", self.val, tx)
             tx, ty = torch.cat([tx, vx]), torch.cat([ty, vy])
         self._data_cache["n_train"] = n_train
         test_x = test_y = None
         if self.test is not None:
-            test_x, test_y = _as_tensors("test", self.test)
-            if test_x.shape[1:] != tx.shape[1:]:
-                raise ValueError(
-                    f"`test` inputs must have the shape of `train` inputs {tuple(tx.shape[1:])}, "
-                    f"but got {tuple(test_x.shape[1:])}."
-                )
+            test_x, test_y = self._split("test", self.test, tx)
         n_classes = self.n_classes
         if n_classes is None:
             labels = [t for t in (ty, test_y) if t is not None]
@@ -276,6 +311,24 @@ class Custom(Task):
 
     def make_loss(self) -> LossFn:
         return self.loss if self.loss is not None else nn.functional.cross_entropy
+
+
+def _check_labels(arg: str, y: Tensor, n: int) -> None:
+    """Targets of split ``arg`` fit the default cross-entropy loss: integer class labels
+    ``(N,)`` >= 0, or class probabilities ``(N, C)`` (floats)."""
+    rule = (
+        f"`{arg}` targets must be integer class labels (a torch.long tensor of shape ({n},)) or "
+        "class probabilities (floats of shape (N, classes)) for the default cross-entropy loss"
+    )
+    if y.is_floating_point() and y.dim() == 2:
+        return
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool or y.dim() != 1:
+        raise ValueError(
+            f"{rule}, but got {y.dtype} of shape {tuple(y.shape)}. Convert class labels with "
+            "`y.long()`, or pass `loss=` for other targets (e.g. regression)."
+        )
+    if y.numel() and int(y.min()) < 0:
+        raise ValueError(f"{rule}, but got a label {int(y.min())} < 0.")
 
 
 def _describe(err: BaseException) -> str:

@@ -7,7 +7,13 @@ import re
 import torch
 from torch import nn
 
-__all__ = ["build_model", "layer_groups"]
+__all__ = ["MODELS", "build_model", "check_model", "layer_groups"]
+
+#: The model names :func:`build_model` takes, in words (for messages and ``--help``).
+MODELS = (
+    "mlp (one hidden layer of 64), mlp-<widths> (a hidden layer per width, e.g. mlp-256-128), "
+    "lenet (images), wrn-<depth>-<width> (a wide ResNet on images, depth 6n + 4, e.g. wrn-16-1)"
+)
 
 
 def _mlp(in_shape: tuple[int, ...], n_classes: int, hidden: tuple[int, ...] = (64,)) -> nn.Module:
@@ -88,6 +94,49 @@ class WideResNet(nn.Module):
         return self.fc(y.mean(dim=(2, 3)))
 
 
+def check_model(name: object, in_shape: tuple[int, ...] | None = None, n_classes: int = 10) -> str:
+    """``name`` if :func:`build_model` takes it; with ``in_shape``, also checked to fit inputs
+    of that shape (the model is built on PyTorch's ``meta`` device: no memory, no data).
+
+    Raises:
+        ValueError: An unknown name (the message lists :data:`MODELS`), a WRN depth that is not
+            6n + 4, or a model that does not fit ``in_shape`` (e.g. ``lenet`` on flat inputs).
+
+    Example:
+        >>> check_model("mlp-32-16")
+        'mlp-32-16'
+    """
+    if not isinstance(name, str) or not _parse(name):
+        raise ValueError(f"`model` must be one of: {MODELS}; but got {name!r}.")
+    if m := re.fullmatch(r"wrn-(\d+)-(\d+)", name):
+        depth = int(m.group(1))
+        if (depth - 4) % 6 != 0 or depth < 10 or int(m.group(2)) < 1:
+            raise ValueError(
+                "`model` wrn-<depth>-<width> needs a depth 6n + 4 (10, 16, 22, 28, ...) and a "
+                f"width >= 1, but got {name!r}."
+            )
+    if in_shape is not None:
+        try:
+            with torch.device("meta"):
+                net = build_model(name, in_shape, n_classes)
+                net(torch.zeros((2, *in_shape)))
+        except (RuntimeError, ValueError) as err:
+            reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(
+                f"`model` {name!r} does not fit this task's inputs of shape {in_shape}: {reason}"
+            ) from None
+    return name
+
+
+def _parse(name: str) -> bool:
+    """Whether ``name`` has the form of a model name (sizes unchecked)."""
+    return bool(
+        name in ("mlp", "lenet")
+        or re.fullmatch(r"mlp(?:-[1-9]\d*)+", name)
+        or re.fullmatch(r"wrn-\d+-\d+", name)
+    )
+
+
 def build_model(name: str, in_shape: tuple[int, ...], n_classes: int) -> nn.Module:
     """A fresh model called ``name`` for inputs of ``in_shape`` (C, H, W or D) and ``n_classes``.
 
@@ -108,10 +157,7 @@ def build_model(name: str, in_shape: tuple[int, ...], n_classes: int) -> nn.Modu
         if len(in_shape) != 3:
             raise ValueError(f"model {name!r} needs image inputs (C, H, W), but got {in_shape}.")
         return WideResNet(int(m.group(1)), int(m.group(2)), in_shape[0], n_classes)
-    raise ValueError(
-        "`model` must be 'mlp', 'mlp-<h1>-...', 'lenet' or 'wrn-<depth>-<width>', "
-        f"but got {name!r}."
-    )
+    raise ValueError(f"`model` must be one of: {MODELS}; but got {name!r}.")
 
 
 def layer_groups(model: nn.Module) -> dict[str, tuple[str, ...]]:

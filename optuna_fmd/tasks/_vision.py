@@ -168,13 +168,18 @@ class _Vision(Task):
     mean: ClassVar[tuple[float, ...]] = (0.5,)
     std: ClassVar[tuple[float, ...]] = (0.5,)
     n_classes: ClassVar[int] = 10
+    #: Shape (C, H, W) of an image.
+    image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
     install_hint: ClassVar[str] = ""
 
     def validate(self) -> None:
-        super().validate()
         s = self.subset
         if s is not None and (isinstance(s, bool) or not isinstance(s, int) or s < 2):
             raise ValueError(f"`subset` must be an int >= 2 or None, but got {s!r}.")
+        super().validate()
+
+    def input_spec(self) -> tuple[tuple[int, ...], int]:
+        return self.image_shape, self.n_classes
 
     # -- file lookup ------------------------------------------------------------------------
     def _present(self, root: Path) -> bool:
@@ -331,6 +336,7 @@ class CIFAR10(_Vision):
 
     name: ClassVar[str] = "cifar10"
     folder: ClassVar[str] = "cifar-10-batches-py"
+    image_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
     mean: ClassVar[tuple[float, ...]] = (0.4914, 0.4822, 0.4465)
     std: ClassVar[tuple[float, ...]] = (0.2470, 0.2435, 0.2616)
     install_hint: ClassVar[str] = (

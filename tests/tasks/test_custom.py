@@ -209,3 +209,42 @@ def test_in_place_parameter_write_is_refused() -> None:
 def test_bad_arguments(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises((ValueError, TypeError), match=match):
         fmd.tasks.Custom(**kwargs)
+
+
+def _mlp10() -> nn.Module:
+    return nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Linear(8, 3))
+
+
+def _flat(n: int = 32, width: int = 10) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(n, width, generator=g), torch.randint(0, 3, (n,), generator=g)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"train": (_flat()[0], _flat()[1].float())}, r"^`train` targets must be integer class"),
+        ({"train": _flat(), "val": (_flat(8)[0], _flat(8)[1].float())}, r"^`val` targets must"),
+        ({"train": _flat(), "test": (_flat(8)[0], _flat(8)[1] > 0)}, r"^`test` targets must"),
+        ({"train": (_flat()[0], -_flat()[1] - 1)}, r"^`train` targets .* label -\d+ < 0"),
+        ({"train": _flat(width=12)}, r"^`train` inputs of shape \(12,\) per example do not fit"),
+        ({"train": _flat(), "test": _flat(8, width=12)}, r"^`test` inputs must have the shape"),
+        ({"train": (_flat()[0], _flat()[1] * 3)}, r"^`model` gives 3 scores .* go up to 6"),
+    ],
+)
+def test_data_that_does_not_fit_the_model_or_loss_fails_at_construction_naming_it(
+    kwargs: dict[str, object], match: str
+) -> None:
+    for check in (True, False):  # without the forward-mode dry run too
+        with pytest.raises(ValueError, match=match):
+            fmd.tasks.Custom(model=_mlp10(), check=check, steps=5, batch_size=8, **kwargs)
+
+
+def test_float_targets_are_fine_with_a_loss_of_their_own() -> None:
+    x, y = _flat()
+
+    def mse(out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ((out[:, 0] - target) ** 2).mean()
+
+    task = fmd.tasks.Custom(model=_mlp10(), train=(x, y.float()), loss=mse, steps=4, batch_size=8)
+    assert fmd.run_episode(task, {"lr": [0.01]}).steps == 4

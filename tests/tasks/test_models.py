@@ -1,12 +1,17 @@
-"""Model helpers: the parameter groups of a per-layer space."""
+"""Model helpers: the names a task takes, checked at construction, and the parameter groups
+of a per-layer space."""
 
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Callable
+
+import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.space import per_layer_space
 from optuna_fmd.tasks import build_model, layer_groups
+from optuna_fmd.tasks._models import MODELS, check_model
 
 
 def test_layer_groups_cover_every_parameter_once_in_model_order() -> None:
@@ -37,3 +42,46 @@ def test_a_per_layer_space_trains_each_layer_with_its_own_schedule() -> None:
     )
     assert res.val_loss != base.val_loss
     assert res.hypergradient is not None and set(res.hypergradient) == set(space)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fmd.tasks.FashionMNIST(model="mpl"),
+        lambda: fmd.tasks.MNIST(model="resnet"),
+        lambda: fmd.tasks.CIFAR10(model="mlp-"),
+        lambda: fmd.tasks.Digits(model="wrn16"),
+        lambda: fmd.tasks.Synthetic(model=3),
+    ],
+)
+def test_an_unknown_model_name_fails_at_construction_listing_the_models(
+    make: Callable[[], fmd.tasks.Task], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # built without data on disk: nothing is read before the check
+    monkeypatch.setenv("OPTUNA_FMD_DATA", "/nonexistent")
+    with pytest.raises(ValueError, match=r"^`model` must be one of: mlp \(") as info:
+        make()
+    assert MODELS in str(info.value) and "..." not in MODELS
+    assert "but got" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: fmd.tasks.Digits(model="lenet"), r"'lenet' does not fit .* \(1, 8, 8\)"),
+        (lambda: fmd.tasks.Synthetic(model="wrn-16-1"), r"does not fit .* \(784,\)"),
+        (lambda: fmd.tasks.CIFAR10(model="wrn-15-1"), "depth 6n \\+ 4"),
+    ],
+)
+def test_a_model_that_cannot_take_the_task_inputs_fails_at_construction(
+    make: Callable[[], fmd.tasks.Task], match: str
+) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_known_models_of_every_form_pass_the_check() -> None:
+    assert fmd.tasks.FashionMNIST(model="lenet").model == "lenet"
+    assert fmd.tasks.CIFAR10(model="wrn-16-1").model == "wrn-16-1"
+    assert fmd.tasks.Synthetic(model="mlp-8-4", shape=(5,)).model == "mlp-8-4"
+    assert check_model("wrn-10-2", (3, 8, 8)) == "wrn-10-2"
