@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := vision,plots,dashboard,postgres,dev
+EXTRAS := vision,plots,dashboard,postgres,anchors,dev
 FASHION := /usr/share/datasets/fashion-mnist
 
 .PHONY: setup data browser demo test test-slow lint bench clean

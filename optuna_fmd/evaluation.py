@@ -141,7 +141,7 @@ def _metric(task: Task, problem: InnerProblem, state: Sequence[Tensor]) -> float
     metric = getattr(task, "metric", None)
     if metric is None:
         return None
-    params, _, stats = problem.unpack(state)
+    params, stats = problem.evaluated(state)
     with torch.no_grad():
         outs = [problem.model.eval_output(params, stats, x) for x, _ in problem.val_batches]
     target = torch.cat([y for _, y in problem.val_batches])

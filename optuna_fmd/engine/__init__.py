@@ -10,7 +10,15 @@ from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain, tangent_step
 from ._functional import FunctionalModel, unsupported_reason
 from ._loss import LOSS_HYPERS, LossSide, make_loss_side, matched_classes, split_groups
-from ._optim import SGD, Adam, InnerOptimizer, make_optimizer
+from ._optim import (
+    OPTIMIZERS,
+    SGD,
+    Adam,
+    InnerOptimizer,
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
+    make_optimizer,
+)
 from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import fds_step, run_bptt, run_fds
 from ._reverse import CheckpointPlan, plan_checkpoints, run_reverse
@@ -20,6 +28,7 @@ from ._snapshot import Snapshot, Snapshots
 __all__ = [
     "ENGINES",
     "LOSS_HYPERS",
+    "OPTIMIZERS",
     "PLAIN",
     "SGD",
     "Adam",
@@ -35,6 +44,8 @@ __all__ = [
     "LossSide",
     "Partition",
     "Schedule",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "ScheduleSpace",
     "Snapshot",
     "Snapshots",

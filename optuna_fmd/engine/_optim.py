@@ -3,19 +3,29 @@
 Each optimiser is an ``init`` / ``update`` pair over flat lists of tensors. ``update`` receives the
 current value of every hyperparameter as a 0-d tensor (the engine looks it up from the window
 schedule), so forward- and reverse-mode differentiation see the hyperparameters as ordinary inputs.
-The update rules follow ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` exactly.
+The update rules follow ``torch.optim.SGD`` / ``Adam`` / ``AdamW`` and the ``schedulefree``
+package's ``SGDScheduleFree`` / ``AdamWScheduleFree`` exactly; :data:`OPTIMIZERS` names them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
-__all__ = ["SGD", "Adam", "InnerOptimizer", "UpdateCotangents", "make_optimizer"]
+__all__ = [
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
+    "InnerOptimizer",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
+    "UpdateCotangents",
+    "make_optimizer",
+]
 
 Hypers = Mapping[str, Tensor]
 #: Cotangents of ``update``'s inputs: ``(params, grads, state, {hyper: 0-d tensor})``.
@@ -43,6 +53,16 @@ class InnerOptimizer:
 
     def init(self, params: Sequence[Tensor]) -> list[Tensor]:
         raise NotImplementedError
+
+    def eval_params(self, params: Sequence[Tensor], state: Sequence[Tensor]) -> list[Tensor]:
+        """The parameters the model is evaluated at, given the training ``params`` and the
+        optimiser ``state`` (a pure function of both, so the engines differentiate through it).
+
+        The training iterate itself for most optimisers; schedule-free ones evaluate at their
+        average ``x`` (:class:`ScheduleFreeAdamW`). It reads the state only, never the
+        hyperparameters: a hyperparameter it needs is kept in the state by :meth:`update`.
+        """
+        return list(params)
 
     def update(
         self,
@@ -236,13 +256,200 @@ class Adam(InnerOptimizer):
         return new_params, new_m + new_v
 
 
+def _schedule_free_average(
+    hypers: Hypers, lr_max: Tensor, weight_sum: Tensor, step: int, r: float, power: float
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The warmed-up lr and the averaging weight of a schedule-free step, as the package has them.
+
+    ``lr_t = lr * min(1, (t + 1) / warmup)`` (no warm-up where ``warmup <= t + 1``);
+    ``lr_max = max(lr_max, lr_t)``; ``w = (t + 1) ** r * lr_max ** power``;
+    ``weight_sum += w``; ``c = w / weight_sum`` (0 while ``weight_sum`` is 0). At an integer
+    ``warmup`` this is the package's ``(k + 1) / warmup_steps if k < warmup_steps else 1``; its
+    continuous extension makes the warm-up a hyperparameter with a derivative (one-sided where
+    ``warmup`` is an integer ``<= t + 1``, the ramp's corner).
+
+    Returns:
+        ``(lr_t, lr_max, weight_sum, c)`` as 0-d tensors.
+    """
+    k1 = step + 1
+    warmup = hypers["warmup"]
+    ramping = warmup > k1
+    lr_t = hypers["lr"] * torch.where(ramping, k1 / torch.where(ramping, warmup, 1.0), 1.0)
+    lr_max = torch.where(lr_t >= lr_max, lr_t, lr_max)
+    weight = float(k1) ** r * lr_max**power
+    weight_sum = weight_sum + weight
+    positive = weight_sum > 0
+    c = torch.where(positive, weight / torch.where(positive, weight_sum, 1.0), 0.0)
+    return lr_t, lr_max, weight_sum, c
+
+
+@dataclass(frozen=True)
+class _ScheduleFree(InnerOptimizer):
+    """Schedule-free learning (Defazio et al., "The Road Less Scheduled", NeurIPS 2024) as the
+    ``schedulefree`` package implements it: gradients at ``y``, a base sequence ``z``, and the
+    evaluated average ``x`` kept implicit in ``y = (1 - beta) z + beta x``.
+
+    One step at ``t`` with the direction ``d`` of the subclass (weight decay at ``y`` included)
+    and ``lr_t``, ``c`` of :func:`_schedule_free_average`:
+    ``y <- y + c (z - y) + lr_t (beta (1 - c) - 1) d``; ``z <- z - lr_t d``. The model is
+    evaluated at ``x = y + (1 - 1 / beta) (z - y)`` (the package's ``eval()``), with the
+    ``beta`` of the last step.
+
+    State, one entry per parameter tensor in each slot: ``z``, the subclass's slots, then 0-d
+    ``lr_max``, ``weight_sum`` and the last step's ``beta``. The package keeps the three scalars
+    once per parameter group; here every tensor of a group (a partition of the engine) carries
+    the same values, read from the group's first tensor. The step reads them from the state, so
+    the averaging weights' dependence on the lr is differentiated too.
+
+    Attributes:
+        r: Polynomial weighting of the average, ``(t + 1) ** r`` (the package's ``r``).
+        weight_lr_power: The average's weights are ``lr_max ** weight_lr_power``.
+    """
+
+    #: The averaging weights and warm-up couple every coordinate of a group.
+    elementwise: ClassVar[bool] = False
+    #: The hyperparameter that plays ``beta`` (``"beta1"``, ``"momentum"``).
+    beta_name: ClassVar[str] = "beta1"
+    #: Slots of the subclass's own state per tensor, after ``z``.
+    extra_slots: ClassVar[int] = 0
+    r: float = 0.0
+    weight_lr_power: float = 2.0
+
+    def init(self, params: Sequence[Tensor]) -> list[Tensor]:
+        """``z = y``, the subclass's zeros, ``lr_max = -1``, ``weight_sum = 0``, ``beta = 1``
+        (``x = y`` before the first step)."""
+        zs = [p.clone() for p in params]
+        extra = [torch.zeros_like(p) for _ in range(self.extra_slots) for p in params]
+        scalars = [p.new_full((), value) for value in (-1.0, 0.0, 1.0) for p in params]
+        return zs + extra + scalars
+
+    def _direction(
+        self, y: Tensor, g: Tensor, slots: Sequence[Tensor], hypers: Hypers, step: int
+    ) -> tuple[Tensor, list[Tensor]]:
+        """The step direction at ``y`` (weight decay included) and the new extra slots."""
+        raise NotImplementedError
+
+    def update(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        state: Sequence[Tensor],
+        hypers: Hypers,
+        step: int,
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        n = len(params)
+        zs = state[:n]
+        extra = [state[(1 + j) * n : (2 + j) * n] for j in range(self.extra_slots)]
+        base = (1 + self.extra_slots) * n
+        lr_t, lr_max, weight_sum, c = _schedule_free_average(
+            hypers, state[base], state[base + n], step, self.r, self.weight_lr_power
+        )
+        beta = hypers[self.beta_name]
+        y_coef = lr_t * (beta * (1 - c) - 1)
+        new_y, new_z = [], []
+        new_extra: list[list[Tensor]] = [[] for _ in range(self.extra_slots)]
+        for i, (y, g, z) in enumerate(zip(params, grads, zs, strict=True)):
+            d, slots = self._direction(y, g, [e[i] for e in extra], hypers, step)
+            new_y.append(y + c * (z - y) + y_coef * d)
+            new_z.append(z - lr_t * d)
+            for j, s in enumerate(slots):
+                new_extra[j].append(s)
+        scalars = [lr_max] * n + [weight_sum] * n + [beta] * n
+        return new_y, [*new_z, *(s for slot in new_extra for s in slot), *scalars]
+
+    def eval_params(self, params: Sequence[Tensor], state: Sequence[Tensor]) -> list[Tensor]:
+        """``x = y + (1 - 1 / beta) (z - y)``: the package's ``eval()``."""
+        n = len(params)
+        first = (3 + self.extra_slots) * n
+        betas = state[first : first + n]
+        return [
+            y + (1 - 1 / b) * (z - y) for y, z, b in zip(params, state[:n], betas, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class ScheduleFreeAdamW(_ScheduleFree):
+    """Schedule-free AdamW (``schedulefree.AdamWScheduleFree``; Defazio et al., NeurIPS 2024).
+
+    Hyperparameters: ``lr``, ``beta1`` (the interpolation ``beta``), ``beta2``,
+    ``weight_decay`` and ``warmup`` (steps of the linear warm-up, the package's
+    ``warmup_steps``); defaults are the package's. The direction at ``y``:
+    ``v <- beta2 v + (1 - beta2) g^2``;
+    ``d = g / (sqrt(v / (1 - beta2 ** (t + 1))) + eps) + weight_decay y``; see
+    :class:`_ScheduleFree` for the step. With a ``warmup`` that is not an integer the ramp is
+    ``min(1, (t + 1) / warmup)``.
+
+    Example:
+        >>> import torch
+        >>> opt = ScheduleFreeAdamW()
+        >>> p = [torch.ones(3)]
+        >>> state = opt.init(p)
+        >>> h = {k: torch.tensor(v) for k, v in opt.defaults.items()}
+        >>> p, state = opt.update(p, [torch.ones(3)], state, h, 0)
+        >>> [round(v, 4) for v in opt.eval_params(p, state)[0].tolist()]
+        [0.9975, 0.9975, 0.9975]
+    """
+
+    extra_slots: ClassVar[int] = 1
+    eps: float = 1e-8
+    defaults: Mapping[str, float] = field(
+        default_factory=lambda: {
+            "lr": 0.0025,
+            "beta1": 0.9,
+            "beta2": 0.999,
+            "weight_decay": 0.0,
+            "warmup": 0.0,
+        }
+    )
+
+    def _direction(
+        self, y: Tensor, g: Tensor, slots: Sequence[Tensor], hypers: Hypers, step: int
+    ) -> tuple[Tensor, list[Tensor]]:
+        b2 = hypers["beta2"]
+        v = b2 * slots[0] + (1 - b2) * (g * g)
+        denom = _safe_sqrt(v / (1 - b2 ** (step + 1))) + self.eps
+        return g / denom + hypers["weight_decay"] * y, [v]
+
+
+@dataclass(frozen=True)
+class ScheduleFreeSGD(_ScheduleFree):
+    """Schedule-free SGD (``schedulefree.SGDScheduleFree``; Defazio et al., NeurIPS 2024).
+
+    Hyperparameters: ``lr``, ``momentum`` (the interpolation ``beta``), ``weight_decay`` and
+    ``warmup`` (steps, as :class:`ScheduleFreeAdamW`); defaults are the package's. The direction
+    at ``y`` is ``d = g + weight_decay y``; see :class:`_ScheduleFree` for the step.
+    """
+
+    beta_name: ClassVar[str] = "momentum"
+    defaults: Mapping[str, float] = field(
+        default_factory=lambda: {"lr": 1.0, "momentum": 0.9, "weight_decay": 0.0, "warmup": 0.0}
+    )
+
+    def _direction(
+        self, y: Tensor, g: Tensor, slots: Sequence[Tensor], hypers: Hypers, step: int
+    ) -> tuple[Tensor, list[Tensor]]:
+        return g + hypers["weight_decay"] * y, []
+
+
+#: The inner optimisers by the name a task gives (``Task(optimizer=...)``).
+OPTIMIZERS: Mapping[str, Callable[[], InnerOptimizer]] = {
+    "sgd": SGD,
+    "adam": Adam,
+    "adamw": lambda: Adam(decoupled=True),
+    "sf-adamw": ScheduleFreeAdamW,
+    "sf-sgd": ScheduleFreeSGD,
+}
+
+
 def make_optimizer(name: str, *, nesterov: bool = False) -> InnerOptimizer:
-    """The inner optimiser called ``name``: ``"sgd"``, ``"adam"`` or ``"adamw"``."""
-    if not isinstance(name, str) or name.lower() not in ("sgd", "adam", "adamw"):
-        raise ValueError(f"`optimizer` must be one of 'sgd', 'adam', 'adamw', but got {name!r}.")
+    """The inner optimiser called ``name``, one of :data:`OPTIMIZERS`: ``"sgd"``, ``"adam"``,
+    ``"adamw"``, ``"sf-adamw"`` or ``"sf-sgd"``."""
+    if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
+        names = ", ".join(repr(n) for n in OPTIMIZERS)
+        raise ValueError(f"`optimizer` must be one of {names}, but got {name!r}.")
     name = name.lower()
     if nesterov and name != "sgd":
         raise ValueError(f"`nesterov=True` needs optimizer='sgd', but got optimizer={name!r}.")
     if name == "sgd":
         return SGD(nesterov=nesterov)
-    return Adam(decoupled=name == "adamw")
+    return OPTIMIZERS[name]()

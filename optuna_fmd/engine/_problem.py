@@ -253,6 +253,13 @@ class InnerProblem:
         b = len(state) - len(self.model.stat_names)
         return list(state[:a]), list(state[a:b]), list(state[b:])
 
+    def evaluated(self, state: Sequence[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
+        """The (parameters, statistics) the model is evaluated at in ``state``: the optimiser's
+        :meth:`~._optim.InnerOptimizer.eval_params` of the training parameters (schedule-free
+        optimisers: their average ``x``), differentiable in the whole state."""
+        params, opt_state, stats = self.unpack(state)
+        return self.optimizer.eval_params(params, opt_state), stats
+
     def step_seed(self, step: int) -> int:
         """The seed of the random numbers (dropout) drawn at ``step``: one per (seed, step)."""
         return (self.seed * 1_000_003 + step) % (2**63)
@@ -485,14 +492,15 @@ class InnerProblem:
         return out_p, out_g, out_o, torch.stack(h_list).to(hypers.dtype)
 
     def val_loss(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-        """Validation loss and accuracy over the whole validation split (eval mode): the means
-        over examples, or with ``balanced`` the means over classes of each class's mean."""
+        """Validation loss and accuracy over the whole validation split (eval mode, at the
+        parameters of :meth:`evaluated`): the means over examples, or with ``balanced`` the means
+        over classes of each class's mean."""
         if self.balanced:
             losses, correct, counts = self._per_class(state)
             seen = counts > 0
             acc = (correct[seen].double() / counts[seen]).mean()
             return (losses[seen] / counts[seen]).mean(), acc
-        params, _, stats = self.unpack(state)
+        params, stats = self.evaluated(state)
         total = 0
         loss_sum: Tensor | None = None
         correct_sum: Tensor | None = None
@@ -519,7 +527,7 @@ class InnerProblem:
 
     def _per_class(self, state: Sequence[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """Per class: the sum of the validation loss, the correct predictions, the examples."""
-        params, _, stats = self.unpack(state)
+        params, stats = self.evaluated(state)
         losses: list[Tensor] = []
         correct: Tensor | None = None
         counts: Tensor | None = None

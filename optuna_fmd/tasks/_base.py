@@ -48,7 +48,8 @@ class Task:
         model: Model name (``"mlp"``, ``"lenet"``, ``"wrn-16-1"``, ...).
         steps: Horizon T (inner steps per episode).
         batch_size: Training minibatch size.
-        optimizer: ``"sgd"``, ``"adam"`` or ``"adamw"``.
+        optimizer: A name of :data:`optuna_fmd.engine.OPTIMIZERS`: ``"sgd"``, ``"adam"``,
+            ``"adamw"``, ``"sf-adamw"`` or ``"sf-sgd"`` (schedule-free, evaluated at ``x``).
         nesterov: Nesterov momentum (SGD only).
         val_fraction: Fraction of the training set held out for validation (0.05 as in FDS).
         augmentation: Random augmentation of training batches (where the task defines one).

@@ -24,6 +24,21 @@ def schedules(optimizer: str, k: int) -> dict[str, list[float]]:
             "momentum": [0.9 / r for r in ramp],
             "weight_decay": [1e-3 * r for r in ramp],
         }
+    if optimizer == "sf-sgd":
+        return {
+            "lr": [0.05 * r for r in ramp],
+            "momentum": [0.9 / r for r in ramp],
+            "weight_decay": [1e-3 * r for r in ramp],
+            "warmup": [7.5 * r for r in ramp],
+        }
+    if optimizer == "sf-adamw":
+        return {
+            "lr": [3e-3 * r for r in ramp],
+            "beta1": [0.9 / r for r in ramp],
+            "beta2": [0.999] * k,
+            "weight_decay": [1e-2 * r for r in ramp],
+            "warmup": [7.5 * r for r in ramp],
+        }
     return {
         "lr": [3e-3 * r for r in ramp],
         "beta1": [0.9 / r for r in ramp],

@@ -48,7 +48,15 @@ def fd_check(
 
 @pytest.mark.parametrize("k", [1, 3, 10])
 @pytest.mark.parametrize(
-    "optimizer,nesterov", [("sgd", False), ("sgd", True), ("adam", False), ("adamw", False)]
+    "optimizer,nesterov",
+    [
+        ("sgd", False),
+        ("sgd", True),
+        ("adam", False),
+        ("adamw", False),
+        ("sf-adamw", False),
+        ("sf-sgd", False),
+    ],
 )
 def test_forward_equals_bptt_fds_and_finite_differences(
     optimizer: str, nesterov: bool, k: int

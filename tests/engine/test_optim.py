@@ -82,7 +82,7 @@ def test_matches_torch_optim(name, nesterov, hypers, reference) -> None:  # type
 def test_bad_optimizer_names() -> None:
     with pytest.raises(
         ValueError,
-        match=r"`optimizer` must be one of 'sgd', 'adam', 'adamw', "
+        match=r"`optimizer` must be one of 'sgd', 'adam', 'adamw', 'sf-adamw', 'sf-sgd', "
         r"but got 'rmsprop'",
     ):
         make_optimizer("rmsprop")

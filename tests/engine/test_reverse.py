@@ -30,7 +30,15 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.mark.parametrize("k", [1, 3, 10])
 @pytest.mark.parametrize(
-    "optimizer,nesterov", [("sgd", False), ("sgd", True), ("adam", False), ("adamw", False)]
+    "optimizer,nesterov",
+    [
+        ("sgd", False),
+        ("sgd", True),
+        ("adam", False),
+        ("adamw", False),
+        ("sf-adamw", False),
+        ("sf-sgd", False),
+    ],
 )
 def test_reverse_equals_bptt_and_forward(optimizer: str, nesterov: bool, k: int) -> None:
     task = fmd.tasks.Digits(
