@@ -1,30 +1,38 @@
-"""What the command line keeps with a study: the flags it was created with, checked when it is
-opened again, and where its storage and artifacts live."""
+"""What the command line keeps with a study: the flags it was created with (and the space they
+name), checked when it is opened again, and where its storage and artifacts live."""
 
 from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import optuna
 from optuna.distributions import FloatDistribution
 
 from ._storage import StorageError, open_storage
-from .space import ScheduleSpace
+from .space import DEFAULT_BOUNDS, ScheduleSpace, default_family_space, default_space
 
 __all__ = [
+    "ADDED_FLAGS",
     "ARTIFACT_DIR",
     "CONFIG_FLAGS",
     "CONFIG_KEY",
+    "SPACE_KINDS",
     "add_worker_args",
     "artifact_dir",
     "check_config",
     "check_worker_flags",
     "dashboard_command",
     "default_artifact_dir",
+    "default_hypers",
+    "default_init",
+    "make_space",
     "open_cli_storage",
+    "resolve_defaults",
     "stored_flags",
+    "stored_space",
 ]
 
 
@@ -35,11 +43,78 @@ def open_cli_storage(url: str, *, heartbeat: float | None = None) -> Any:
         raise SystemExit(f"error: --storage: {err}") from None
 
 
+def make_space(
+    hypers: Sequence[str],
+    windows: int,
+    *,
+    lr_init: float | None = None,
+    momentum_init: float = 0.9,
+    weight_decay_init: float | None = None,
+    kind: str = "family",
+    optimizer: str = "sgd",
+) -> ScheduleSpace:
+    """The search space of ``optimizer`` over ``hypers``, bounds and starts from
+    :data:`optuna_fmd.space.DEFAULT_BOUNDS` (SGD: lr in [1e-3, 1] (log), momentum in [0, 0.99],
+    weight decay in [0, 1e-2]); ``lr_init``, ``momentum_init`` and ``weight_decay_init``
+    replace the starts of the hypers the space has (``None``: the optimiser's default).
+
+    ``kind="family"`` (the default): the lr as a cosine with warm-up times ``windows``
+    per-window corrections, every other hyper as one constant
+    (:func:`optuna_fmd.space.default_family_space`); ``kind="windows"``: ``windows`` free
+    values per hyper (:func:`optuna_fmd.space.default_space`).
+    """
+    if optimizer not in DEFAULT_BOUNDS:
+        raise ValueError(
+            f"`--optimizer` must be one with a default search space, {list(DEFAULT_BOUNDS)}, "
+            f"but got {optimizer!r}; from Python, give FMDSampler a ScheduleSpace of your own."
+        )
+    known = list(DEFAULT_BOUNDS[optimizer])
+    unknown = [h for h in hypers if h not in known]
+    if unknown or not hypers:
+        raise ValueError(
+            f"`--hypers` must be a comma-separated subset of {known} (--optimizer {optimizer}), "
+            f"but got {','.join(hypers)!r}."
+        )
+    if kind not in SPACE_KINDS:
+        raise ValueError(f"`--space` must be one of {SPACE_KINDS}, but got {kind!r}.")
+    given = {"lr": lr_init, "momentum": momentum_init, "weight_decay": weight_decay_init}
+    init = {h: v for h, v in given.items() if h in hypers and v is not None}
+    for hyper, value in init.items():
+        low, high = DEFAULT_BOUNDS[optimizer][hyper][:2]
+        if not low <= value <= high:
+            raise ValueError(
+                f"`--{hyper.replace('_', '-')}-init` must lie in [{low:g}, {high:g}] (the "
+                f"search range of {hyper} for --optimizer {optimizer}), but got {value:g}."
+            )
+    build = default_space if kind == "windows" else default_family_space
+    return build(optimizer, windows, hypers=list(hypers), init=init)
+
+
+def default_hypers(optimizer: str) -> str:
+    """``--hypers`` when it is not given: every hyperparameter of ``optimizer``'s default space
+    (``"lr,momentum,weight_decay"`` for SGD)."""
+    return ",".join(DEFAULT_BOUNDS.get(optimizer, {}))
+
+
+def default_init(optimizer: str, hyper: str) -> float | None:
+    """The start of ``hyper`` in ``optimizer``'s default space (``None``: it has none)."""
+    bounds = DEFAULT_BOUNDS.get(optimizer, {}).get(hyper)
+    return None if bounds is None else bounds[3]
+
+
+#: What ``--space`` may name.
+SPACE_KINDS = ("family", "windows")
+
+
+#: What ``--space`` may name.
+SPACE_KINDS = ("family", "windows")
+
 #: Study system attribute holding the flags an ``optuna-fmd run`` study was created with.
 CONFIG_KEY = "fmd:config"
 CONFIG_FLAGS = (
     "task",
     "model",
+    "optimizer",
     "steps",
     "batch_size",
     "subset",
@@ -56,14 +131,19 @@ CONFIG_FLAGS = (
 )
 
 
+#: The value of a flag added since a study was stored, as such a study ran with it.
+ADDED_FLAGS = {"optimizer": "sgd"}
+
+
 def stored_flags(storage: Any, study_name: str) -> dict[str, Any]:
-    """The flags an existing ``optuna-fmd run`` study was created with (``{}``: none)."""
+    """The flags an existing ``optuna-fmd run`` study was created with (``{}``: none); a flag
+    added since it was stored has the value the study ran with (:data:`ADDED_FLAGS`)."""
     try:
         study_id = storage.get_study_id_from_name(study_name)
     except KeyError:
         return {}
     stored = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
-    return stored if isinstance(stored, dict) else {}
+    return {**ADDED_FLAGS, **stored} if isinstance(stored, dict) else {}
 
 
 def check_config(study: optuna.Study, config: dict[str, Any], space: ScheduleSpace) -> None:
@@ -166,3 +246,32 @@ def check_worker_flags(args: argparse.Namespace) -> None:
         raise SystemExit(
             f"error: --checkpoint-every must be positive, but got {args.checkpoint_every}"
         )
+
+
+def resolve_defaults(args: argparse.Namespace) -> None:
+    """Fill in the flags whose default depends on ``--optimizer`` (``--hypers``, ``--lr-init``,
+    ``--weight-decay-init``), so that a study stores the values it ran with."""
+    if args.hypers is None:
+        args.hypers = default_hypers(args.optimizer)
+    if args.lr_init is None:
+        args.lr_init = default_init(args.optimizer, "lr")
+    if args.weight_decay_init is None:
+        args.weight_decay_init = default_init(args.optimizer, "weight_decay")
+
+
+def stored_space(storage: Any, study_name: str) -> ScheduleSpace | None:
+    """The space of a study made by ``optuna-fmd run``, from its stored flags (``None``: not
+    such a study, or flags that no longer make a space)."""
+    config = stored_flags(storage, study_name)
+    try:
+        return make_space(
+            [h.strip() for h in str(config["hypers"]).split(",") if h.strip()],
+            int(config["windows"]),
+            lr_init=float(config["lr_init"]),
+            momentum_init=float(config["momentum_init"]),
+            weight_decay_init=float(config["weight_decay_init"]),
+            kind=str(config["space"]),
+            optimizer=str(config["optimizer"]),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -28,22 +28,45 @@ from ._cli_config import (
     ARTIFACT_DIR,
     CONFIG_FLAGS,
     CONFIG_KEY,
+    SPACE_KINDS,
     add_worker_args,
     artifact_dir,
     check_config,
     check_worker_flags,
     dashboard_command,
     default_artifact_dir,
+    default_hypers,
+    default_init,
+    make_space,
     open_cli_storage,
+    resolve_defaults,
     stored_flags,
+    stored_space,
 )
-from ._state import STATE_KEY, StateView, read_view
+from ._cli_console import (
+    HelpFormatter,
+    best_words,
+    describe_setup,
+    describe_trial,
+    legend,
+    print_best,
+    progress_wanted,
+)
 from .objective import HypergradientObjective
 from .sampler import FMDSampler
-from .space import DEFAULT_BOUNDS, ScheduleSpace, default_family_space, default_space
+from .space import DEFAULT_BOUNDS, ScheduleSpace
+from .tasks import MODELS
 from .visualization import DashboardCallback, write_report
 
-__all__ = ["DEFAULT_STORAGE", "main"]
+__all__ = [
+    "DEFAULT_STORAGE",
+    "SPACE_KINDS",
+    "describe_trial",
+    "main",
+    "make_space",
+    "make_task",
+    "progress_wanted",
+]
 
 #: The embedded default storage: SQLite in the working directory.
 DEFAULT_STORAGE = "sqlite:///optuna-fmd.db"
@@ -56,7 +79,6 @@ TASKS: dict[str, type[tasks.Task]] = {
 _TASKS = ("auto", *TASKS)
 #: Tasks whose ``subset`` option ``--subset`` sets.
 _SUBSET_TASKS = ("mnist", "fashion-mnist", "cifar10")
-_HYPERS = ("lr", "momentum", "weight_decay")
 
 
 def fashion_mnist_available() -> bool:
@@ -69,13 +91,21 @@ def fashion_mnist_available() -> bool:
 
 
 def make_task(
-    name: str, *, model: str = "mlp", steps: int, batch_size: int, subset: int | None = None
+    name: str,
+    *,
+    model: str = "mlp",
+    steps: int,
+    batch_size: int,
+    subset: int | None = None,
+    optimizer: str = "sgd",
 ) -> tasks.Task:
     """The task named ``name`` (one of :data:`TASKS`; ``"auto"``: Fashion-MNIST when its data is
-    present, otherwise Digits), its dataset found on disk before any training.
+    present, otherwise Digits), every setting checked and its dataset found on disk before any
+    training.
 
     Raises:
-        ValueError: An unknown name, or ``subset`` for a task without that option.
+        ValueError: An unknown name, a setting the task refuses (an unknown ``model`` or
+            ``optimizer``, ...), or ``subset`` for a task without that option.
         SystemExit: The dataset is not on disk (nothing is downloaded): says what to install or
             pass, and which tasks work offline.
     """
@@ -88,7 +118,9 @@ def make_task(
             f"`--subset` applies to the tasks {_SUBSET_TASKS}, but got --task {name!r}."
         )
     kwargs: dict[str, Any] = {} if subset is None else {"subset": subset}
-    task = TASKS[name](model=model, steps=steps, batch_size=batch_size, **kwargs)
+    task = TASKS[name](
+        model=model, steps=steps, batch_size=batch_size, optimizer=optimizer, **kwargs
+    )
     find_root = getattr(task, "find_root", None)
     if find_root is not None:  # a torchvision dataset: on disk, or a clear message now
         try:
@@ -101,68 +133,9 @@ def make_task(
     return task
 
 
-def make_space(
-    hypers: Sequence[str],
-    windows: int,
-    *,
-    lr_init: float = 0.05,
-    momentum_init: float = 0.9,
-    weight_decay_init: float = 5e-4,
-    kind: str = "family",
-) -> ScheduleSpace:
-    """SGD's search space over ``hypers``, bounds from :data:`optuna_fmd.space.DEFAULT_BOUNDS`
-    (lr in [1e-3, 1] (log), momentum in [0, 0.99], weight decay in [0, 1e-2]).
-
-    ``kind="family"`` (the default): the lr as a cosine with warm-up times ``windows``
-    per-window corrections, every other hyper as one constant
-    (:func:`optuna_fmd.space.default_family_space`); ``kind="windows"``: ``windows`` free
-    values per hyper (:func:`optuna_fmd.space.default_space`).
-    """
-    known = list(DEFAULT_BOUNDS["sgd"])
-    unknown = [h for h in hypers if h not in known]
-    if unknown or not hypers:
-        raise ValueError(
-            f"`--hypers` must be a comma-separated subset of {known}, but got {list(hypers)}."
-        )
-    if kind not in SPACE_KINDS:
-        raise ValueError(f"`--space` must be one of {SPACE_KINDS}, but got {kind!r}.")
-    init = {"lr": lr_init, "momentum": momentum_init, "weight_decay": weight_decay_init}
-    build = default_space if kind == "windows" else default_family_space
-    return build("sgd", windows, hypers=list(hypers), init={h: init[h] for h in hypers})
-
-
-#: What ``--space`` may name.
-SPACE_KINDS = ("family", "windows")
 #: Seeds per outer iterate by default: on the comparison, schedules found on the mean of two
 #: seeds did better on fresh seeds than those found on one (benchmarks/README.md, "Fresh seeds").
 POPULATION = 2
-
-
-def _fmt(values: Sequence[float]) -> str:
-    return "[" + " ".join(f"{v:.3g}" for v in values) + "]"
-
-
-def describe_trial(
-    trial: optuna.trial.FrozenTrial, space: ScheduleSpace, population: int | None = None
-) -> str:
-    """One line per trial: number, how it was proposed (with a population: iterate.member), value,
-    schedules."""
-    view = read_view(trial.system_attrs.get(STATE_KEY)) or StateView(origin="other")
-    member = bool(population and population > 1 and view.iterate is not None)
-    origin = f"{view.origin} {view.iterate}.{view.member or 0}" if member else view.origin
-    value = "failed" if trial.value is None else f"{trial.value:.4f}"
-    acc = trial.user_attrs.get("val_accuracy")
-    acc_s = f" acc {acc:.3f}" if isinstance(acc, float) else ""
-    secs = trial.user_attrs.get("seconds")
-    secs_s = f" {secs:.1f}s" if isinstance(secs, float) else ""
-    try:
-        schedules = space.from_params(trial.params)
-    except ValueError:  # a trial that did not suggest every param of the space
-        schedules = {}
-    scheds = [f"{name}={_fmt(values)}" for name, values in schedules.items()]
-    return f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}  " + " ".join(
-        scheds
-    )
 
 
 def run_study(
@@ -210,11 +183,13 @@ def run_study(
         checkpoint_dir=checkpoint_dir,
     )
     print(
-        f"study {study_name!r} on {storage}: {_describe_setup(task, space, outer)}, "
+        f"study {study_name!r} on {storage}: {describe_setup(task, space, outer, population)}, "
         f"{len(study.trials)} earlier trials",
         file=out,
         flush=True,
     )
+    if trials or total is not None:
+        print(legend(population), file=out, flush=True)
     bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress)  # on stderr
     report = _reporter(sampler, space, population, bar, out)
     func, callbacks = _with_callbacks(objective, report, artifact_dir, total)
@@ -228,7 +203,7 @@ def run_study(
             )
     finally:
         bar.close()
-    _print_best(sampler, study, space, out)
+    print_best(sampler, study, space, out)
     return study
 
 
@@ -240,9 +215,8 @@ def _reporter(
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
         point = sampler.best_iterate(study)
-        best = "-" if point is None else f"{point[0]:.4f}"
-        bar.set_postfix(best=best)
-        tqdm.write(describe_trial(trial, space, population) + f"  (best {best})", file=out)
+        bar.set_postfix(best="-" if point is None else f"{point[0]:.4f}")
+        tqdm.write(describe_trial(trial, space, population) + f"  ({best_words(point)})", file=out)
 
     return report
 
@@ -296,34 +270,6 @@ def _objective(
     )
 
 
-def _describe_setup(task: tasks.Task, space: ScheduleSpace, outer: str) -> str:
-    """One line: the task, its horizon and batch, the outer rule and the space's windows."""
-    windows = ", ".join(f"{n} x {s.windows}" for n, s in space.items())
-    return (
-        f"{type(task).__name__} {task.model}, {task.steps} steps, batch {task.batch_size}, "
-        f"outer rule {outer!r}, {space.n_params} hyperparameters ({windows} windows)"
-    )
-
-
-def _print_best(sampler: FMDSampler, study: optuna.Study, space: ScheduleSpace, out: Any) -> None:
-    """Print the best iterate (trials, validation loss, schedules) and any convergence."""
-    best_point = sampler.best_iterate(study)
-    if best_point is None:
-        print("no trial with a finite validation loss yet", file=out)
-    else:
-        value, params, numbers = best_point
-        which = (
-            f"trial {numbers[0]}"
-            if len(numbers) == 1
-            else f"trials {', '.join(map(str, numbers))} (mean over {len(numbers)} seeds)"
-        )
-        print(f"best: {which}, validation loss {value:.4f}", file=out)
-        for name, values in space.from_params(params).items():
-            print(f"  {name}: {_fmt(values)}", file=out)
-    if sampler.is_converged(study):
-        print("the outer loop reported convergence (no step improves any more)", file=out)
-
-
 def _n_done(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
 
@@ -334,7 +280,7 @@ def _add_study_args(
     steps: int,
     trials: int,
     windows: int,
-    lr_init: float = 0.05,
+    lr_init: float | None = None,
     momentum_init: float = 0.9,
 ) -> None:
     p.add_argument(
@@ -344,7 +290,12 @@ def _add_study_args(
         help="auto: fashion-mnist when its data is present, otherwise digits; mnist, "
         "fashion-mnist and cifar10 read torchvision's files from disk (never downloaded)",
     )
-    p.add_argument("--model", default="mlp", help="model name (mlp, lenet, wrn-16-1, ...)")
+    p.add_argument("--model", default="mlp", help=f"the network: {MODELS}")
+    p.add_argument(
+        "--optimizer",
+        default="sgd",
+        help=f"inner optimiser, one with a default search space: {', '.join(DEFAULT_BOUNDS)}",
+    )
     p.add_argument("--steps", type=int, default=steps, help="inner steps T per episode")
     p.add_argument("--batch-size", type=int, default=128, help="training minibatch size")
     p.add_argument(
@@ -355,11 +306,31 @@ def _add_study_args(
     )
     p.add_argument("--windows", type=int, default=windows, help="windows K per schedule")
     p.add_argument(
-        "--hypers", default=",".join(_HYPERS), help="comma-separated scheduled hyperparameters"
+        "--hypers",
+        default=None,
+        help="comma-separated scheduled hyperparameters (default: all of the optimiser's: "
+        + "; ".join(f"{opt}: {default_hypers(opt)}" for opt in DEFAULT_BOUNDS)
+        + ")",
     )
-    p.add_argument("--lr-init", type=float, default=lr_init, help="initial lr (every window)")
-    p.add_argument("--momentum-init", type=float, default=momentum_init, help="initial momentum")
-    p.add_argument("--weight-decay-init", type=float, default=5e-4, help="initial weight decay")
+    p.add_argument(
+        "--lr-init",
+        type=float,
+        default=lr_init,
+        help="initial lr, the cosine's peak (default: the optimiser's, "
+        + ", ".join(f"{default_init(opt, 'lr'):g} for {opt}" for opt in DEFAULT_BOUNDS)
+        + ")",
+    )
+    p.add_argument(
+        "--momentum-init", type=float, default=momentum_init, help="initial momentum (SGD)"
+    )
+    p.add_argument(
+        "--weight-decay-init",
+        type=float,
+        default=None,
+        help="initial weight decay (default: the optimiser's, "
+        + ", ".join(f"{default_init(opt, 'weight_decay'):g} for {opt}" for opt in DEFAULT_BOUNDS)
+        + ")",
+    )
     p.add_argument(
         "--trials",
         type=int,
@@ -386,7 +357,11 @@ def _add_study_args(
         action="store_true",
         help="seed each episode with the trial number (fresh split, as in FDS)",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none when stderr is not a terminal)",
+    )
     add_worker_args(p)
     p.add_argument(
         "--population",
@@ -398,9 +373,9 @@ def _add_study_args(
     )
 
 
-def _study_from_args(
-    args: argparse.Namespace, study_name: str, *, total: int | None = None, opened: Any = None
-) -> optuna.Study:
+def _check_flags(args: argparse.Namespace) -> tuple[tasks.Task, ScheduleSpace]:
+    """The task and space the flags name, every flag checked; a bad one exits with one
+    ``error: ...`` line before any study is created or data is trained on."""
     if args.trials < 0:
         raise SystemExit(f"error: --trials must be >= 0, but got {args.trials}")
     for arg in ("steps", "windows", "batch_size", "population"):
@@ -408,13 +383,9 @@ def _study_from_args(
             raise SystemExit(
                 f"error: --{arg.replace('_', '-')} must be positive, but got {getattr(args, arg)}"
             )
+    if args.seed < 0:
+        raise SystemExit(f"error: --seed must be >= 0, but got {args.seed}")
     check_worker_flags(args)
-    if opened is None:  # a bad URL fails here, before any data is loaded
-        opened = open_cli_storage(args.storage, heartbeat=args.heartbeat)
-    if args.population is None:  # a study being continued keeps its own
-        args.population = stored_flags(opened, study_name).get("population") or POPULATION
-    if args.task == "auto":  # stored resolved, so every worker trains the same task
-        args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
     try:
         task = make_task(
             args.task,
@@ -422,6 +393,7 @@ def _study_from_args(
             steps=args.steps,
             batch_size=args.batch_size,
             subset=args.subset,
+            optimizer=args.optimizer,
         )
         space = make_space(
             [h.strip() for h in args.hypers.split(",") if h.strip()],
@@ -430,13 +402,30 @@ def _study_from_args(
             momentum_init=args.momentum_init,
             weight_decay_init=args.weight_decay_init,
             kind=args.space,
+            optimizer=args.optimizer,
         )
         if args.windows > args.steps:
             raise ValueError(
                 f"`--windows` must be at most --steps={args.steps}, but got {args.windows}."
             )
     except (ValueError, TypeError) as err:
-        raise SystemExit(f"error: {err}") from None
+        raise SystemExit("error: " + " ".join(str(err).split())) from None
+    return task, space
+
+
+def _study_from_args(
+    args: argparse.Namespace, study_name: str, *, total: int | None = None, opened: Any = None
+) -> optuna.Study:
+    if args.task == "auto":  # stored resolved, so every worker trains the same task
+        args.task = "fashion-mnist" if fashion_mnist_available() else "digits"
+    if getattr(args, "optimizer", None) is None:  # a study stored before --optimizer existed
+        args.optimizer = "sgd"
+    resolve_defaults(args)
+    task, space = _check_flags(args)
+    if opened is None:  # a bad URL fails here, before any study is created
+        opened = open_cli_storage(args.storage, heartbeat=args.heartbeat)
+    if args.population is None:  # a study being continued keeps its own
+        args.population = stored_flags(opened, study_name).get("population") or POPULATION
     return run_study(
         task,
         space,
@@ -446,7 +435,7 @@ def _study_from_args(
         outer=args.outer,
         seed=args.seed,
         fresh_split=args.fresh_split,
-        progress=not args.no_progress,
+        progress=progress_wanted(args.no_progress),
         population=args.population,
         config={k: getattr(args, k) for k in CONFIG_FLAGS},
         total=total,
@@ -463,15 +452,15 @@ def _worker(args: argparse.Namespace) -> int:
     check_worker_flags(args)
     storage = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     try:
-        study_id = storage.get_study_id_from_name(args.study)
+        storage.get_study_id_from_name(args.study)
     except KeyError:
         names = optuna.get_all_study_names(storage=storage)
         raise SystemExit(
             f"error: --study: no study {args.study!r} in {args.storage}; it has {names}. "
             "Start it with `optuna-fmd run --study NAME ...` first."
         ) from None
-    config = storage.get_study_system_attrs(study_id).get(CONFIG_KEY)
-    if not isinstance(config, dict) or any(k not in config for k in CONFIG_FLAGS):
+    config = stored_flags(storage, args.study)
+    if any(k not in config for k in CONFIG_FLAGS):
         raise SystemExit(
             f"error: study {args.study!r} was not made by `optuna-fmd run` (it has no "
             f"{CONFIG_KEY!r} attribute); run its workers with study.optimize in Python."
@@ -506,23 +495,6 @@ def _compare(args: argparse.Namespace) -> int:
     return code
 
 
-def _stored_space(storage: Any, study_name: str) -> ScheduleSpace | None:
-    """The space of a study made by ``optuna-fmd run``, from its stored flags (``None``: not
-    such a study, or flags that no longer make a space)."""
-    config = stored_flags(storage, study_name)
-    try:
-        return make_space(
-            [h.strip() for h in str(config["hypers"]).split(",") if h.strip()],
-            int(config["windows"]),
-            lr_init=float(config["lr_init"]),
-            momentum_init=float(config["momentum_init"]),
-            weight_decay_init=float(config["weight_decay_init"]),
-            kind=str(config["space"]),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def _report(args: argparse.Namespace) -> int:
     """Write ``<out>/report.html`` and PNGs of ``--study`` (and the ``--vs`` studies)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -535,7 +507,7 @@ def _report(args: argparse.Namespace) -> int:
         )
     study, *vs = (optuna.load_study(study_name=n, storage=storage) for n in [args.study, *args.vs])
     path = write_report(
-        study, args.out or f"report-{args.study}", vs=vs, space=_stored_space(storage, args.study)
+        study, args.out or f"report-{args.study}", vs=vs, space=stored_space(storage, args.study)
     )
     print(f"report: {path}")
     for png in sorted(path.parent.glob("*.png")):
@@ -551,11 +523,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run or continue an FMD study")
+    run = sub.add_parser("run", help="run or continue an FMD study", formatter_class=HelpFormatter)
     _add_study_args(run, steps=1000, trials=10, windows=5)
     run.add_argument("--study", default="optuna-fmd", help="study name (continued if it exists)")
     run.set_defaults(func=_run)
-    demo = sub.add_parser("demo", help="a small FMD study (36 trials of 1,000 steps)")
+    demo = sub.add_parser(
+        "demo", help="a small FMD study (36 trials of 1,000 steps)", formatter_class=HelpFormatter
+    )
     # The demo starts from a common but too timid schedule (lr 0.01, momentum 0.5), so the
     # outer loop has something visible to fix: the scale and coarse probes (plain episodes)
     # take the first ~14 iterates of 2 seeds each, hypergradient steps the rest.
@@ -563,7 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     demo.add_argument("--study", default=None, help="study name (default: demo-<date-time>)")
     demo.set_defaults(func=_demo)
     worker = sub.add_parser(
-        "worker", help="join a study made by `optuna-fmd run` (many workers may share one)"
+        "worker",
+        help="join a study made by `optuna-fmd run` (many workers may share one)",
+        formatter_class=HelpFormatter,
     )
     worker.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     worker.add_argument("--study", required=True, help="name of the study to work on")
@@ -573,7 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help="stop once the study holds this many COMPLETE trials (default: run until stopped)",
     )
-    worker.add_argument("--no-progress", action="store_true", help="no progress bars")
+    worker.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none when stderr is not a terminal)",
+    )
     add_worker_args(worker)
     worker.set_defaults(func=_worker)
     compare_p = sub.add_parser(
@@ -583,7 +563,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     compare.add_arguments(compare_p)
     compare_p.set_defaults(func=_compare)
     report = sub.add_parser(
-        "report", help="write an HTML report (plots, table of outer steps) and PNGs of a study"
+        "report",
+        help="write an HTML report (plots, table of outer steps) and PNGs of a study",
+        formatter_class=HelpFormatter,
     )
     report.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     report.add_argument("--study", required=True, help="name of the FMD study")

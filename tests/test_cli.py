@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 import optuna_fmd as fmd
 from optuna_fmd import cli
 from optuna_fmd._storage import open_storage
-from optuna_fmd.tasks import _vision
+from optuna_fmd.tasks import MODELS, _vision
 
 from .tasks.test_vision import _fake_idx
 from .test_storage import _postgres_url
@@ -361,9 +362,21 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
     args = ["run", *TINY, "--windows", "2", "--trials", "4", "--storage", url, "--no-progress"]
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    # two seeds per iterate: the start on seeds 0 and 1, then the lr scale's first probe
-    assert "trial   1 init 0.1" in out and "trial   2 scale 1.0" in out
+    # two seeds per iterate: the start on seeds 0 and 1, then the search's first iterate
+    assert "trial   1 init 0.1" in out and re.search(r"trial   2 \w+ 1\.0 ", out)
     assert "lr=[" in out and "momentum=[0.9]" in out
+    # the header in words, the short labels explained once, the best said to be a mean
+    header = out.splitlines()[0]
+    assert (
+        "Digits mlp (sgd), 20 steps, batch 32, outer rule 'search', 2 seeds per iterate" in header
+    )
+    assert header.endswith(
+        "6 hyperparameters (lr: a cosine times 2 window corrections (5 params), "
+        "momentum: a constant), 0 earlier trials"
+    )
+    assert out.count("legend: `init 0.1` = how the sampler proposed the trial") == 1
+    assert "outer iterate 0, member 1 (each iterate runs 2 seeds" in out
+    assert "(best: mean " in out.splitlines()[3]
     study = optuna.load_study(study_name="optuna-fmd", storage=url)
     assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 0, 1]
     assert sorted(study.trials[0].params) == [
@@ -374,7 +387,6 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
         "lr_warmup",
         "momentum_value",
     ]
-    assert "hypergradient" not in study.trials[2].user_attrs  # a plain probe of the lr scale
 
 
 def test_a_study_continued_without_population_keeps_its_own(
@@ -395,3 +407,112 @@ def test_a_study_continued_without_population_keeps_its_own(
         t.user_attrs["seed"] for t in optuna.load_study(study_name="n", storage=url).trials
     ] == [0, 1]
     capsys.readouterr()
+
+
+#: A typo in each flag a person mistypes, and what the one error line names.
+TYPOS = [
+    (["--model", "mpl"], "error: `model` must be one of: mlp (one hidden layer of 64)"),
+    (["--model", "lenet"], "error: `model` 'lenet' does not fit this task's inputs"),
+    (["--optimizer", "sdg"], "error: `optimizer` must be one of 'sgd', 'adam', 'adamw'"),
+    (["--task", "digts"], "error: argument --task: invalid choice: 'digts'"),
+    (["--hypers", "lr,momentun"], "error: `--hypers` must be a comma-separated subset of"),
+    (["--optimizer", "adam", "--hypers", "lr,momentum"], "subset of ['lr', 'beta1'"),
+    (["--lr-init", "5"], "error: `--lr-init` must lie in [0.001, 1]"),
+    (["--steps", "2O"], "error: argument --steps: invalid int value: '2O'"),
+    (["--seed", "-1"], "error: --seed must be >= 0, but got -1"),
+]
+
+
+@pytest.mark.parametrize(("flags", "match"), TYPOS)
+def test_each_typo_exits_with_one_error_line_and_stores_nothing(
+    flags: list[str], match: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    base = ["--storage", url, "--study", "m", "--trials", "1", "--no-artifacts"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", *TINY, *base, *flags])
+    code = info.value.code
+    assert code not in (0, None)
+    # a message of our own (exit 1), or argparse's usage and error on stderr (exit 2)
+    text = code if isinstance(code, str) else capsys.readouterr().err
+    errors = [line for line in text.splitlines() if "error:" in line]
+    assert len(errors) == 1 and match in errors[0], text
+    if isinstance(code, str):
+        assert "\n" not in code and code.startswith("error: ")
+    assert not (tmp_path / "cli.db").exists() or optuna.get_all_study_names(storage=url) == []
+    # the name is not poisoned: the corrected command creates the study and runs
+    assert cli.main(["run", *TINY, *WINDOWS_SIGN, *base, "--no-progress"]) == 0
+    assert [t.state.name for t in optuna.load_study(study_name="m", storage=url).trials] == [
+        "COMPLETE"
+    ]
+
+
+def test_run_output_to_a_file_or_pipe_holds_no_escape_codes(tmp_path: Path) -> None:
+    # no --no-progress: the bars turn off by themselves when stderr is not a terminal
+    store = ["--storage", f"sqlite:///{tmp_path / 'p.db'}", "--study", "p", "--no-artifacts"]
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "optuna_fmd.cli",
+            "run",
+            *TINY,
+            *WINDOWS_SIGN,
+            "--trials",
+            "2",
+            *store,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for stream in (proc.stdout, proc.stderr):
+        assert "\x1b" not in stream and "\r" not in stream
+    assert "trial   1 " in proc.stdout and "best" in proc.stdout
+    assert "it/s" not in proc.stderr and "trial/s" not in proc.stderr
+    assert not cli.progress_wanted(False, stream=(tmp_path / "log").open("w"))
+    assert not cli.progress_wanted(True)
+
+
+def test_help_shows_every_default_and_the_models_in_full(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # one line per flag: no wrapping to undo
+    with pytest.raises(SystemExit) as info:
+        cli.main(["run", "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    lines: dict[str, str] = {}  # flag -> its help, continuation lines joined
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0]
+            lines[flag] = line.strip()
+        elif line.startswith("    ") and lines:
+            lines[flag] += " " + line.strip()
+    for flag, default in [
+        ("--steps", "1000"),
+        ("--trials", "10"),
+        ("--batch-size", "128"),
+        ("--windows", "5"),
+        ("--study", "optuna-fmd"),
+        ("--storage", cli.DEFAULT_STORAGE),
+        ("--task", "auto"),
+        ("--model", "mlp"),
+        ("--optimizer", "sgd"),
+        ("--space", "family"),
+        ("--outer", "search"),
+        ("--seed", "0"),
+        ("--momentum-init", "0.9"),
+    ]:
+        assert lines[flag].endswith(f"(default: {default})"), lines[flag]
+    assert "default: lr,momentum,weight_decay" in lines["--hypers"].replace("sgd: ", "default: ")
+    assert "0.05 for sgd" in lines["--lr-init"]
+    assert MODELS in lines["--model"] and "..." not in lines["--model"]
+    assert "(default: None)" not in text and "(default: False)" not in text
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--help"])
+    demo = capsys.readouterr().out
+    assert "(default: 36)" in demo and "default: demo-<date-time>" in demo

@@ -10,12 +10,13 @@ from ._base import (
     random_split,
 )
 from ._custom import Custom
-from ._models import build_model, layer_groups
+from ._models import MODELS, build_model, check_model, layer_groups
 from ._vision import CIFAR10, MNIST, DatasetNotFoundError, FashionMNIST, data_cache_dir
 
 __all__ = [
     "CIFAR10",
     "MNIST",
+    "MODELS",
     "Custom",
     "Dataset",
     "DatasetNotFoundError",
@@ -24,6 +25,7 @@ __all__ = [
     "Synthetic",
     "Task",
     "build_model",
+    "check_model",
     "data_cache_dir",
     "layer_groups",
     "long_tailed_counts",

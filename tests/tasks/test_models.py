@@ -10,8 +10,7 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.space import per_layer_space
-from optuna_fmd.tasks import build_model, layer_groups
-from optuna_fmd.tasks._models import MODELS, check_model
+from optuna_fmd.tasks import MODELS, build_model, check_model, layer_groups
 
 
 def test_layer_groups_cover_every_parameter_once_in_model_order() -> None:

@@ -1,0 +1,160 @@
+"""What the command line prints: a study's setup, a line per trial, the best iterate and the
+flags' help, in words a person reads without the source."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+
+from . import tasks
+from ._state import STATE_KEY, StateView, read_view
+from .sampler import FMDSampler
+from .space import Family, Refiner, Schedule, ScheduleSpace
+
+__all__ = [
+    "HelpFormatter",
+    "best_words",
+    "describe_entry",
+    "describe_setup",
+    "describe_space",
+    "describe_trial",
+    "format_values",
+    "legend",
+    "print_best",
+    "progress_wanted",
+]
+
+
+def format_values(values: Sequence[float]) -> str:
+    return "[" + " ".join(f"{v:.3g}" for v in values) + "]"
+
+
+def describe_trial(
+    trial: optuna.trial.FrozenTrial, space: ScheduleSpace, population: int | None = None
+) -> str:
+    """One line per trial: number, how it was proposed (with a population: iterate.member), value,
+    schedules."""
+    view = read_view(trial.system_attrs.get(STATE_KEY)) or StateView(origin="other")
+    member = bool(population and population > 1 and view.iterate is not None)
+    origin = f"{view.origin} {view.iterate}.{view.member or 0}" if member else view.origin
+    value = "failed" if trial.value is None else f"{trial.value:.4f}"
+    acc = trial.user_attrs.get("val_accuracy")
+    acc_s = f" acc {acc:.3f}" if isinstance(acc, float) else ""
+    secs = trial.user_attrs.get("seconds")
+    secs_s = f" {secs:.1f}s" if isinstance(secs, float) else ""
+    try:
+        schedules = space.from_params(trial.params)
+    except ValueError:  # a trial that did not suggest every param of the space
+        schedules = {}
+    scheds = [f"{name}={format_values(values)}" for name, values in schedules.items()]
+    return f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}  " + " ".join(
+        scheds
+    )
+
+
+def best_words(point: tuple[float, dict[str, float], list[int]] | None) -> str:
+    """The best so far in a few words: ``best 0.5199, trial 3`` or, for an iterate of several
+    seeds, ``best: mean 0.5199 of trials 18, 19``."""
+    if point is None:
+        return "best: none yet"
+    value, _, numbers = point
+    if len(numbers) == 1:
+        return f"best {value:.4f}, trial {numbers[0]}"
+    return f"best: mean {value:.4f} of trials {', '.join(map(str, numbers))}"
+
+
+def describe_entry(entry: Schedule | Family, n_params: int) -> str:
+    """A space entry in words: ``5 windows``, ``a constant``, ``a cosine times 5 window
+    corrections (8 params)``."""
+    if isinstance(entry, Schedule):
+        return f"{entry.windows} windows"
+    if isinstance(entry, Refiner):
+        base = type(entry.base).__name__.lower()
+        return f"a {base} times {entry.windows} window corrections ({n_params} params)"
+    kind = type(entry).__name__.lower()
+    return f"a {kind}" + ("" if n_params == 1 else f" ({n_params} params)")
+
+
+def describe_space(space: ScheduleSpace) -> str:
+    """The space in plain words: ``10 hyperparameters (lr: a cosine times 5 window corrections
+    (8 params), momentum: a constant, weight_decay: a constant)``."""
+    counts = {name: 0 for name in space}
+    for param in space.param_names():
+        owner = space.owner(param)
+        if owner is not None:
+            counts[owner[0]] += 1
+    entries = ", ".join(f"{n}: {describe_entry(space[n], counts[n])}" for n in space)
+    return f"{space.n_params} hyperparameters ({entries})"
+
+
+def describe_setup(
+    task: tasks.Task, space: ScheduleSpace, outer: str, population: int | None
+) -> str:
+    """One line: the task, its horizon and batch, the outer rule, the seeds per iterate and the
+    space in words."""
+    seeds = "" if not population or population < 2 else f", {population} seeds per iterate"
+    return (
+        f"{type(task).__name__} {task.model} ({task.optimizer}), {task.steps} steps, batch "
+        f"{task.batch_size}, outer rule {outer!r}{seeds}, {describe_space(space)}"
+    )
+
+
+def legend(population: int | None) -> str:
+    """What the short labels of a trial line mean, printed once under the header."""
+    if population and population > 1:
+        return (
+            "legend: `init 0.1` = how the sampler proposed the trial (init: the start; the "
+            "others name the search phase, `optuna-fmd report` says why), then outer iterate 0, "
+            f"member 1 (each iterate runs {population} seeds, members 0 to {population - 1}); "
+            f"(best: mean ...) = the iterate with the lowest mean validation loss over its "
+            f"{population} seeds so far"
+        )
+    return (
+        "legend: `init` = how the sampler proposed the trial (init: the start; the others name "
+        "the search phase, `optuna-fmd report` says why); (best ...) = the lowest validation "
+        "loss so far"
+    )
+
+
+def print_best(sampler: FMDSampler, study: optuna.Study, space: ScheduleSpace, out: Any) -> None:
+    """Print the best iterate (trials, validation loss, schedules) and any convergence."""
+    best_point = sampler.best_iterate(study)
+    if best_point is None:
+        print("no trial with a finite validation loss yet", file=out)
+    else:
+        value, params, numbers = best_point
+        which = (
+            f"trial {numbers[0]}"
+            if len(numbers) == 1
+            else f"trials {', '.join(map(str, numbers))} (mean over {len(numbers)} seeds)"
+        )
+        print(f"best: {which}, validation loss {value:.4f}", file=out)
+        for name, values in space.from_params(params).items():
+            print(f"  {name}: {format_values(values)}", file=out)
+    if sampler.is_converged(study):
+        print("the outer loop reported convergence (no step improves any more)", file=out)
+
+
+def progress_wanted(no_progress: bool, stream: Any = None) -> bool:
+    """Progress bars only on a terminal: none with ``--no-progress`` or when ``stream`` (the
+    bars' stream, default stderr) is a file or a pipe, so a log holds no escape codes."""
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not no_progress and callable(isatty) and bool(isatty())
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each flag's default, except a switch's or a default of ``None`` (the
+    flag's help says what happens then)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return action.help
+        if "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
