@@ -138,7 +138,10 @@ def check_schedules(
         if name not in hypers and name not in groups:
             raise ValueError(
                 f"schedule `{name}` is not a hyperparameter of optimizer={task.optimizer!r} "
-                f"or of the loss; they are {list(hypers)}."
+                f"or of the loss; they are {list(hypers)}. If `{name}` is a per-layer group's "
+                "schedule (e.g. from `space.from_params`), pass the space it came from: "
+                "`evaluate_schedule(task, params, space=space)`, or its groups: "
+                "`groups=space.groups()`."
             )
         if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
             raise TypeError(f"schedule `{name}` must be a list of floats, but got {values!r}.")

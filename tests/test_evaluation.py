@@ -144,3 +144,22 @@ def test_evaluate_takes_a_family_study_s_params_and_per_layer_groups() -> None:
     frozen = fmd.evaluate_schedule(task, {"lr": [0.1], "head": [0.0]}, seeds=(0,), space=same)
     assert grouped.test_loss == flat.test_loss
     assert frozen.test_loss != flat.test_loss
+
+
+def test_a_group_schedule_without_its_space_says_to_pass_the_space() -> None:
+    task = fmd.tasks.Digits(steps=10, batch_size=32)
+    space = fmd.ScheduleSpace(
+        {
+            "lr": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.1),
+            "lr_head": fmd.Schedule(
+                windows=1, low=1e-3, high=1.0, log=True, init=0.01, hyper="lr", params="3.*"
+            ),
+        }
+    )
+    schedules = space.from_params(space.initial_params())
+    with pytest.raises(ValueError, match=r"`lr_head` is not a hyperparameter.*space=space"):
+        fmd.evaluate_schedule(task, schedules, seeds=(0,))
+    with pytest.raises(ValueError, match=r"groups=space\.groups\(\)"):
+        fmd.run_episode(task, schedules)
+    res = fmd.evaluate_schedule(task, schedules, seeds=(0,), space=space)  # as the hint says
+    assert res.steps == 10
