@@ -79,11 +79,15 @@ __all__ = [
     "param_name",
     "parse_param",
     "per_layer_space",
+    "schedule_free_space",
 ]
 
 #: ``{optimizer: {hyper: (low, high, log, init)}}``. SGD: the usual 0.05 / 0.9 / 5e-4 start with
 #: bounds that contain every setting that trains the small models here; Adam(W): PyTorch's
-#: defaults (lr 1e-3, beta1 0.9) and AdamW's common decoupled weight decay of 0.01.
+#: defaults (lr 1e-3, beta1 0.9) and AdamW's common decoupled weight decay of 0.01. Schedule-free
+#: AdamW / SGD: the ``schedulefree`` package's defaults (lr 0.0025 / 1.0, beta 0.9, no weight
+#: decay, no warm-up); ``warmup`` counts steps, and ``beta`` stays clear of 0, where the
+#: evaluated average ``x = y + (1 - 1 / beta) (z - y)`` is undefined.
 DEFAULT_BOUNDS: Mapping[str, Mapping[str, tuple[float, float, bool, float]]] = {
     "sgd": {
         "lr": (1e-3, 1.0, True, 0.05),
@@ -99,6 +103,18 @@ DEFAULT_BOUNDS: Mapping[str, Mapping[str, tuple[float, float, bool, float]]] = {
         "lr": (1e-5, 1e-1, True, 1e-3),
         "beta1": (0.0, 0.99, False, 0.9),
         "weight_decay": (0.0, 0.3, False, 1e-2),
+    },
+    "sf-adamw": {
+        "lr": (1e-4, 1e-1, True, 0.0025),
+        "beta1": (0.5, 0.99, False, 0.9),
+        "weight_decay": (0.0, 0.3, False, 0.0),
+        "warmup": (0.0, 100.0, False, 0.0),
+    },
+    "sf-sgd": {
+        "lr": (1e-2, 10.0, True, 1.0),
+        "momentum": (0.5, 0.99, False, 0.9),
+        "weight_decay": (0.0, 1e-2, False, 0.0),
+        "warmup": (0.0, 100.0, False, 0.0),
     },
 }
 
@@ -242,6 +258,71 @@ def per_layer_space(
             peak.low, peak.high, init=peak.start(), windows=windows, hyper="lr", params=globs
         )
     entries.update({h: e for h, e in family.items() if h != "lr"})
+    return ScheduleSpace(entries)
+
+
+def schedule_free_space(
+    layers: Mapping[str, str | Sequence[str]],
+    optimizer: str = "sf-adamw",
+    *,
+    init: Mapping[str, float] | None = None,
+    per_layer: Sequence[str] = ("lr", "warmup"),
+) -> ScheduleSpace:
+    """The space of a schedule-free optimiser (Defazio et al., "The Road Less Scheduled",
+    NeurIPS 2024) over a model's layer groups: what its users tune, as :class:`Constant` s.
+
+    Schedule-free training needs no lr schedule, but its lr, warm-up, ``beta`` and weight decay
+    still need tuning. Each hyperparameter of :data:`DEFAULT_BOUNDS` ``[optimizer]`` named in
+    ``per_layer`` gets one entry per layer group, ``<hyper>_<label>`` (restricted to the
+    parameters matched by ``layers[label]``, with trial param ``<hyper>_<label>_value``); every
+    other one is one entry ``<hyper>`` shared by all layers. The lr entries come first (the
+    sampler's lr scale moves them together), then the other grouped ones, then the shared ones;
+    ``beta2`` keeps the task's fixed value.
+
+    Args:
+        layers: ``{label: glob or globs}``; labels must make identifiers (``"l0"``, ``"fc"``).
+        optimizer: ``"sf-adamw"`` or ``"sf-sgd"``.
+        init: Starting values that replace the package's defaults, ``{hyper: value}`` (e.g.
+            ``{"warmup": 30.0}``).
+        per_layer: The hyperparameters searched per layer group (default: the lr and its
+            warm-up; the others shared).
+
+    Example:
+        >>> space = schedule_free_space({"l0": "1.*", "l1": "3.*"}, init={"warmup": 30.0})
+        >>> space.param_names()[:4]
+        ['lr_l0_value', 'lr_l1_value', 'warmup_l0_value', 'warmup_l1_value']
+        >>> space.param_names()[4:]
+        ['beta1_value', 'weight_decay_value']
+        >>> space.initial_values()["warmup_l1"], space.groups()["lr_l0"]
+        ([30.0], ('lr', ('1.*',)))
+    """
+    if optimizer not in ("sf-adamw", "sf-sgd"):
+        raise ValueError(f"`optimizer` must be 'sf-adamw' or 'sf-sgd', but got {optimizer!r}.")
+    if not isinstance(layers, Mapping) or not layers:
+        raise ValueError(
+            f"`layers` must be a non-empty mapping of label -> globs, but got {layers!r}."
+        )
+    bounds = DEFAULT_BOUNDS[optimizer]
+    unknown = [h for h in [*per_layer, *(init or {})] if h not in bounds]
+    if unknown or isinstance(per_layer, str):
+        raise ValueError(
+            f"`per_layer` (and the keys of `init`) must name hyperparameters among "
+            f"{list(bounds)}, but got {unknown if unknown else per_layer!r}."
+        )
+    starts = {h: b[3] for h, b in bounds.items()} | dict(init or {})
+    entries: dict[str, Schedule | Family] = {}
+    for hyper in sorted(bounds, key=lambda h: (h != "lr", h not in per_layer)):
+        low, high, log, _ = bounds[hyper]
+        if hyper not in per_layer:
+            entries[hyper] = Constant(low, high, log=log, init=starts[hyper])
+            continue
+        for label, globs in layers.items():
+            name = f"{hyper}_{label}"
+            if not name.isidentifier():
+                raise ValueError(f"layer labels must make identifiers, but got {label!r}.")
+            entries[name] = Constant(
+                low, high, log=log, init=starts[hyper], hyper=hyper, params=globs
+            )
     return ScheduleSpace(entries)
 
 

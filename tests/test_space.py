@@ -23,7 +23,7 @@ from optuna_fmd.space import (
 )
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw", "sf-adamw", "sf-sgd"])
 def test_default_space_covers_the_optimizer_and_its_start_trains(optimizer: str) -> None:
     space = default_space(optimizer, windows=3)
     assert list(space) == list(DEFAULT_BOUNDS[optimizer])
@@ -241,3 +241,39 @@ def test_per_layer_space_has_a_cosine_per_group_and_shared_constants() -> None:
         per_layer_space({"a b": "1.*"})
     with pytest.raises(ValueError, match="non-empty"):
         per_layer_space({})
+
+
+def test_the_schedule_free_space_has_an_lr_and_a_warmup_per_layer() -> None:
+    from optuna_fmd.space import schedule_free_space
+
+    layers = {"l0": "1.*", "l1": ("3.*",)}
+    space = schedule_free_space(layers, init={"warmup": 10.0})
+    assert space.param_names() == [
+        "lr_l0_value",
+        "lr_l1_value",
+        "warmup_l0_value",
+        "warmup_l1_value",
+        "beta1_value",
+        "weight_decay_value",
+    ]
+    assert space.groups() == {
+        "lr_l0": ("lr", ("1.*",)),
+        "lr_l1": ("lr", ("3.*",)),
+        "warmup_l0": ("warmup", ("1.*",)),
+        "warmup_l1": ("warmup", ("3.*",)),
+    }
+    start = space.initial_params()
+    assert start["lr_l1_value"] == 0.0025 and start["warmup_l0_value"] == 10.0
+    assert start["beta1_value"] == 0.9 and start["weight_decay_value"] == 0.0
+    every = schedule_free_space(layers, "sf-sgd", per_layer=("lr", "momentum", "weight_decay"))
+    assert len(every.groups()) == 6 and every.param_names()[-1] == "warmup_value"
+    assert every.initial_params()["lr_l0_value"] == 1.0
+    task = fmd.tasks.Digits(steps=20, batch_size=32, optimizer="sf-adamw")
+    res = fmd.run_episode(task, space.from_params(start), groups=space.groups(), seed=0)
+    assert res.hypergradient is not None and set(res.hypergradient) == set(space.initial_values())
+    with pytest.raises(
+        ValueError, match="`optimizer` must be 'sf-adamw' or 'sf-sgd', but got 'sgd'"
+    ):
+        schedule_free_space(layers, "sgd")
+    with pytest.raises(ValueError, match=r"`per_layer`.*among.*but got \['beta2'\]"):
+        schedule_free_space(layers, per_layer=("lr", "beta2"))

@@ -9,10 +9,10 @@ from typing import Any
 
 from .._checks import positive, positive_int
 from ..engine import ScheduleSpace
-from ..space import default_space, imbalanced_space, per_layer_space
+from ..space import default_space, imbalanced_space, per_layer_space, schedule_free_space
 from ..tasks import Digits, FashionMNIST, Task, layer_groups
 
-__all__ = ["PRESETS", "TASKS", "CompareConfig", "TaskSpec", "preset"]
+__all__ = ["PRESETS", "SCHEDULE_FREE", "TASKS", "CompareConfig", "TaskSpec", "preset"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,11 @@ class TaskSpec:
             (:func:`optuna_fmd.space.imbalanced_space`: a deferred class-weight step per
             class, a cosine lr and constants); the low-dimensional families train with plain
             cross-entropy unless they set class weights themselves.
+        hypers: Fixed values of the optimiser's hyperparameters, ``((hyper, value), ...)``
+            (``Task.hypers``); they are the common start of the spaces that search them. With a
+            schedule-free optimiser and ``layers``, the space is
+            :func:`optuna_fmd.space.schedule_free_space` (an lr and a warm-up per layer, beta
+            and weight decay shared).
     """
 
     name: str
@@ -48,6 +53,7 @@ class TaskSpec:
     windows: int = 10
     layers: bool = False
     imbalance: float | None = None
+    hypers: tuple[tuple[str, float], ...] = ()
 
     def make_task(self, device: str = "cpu") -> Task:
         kind = FashionMNIST if self.dataset == "fashion-mnist" else Digits
@@ -58,25 +64,31 @@ class TaskSpec:
             batch_size=self.batch_size,
             device=device,
             imbalance=self.imbalance,
+            hypers=dict(self.hypers),
         )
+
+    def _init(self, lr_start: float | None) -> dict[str, float] | None:
+        """The spaces' starts that replace their defaults: the fixed hypers and ``lr_start``."""
+        init = dict(self.hypers) | ({} if lr_start is None else {"lr": lr_start})
+        return init or None
 
     def window_space(self, lr_start: float | None = None) -> ScheduleSpace:
         """The task's window space; ``lr_start`` replaces the default start of the lr."""
-        return default_space(
-            self.optimizer, self.windows, init=None if lr_start is None else {"lr": lr_start}
-        )
+        return default_space(self.optimizer, self.windows, init=self._init(lr_start))
 
     def make_space(self, lr_start: float | None = None, task: Task | None = None) -> ScheduleSpace:
         """The space the methods over many params search: the window space, or with
         ``layers`` the per-layer space of ``task``'s model (default: :meth:`make_task`), or
         with ``imbalance`` the per-class space of its class counts."""
-        init = None if lr_start is None else {"lr": lr_start}
+        init = self._init(lr_start)
         if self.imbalance is not None:
             counts = (task or self.make_task()).class_counts(0)
             return imbalanced_space(counts, self.optimizer, self.windows, init=init)
         if not self.layers:
             return self.window_space(lr_start)
         model = (task or self.make_task()).make_model(0)
+        if self.optimizer in SCHEDULE_FREE:
+            return schedule_free_space(layer_groups(model), self.optimizer, init=init)
         return per_layer_space(layer_groups(model), self.optimizer, self.windows, init=init)
 
     def groups(self, task: Task | None = None) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -86,6 +98,8 @@ class TaskSpec:
         return {}
 
 
+#: The schedule-free inner optimisers (Defazio et al., NeurIPS 2024).
+SCHEDULE_FREE = ("sf-adamw", "sf-sgd")
 #: The deep task's model: an MLP with six hidden layers of 128.
 DEEP_MLP = "mlp-" + "-".join(["128"] * 6)
 
@@ -98,7 +112,11 @@ DEEP_MLP = "mlp-" + "-".join(["128"] * 6)
 #: steps, about 7 epochs of its 14,000 examples) on a training split with imbalance 100, scored
 #: on balanced validation and test splits; the same model keeps its episodes as cheap as
 #: protocol v3's, so the 10-seed protocol fits, and its classes still differ enough in
-#: difficulty for weights to matter. digits-lt is its quick twin.
+#: difficulty for weights to matter. digits-lt is its quick twin. fashion-deep-sf is fashion-deep
+#: with schedule-free AdamW: its common start is what a user runs first, the ``schedulefree``
+#: package's defaults (lr 0.0025, beta 0.9, no weight decay) with a warm-up of 30 steps (5% of
+#: the run), and its space an lr and a warm-up per layer, beta and weight decay shared;
+#: digits-deep-sf is its quick twin.
 TASKS: Mapping[str, TaskSpec] = {
     t.name: t
     for t in (
@@ -120,6 +138,27 @@ TASKS: Mapping[str, TaskSpec] = {
         # imbalance 100 (classes 5,700 ... 57 examples), fashion-sgd's model and horizon
         TaskSpec("fashion-lt", "fashion-mnist", "mlp", "sgd", 800, 128, imbalance=100.0),
         TaskSpec("digits-lt", "digits", "mlp", "sgd", steps=200, batch_size=32, imbalance=10.0),
+        # fashion-deep with schedule-free AdamW from the package's defaults, warm-up 30 steps
+        TaskSpec(
+            "fashion-deep-sf",
+            "fashion-mnist",
+            DEEP_MLP,
+            "sf-adamw",
+            steps=600,
+            batch_size=128,
+            layers=True,
+            hypers=(("warmup", 30.0),),
+        ),
+        TaskSpec(
+            "digits-deep-sf",
+            "digits",
+            "mlp-32-32-32",
+            "sf-adamw",
+            steps=200,
+            batch_size=64,
+            layers=True,
+            hypers=(("warmup", 10.0),),
+        ),
     )
 }
 
