@@ -35,6 +35,7 @@ from ..space import (
 from ..tasks import Task
 
 __all__ = [
+    "ANCHOR_GRIDS",
     "METHODS",
     "FamilyObjective",
     "Method",
@@ -65,7 +66,9 @@ class Method:
         name: Short name (study names are ``<prefix>-<task>-<name>-s<seed>``).
         kind: ``"fmd"`` (hypergradient steps on the window space), ``"window"`` (a black-box
             sampler on the window space), ``"family"`` (a black-box sampler on a
-            low-dimensional family) or ``"grid"`` (the cosine with a grid-searched peak lr).
+            low-dimensional family), ``"grid"`` (the cosine with a grid-searched peak lr) or
+            ``"anchor"`` (what users run instead of tuning: an optimiser's defaults, or a few lrs
+            around them, see :data:`ANCHOR_GRIDS`).
         space: What is searched, in words.
         sampler: ``"fmd"``, ``"fmd-sign"``, ``"fmd-pattern"``, ``"tpe"``, ``"random"``,
             ``"cmaes"`` or ``"grid"``.
@@ -174,7 +177,25 @@ METHODS: dict[str, Method] = {
             "tpe",
             "inverse-frequency",
         ),
+        Method(
+            "sf-adamw",
+            "anchor",
+            "schedule-free AdamW at the schedulefree package's defaults (1 plain episode)",
+            "grid",
+        ),
+        Method(
+            "sf-adamw-grid",
+            "anchor",
+            "schedule-free AdamW, lr 0.0025 x {1/4, 1/2, 1, 2, 4} picked on the unit's seed",
+            "grid",
+        ),
     )
+}
+#: The anchors' lrs as factors of the optimiser's default lr (the ``schedulefree`` package's
+#: 0.0025 for schedule-free AdamW); every other hyperparameter keeps the task's fixed value.
+ANCHOR_GRIDS: dict[str, tuple[float, ...]] = {
+    "sf-adamw": (1.0,),
+    "sf-adamw-grid": (0.25, 0.5, 1.0, 2.0, 4.0),
 }
 #: The families that weight classes, and the shape of their weights.
 CLASS_FAMILIES = {"drw": effective_number_weights, "inverse-frequency": inverse_frequency_weights}
@@ -338,10 +359,13 @@ class Study:
         return isinstance(sampler, FMDSampler) and sampler.is_converged(self.study)
 
 
-def describe_space(method: Method, layers: bool, classes: bool = False) -> str:
-    """What ``method`` searches, in words: its own space, or on a per-layer task (``layers``)
-    or an imbalanced one (``classes``) the per-layer or per-class space for FMD and the
-    samplers over many params."""
+def describe_space(
+    method: Method, layers: bool, classes: bool = False, *, schedule_free: bool = False
+) -> str:
+    """What ``method`` searches, in words: its own space, or on a per-layer task (``layers``;
+    with ``schedule_free``, :func:`optuna_fmd.space.schedule_free_space`) or an imbalanced one
+    (``classes``) the per-layer or per-class space for FMD and the samplers over many
+    params."""
     if (layers or classes) and method.kind in ("fmd", "window"):
         suffix = (
             " without hypergradients (pattern steps only)"
@@ -352,6 +376,11 @@ def describe_space(method: Method, layers: bool, classes: bool = False) -> str:
             return (
                 "per class: a deferred class-weight step per class (switch, strength), a "
                 "cosine lr, momentum and weight decay constants" + suffix
+            )
+        if schedule_free:
+            return (
+                "per layer: a constant lr and warm-up per layer, beta and weight decay "
+                "constants (schedule-free)" + suffix
             )
         return "per layer: a cosine per layer, momentum and weight decay constants" + suffix
     return method.space
@@ -417,6 +446,27 @@ def _grid(
     return peaks, FamilyObjective(task, {"peak_lr": params["peak_lr"]}, grid_schedule, seed=seed)
 
 
+def _anchor(method: Method, task: Task, seed: int) -> tuple[list[float], FamilyObjective]:
+    """The anchor's lrs (:data:`ANCHOR_GRIDS` times the optimiser's default lr) and the
+    objective of a plain episode of the task's own optimiser at each: one lr for every layer,
+    every other hyperparameter at the task's fixed value (the common start's)."""
+    optimizer = method.name.removesuffix("-grid")
+    if task.optimizer != optimizer:
+        raise ValueError(
+            f"method `{method.name}` trains with optimizer={optimizer!r}, but the task's is "
+            f"optimizer={task.optimizer!r}; run it on a task of that optimiser "
+            "(e.g. fashion-deep-sf)."
+        )
+    default = task.inner_optimizer().defaults["lr"]
+    lrs = [default * f for f in ANCHOR_GRIDS[method.name]]
+
+    def constant_lr(p: Mapping[str, float]) -> Schedules:
+        return {"lr": [p["lr"]]}
+
+    bounds = {"lr": (min(lrs), max(lrs), True)}
+    return lrs, FamilyObjective(task, bounds, constant_lr, seed=seed)
+
+
 def _open(
     method: Method,
     task: Task,
@@ -478,6 +528,11 @@ def _open(
             rungs=RUNGS if method.pruner else None,
             groups=class_groups,
         )
+    elif method.kind == "anchor":  # queued lrs, like the grid's
+        lrs, objective = _anchor(method, task, seed)
+        schedule_of = objective.to_schedules
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+        start, max_trials = None, len(lrs)
     else:  # the cosine with a grid-searched peak lr; the other values stay at the start
         peaks, objective = _grid(task, space, grid, seed)
         schedule_of = objective.to_schedules
@@ -487,12 +542,20 @@ def _open(
         start, max_trials = None, len(peaks)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
     classes = any(h == "class_weight" for h, _ in space.groups().values())
-    described = describe_space(method, bool(space.groups()) and not classes, classes)
+    described = describe_space(
+        method,
+        bool(space.groups()) and not classes,
+        classes,
+        schedule_free="warmup" in space.hypers().values(),
+    )
     for key, value in (("method", method.name), ("seed", seed), ("space", described)):
         study.set_user_attr(key, value)
     if method.kind == "grid":
         for peak in peaks:
             study.enqueue_trial({"peak_lr": peak})
+    elif method.kind == "anchor":
+        for lr in lrs:
+            study.enqueue_trial({"lr": lr})
     elif start is not None and method.kind != "fmd":
         study.enqueue_trial(start)
     return Study(method, study, objective, schedule_of, max_trials)
