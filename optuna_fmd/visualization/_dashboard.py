@@ -271,5 +271,6 @@ def refresh_figures(study: optuna.Study, space: ScheduleSpace | None = None) -> 
     if class_weight_entries(space):
         figures.append((CLASS_WEIGHTS_FIGURE, plot_class_weights(study, space=space)))
     for fig_id, fig in figures:
-        fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50})
+        top = max(70, fig.layout.margin.t or 0)  # room for a figure's note under its title
+        fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": top, "b": 50})
         save_plotly_graph_object(study, fig, graph_object_id=fig_id)

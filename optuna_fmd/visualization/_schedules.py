@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -22,11 +23,16 @@ if TYPE_CHECKING:
 __all__ = [
     "CLASS_WEIGHT",
     "HypergradientInfo",
+    "IterateMeans",
     "ScheduleInfo",
     "TrialSchedule",
     "class_weight_entries",
+    "draw_order",
+    "iterate_means",
+    "note_lines",
     "plot_hypergradients",
     "plot_schedules",
+    "trial_ticks",
 ]
 
 
@@ -113,6 +119,8 @@ class HypergradientInfo(NamedTuple):
         labels: The param of each series of a row: windows in order, then family parameters.
         note: Why the figure holds what it holds, in words (e.g. ``"no hypergradient yet:
             the first 8 trials search the lr scale ... with plain episodes"``).
+        iterates: The outer iterate of each of ``numbers`` (``None`` outside a population):
+            the members of one iterate are evaluated side by side, not one after another.
     """
 
     hypers: list[str]
@@ -120,6 +128,52 @@ class HypergradientInfo(NamedTuple):
     values: dict[str, list[list[float]]]
     labels: dict[str, list[str]]
     note: str = ""
+    iterates: list[int | None] = []  # noqa: RUF012 (never mutated)
+
+
+class IterateMeans(NamedTuple):
+    """A series of :class:`HypergradientInfo` as one point per outer iterate: ``x`` the mean
+    trial number of its members, ``y`` their mean hypergradient (NaNs left out), ``members``
+    the trial numbers averaged."""
+
+    x: list[float]
+    y: list[float]
+    members: list[list[int]]
+
+
+def iterate_means(info: HypergradientInfo, series: list[float]) -> IterateMeans:
+    """One point per outer iterate of ``series`` (a row of ``info.values``): the members of
+    an iterate averaged; a trial outside a population is a point of its own."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    iterates = info.iterates or [None] * len(info.numbers)
+    for i, (number, it) in enumerate(zip(info.numbers, iterates, strict=True)):
+        if not math.isnan(series[i]):
+            groups.setdefault(("i", it) if it is not None else ("t", number), []).append(i)
+    out = IterateMeans([], [], [])
+    for idx in sorted(groups.values(), key=lambda g: info.numbers[g[0]]):
+        out.x.append(sum(info.numbers[i] for i in idx) / len(idx))
+        out.y.append(sum(series[i] for i in idx) / len(idx))
+        out.members.append([info.numbers[i] for i in idx])
+    return out
+
+
+def trial_ticks(numbers: Sequence[int], most: int = 12) -> list[int]:
+    """Integer tick values over the trial numbers ``numbers``: every trial when there are at
+    most ``most`` in their range, else a multiple of 1, 2 or 5 times a power of ten.
+
+    Example:
+        >>> trial_ticks([20, 21])
+        [20, 21]
+        >>> trial_ticks([0, 95])
+        [0, 10, 20, 30, 40, 50, 60, 70, 80, 90]
+    """
+    if not numbers:
+        return []
+    lo, hi = min(numbers), max(numbers)
+    steps = (m * 10**e for e in range(12) for m in (1, 2, 5))
+    step = next(s for s in steps if (hi - lo) // s + 1 <= most)
+    first = -(-lo // step) * step
+    return list(range(first, hi + 1, step))
 
 
 def _fitted_range(values: list[float]) -> tuple[float, float]:
@@ -231,12 +285,15 @@ def _get_hypergradient_info(
 
     names = StudyNames(space_of(study, space))
     rows: list[tuple[int, dict[str, float]]] = []
+    iterates: list[int | None] = []
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         hg = trial.user_attrs.get("hypergradient")
         if not isinstance(hg, dict) or not hg:
             continue
         if all(isinstance(v, (int, float)) and math.isfinite(v) for v in hg.values()):
             rows.append((trial.number, {str(k): float(v) for k, v in hg.items()}))
+            slot = trial_iterate(trial)
+            iterates.append(None if slot is None else slot[0])
     hypers: list[str] = []
     keys: dict[str, dict[str, tuple[int, int | str]]] = {}
     for _, hg in rows:
@@ -251,7 +308,7 @@ def _get_hypergradient_info(
         h: [[hg.get(name, math.nan) for _, hg in rows] for name in labels[h]] for h in hypers
     }
     note = hypergradient_note(study, len(rows))
-    return HypergradientInfo(hypers, [n for n, _ in rows], values, labels, note)
+    return HypergradientInfo(hypers, [n for n, _ in rows], values, labels, note, iterates)
 
 
 def _steps_axis(k: int, windows: int, steps: int | None) -> tuple[float, float]:
@@ -270,16 +327,50 @@ def _stairs(values: Sequence[float], steps: int | None) -> tuple[list[float], li
     return xs, ys
 
 
+def draw_order(info: ScheduleInfo) -> list[tuple[int, TrialSchedule, str]]:
+    """``(index, trial, role)`` in the order the schedules are drawn: the other trials first,
+    then the latest (``"latest"``), then the best (``"best"``, dashed), on top of everything,
+    so that the latest line never hides it; a trial that is both is drawn in both roles."""
+    others = [
+        (i, t, "other")
+        for i, t in enumerate(info.trials)
+        if t.number not in (info.latest, info.best)
+    ]
+    top = [
+        (i, t, role)
+        for role, number in (("latest", info.latest), ("best", info.best))
+        for i, t in enumerate(info.trials)
+        if t.number == number
+    ]
+    return others + top
+
+
 def _best_name(info: ScheduleInfo) -> str:
     return info.best_label or "best"
 
 
+#: Characters per line of a figure's note (the subtitle): about 600 pixels at its font size, so
+#: that it fits the narrowest figure it is drawn on (a dashboard card) and is never cut off.
+NOTE_WIDTH = 90
+#: The top margin (pixels) of a figure with a title and no note; each line of a note adds
+#: :data:`NOTE_LINE`.
+TOP_MARGIN = 80
+NOTE_LINE = 16
+
+
+def note_lines(text: str, width: int = NOTE_WIDTH) -> list[str]:
+    """``text`` wrapped into lines of at most ``width`` characters (words kept whole)."""
+    return textwrap.wrap(text, width) if text else []
+
+
 def _note(fig: Any, text: str, *, middle: bool) -> None:
-    """``text`` on the figure: in the middle of an empty one, else under the title."""
-    if not text:
+    """``text`` on the figure, wrapped so that it is never cut off: in the middle of an empty
+    figure, else under the title (the top margin grows to hold it)."""
+    lines = note_lines(text)
+    if not lines:
         return
     fig.add_annotation(
-        text=text,
+        text="<br>".join(lines),
         xref="paper",
         yref="paper",
         x=0.5,
@@ -287,11 +378,15 @@ def _note(fig: Any, text: str, *, middle: bool) -> None:
         yanchor="middle" if middle else "bottom",
         yshift=0 if middle else 24,
         showarrow=False,
+        align="center",
         font={"color": "#555", "size": 13 if middle else 11},
+        name="note",
     )
     if middle:
         fig.update_xaxes(visible=False)
         fig.update_yaxes(visible=False)
+    else:
+        fig.update_layout(margin={"t": TOP_MARGIN + 24 + NOTE_LINE * len(lines)})
 
 
 def _schedule_yaxes(fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str]]]) -> None:
@@ -352,10 +447,8 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
     titles = [title for title, _ in row_entries] or None
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles)
     n = len(info.trials)
-    for i, trial in enumerate(info.trials):
-        latest = trial.number == info.latest
-        best = trial.number == info.best
-        legend = True  # one legend item per trial
+    for i, trial, role in draw_order(info):
+        legend = True  # one legend item per trial and role
         for r, (_, entries) in enumerate(row_entries, start=1):
             for hyper in entries:
                 values = trial.schedules.get(hyper)
@@ -363,21 +456,29 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
                     continue
                 xs, ys = _stairs(values, info.steps)
                 fade = 0.15 + 0.55 * (i + 1) / max(n, 1)
+                name = (
+                    f"trial {trial.number}"
+                    + {
+                        "other": "",
+                        "latest": " (latest)",
+                        "best": f" ({_best_name(info)})",
+                    }[role]
+                )
                 fig.add_trace(
                     go.Scatter(
                         x=xs,
                         y=ys,
                         mode="lines",
-                        name=f"trial {trial.number}"
-                        + (" (latest)" if latest else "")
-                        + (f" ({_best_name(info)})" if best else ""),
-                        legendgroup=str(trial.number),
+                        name=name,
+                        legendgroup=f"{trial.number}/{role}",
                         showlegend=legend,
-                        opacity=1.0 if latest or best else fade,
+                        opacity=fade if role == "other" else 1.0,
                         line={
-                            "width": (3 if len(entries) == 1 else 2) if latest else 1.5,
-                            "color": "#d62728" if latest else ("#2ca02c" if best else "#1f77b4"),
-                            "dash": "dash" if best and not latest else "solid",
+                            "width": (3 if len(entries) == 1 else 2) if role == "latest" else 2,
+                            "color": {"other": "#1f77b4", "latest": "#d62728", "best": "#2ca02c"}[
+                                role
+                            ],
+                            "dash": "dash" if role == "best" else "solid",
                         },
                         hovertemplate=f"trial {trial.number}<br>{hyper} = %{{y:.4g}}"
                         "<extra></extra>",
@@ -409,26 +510,54 @@ def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = No
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
-    import plotly.graph_objects as go  # lazily: plotly is optional
+    import plotly.colors  # lazily: plotly is optional
+    import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
     info = _get_hypergradient_info(study, space)
     rows = max(len(info.hypers), 1)
     fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
+    palette = plotly.colors.qualitative.Plotly
     for r, hyper in enumerate(info.hypers, start=1):
-        for name, series in zip(info.labels[hyper], info.values[hyper], strict=True):
+        for k, (name, series) in enumerate(
+            zip(info.labels[hyper], info.values[hyper], strict=True)
+        ):
+            color = palette[k % len(palette)]
+            means = iterate_means(info, series)
+            # the path over the outer steps: one point per iterate (its members' mean) ...
+            fig.add_trace(
+                go.Scatter(
+                    x=means.x,
+                    y=means.y,
+                    mode="lines",
+                    name=name,
+                    legendgroup=f"{hyper}/{name}",
+                    line={"color": color, "width": 1.5},
+                    customdata=[", ".join(map(str, m)) for m in means.members],
+                    hovertemplate=f"mean of trials %{{customdata}}<br>dL/d{name} = "
+                    "%{y:.4g}<extra></extra>",
+                ),
+                row=r,
+                col=1,
+            )
+            # ... and each trial's own hypergradient, side by side with its iterate's others
             fig.add_trace(
                 go.Scatter(
                     x=info.numbers,
                     y=series,
-                    mode="lines+markers",
+                    mode="markers",
                     name=name,
+                    legendgroup=f"{hyper}/{name}",
+                    showlegend=False,
+                    marker={"color": color, "size": 6},
                     hovertemplate=f"trial %{{x}}<br>dL/d{name} = %{{y:.4g}}<extra></extra>",
                 ),
                 row=r,
                 col=1,
             )
         fig.add_hline(y=0.0, line={"color": "grey", "width": 1}, row=r, col=1)
+    ticks = trial_ticks(info.numbers)
+    fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks])
     fig.update_xaxes(title_text="trial (outer step)", row=rows, col=1)
     fig.update_layout(title="Hypergradients per param", height=260 * rows + 80)
     _note(fig, info.note, middle=not info.numbers)

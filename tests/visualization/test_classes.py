@@ -158,9 +158,13 @@ def test_schedules_draw_the_class_weights_in_one_row(
     fig = plot_schedules(study)
     titles = [a.text for a in fig.layout.annotations]
     assert titles == ["lr", "momentum", "weight_decay", "class_weight (per class)"]
+    # every class of every trial, the best once more (dashed, on top) when it is the latest
+    groups = {t.legendgroup for t in fig.data}
+    twice = sum(g.endswith("/best") and g.replace("/best", "/latest") in groups for g in groups)
     row = [t for t in fig.data if t.yaxis == "y4"]
-    assert len(row) == 10 * len(study.trials)  # every class of every trial
-    assert sum(t.showlegend for t in fig.data) == len(study.trials)  # one legend item a trial
+    assert len(row) == 10 * (len(study.trials) + twice)
+    # one legend item a trial and role
+    assert sum(t.showlegend for t in fig.data) == len(study.trials) + twice
 
 
 def test_report_has_the_class_weights_section_only_with_class_weights(

@@ -68,7 +68,10 @@ def test_schedules_single_trial_and_single_hyper() -> None:
     s = optuna.create_study()
     s.add_trial(trial(0.3, (0.1, 0.1), 0.9))
     axes = vm.plot_schedules(s)
-    assert len(axes) == 2 and "(latest, best)" in axes[0].patches[0].get_label()
+    # the latest and best: red, then dashed green above it
+    latest, best = axes[0].patches
+    assert len(axes) == 2 and "(latest)" in latest.get_label() and "(best)" in best.get_label()
+    assert best.get_linestyle() == "--" and best.get_zorder() > latest.get_zorder()
     only_lr = optuna.create_study()
     only_lr.add_trial(
         optuna.trial.create_trial(

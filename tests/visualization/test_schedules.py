@@ -10,7 +10,12 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from optuna_fmd.visualization import plot_hypergradients, plot_schedules
-from optuna_fmd.visualization._schedules import _get_hypergradient_info, _get_schedule_info
+from optuna_fmd.visualization._schedules import (
+    NOTE_WIDTH,
+    _get_hypergradient_info,
+    _get_schedule_info,
+    draw_order,
+)
 
 DIST = {
     "lr_0": FloatDistribution(1e-3, 1.0, log=True),
@@ -93,7 +98,7 @@ def test_hypergradient_info_puts_family_params_in_their_hypers_row() -> None:
     assert info.values["lr"] == [[-2.0, -1.0], [0.1, 0.05]]
     assert info.values["lr corrections"][0] == [0.3, 0.15]
     fig = plot_hypergradients(s)
-    assert [t.name for t in fig.data] == [
+    assert [t.name for t in fig.data if t.showlegend is not False] == [
         "lr_peak",
         "lr_warmup",
         "lr_delta_0",
@@ -109,7 +114,7 @@ def test_single_trial_and_empty_study() -> None:
     s.add_trial(trial(0.3, (0.1, 0.1), 0.9))
     info = _get_schedule_info(s)
     assert info.latest == info.best == 0
-    assert len(plot_schedules(s).data) == 2
+    assert len(plot_schedules(s).data) == 4  # latest and best: red, then dashed green on top
     assert len(plot_hypergradients(s).data) == 0
 
 
@@ -122,7 +127,11 @@ def test_figures(study: optuna.Study) -> None:
     assert list(latest[0].x) == [0.0, 50.0, 50.0, 100.0]
     assert fig.layout.yaxis.type == "log"
     hg = plot_hypergradients(study)
-    assert sorted(t.name for t in hg.data) == ["lr_0", "lr_1", "momentum_0"]
+    assert sorted(t.name for t in hg.data if t.showlegend is not False) == [
+        "lr_0",
+        "lr_1",
+        "momentum_0",
+    ]
     assert all(not any(math.isnan(y) for y in t.y) for t in hg.data)
 
 
@@ -135,3 +144,61 @@ def test_with_a_population_the_best_is_the_iterate_with_the_best_mean() -> None:
         t.set_user_attr("member", number % 2)
         s.add_trial(t)
     assert _get_schedule_info(s).best == 2
+
+
+def _population_study() -> optuna.Study:
+    """Iterates 10 (trials 0, 1) and 11 (trials 2, 3) of two members each, with hypergradients;
+    the best iterate (10) is not the latest."""
+    s = optuna.create_study()
+    grads = [-1.0, -3.0, 2.0, 4.0]
+    for number, (value, it) in enumerate([(0.30, 10), (0.32, 10), (0.60, 11), (0.70, 11)]):
+        hg = {"lr_0": grads[number], "lr_1": 0.0, "momentum_0": 0.1}
+        t = trial(value, (0.1 * (it - 9), 0.05), 0.9, hg)
+        t.set_user_attr("iterate", it)
+        t.set_user_attr("member", number % 2)
+        s.add_trial(t)
+    return s
+
+
+def test_hypergradients_join_iterates_not_members_on_integer_trial_ticks() -> None:
+    s = _population_study()
+    info = _get_hypergradient_info(s)
+    assert info.iterates == [10, 10, 11, 11]
+    fig = plot_hypergradients(s)
+    lines = [t for t in fig.data if t.mode == "lines" and t.name == "lr_0"]
+    points = [t for t in fig.data if t.mode == "markers" and t.name == "lr_0"]
+    # the path has one point per iterate, the mean of its members; each member is a marker
+    assert len(lines) == 1 and list(lines[0].x) == [0.5, 2.5] and list(lines[0].y) == [-2.0, 3.0]
+    assert len(points) == 1 and list(points[0].x) == [0, 1, 2, 3]
+    assert list(points[0].y) == [-1.0, -3.0, 2.0, 4.0]
+    assert not any(t.mode and "lines" in t.mode and len(t.x) == 4 for t in fig.data)
+    for axis in (fig.layout.xaxis, fig.layout.xaxis2):
+        assert list(axis.tickvals) == [0, 1, 2, 3] and list(axis.ticktext) == ["0", "1", "2", "3"]
+
+
+def test_a_long_subtitle_is_wrapped_and_the_margin_holds_it() -> None:
+    s = _population_study()
+    note = _get_hypergradient_info(s).note
+    fig = plot_hypergradients(s)
+    (annotation,) = [a for a in fig.layout.annotations if a.name == "note"]
+    lines = annotation.text.split("<br>")
+    assert " ".join(lines) == note  # all of it, nothing cut
+    assert all(len(line) <= NOTE_WIDTH for line in lines)
+    assert fig.layout.margin.t >= 80 + 16 * len(lines)
+
+
+def test_the_best_schedule_is_drawn_last_over_the_latest() -> None:
+    s = _population_study()
+    info = _get_schedule_info(s)
+    assert (info.best, info.latest) == (0, 2)
+    assert [(t.number, role) for _, t, role in draw_order(info)] == [(2, "latest"), (0, "best")]
+    fig = plot_schedules(s)
+    names = [t.name for t in fig.data]
+    assert "best" in names[-1] and "(latest)" in names[-3]  # two rows: lr and momentum
+    assert fig.data[-1].line.dash == "dash" and fig.data[-1].line.color == "#2ca02c"
+    # a latest trial that is also the best is drawn twice: red, then dashed green on top
+    solo = optuna.create_study()
+    solo.add_trial(trial(0.5, (0.1, 0.05), 0.9))
+    roles = [role for _, _, role in draw_order(_get_schedule_info(solo))]
+    assert roles == ["latest", "best"]
+    assert [t.line.dash for t in plot_schedules(solo).data][-1] == "dash"

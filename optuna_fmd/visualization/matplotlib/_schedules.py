@@ -11,6 +11,8 @@ from .._schedules import (
     ScheduleInfo,
     _get_hypergradient_info,
     _get_schedule_info,
+    iterate_means,
+    note_lines,
 )
 from ._axes import BEST_COLOR, LATEST_COLOR, empty, new_axes, result
 
@@ -52,15 +54,18 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
             best = t.number == info.best
             best_name = info.best_label or "best"
             if latest:
-                label = f"trial {t.number} (latest{f', {best_name}' if best else ''})"
                 style: dict[str, Any] = {"color": LATEST_COLOR, "linewidth": 2.6, "zorder": 4}
-            elif best:
-                label = f"trial {t.number} ({best_name})"
-                style = {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 3}
-            else:
-                label = f"_trial {t.number}"  # kept out of the legend
+                ax.stairs(
+                    values, edges, baseline=None, label=f"trial {t.number} (latest)", **style
+                )
+            if best:  # dashed, above the latest: never hidden under its line
+                style = {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 5}
+                ax.stairs(
+                    values, edges, baseline=None, label=f"trial {t.number} ({best_name})", **style
+                )
+            if not latest and not best:
                 style = {"color": cmap(norm(t.number)), "linewidth": 1.2, "alpha": 0.85}
-            ax.stairs(values, edges, baseline=None, label=label, **style)
+                ax.stairs(values, edges, baseline=None, label=f"_trial {t.number}", **style)
         ax.use_sticky_edges = False  # room above and below the highest and lowest schedule
         ax.margins(y=0.08)
         if info.log.get(hyper):
@@ -94,7 +99,8 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
         axes[0].set_yticks([])
         return
     if info.note:
-        axes[0].set_title(info.note, fontsize="small", color="grey", loc="left", pad=18)
+        note = "\n".join(note_lines(info.note))
+        axes[0].set_title(note, fontsize="small", color="grey", loc="left", pad=18)
         axes[0].figure.suptitle("Hypergradients per param")
     cmap = matplotlib.colormaps["plasma"]
     for ax, hyper in zip(axes, info.hypers, strict=True):
@@ -102,14 +108,15 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
         for k, (name, ys) in enumerate(zip(info.labels[hyper], series, strict=True)):
             color = cmap(0.85 * k / max(len(series) - 1, 1))
             points = [(n, y) for n, y in zip(info.numbers, ys, strict=True) if not math.isnan(y)]
+            means = iterate_means(info, ys)  # the path: one point per iterate, not per member
+            ax.plot(means.x, means.y, linewidth=1.4, color=color, label=name)
             ax.plot(
                 [n for n, _ in points],
                 [y for _, y in points],
                 marker="o",
                 markersize=3,
-                linewidth=1.4,
+                linestyle="none",
                 color=color,
-                label=name,
             )
         ax.axhline(0.0, color="grey", linewidth=0.8, zorder=0)
         ax.set_ylabel(f"dL/d{hyper}")
