@@ -268,6 +268,8 @@ def _schedule_free_average(
     continuous extension makes the warm-up a hyperparameter with a derivative (one-sided where
     ``warmup`` is an integer ``<= t + 1``, the ramp's corner).
 
+    ``step`` may be a 0-d tensor (the compiled forward mode passes one).
+
     Returns:
         ``(lr_t, lr_max, weight_sum, c)`` as 0-d tensors.
     """
@@ -276,7 +278,7 @@ def _schedule_free_average(
     ramping = warmup > k1
     lr_t = hypers["lr"] * torch.where(ramping, k1 / torch.where(ramping, warmup, 1.0), 1.0)
     lr_max = torch.where(lr_t >= lr_max, lr_t, lr_max)
-    weight = float(k1) ** r * lr_max**power
+    weight = lr_max**power if r == 0 else k1**r * lr_max**power
     weight_sum = weight_sum + weight
     positive = weight_sum > 0
     c = torch.where(positive, weight / torch.where(positive, weight_sum, 1.0), 0.0)

@@ -80,6 +80,7 @@ def test_auto_choice_and_errors() -> None:
     [
         ("sgd", 3, torch.float64, 1e-10),
         ("adam", 3, torch.float64, 1e-10),
+        ("sf-adamw", 3, torch.float64, 1e-10),
         ("sgd", 1, torch.float64, 1e-10),
         ("sgd", 3, torch.float32, 1e-4),
         ("adam", 3, torch.float32, 1e-4),

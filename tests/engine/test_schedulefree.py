@@ -12,6 +12,7 @@ import torch
 
 import optuna_fmd as fmd
 from optuna_fmd.engine import (
+    CompileOptions,
     HyperTable,
     ScheduleFreeAdamW,
     ScheduleFreeSGD,
@@ -23,7 +24,7 @@ from optuna_fmd.engine import (
 )
 from optuna_fmd.episode import build_episode
 
-from ._problems import rel
+from ._problems import rel, schedules
 
 F64 = torch.float64
 GROUPS = {"lr_head": ("lr", ("3.*",))}
@@ -162,6 +163,20 @@ def test_hypergradients_are_exact_with_groups_and_warmup(optimizer: str) -> None
         assert abs(fd - hg) <= 1e-4 * abs(fd), (column, fd, hg)
     # the warm-up's later window starts after the ramp ended: no effect
     assert float(ref.hypergradient[table.columns.index(("warmup", 1))]) == 0.0
+
+
+def test_the_compiled_forward_path_traces_the_step_once() -> None:
+    """The compiled path passes the step number as a 0-d tensor: one graph, eager's result."""
+    from torch._dynamo.testing import CompileCounter
+
+    task = fmd.tasks.Digits(steps=12, batch_size=16, dtype=F64, optimizer="sf-adamw")
+    problem, table, state0 = build_episode(task, schedules("sf-adamw", 3), seed=0)
+    eager = run_forward(problem, table, state0, method="jvp")
+    counter = CompileCounter()
+    res = run_forward(problem, table, state0, compile=CompileOptions(width=4, backend=counter))
+    assert eager.hypergradient is not None and res.hypergradient is not None
+    assert rel(res.hypergradient, eager.hypergradient) <= 1e-12
+    assert counter.frame_count == 1 and res.recompiles == 0
 
 
 def test_evaluation_reads_the_average_and_the_last_beta() -> None:
