@@ -56,7 +56,7 @@ from .objective import HypergradientObjective
 from .sampler import FMDSampler
 from .space import DEFAULT_BOUNDS, ScheduleSpace
 from .tasks import MODELS
-from .visualization import DashboardCallback, write_report
+from .visualization import DashboardCallback, save_best_note, write_report
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -203,6 +203,7 @@ def run_study(
             )
     finally:
         bar.close()
+    save_best_note(study)  # where optuna-dashboard's study page shows it
     print_best(sampler, study, space, out)
     return study
 

@@ -7,7 +7,7 @@ writes a self-contained HTML report.
 """
 
 from ._classes import plot_class_weights
-from ._dashboard import DashboardCallback
+from ._dashboard import DashboardCallback, save_best_note
 from ._regret import plot_regret
 from ._report import write_report
 from ._schedules import plot_hypergradients, plot_schedules
@@ -18,5 +18,6 @@ __all__ = [
     "plot_hypergradients",
     "plot_regret",
     "plot_schedules",
+    "save_best_note",
     "write_report",
 ]

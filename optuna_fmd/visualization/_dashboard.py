@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..sampler import FMDSampler
 from ..space import ScheduleSpace
 from ._classes import plot_class_weights
 from ._schedules import (
@@ -29,7 +30,7 @@ from ._study import StudyNames, best_of, space_of
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DashboardCallback"]
+__all__ = ["DashboardCallback", "best_note", "note_with_section", "save_best_note"]
 
 #: Stable ids of the study's figures in optuna-dashboard (each refresh overwrites its figure).
 SCHEDULES_FIGURE = "fmd-schedules"
@@ -240,11 +241,13 @@ class DashboardCallback:
 
     # -- study figures -----------------------------------------------------------------------
     def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """Study callback: refresh the study's schedule and hypergradient figures."""
+        """Study callback: refresh the study's schedule and hypergradient figures, and the
+        best iterate in the study's note (:func:`save_best_note`)."""
         if not self.figures:
             return
         try:
             refresh_figures(study, self.space)
+            save_best_note(study)
         except Exception as err:
             warnings.warn(
                 f"optuna-fmd: could not save the schedule figures of study "
@@ -252,6 +255,81 @@ class DashboardCallback:
                 RuntimeWarning,
                 stacklevel=2,
             )
+
+
+#: The heading of the section of the study's note that optuna-fmd keeps up to date; the rest
+#: of the note (above it, or from the next heading of its level on) is the user's own.
+NOTE_HEADING = "## Best iterate (optuna-fmd)"
+
+
+def best_note(study: optuna.Study) -> str | None:
+    """The best iterate of a study run by an :class:`~optuna_fmd.FMDSampler`, as Markdown for
+    optuna-dashboard's study note: its trials, the mean value over its members and its
+    schedules, from :meth:`~optuna_fmd.FMDSampler.best_iterate`; and, where Optuna's best
+    trial (the dashboard's "Best Trial" card) is a single lucky member, that it is one.
+    ``None`` when the study's sampler is not an FMDSampler."""
+    sampler = getattr(study, "sampler", None)
+    if not isinstance(sampler, FMDSampler):
+        return None
+    point = sampler.best_iterate(study)
+    lines = [NOTE_HEADING, ""]
+    if point is None:
+        return "\n".join([*lines, "No trial with a finite value yet."])
+    value, params, numbers = point
+    if len(numbers) == 1:
+        lines.append(f"**Trial {numbers[0]}**: value **{value:.4f}**.")
+    else:
+        which = ", ".join(map(str, numbers))
+        lines.append(
+            f"**Trials {which}**: mean value **{value:.4f}** over the iterate's "
+            f"{len(numbers)} seeds, what the sampler compares."
+        )
+        best = study.best_trial
+        if best.number not in numbers and best.value is not None:
+            lines.append(
+                f"The Best Trial card shows trial {best.number} ({best.value:.4f}), the "
+                "luckiest single seed, not the best iterate."
+            )
+    try:
+        schedules = sampler.space.from_params(params)
+    except ValueError:
+        schedules = {}
+    if schedules:
+        lines += ["", "| schedule | window values |", "| --- | --- |"]
+        lines += [f"| {n} | {' '.join(f'{v:.4g}' for v in vs)} |" for n, vs in schedules.items()]
+    return "\n".join(lines)
+
+
+def note_with_section(note: str, section: str) -> str:
+    """``note`` with its :data:`NOTE_HEADING` section replaced by ``section`` (appended when
+    it has none); the user's text around it is kept."""
+    head, sep, rest = note.partition(NOTE_HEADING)
+    if not sep:
+        return (note.rstrip() + "\n\n" + section) if note.strip() else section
+    after = rest.split("\n## ", 1)
+    tail = "\n## " + after[1] if len(after) > 1 else ""
+    return head + section + ("\n" + tail if tail else "")
+
+
+def save_best_note(study: optuna.Study) -> bool:
+    """Write the study's best iterate (:func:`best_note`) into its optuna-dashboard note, where
+    the dashboard's study page shows it; only when it changed. ``False`` when there is nothing
+    to write (not an FMD study) or optuna-dashboard is not installed."""
+    body = best_note(study)
+    if body is None:
+        return False
+    try:
+        from optuna_dashboard import get_note, save_note  # lazily: an optional dependency
+    except ImportError:
+        return False
+    try:
+        old = get_note(study)
+    except (KeyError, TypeError):  # no note yet
+        old = ""
+    new = note_with_section(old or "", body)
+    if new != old:
+        save_note(study, new)
+    return True
 
 
 #: optuna-dashboard draws user-defined figures in cards of this height (pixels).

@@ -12,7 +12,8 @@ import pytest
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 
-from optuna_fmd.visualization import DashboardCallback
+import optuna_fmd as fmd
+from optuna_fmd.visualization import DashboardCallback, save_best_note
 from optuna_fmd.visualization._dashboard import (
     HYPERGRADIENTS_FIGURE,
     SCHEDULES_FIGURE,
@@ -134,3 +135,36 @@ def test_image_titles() -> None:
     assert _title(3, None, True) == "trial 3: failed"
     assert _title(3, None, False) == "trial 3: no value"  # pruned
     assert _title(3, math.inf, False).startswith("trial 3: diverged")
+
+
+def test_the_study_note_shows_the_best_iterate_and_keeps_the_users_text() -> None:
+    from optuna_dashboard import get_note, save_note
+
+    space = fmd.ScheduleSpace(
+        {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05)}
+    )
+    sampler = fmd.FMDSampler(space, seed=0, population=2)
+    study = optuna.create_study(sampler=sampler)
+    save_note(study, "my own words")
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    luck = {0: -1.0, 1: 2.0}  # trial 0 is the luckiest seed of a poor first iterate
+
+    def objective(t: optuna.Trial) -> float:
+        lr = [t.suggest_float(f"lr_{k}", 1e-3, 1.0, log=True) for k in (0, 1)]
+        return (lr[0] - 0.3) ** 2 + (lr[1] - 0.3) ** 2 + luck.get(t.number, 0.0)
+
+    study.optimize(objective, n_trials=6, callbacks=[DashboardCallback("unused")])
+    value, params, numbers = sampler.best_iterate(study)
+    note = get_note(study)
+    assert note.startswith("my own words\n\n## Best iterate (optuna-fmd)")
+    assert f"**Trials {', '.join(map(str, numbers))}**: mean value **{value:.4f}**" in note
+    assert study.best_trial.number not in numbers
+    assert f"The Best Trial card shows trial {study.best_trial.number}" in note
+    lr = space.from_params(params)["lr"]
+    assert f"| lr | {lr[0]:.4g} {lr[1]:.4g} |" in note
+    # a later save replaces the section only
+    save_note(study, note + "\n## Later\n\nmore of mine")
+    assert save_best_note(study)
+    again = get_note(study)
+    assert again.count("## Best iterate") == 1 and again.endswith("## Later\n\nmore of mine")
+    assert not save_best_note(optuna.create_study())  # not an FMD study: nothing written

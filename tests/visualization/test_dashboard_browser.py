@@ -188,6 +188,20 @@ def test_dashboard_renders_study_schedule_figure_and_artifact(
     time.sleep(0.5)
     _save(browser, tmp_path, "dashboard.png")
 
+    # The study's note: the best iterate, from the sampler (the Best Trial card is Optuna's
+    # single best trial)
+    point = study.sampler.best_iterate(study)
+    assert point is not None
+    browser.get(f"{server}/dashboard/studies/{sid}/note")
+    _wait(
+        browser,
+        lambda d: "Best iterate (optuna-fmd)" in d.find_element("tag name", "body").text,
+        "the best iterate in the study's note",
+    )
+    body = browser.find_element("tag name", "body").text
+    assert f"{point[0]:.4f}" in body and "window values" in body
+    _save(browser, tmp_path, "dashboard-note.png")
+
     # The trials page: lr_0 ... parameters and trial 2's schedule image from the artifact store.
     browser.get(f"{server}/dashboard/studies/{sid}/trials?numbers=2")
     _wait(browser, lambda d: "lr_0" in d.find_element("tag name", "body").text, "lr_0")

@@ -10,7 +10,9 @@ Skipped without Chromium and ChromeDriver, as the dashboard test.
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from optuna_fmd import cli
 from optuna_fmd.space import Constant, Cosine, Refiner
 from optuna_fmd.visualization import write_report
 
-from .test_dashboard_browser import CHROMEDRIVER, CHROMIUM, _save, _wait, start_chromium
+from .test_dashboard_browser import CHROMEDRIVER, CHROMIUM, ROOT, _save, _wait, start_chromium
 
 pytestmark = [
     pytest.mark.skipif(
@@ -170,3 +172,47 @@ def test_report_of_a_layer_group_study_read_without_its_space(
     assert point is not None
     assert _numbers(page["best"]) == (point[2], f"{point[0]:.4f}")
     _check_empty_hypergradient_panel(page)
+
+
+def test_the_hypergradient_figure_has_integer_trial_ticks_and_its_whole_subtitle(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], browser: Any
+) -> None:
+    # the sign rule differentiates every trial: two iterates of two members with hypergradients
+    _, path = _cli_study(tmp_path, capsys, "--space", "windows", "--outer", "sign")
+    page = _open(browser, path)
+    assert page["hg_note"].startswith("hypergradients of 4 of 4 finished trials")
+    ticks = _wait(
+        browser,
+        lambda d: d.execute_script(
+            "return Array.from(document.querySelectorAll("
+            "'#fig-hypergradients .xaxislayer-above text')).map(e => e.textContent);"
+        ),
+        "the hypergradient figure's trial ticks",
+    )
+    assert ticks and all(re.fullmatch(r"\d+", t) for t in ticks), ticks
+    assert sorted({int(t) for t in ticks}) == [0, 1, 2, 3]
+    # the subtitle: all of the note's words, inside the figure's box
+    note = browser.execute_script(
+        """const fig = document.getElementById('fig-hypergradients');
+        const box = fig.querySelector('.main-svg').getBoundingClientRect();
+        for (const g of fig.querySelectorAll('g.annotation')) {
+          const text = Array.from(g.querySelectorAll('text tspan.line, text'))
+            .map(e => e.textContent);
+          const r = g.getBoundingClientRect();
+          if (text.join(' ').includes('finished trials')) {
+            return {lines: Array.from(g.querySelectorAll('tspan.line')).map(e => e.textContent),
+                    text: g.querySelector('text').textContent,
+                    inside: r.left >= box.left && r.right <= box.right && r.top >= box.top};
+          }
+        }
+        return null;"""
+    )
+    assert note is not None and note["inside"], note
+    words = " ".join(note["lines"]) if note["lines"] else note["text"]
+    assert " ".join(words.split()) == " ".join(page["hg_note"].split())
+    figure = browser.find_element("id", "fig-hypergradients")
+    shot = tmp_path / "report-hypergradients.png"
+    figure.screenshot(str(shot))
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("OPTUNA_FMD_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / shot.name)
