@@ -40,12 +40,31 @@ def test_the_readme_has_the_registry_front_matter() -> None:
     assert (HUB / "LICENSE").read_text() == (HUB.parent.parent.parent / "LICENSE").read_text()
 
 
-def test_the_package_exposes_the_sampler_and_its_example_runs() -> None:
-    hub = _load(HUB / "__init__.py", "optuna_fmd_hub")
-    from optuna_fmd import FMDSampler
+def test_the_package_exposes_the_names_of_optuna_fmd_and_its_example_runs() -> None:
+    import optuna_fmd
 
-    assert hub.FMDSampler is FMDSampler and "FMDSampler" in hub.__all__
+    hub = _load(HUB / "__init__.py", "optuna_fmd_hub")
+    # `fmd = optunahub.load_module(...)` is the `fmd` of `import optuna_fmd as fmd`
+    assert sorted(hub.__all__) == sorted(optuna_fmd.__all__)
+    for name in optuna_fmd.__all__:
+        assert getattr(hub, name) is getattr(optuna_fmd, name), name
+    text = (HUB / "README.md").read_text() + (HUB / "example.py").read_text()
+    used = set(re.findall(r"\bfmd\.(\w+)", text))
+    assert used <= set(optuna_fmd.__all__), used - set(optuna_fmd.__all__)
     example = _load(HUB / "example.py", "optuna_fmd_hub_example")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     value = example.main(hub, trials=6, steps=20)
     assert 0 < value < 3
+
+
+def test_the_requirements_install_from_an_index_and_match_the_package() -> None:
+    import tomllib
+
+    lines = (HUB / "requirements.txt").read_text().splitlines()
+    reqs = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    pyproject = tomllib.loads((HUB.parent.parent.parent / "pyproject.toml").read_text())
+    # optuna-fmd is on no index: the file lists what it needs, the README says how to get it
+    assert reqs == pyproject["project"]["dependencies"]
+    assert not any(re.match(r"optuna[-_]fmd\b", r) for r in reqs)
+    readme = (HUB / "README.md").read_text()
+    assert "pip install /path/to/optuna-fmd" in readme and "not on PyPI" in readme

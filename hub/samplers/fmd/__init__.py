@@ -1,12 +1,33 @@
-"""OptunaHub entry of optuna-fmd: the sampler and what a study with it needs."""
+"""OptunaHub entry of optuna-fmd: the names of ``optuna_fmd`` itself, so that
+``fmd = optunahub.load_module("samplers/fmd")`` and ``import optuna_fmd as fmd`` are the same
+``fmd``."""
 
-from optuna_fmd import FMDSampler, HypergradientObjective, tasks
-from optuna_fmd.space import default_family_space, per_layer_space
+from optuna_fmd import (
+    EpisodeResult,
+    EvaluationResult,
+    FMDSampler,
+    HypergradientObjective,
+    Schedule,
+    ScheduleSpace,
+    baselines,
+    evaluate_schedule,
+    run_episode,
+    space,
+    tasks,
+    visualization,
+)
 
 __all__ = [
+    "EpisodeResult",
+    "EvaluationResult",
     "FMDSampler",
     "HypergradientObjective",
-    "default_family_space",
-    "per_layer_space",
+    "Schedule",
+    "ScheduleSpace",
+    "baselines",
+    "evaluate_schedule",
+    "run_episode",
+    "space",
     "tasks",
+    "visualization",
 ]

@@ -9,7 +9,7 @@ import optuna
 
 
 def main(fmd: ModuleType, trials: int = 24, steps: int = 200) -> float:
-    space = fmd.default_family_space("sgd", windows=10)
+    space = fmd.space.default_family_space("sgd", windows=10)
     task = fmd.tasks.Digits(steps=steps, batch_size=64)
     sampler = fmd.FMDSampler(space, seed=0, population=2)
     study = optuna.create_study(sampler=sampler)
