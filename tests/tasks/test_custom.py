@@ -52,6 +52,29 @@ def test_dropout_module_gives_exact_hypergradient() -> None:
     assert other.hypergradient != hg
 
 
+@pytest.mark.parametrize(
+    "optimizer,schedules",
+    [
+        ("sf-adamw", {"lr": [1e-2, 5e-3], "beta1": [0.9, 0.8], "warmup": [2.5]}),
+        ("sf-sgd", {"lr": [0.2, 0.1], "momentum": [0.9, 0.8], "weight_decay": [1e-3]}),
+    ],
+)
+def test_schedule_free_on_a_module_with_batchnorm_is_exact(
+    optimizer: str, schedules: dict[str, list[float]]
+) -> None:
+    """Schedule-free optimisers on the user's own module: running statistics from the training
+    iterate ``y``, the validation loss at the average ``x``, exact hypergradients."""
+    task = fmd.tasks.Custom(
+        model=_bn_cnn(),
+        train=_images(),
+        steps=6,
+        batch_size=16,
+        dtype=torch.float64,
+        optimizer=optimizer,
+    )
+    fd_check(task, schedules)
+
+
 def test_torch_dataset_and_tensor_pair_give_the_same_task() -> None:
     x, y = _images()
     a = fmd.tasks.Custom(model=_bn_cnn(), train=(x, y), steps=5, batch_size=16)
