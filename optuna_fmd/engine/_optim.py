@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor
@@ -256,9 +256,22 @@ class Adam(InnerOptimizer):
         return new_params, new_m + new_v
 
 
+class _Average(NamedTuple):
+    """One schedule-free step's scalars (:func:`_schedule_free_average`), kept for its vjp."""
+
+    ramping: Tensor  # the warm-up is still ramping: warmup > t + 1
+    ramp: Tensor  # min(1, (t + 1) / warmup)
+    lr_t: Tensor  # lr * ramp
+    took_lr: Tensor  # lr_t >= the previous lr_max
+    lr_max: Tensor
+    weight: Tensor
+    weight_sum: Tensor
+    c: Tensor  # weight / weight_sum, the step's weight in the average x
+
+
 def _schedule_free_average(
     hypers: Hypers, lr_max: Tensor, weight_sum: Tensor, step: int, r: float, power: float
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> _Average:
     """The warmed-up lr and the averaging weight of a schedule-free step, as the package has them.
 
     ``lr_t = lr * min(1, (t + 1) / warmup)`` (no warm-up where ``warmup <= t + 1``);
@@ -269,20 +282,19 @@ def _schedule_free_average(
     ``warmup`` is an integer ``<= t + 1``, the ramp's corner).
 
     ``step`` may be a 0-d tensor (the compiled forward mode passes one).
-
-    Returns:
-        ``(lr_t, lr_max, weight_sum, c)`` as 0-d tensors.
     """
     k1 = step + 1
     warmup = hypers["warmup"]
     ramping = warmup > k1
-    lr_t = hypers["lr"] * torch.where(ramping, k1 / torch.where(ramping, warmup, 1.0), 1.0)
-    lr_max = torch.where(lr_t >= lr_max, lr_t, lr_max)
+    ramp = torch.where(ramping, k1 / torch.where(ramping, warmup, 1.0), 1.0)
+    lr_t = hypers["lr"] * ramp
+    took_lr = lr_t >= lr_max
+    lr_max = torch.where(took_lr, lr_t, lr_max)
     weight = lr_max**power if r == 0 else k1**r * lr_max**power
     weight_sum = weight_sum + weight
     positive = weight_sum > 0
     c = torch.where(positive, weight / torch.where(positive, weight_sum, 1.0), 0.0)
-    return lr_t, lr_max, weight_sum, c
+    return _Average(ramping, ramp, lr_t, took_lr, lr_max, weight, weight_sum, c)
 
 
 @dataclass(frozen=True)
@@ -343,9 +355,10 @@ class _ScheduleFree(InnerOptimizer):
         zs = state[:n]
         extra = [state[(1 + j) * n : (2 + j) * n] for j in range(self.extra_slots)]
         base = (1 + self.extra_slots) * n
-        lr_t, lr_max, weight_sum, c = _schedule_free_average(
+        avg = _schedule_free_average(
             hypers, state[base], state[base + n], step, self.r, self.weight_lr_power
         )
+        lr_t, c = avg.lr_t, avg.c
         beta = hypers[self.beta_name]
         y_coef = lr_t * (beta * (1 - c) - 1)
         new_y, new_z = [], []
@@ -356,8 +369,106 @@ class _ScheduleFree(InnerOptimizer):
             new_z.append(z - lr_t * d)
             for j, s in enumerate(slots):
                 new_extra[j].append(s)
-        scalars = [lr_max] * n + [weight_sum] * n + [beta] * n
+        scalars = [avg.lr_max] * n + [avg.weight_sum] * n + [beta] * n
         return new_y, [*new_z, *(s for slot in new_extra for s in slot), *scalars]
+
+    def _direction_vjp(
+        self,
+        y: Tensor,
+        g: Tensor,
+        slots: Sequence[Tensor],
+        hypers: Hypers,
+        step: int,
+        d_bar: Tensor,
+        slots_bar: Sequence[Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], dict[str, Tensor]]:
+        """:meth:`_direction` and its vjp: ``(d, y_bar, g_bar, slots_bar, {hyper: bar})`` from
+        the cotangents of the direction and of the new extra slots."""
+        raise NotImplementedError
+
+    def update_vjp(
+        self,
+        params: Sequence[Tensor],
+        grads: Sequence[Tensor],
+        state: Sequence[Tensor],
+        hypers: Hypers,
+        step: int,
+        new_state: Sequence[Tensor],
+        params_bar: Sequence[Tensor],
+        state_bar: Sequence[Tensor],
+    ) -> UpdateCotangents:
+        """:meth:`InnerOptimizer.update_vjp` in closed form: one elementwise pass and a few dot
+        products per tensor, then the scalars' chain (averaging weight, lr_max, warm-up).
+
+        With ``a = lr_t (beta (1 - c) - 1)``: ``d_bar = a y'_bar - lr_t z'_bar``,
+        ``y_bar = (1 - c) y'_bar + (d's share)``, ``z_bar = c y'_bar + z'_bar``,
+        ``c_bar = <y'_bar, z - y> - a_bar lr_t beta``, ``a_bar = <y'_bar, d>``,
+        ``lr_t_bar = -<z'_bar, d> + a_bar (beta (1 - c) - 1) (+ lr_max's share)``,
+        ``beta_bar = a_bar lr_t (1 - c) + beta'_bar``; then ``c = w / S``, ``S = S_prev + w``,
+        ``w = (t + 1) ** r lr_max ** power``, ``lr_max = max(lr_max_prev, lr_t)``,
+        ``lr_t = lr ramp`` backwards.
+        """
+        n = len(params)
+        e = self.extra_slots
+        base = (1 + e) * n
+        avg = _schedule_free_average(
+            hypers, state[base], state[base + n], step, self.r, self.weight_lr_power
+        )
+        lr_t, c = avg.lr_t, avg.c
+        beta = hypers[self.beta_name]
+        keep = 1 - c
+        a = lr_t * (beta * keep - 1)
+        zero = lr_t.new_zeros(())
+        c_bar, a_bar, lr_t_bar = zero, zero, zero
+        bars = {h: zero for h in self.hypers}
+        y_bars, g_bars, z_bars = [], [], []
+        extra_bars: list[list[Tensor]] = [[] for _ in range(e)]
+        for i, (y, g, z, yb, zb) in enumerate(
+            zip(params, grads, state[:n], params_bar, state_bar[:n], strict=True)
+        ):
+            slots = [state[(1 + j) * n + i] for j in range(e)]
+            slots_bar = [state_bar[(1 + j) * n + i] for j in range(e)]
+            d_bar = a * yb - lr_t * zb
+            d, y_bar, g_bar, s_bars, own = self._direction_vjp(
+                y, g, slots, hypers, step, d_bar, slots_bar
+            )
+            c_bar = c_bar + _dot(yb, z - y)
+            a_bar = a_bar + _dot(yb, d)
+            lr_t_bar = lr_t_bar - _dot(zb, d)
+            y_bars.append(y_bar + keep * yb)
+            z_bars.append(c * yb + zb)
+            g_bars.append(g_bar)
+            for j, sb in enumerate(s_bars):
+                extra_bars[j].append(sb)
+            for h, b in own.items():
+                bars[h] = bars[h] + b
+        lr_max_bar = torch.stack(list(state_bar[base : base + n])).sum()
+        sum_bar = torch.stack(list(state_bar[base + n : base + 2 * n])).sum()
+        beta_bar = torch.stack(list(state_bar[base + 2 * n : base + 3 * n])).sum()
+        lr_t_bar = lr_t_bar + a_bar * (beta * keep - 1)
+        beta_bar = beta_bar + a_bar * lr_t * keep
+        c_bar = c_bar - a_bar * lr_t * beta
+        positive = avg.weight_sum > 0
+        total = torch.where(positive, avg.weight_sum, 1.0)
+        weight_bar = torch.where(positive, c_bar / total, 0.0)
+        sum_bar = sum_bar - torch.where(positive, c_bar * avg.weight / total**2, 0.0)
+        weight_bar = weight_bar + sum_bar
+        power = self.weight_lr_power
+        if power != 0:
+            scale = 1.0 if self.r == 0 else float(step + 1) ** self.r
+            lr_max_bar = lr_max_bar + weight_bar * scale * power * avg.lr_max ** (power - 1)
+        lr_t_bar = lr_t_bar + torch.where(avg.took_lr, lr_max_bar, 0.0)
+        prev_lr_max_bar = torch.where(avg.took_lr, 0.0, lr_max_bar)
+        bars["lr"] = bars["lr"] + lr_t_bar * avg.ramp
+        warmup = torch.where(avg.ramping, hypers["warmup"], 1.0)
+        ramp_bar = torch.where(avg.ramping, -avg.ramp / warmup, 0.0)  # d ramp / d warmup
+        bars["warmup"] = bars["warmup"] + lr_t_bar * hypers["lr"] * ramp_bar
+        bars[self.beta_name] = bars[self.beta_name] + beta_bar
+        scalar_bars = [torch.zeros_like(x) for x in state[base:]]
+        scalar_bars[0] = prev_lr_max_bar
+        scalar_bars[n] = sum_bar
+        state_bars = [*z_bars, *(b for slot in extra_bars for b in slot), *scalar_bars]
+        return y_bars, g_bars, state_bars, bars
 
     def eval_params(self, params: Sequence[Tensor], state: Sequence[Tensor]) -> list[Tensor]:
         """``x = y + (1 - 1 / beta) (z - y)``: the package's ``eval()``."""
@@ -412,6 +523,34 @@ class ScheduleFreeAdamW(_ScheduleFree):
         denom = _safe_sqrt(v / (1 - b2 ** (step + 1))) + self.eps
         return g / denom + hypers["weight_decay"] * y, [v]
 
+    def _direction_vjp(
+        self,
+        y: Tensor,
+        g: Tensor,
+        slots: Sequence[Tensor],
+        hypers: Hypers,
+        step: int,
+        d_bar: Tensor,
+        slots_bar: Sequence[Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], dict[str, Tensor]]:
+        b2, wd = hypers["beta2"], hypers["weight_decay"]
+        k1 = step + 1
+        gg = g * g
+        v = b2 * slots[0] + (1 - b2) * gg
+        correction = 1 - b2**k1
+        q = v / correction
+        positive = q > 0
+        root = torch.where(positive, torch.sqrt(torch.where(positive, q, 1.0)), 1.0)
+        denom = torch.where(positive, root, 0.0) + self.eps
+        normalized = g / denom
+        q_bar = torch.where(positive, -d_bar * normalized / denom * 0.5 / root, 0.0)
+        v_bar = slots_bar[0] + q_bar / correction
+        correction_bar = -_dot(q_bar, q) / correction
+        b2_bar = correction_bar * (-k1 * b2 ** (k1 - 1)) + _dot(v_bar, slots[0] - gg)
+        g_bar = d_bar / denom + 2 * (1 - b2) * g * v_bar
+        own = {"beta2": b2_bar, "weight_decay": _dot(d_bar, y)}
+        return normalized + wd * y, wd * d_bar, g_bar, [b2 * v_bar], own
+
 
 @dataclass(frozen=True)
 class ScheduleFreeSGD(_ScheduleFree):
@@ -431,6 +570,19 @@ class ScheduleFreeSGD(_ScheduleFree):
         self, y: Tensor, g: Tensor, slots: Sequence[Tensor], hypers: Hypers, step: int
     ) -> tuple[Tensor, list[Tensor]]:
         return g + hypers["weight_decay"] * y, []
+
+    def _direction_vjp(
+        self,
+        y: Tensor,
+        g: Tensor,
+        slots: Sequence[Tensor],
+        hypers: Hypers,
+        step: int,
+        d_bar: Tensor,
+        slots_bar: Sequence[Tensor],
+    ) -> tuple[Tensor, Tensor, Tensor, list[Tensor], dict[str, Tensor]]:
+        wd = hypers["weight_decay"]
+        return g + wd * y, wd * d_bar, d_bar, [], {"weight_decay": _dot(d_bar, y)}
 
 
 #: The inner optimisers by the name a task gives (``Task(optimizer=...)``).

@@ -14,6 +14,7 @@ import optuna_fmd as fmd
 from optuna_fmd.engine import (
     CompileOptions,
     HyperTable,
+    InnerOptimizer,
     ScheduleFreeAdamW,
     ScheduleFreeSGD,
     make_optimizer,
@@ -177,6 +178,35 @@ def test_the_compiled_forward_path_traces_the_step_once() -> None:
     assert eager.hypergradient is not None and res.hypergradient is not None
     assert rel(res.hypergradient, eager.hypergradient) <= 1e-12
     assert counter.frame_count == 1 and res.recompiles == 0
+
+
+@pytest.mark.parametrize("r", [0.0, 1.0])
+@pytest.mark.parametrize("optimizer", ["sf-adamw", "sf-sgd"])
+@pytest.mark.parametrize("step", [0, 3, 9])
+def test_closed_form_vjp_equals_autograd(optimizer: str, step: int, r: float) -> None:
+    """Inside the warm-up (step 0, 3 of 6.5) and after it (9), on a state where lr_max came from
+    an earlier, larger lr (step 9) or is the current one, with random cotangents everywhere."""
+    opt = dataclasses.replace(make_optimizer(optimizer), r=r)
+    g = torch.Generator().manual_seed(step)
+    params = [torch.randn(4, 3, generator=g, dtype=F64), torch.randn(3, generator=g, dtype=F64)]
+    state = opt.init(params)
+    h = {k: torch.tensor(v, dtype=F64) for k, v in opt.defaults.items()}
+    h |= {"warmup": torch.tensor(6.5, dtype=F64), "weight_decay": torch.tensor(0.1, dtype=F64)}
+    for t in range(step):  # a larger lr before: lr_max stays above the current lr at step 9
+        grads = [torch.randn(p.shape, generator=g, dtype=F64) for p in params]
+        params, state = opt.update(params, grads, state, {**h, "lr": h["lr"] * 3}, t)
+    grads = [torch.randn(p.shape, generator=g, dtype=F64) for p in params]
+    new_p, new_s = opt.update(params, grads, state, h, step)
+    p_bar = [torch.randn(p.shape, generator=g, dtype=F64) for p in new_p]
+    s_bar = [torch.randn(x.shape, generator=g, dtype=F64) for x in new_s]
+    args = (params, grads, state, h, step, new_s, p_bar, s_bar)
+    got = opt.update_vjp(*args)
+    want = InnerOptimizer.update_vjp(opt, *args)
+    for a, b in zip([*got[0], *got[1], *got[2]], [*want[0], *want[1], *want[2]], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for name in opt.hypers:
+        torch.testing.assert_close(got[3][name], want[3][name], rtol=1e-10, atol=1e-12)
+    assert float(got[3]["warmup"]) != 0.0 if step < 6 else float(got[3]["warmup"]) == 0.0
 
 
 def test_evaluation_reads_the_average_and_the_last_beta() -> None:
