@@ -293,7 +293,20 @@ class CompiledStep:
             out, loss, dout = self._fn(state, h, t, dh, zs, x, y)
         if self.cuda_graphs:  # outputs live in the graph's pool until the next replay
             out, loss, dout = [o.clone() for o in out], loss.clone(), [d.clone() for d in dout]
-        return list(out), loss, list(dout)
+        return _unaliased(out), loss, _unaliased(dout)
+
+
+def _unaliased(xs: Sequence[Tensor]) -> list[Tensor]:
+    """``xs`` with every repeat of a tensor object cloned. A compiled graph may return one
+    buffer for outputs that compute the same value (an optimiser's per-group scalars, kept once
+    per tensor); fed back as the next step's inputs, repeats would fail dynamo's guard against
+    duplicate inputs and compile the step again."""
+    seen: set[int] = set()
+    out = []
+    for x in xs:
+        out.append(x.clone() if id(x) in seen else x)
+        seen.add(id(x))
+    return out
 
 
 def compile_plain_step(
@@ -328,7 +341,7 @@ def compile_plain_step(
             out, loss = fn(s, hv, t, x, y)
         if cuda_graphs:
             out, loss = [o.clone() for o in out], loss.clone()
-        return list(out), loss
+        return _unaliased(out), loss
 
     return call
 

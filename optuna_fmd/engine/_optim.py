@@ -369,7 +369,8 @@ class _ScheduleFree(InnerOptimizer):
             new_z.append(z - lr_t * d)
             for j, s in enumerate(slots):
                 new_extra[j].append(s)
-        scalars = [avg.lr_max] * n + [avg.weight_sum] * n + [beta] * n
+        # one tensor per slot, none aliased (a compiled step guards on aliasing between calls)
+        scalars = [x.clone() for x in (avg.lr_max, avg.weight_sum, beta) for _ in range(n)]
         return new_y, [*new_z, *(s for slot in new_extra for s in slot), *scalars]
 
     def _direction_vjp(
