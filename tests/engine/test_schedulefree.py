@@ -26,6 +26,7 @@ from optuna_fmd.engine import (
 from optuna_fmd.episode import build_episode
 
 from ._problems import rel, schedules
+from .test_snapshot import assert_same, bn_run, collect, resumed
 
 F64 = torch.float64
 GROUPS = {"lr_head": ("lr", ("3.*",))}
@@ -207,6 +208,17 @@ def test_closed_form_vjp_equals_autograd(optimizer: str, step: int, r: float) ->
     for name in opt.hypers:
         torch.testing.assert_close(got[3][name], want[3][name], rtol=1e-10, atol=1e-12)
     assert float(got[3]["warmup"]) != 0.0 if step < 6 else float(got[3]["warmup"]) == 0.0
+
+
+@pytest.mark.parametrize("engine", ["plain", "forward"])
+def test_runs_resume_bitwise_from_snapshots(engine: str) -> None:
+    """BatchNorm and dropout, sf-adamw: the scalars of the state resume with the rest."""
+    run = bn_run(engine, "sf-adamw", 9, **({"method": "jvp"} if engine == "forward" else {}))
+    whole = run()
+    snaps = collect(run, every=4)
+    assert [s.step for s in snaps] == [4, 8]
+    for snap in snaps:
+        assert_same(resumed(run, snap), whole)
 
 
 def test_evaluation_reads_the_average_and_the_last_beta() -> None:

@@ -92,7 +92,7 @@ def test_plain_and_forward_resume_bitwise_from_every_snapshot(engine: str, optim
     assert_same(resumed(run, again[-1]), whole)
 
 
-@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "sf-adamw"])
 @pytest.mark.parametrize("checkpoint_every", [1, 3, 5])
 def test_reverse_resume_bitwise_in_both_sweeps(optimizer: str, checkpoint_every: int) -> None:
     run = bn_run("reverse", optimizer, 13, checkpoint_every=checkpoint_every)
