@@ -51,7 +51,9 @@ CASES = {
             "weight_decay": [1e-2, 3e-2],
             "warmup": [5.0],
         },
-        lambda groups: _package().AdamWScheduleFree(groups, warmup_steps=5, foreach=False),
+        lambda groups, foreach: _package().AdamWScheduleFree(
+            groups, warmup_steps=5, foreach=foreach
+        ),
     ),
     "sf-sgd": (
         {
@@ -61,7 +63,9 @@ CASES = {
             "weight_decay": [1e-3, 2e-3],
             "warmup": [5.0],
         },
-        lambda groups: _package().SGDScheduleFree(groups, warmup_steps=5, foreach=False),
+        lambda groups, foreach: _package().SGDScheduleFree(
+            groups, warmup_steps=5, foreach=foreach
+        ),
     ),
 }
 
@@ -76,14 +80,17 @@ def _set_group(group: dict[str, Any], values: dict[str, float], optimizer: str) 
         group["momentum"] = values["momentum"]
 
 
-@pytest.mark.parametrize("power", [(0.0, 2.0), (1.0, 1.0)], ids=["default", "r1-power1"])
+@pytest.mark.parametrize(
+    "power,foreach", [((0.0, 2.0), True), ((1.0, 1.0), False)], ids=["default", "r1-power1"]
+)
 @pytest.mark.parametrize("optimizer", ["sf-adamw", "sf-sgd"])
 def test_trajectory_equals_the_schedulefree_package(
-    optimizer: str, power: tuple[float, float]
+    optimizer: str, power: tuple[float, float], foreach: bool
 ) -> None:
     """Per-layer groups, lr / beta / weight decay changing between windows, an integer
-    warm-up: the package's ``train()`` steps on the engine's minibatches, then its ``eval()``
-    parameters equal the engine's evaluated parameters, and so do the validation losses."""
+    warm-up: the package's ``train()`` steps (its foreach and per-tensor code) on the engine's
+    minibatches, then its ``eval()`` parameters equal the engine's evaluated parameters, and so
+    do the validation losses."""
     schedules, factory = CASES[optimizer]
     r, weight_lr_power = power
     steps = 12
@@ -97,7 +104,7 @@ def test_trajectory_equals_the_schedulefree_package(
     named = dict(net.named_parameters())
     head = [p for n, p in named.items() if n.startswith("3.")]
     body = [p for n, p in named.items() if not n.startswith("3.")]
-    ref = factory([{"params": body}, {"params": head}])
+    ref = factory([{"params": body}, {"params": head}], foreach)
     for group in ref.param_groups:
         group["r"], group["weight_lr_power"] = r, weight_lr_power
     ref.train()
