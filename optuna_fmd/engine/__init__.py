@@ -10,19 +10,13 @@ from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain, tangent_step
 from ._functional import FunctionalModel, unsupported_reason
 from ._loss import LOSS_HYPERS, LossSide, make_loss_side, matched_classes, split_groups
-from ._optim import (
-    OPTIMIZERS,
-    SGD,
-    Adam,
-    InnerOptimizer,
-    ScheduleFreeAdamW,
-    ScheduleFreeSGD,
-    make_optimizer,
-)
+from ._optim import SGD, Adam, InnerOptimizer
 from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import fds_step, run_bptt, run_fds
+from ._registry import OPTIMIZERS, make_optimizer
 from ._reverse import CheckpointPlan, plan_checkpoints, run_reverse
 from ._schedule import Schedule, ScheduleSpace, window_index, window_start
+from ._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from ._snapshot import Snapshot, Snapshots
 
 __all__ = [
