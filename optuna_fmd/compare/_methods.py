@@ -386,6 +386,16 @@ def describe_space(
     return method.space
 
 
+def _words(method: Method, space: ScheduleSpace) -> str:
+    """:func:`describe_space` of ``method`` on the space it searches (per layer, per class, or
+    the schedule-free space, which has a warm-up)."""
+    classes = any(h == "class_weight" for h, _ in space.groups().values())
+    layers = bool(space.groups()) and not classes
+    return describe_space(
+        method, layers, classes, schedule_free="warmup" in space.hypers().values()
+    )
+
+
 def _window(space: ScheduleSpace, name: str) -> Schedule:
     """The window schedule ``name`` of a task's window space."""
     s = space[name]
@@ -431,9 +441,10 @@ def open_study(
 
 def _grid(
     task: Task, space: ScheduleSpace, grid: Sequence[float], seed: int
-) -> tuple[list[float], FamilyObjective]:
-    """The grid's peak lrs (the start's times each factor, inside the bounds) and the objective
-    of the cosine with that peak, the other values at the start."""
+) -> tuple[list[dict[str, float]], FamilyObjective]:
+    """The grid's queued trials, ``{"peak_lr": peak}`` for each peak lr (the start's times each
+    factor, inside the bounds), and the objective of the cosine with that peak, the other values
+    at the start."""
     s = _window(space, next(iter(space)))
     assert s.init is not None
     peaks = sorted(min(s.high, max(s.low, s.init * g)) for g in dict.fromkeys(grid))
@@ -443,13 +454,17 @@ def _grid(
     def grid_schedule(p: Mapping[str, float]) -> Schedules:
         return cosine({**fixed, "peak_lr": p["peak_lr"]})
 
-    return peaks, FamilyObjective(task, {"peak_lr": params["peak_lr"]}, grid_schedule, seed=seed)
+    objective = FamilyObjective(task, {"peak_lr": params["peak_lr"]}, grid_schedule, seed=seed)
+    return [{"peak_lr": peak} for peak in peaks], objective
 
 
-def _anchor(method: Method, task: Task, seed: int) -> tuple[list[float], FamilyObjective]:
-    """The anchor's lrs (:data:`ANCHOR_GRIDS` times the optimiser's default lr) and the
-    objective of a plain episode of the task's own optimiser at each: one lr for every layer,
-    every other hyperparameter at the task's fixed value (the common start's)."""
+def _anchor(
+    method: Method, task: Task, seed: int
+) -> tuple[list[dict[str, float]], FamilyObjective]:
+    """The anchor's queued trials, ``{"lr": lr}`` for each of its lrs (:data:`ANCHOR_GRIDS`
+    times the optimiser's default lr), and the objective of a plain episode of the task's own
+    optimiser at each: one lr for every layer, every other hyperparameter at the task's fixed
+    value (the common start's)."""
     optimizer = method.name.removesuffix("-grid")
     if task.optimizer != optimizer:
         raise ValueError(
@@ -464,7 +479,7 @@ def _anchor(method: Method, task: Task, seed: int) -> tuple[list[float], FamilyO
         return {"lr": [p["lr"]]}
 
     bounds = {"lr": (min(lrs), max(lrs), True)}
-    return lrs, FamilyObjective(task, bounds, constant_lr, seed=seed)
+    return [{"lr": lr} for lr in lrs], FamilyObjective(task, bounds, constant_lr, seed=seed)
 
 
 def _open(
@@ -479,6 +494,7 @@ def _open(
 ) -> Study:
     pruner: optuna.pruners.BasePruner = optuna.pruners.NopPruner()
     max_trials = None
+    queued: list[dict[str, float]] = []
     objective: Callable[[optuna.trial.Trial], float]
     schedule_of: Callable[[Mapping[str, float]], Schedules]
     if method.kind == "fmd" and method.family is not None and not space.has_families():
@@ -528,34 +544,20 @@ def _open(
             rungs=RUNGS if method.pruner else None,
             groups=class_groups,
         )
-    elif method.kind == "anchor":  # queued lrs, like the grid's
-        lrs, objective = _anchor(method, task, seed)
+    else:  # queued trials, the grid's cosine peaks or an anchor's lrs (GridSampler would stop
+        # the study from its after_trial hook, which ask-and-tell does not allow)
+        if method.kind == "anchor":
+            queued, objective = _anchor(method, task, seed)
+        else:
+            queued, objective = _grid(task, space, grid, seed)
         schedule_of = objective.to_schedules
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-        start, max_trials = None, len(lrs)
-    else:  # the cosine with a grid-searched peak lr; the other values stay at the start
-        peaks, objective = _grid(task, space, grid, seed)
-        schedule_of = objective.to_schedules
-        # the grid as queued trials (GridSampler stops the study from its after_trial hook,
-        # which ask-and-tell does not allow); the sampler behind them never samples
-        sampler = optuna.samplers.RandomSampler(seed=seed)
-        start, max_trials = None, len(peaks)
+        sampler = optuna.samplers.RandomSampler(seed=seed)  # never samples
+        start, max_trials = None, len(queued)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)
-    classes = any(h == "class_weight" for h, _ in space.groups().values())
-    described = describe_space(
-        method,
-        bool(space.groups()) and not classes,
-        classes,
-        schedule_free="warmup" in space.hypers().values(),
-    )
-    for key, value in (("method", method.name), ("seed", seed), ("space", described)):
+    for key, value in (("method", method.name), ("seed", seed), ("space", _words(method, space))):
         study.set_user_attr(key, value)
-    if method.kind == "grid":
-        for peak in peaks:
-            study.enqueue_trial({"peak_lr": peak})
-    elif method.kind == "anchor":
-        for lr in lrs:
-            study.enqueue_trial({"lr": lr})
-    elif start is not None and method.kind != "fmd":
-        study.enqueue_trial(start)
+    if start is not None and method.kind != "fmd":
+        queued = [start]
+    for trial_params in queued:
+        study.enqueue_trial(trial_params)
     return Study(method, study, objective, schedule_of, max_trials)
