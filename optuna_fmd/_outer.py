@@ -6,39 +6,42 @@
 param is stepped in its transformed coordinate (:class:`~optuna_fmd._geometry.Coord`), lengths
 measured in its units.
 
-The ``"search"`` rule (:func:`search_step`) is coarse before fine and never accepts a worse
-iterate:
+The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is the slope
+(below the good learning rate) and plain episodes where it is not:
 
-1. *Coarse*: plain episodes (no hypergradient) that multiply the lr scale (the first entry's
-   log-scale params) by 2 while the value improves, then by 1/2, then one probe at the vertex
-   of the parabola through the best point and its two neighbours (in log scale); then one
-   pass over the family's other params, each moved a quarter unit up, then down, keeping
-   what improves. With ``geo.explore`` probes, an *exploration* replaces that pass: Gaussian
-   draws over every first-stage param at once around the best point
-   (:mod:`optuna_fmd._explore`), its cost set by the sampler, not by the number of params.
-2. *Descend*: a hypergradient episode at the best point; its gradient in units, normalised,
-   is the search direction. Plain episodes probe along it: a step that improves is doubled
-   once; a step that does not is replaced by the minimiser of the quadratic through the value,
-   the exact slope (the hypergradient) and the probe, at most half the step. The best point
-   found is accepted (never a worse one) and a new hypergradient is computed there.
-   A refiner's corrections (``*_delta_<k>``) stay frozen until the family's few parameters
-   stall (no probe along their direction improves); then the direction spans every param.
-3. When no probe along the full direction improves either, a pattern search over the family's
-   params (one at a time, up and down, with halving steps) looks for a better point to
-   restart the hypergradient steps from; when none is found the search has converged.
-4. An *exploding* hypergradient (a first-order change, over the first step, of more than
-   ``EXPLODE`` times the value) or a non-finite one says the lr is too high: the scale search
-   resumes downwards instead of stepping along it.
-5. *Trust* (:mod:`optuna_fmd._trust`): every hypergradient is checked against the plain
-   episodes the search runs anyway: the first probe along it finds a change of the predicted
-   sign and within ``DISAGREE`` times the predicted first-order change, and an iterate's members'
-   hypergradients point the same way (positive cosine) and within ``DISAGREE`` times each
-   other's size. Each check is stored in the state (``SearchState.check``). A hypergradient
-   that fails one gets more weight on the probes: members that point apart send the iterate
-   to the pattern search without a line; members of very different sizes are averaged as
-   unit vectors; a first probe that loses less than the hypergradient promised to gain is
-   followed by the opposite probe (a central difference along the direction) and, if neither
-   improves, by the pattern search instead of more probes along the same hypergradient.
+1. *Climb*: the start computes the hypergradient (of every member, with a population). Plain
+   episodes probe along its descent direction in units, over every first-stage param at once
+   (per-layer, per-window and family params move together), one step further while each
+   probe improves, as the scale search does: each step multiplies the fastest log-scale param
+   by another factor of ``SCALE_FACTOR``. The vertex of the parabola through the best step and
+   its neighbours (the *bracket point*) is then evaluated with its hypergradient, so no point
+   is trained twice: the best of the line's points is accepted (never a worse one) and the
+   bracket point's hypergradient gives the next line's direction (quasi-Newton: L-BFGS over
+   the climb's hypergradients).
+2. *Trust* (:mod:`optuna_fmd._trust`): the climb goes on while its hypergradients are the
+   slope: an iterate's members point the same way (positive cosine), it does not explode (a
+   first-order change over the step of more than ``EXPLODE`` times the value, or a non-finite
+   one), and a line finds a better point (a first probe that does not improve is followed by
+   one half as long). Members that point apart still give a slope over the coordinates where
+   every member has the same sign, if those hold ``AGREED`` of the mean's length (a learning
+   rate at its edge, the others below theirs). A contradicted hypergradient marks the *edge*.
+   If the very first one is contradicted (a start at or above the good lr) the plain lr-scale
+   search takes over: factors of 2 from the start (downwards first when it exploded) and one
+   probe at the vertex of the parabola through the best scale and its neighbours (log scale).
+3. *At the edge*, plain episodes only: with ``geo.explore`` probes, Gaussian draws around the
+   best point over every first-stage param, stretched along the recent trusted hypergradients
+   (guided evolutionary strategies, :mod:`optuna_fmd._explore`); otherwise one coarse pass over
+   the family's other params (each block a quarter unit up, then down); then a pattern search
+   over every param (one at a time, up and down, with halving steps) until its step falls
+   below ``MIN_PATTERN_STEP``: the search has converged.
+4. *A margin from divergence*: when a step along a line diverges (a member's training or
+   hypergradient became non-finite), the bracket point goes half-way back from the best step
+   below it and replaces it as the incumbent unless worse by more than ``MARGIN`` of its
+   value; the best step is listed in ``SearchState.cliffs`` and never returned as best
+   (:func:`optuna_fmd._population.iterate_groups` leaves it out).
+
+Without hypergradients (``geo.hypergradients`` False, the ablation) the search starts at the
+plain lr-scale search of item 2 and goes on as in item 3.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ._explore import after_probe, next_probe
+from ._explore import GUIDE, after_probe, next_probe
 from ._explore import start as explore_start
 from ._geometry import Geometry
 from ._state import (
@@ -56,24 +59,22 @@ from ._state import (
     Line,
     OuterState,
     Pattern,
-    Pending,
     Probe,
     SearchState,
 )
-from ._trust import check_members, check_probe, dot, mean_direction, norm
+from ._trust import check_members, check_probe, mean_direction, norm
 
 __all__ = ["Point", "check_members", "check_probe", "search_step"]
 
 SCALE_FACTOR = 2.0  # the scale search multiplies the lr by this factor per probe
 EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
-BASE_TRIES = 3  # probes along one direction over the family's params before the corrections join
-FULL_TRIES = 5  # probes along one direction over every param before the loop has converged
-EXPANSIONS = 1  # doublings of a line-search step while each one improves
+CLIMB_PROBES = 8  # probes along one hypergradient, its bracket point included
+MARGIN = 0.05  # a point half-way back from a divergence replaces the best within this fraction
+MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
+AGREED = 0.1  # members pointing apart: climb on where they agree if it holds this much length
 PATTERN_STEP = 0.1  # the pattern search's first step per family param, in units
 COARSE_STEP = 0.25  # the coarse pass's step over the family's other params, in units (0: none)
 MIN_PATTERN_STEP = 0.01  # the pattern search's smallest step: below it the search has converged
-MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
-TRUST = 0.2  # largest quasi-Newton step per coordinate, in units
 
 #: The params to evaluate next and the search state to store with them.
 Step = tuple[list[float], SearchState]
@@ -121,7 +122,7 @@ def _parabola(points: Sequence[Sequence[float]]) -> float | None:
 
 def _fresh(geo: Geometry) -> SearchState:
     return SearchState(
-        phase="scale",
+        phase="climb" if geo.hypergradients else "scale",
         stage=_first_stage(geo),
         incumbent=None,
         probe=Probe("start"),
@@ -176,10 +177,14 @@ def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> 
         assert x is not None and last is not None
         state = replace(state, incumbent=Incumbent(tuple(x), value, last.number))
     kind = state.probe.kind
-    if kind == "grad":
-        return _after_gradient(state, last, geo)
-    if state.incumbent is None:  # the start itself failed: nothing to scale from
+    if state.incumbent is None:  # the start itself failed: nothing to step from
         return _propose(replace(state, converged=True), geo.start, Probe("converged"))
+    if kind == "start" and state.phase == "climb":
+        return _after_climb_gradient(state, last, geo)
+    if kind == "climb":
+        return _after_climb_probe(state, last, value, geo)
+    if kind == "bracket":
+        return _after_bracket(state, last, value, geo)
     if kind in ("start", "scale"):
         return _after_scale_probe(state, value, improved, geo)
     if kind == "pattern":
@@ -189,8 +194,8 @@ def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> 
     if kind == "explore":
         assert state.explore is not None
         return _explore(replace(state, explore=after_probe(state.explore, improved)), geo)
-    assert kind == "line", kind
-    return _after_line_probe(state, value, improved, geo)
+    # a state of an earlier release, stepping along a hypergradient: plain episodes from here
+    return _edge(replace(state, handover="contradicted"), geo)
 
 
 def _after_scale_probe(state: SearchState, value: float, improved: bool, geo: Geometry) -> Step:
@@ -235,7 +240,8 @@ def _coarse_or_gradient(state: SearchState, geo: Geometry) -> Step:
     """After the scale: the exploration (``geo.explore``), or else one coarse pattern pass over
     the other family params (if enabled)."""
     if geo.explore and state.explore is None:
-        return _explore(replace(state, coarse_done=True, explore=explore_start()), geo)
+        ex = explore_start(state.guide, geo)
+        return _explore(replace(state, coarse_done=True, explore=ex), geo)
     if COARSE_STEP > 0 and not state.coarse_done:
         pattern = Pattern(COARSE_STEP, once=True)
         return _next_pattern_probe(replace(state, coarse_done=True, pattern=pattern), geo)
@@ -253,118 +259,183 @@ def _explore(state: SearchState, geo: Geometry) -> Step:
 
 
 def _descend(state: SearchState, geo: Geometry) -> Step:
-    """After the coarse phase: hypergradient steps, or (without hypergradients) the pattern
-    search over every param."""
-    if geo.hypergradients:
-        return _gradient_at_best(state, geo)
+    """After the exploration (or the coarse pass): the pattern search over every param, plain
+    episodes only, until its step falls below ``MIN_PATTERN_STEP``."""
     h = PATTERN_STEP if state.pattern is None else state.pattern.h
     return _next_pattern_probe(replace(state, stage="full", pattern=Pattern(h)), geo)
 
 
-def _gradient_at_best(state: SearchState, geo: Geometry) -> Step:
-    pending = state.pending
-    state = replace(state, phase="descend", pending=None)
-    best = _best(state)
-    if pending is not None and pending.trial == best.trial:
-        # the scale moved nowhere since this hypergradient: follow it without asking again
-        members = None if pending.members is None else [list(m) for m in pending.members]
-        return _follow(state, list(pending.g), members, pending.point, geo)
-    return _propose(state, best.x, Probe("grad"))
-
-
-def _after_gradient(state: SearchState, last: Point | None, geo: Geometry) -> Step:
+# -- the climb ---------------------------------------------------------------------------------
+def _after_climb_gradient(state: SearchState, last: Point | None, geo: Geometry) -> Step:
+    """A hypergradient arrived (the start's, or a bracket point's): climb along it, or, when it
+    is contradicted, hand over (the very first one: to the scale search)."""
+    first = state.outer_step == 0
+    state = replace(state, outer_step=state.outer_step + 1)
     best = _best(state)
     g: list[float] | None = None
     exploding = last is not None and last.diverged
     if last is not None and not last.bad and last.grad is not None and last.x is not None:
-        if last.value is not None:  # a fresh seed per trial re-measures the best point
-            best = replace(best, f=float(last.value))
-            state = replace(state, incumbent=best)
         g = geo.unit_gradient(last.x, last.grad)
-        n = norm([gi if m else 0.0 for gi, m in zip(g, geo.scale, strict=True)]) or norm(g)
+        n = norm([gi if b else 0.0 for gi, b in zip(g, geo.base, strict=True)])
         exploding = not math.isfinite(n) or n * state.alpha > EXPLODE * abs(best.f)
-    state = replace(state, outer_step=state.outer_step + 1)
-    distrusted = state.distrust > 0  # then an explosion is chaos, not the lr
-    if exploding and any(geo.scale) and not distrusted and state.exploded_at != best.trial:
-        state = replace(state, exploded_at=best.trial)
-        if g is not None and last is not None:  # kept, in case the lr stays where it is
-            assert last.x is not None
-            kept = [tuple(geo.unit_gradient(last.x, m)) for m in last.members or ()]
-            pending = Pending(best.trial, tuple(g), last.number, tuple(kept) if kept else None)
-            state = replace(state, pending=pending)
-        # the lr is too high for the hypergradient to mean anything: scale down instead
-        h = math.log(SCALE_FACTOR)
-        state = replace(state, phase="scale", bracket=Bracket(-1, 0.0, ((0.0, best.f),)))
-        moved = geo.shift_scale(best.x, 1.0 / SCALE_FACTOR)
-        return _propose(state, moved, Probe("scale", offset=-h))
-    if g is None:  # no hypergradient (a failed trial): one more try, then stop
-        if state.grad_failures >= 1:
-            return _propose(replace(state, converged=True), best.x, Probe("converged"))
-        state = replace(state, grad_failures=state.grad_failures + 1)
-        return _propose(state, best.x, Probe("grad"))
-    assert last is not None and last.x is not None
-    members = [geo.unit_gradient(last.x, m) for m in last.members] if last.members else None
-    return _follow(replace(state, grad_failures=0), g, members, last.number, geo)
-
-
-def _follow(
-    state: SearchState,
-    g: list[float],
-    members: list[list[float]] | None,
-    point: int,
-    geo: Geometry,
-) -> Step:
-    """A line along the hypergradient ``g`` (per unit) taken at ``point``, unless its members
-    point apart."""
-    if members:
-        check = check_members(members, geo.base if state.stage == "base" else None)
-        check = replace(check, point=point)
+    members = None
+    if g is not None and last is not None and last.members:
+        assert last.x is not None
+        members = [geo.unit_gradient(last.x, m) for m in last.members]
+        check = replace(check_members(members, geo.base), point=last.number)
         state = replace(state, check=check)
-        if not check.agrees:
-            state = _distrust(state)
-        if not check.agrees and check.cosine is not None and check.cosine < 0:
-            # the members point apart: no line along their mean, the probes decide
-            return _probes_decide(state, geo)
-        if not check.agrees and check.norm_ratio is not None:
+        if not check.agrees and not (check.cosine is not None and check.cosine > 0):
+            g = _agreed(members, geo.base)  # the members point apart: where do they agree?
+        elif not check.agrees:
             g = mean_direction(members)  # one member dominates the mean: average directions
-    return _start_line(_remember(state, g, geo), g, geo, grad_point=point)
+    if g is None or exploding:
+        why = "exploding" if exploding else "contradicted"
+        state = replace(state, handover=why)
+        return _scale_fallback(state, geo, down=exploding) if first else _edge(state, geo)
+    assert last is not None and last.x is not None
+    at = _units(geo, last.x)
+    if state.line is not None and state.line.at is not None:  # a quasi-Newton pair
+        step = [b - a for a, b in zip(state.line.at, at, strict=True)]
+        change = [b - a for a, b in zip(state.line.g, g, strict=True)]
+        if _dot(step, change) > 1e-12 * norm(step) * norm(change):
+            state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
+    return _climb_line(state, g, last.number, tuple(at), geo)
 
 
-def _probes_decide(state: SearchState, geo: Geometry) -> Step:
-    """The pattern search instead of a hypergradient's line, at the step it last had."""
-    h = PATTERN_STEP if state.pattern is None else state.pattern.h
-    return _next_pattern_probe(replace(state, pattern=Pattern(h)), geo)
+def _climb_line(
+    state: SearchState, g: list[float], point: int, at: tuple[float, ...], geo: Geometry
+) -> Step:
+    """The first probe of a line from the incumbent along the hypergradient ``g`` (per unit)
+    taken at ``point`` (``at``, in units): quasi-Newton (L-BFGS over the climb's earlier
+    hypergradients) when it has curvature pairs, steepest descent otherwise. The line steps
+    as the scale search does: each probe moves the fastest log-scale param by one more factor
+    of ``SCALE_FACTOR`` (a quasi-Newton step of its own length, up to 4 such steps)."""
+    d, slope = _direction(g, geo.base)
+    h = _lead_step(geo, d)
+    p = _quasi_newton(g, geo.base, state.memory) if state.memory else None
+    if p is not None and norm(p) > 0 and math.isfinite(norm(p)) and _dot(g, p) < 0:
+        n = norm(p)
+        d, slope = [pi / n for pi in p], _dot(g, p) / n
+        h = _lead_step(geo, d)
+        h = min(max(n, h), 4 * h)
+    best = _best(state)
+    x = geo.along(best.x, d, h)
+    if slope == 0.0 or tuple(x) == best.x:
+        return _edge(replace(state, handover="blocked"), geo)
+    line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, point, at=at, spacing=h)
+    state = replace(state, phase="climb", line=line)
+    return _propose(state, x, Probe("climb", alpha=h, origin=best.x))
 
 
-def _distrust(state: SearchState) -> SearchState:
-    """One more hypergradient the probes (or members) contradict: the next ``2^n - 1``
-    improvements of the pattern search ask for none (``n`` such in a row, at most 3)."""
-    n = state.distrust + 1
-    return replace(state, distrust=n, skip=2 ** min(n, 3) - 1)
+def _lead_step(geo: Geometry, d: Sequence[float]) -> float:
+    """The step along the unit direction ``d`` that multiplies its fastest log-scale param by
+    ``SCALE_FACTOR`` and moves no other param by more than ``PATTERN_STEP`` units
+    (``geo.first_step`` when it moves none)."""
+    logs = [abs(di) * c.unit for c, di in zip(geo.coords, d, strict=True) if c.kind == "log"]
+    others = [abs(di) for c, di in zip(geo.coords, d, strict=True) if c.kind != "log"]
+    steps = [math.log(SCALE_FACTOR) / max(logs)] if max(logs, default=0.0) > 0 else []
+    steps += [PATTERN_STEP / max(others)] if max(others, default=0.0) > 0 else []
+    return min(steps, default=geo.first_step)
+
+
+def _after_climb_probe(
+    state: SearchState, last: Point | None, value: float, geo: Geometry
+) -> Step:
+    """After a plain probe of the climb: one step further while each probe improves;
+    differentiate the bracket's vertex once one does not; hand over when the line finds
+    nothing down to half a step."""
+    assert state.line is not None and state.probe.alpha is not None
+    line, alpha = state.line, state.probe.alpha
+    step = geo.first_step if line.spacing is None else line.spacing
+    line = replace(line, probes=(*line.probes, (alpha, value)))
+    if (last is not None and last.diverged) or not math.isfinite(value):
+        line = replace(line, cliff=alpha if line.cliff is None else min(line.cliff, alpha))
+    if len(line.probes) == 1:  # the first probe checks the hypergradient
+        check = replace(check_probe(line.slope * alpha, value - line.f0), point=line.grad_point)
+        line = replace(line, trusted=check.agrees)
+        state = replace(state, check=check)
+    state = replace(state, line=line)
+    pts = sorted([(0.0, line.f0), *line.probes])
+    ab = min((f, a) for a, f in pts)[1]
+    if ab == 0.0:  # no step along the line improved
+        shortest = min(a for a, _ in line.probes)
+        if shortest > step / 2:  # one shorter step, half the first
+            nxt = shortest / 2
+            return _propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
+        return _edge(replace(state, handover="contradicted"), geo)
+    longer = [a for a, _ in pts if a > ab]
+    t: float | None
+    if not longer:  # the longest step is the best so far: one step further
+        if len(line.probes) < CLIMB_PROBES - 1:
+            x = geo.along(line.origin, line.d, ab + step)
+            if tuple(x) != _best(state).x:
+                return _propose(state, x, _climb_probe(ab + step, line))
+        t = ab + step / 2 if len(line.probes) < CLIMB_PROBES else None
+    else:
+        t = _bracket_vertex(pts, ab, line.cliff)
+    if t is None or tuple(geo.along(line.origin, line.d, t)) == _best(state).x:
+        lower = max(a for a, _ in pts if a < ab)
+        t = (lower + ab) / 2
+    x = geo.along(line.origin, line.d, t)
+    return _propose(state, x, Probe("bracket", alpha=t, origin=line.origin))
+
+
+def _climb_probe(alpha: float, line: Line) -> Probe:
+    return Probe("climb", alpha=alpha, origin=line.origin)
+
+
+def _bracket_vertex(
+    pts: Sequence[tuple[float, float]], ab: float, cliff: float | None
+) -> float | None:
+    """Where to differentiate around the best step ``ab`` of a line's ``(step, value)``
+    points: the vertex of the parabola through it and its neighbours, kept at least a fifth of
+    the gap from ``ab``; next to a step that diverged (``cliff``), half-way back towards the
+    shorter neighbour (a margin from the cliff)."""
+    i = [a for a, _ in pts].index(ab)
+    (a, fa), (c, fc) = pts[i - 1], pts[i + 1]
+    if cliff is not None and c >= cliff:
+        return (a + ab) / 2
+    t = _parabola([(a, fa), (ab, pts[i][1]), (c, fc)])
+    if t is None:
+        return (ab + c) / 2 if c - ab > ab - a else (a + ab) / 2
+    lo, hi = ab - 0.8 * (ab - a), ab + 0.8 * (c - ab)
+    t = min(max(t, lo), hi)
+    if abs(t - ab) < 0.2 * min(ab - a, c - ab):
+        t = ab + 0.2 * (c - ab) if c - ab > ab - a else ab - 0.2 * (ab - a)
+    return t
+
+
+def _after_bracket(state: SearchState, last: Point | None, value: float, geo: Geometry) -> Step:
+    """The bracket point's value and hypergradient: the line's accepted point is the best of
+    its probes (the bracket point included), the step it took is the next line's first; the
+    guide keeps the line's hypergradient when its first probe confirmed it."""
+    line = state.line
+    assert line is not None and state.probe.alpha is not None
+    t = state.probe.alpha
+    line = replace(line, probes=(*line.probes, (t, value)))
+    pts = sorted((f, a) for a, f in line.probes if math.isfinite(f))
+    state = replace(state, line=line)
+    if pts and pts[0][0] < line.f0:
+        alpha = abs(pts[0][1])
+        state = replace(state, alpha=alpha, climbed=state.climbed + 1)
+    if line.trusted:
+        state = replace(state, guide=(*state.guide, line.g)[-GUIDE:])
+    return _after_climb_gradient(_margin(state, last, value), last, geo)
 
 
 def _units(geo: Geometry, x: Sequence[float]) -> list[float]:
     return [c.to_u(v) / c.unit for c, v in zip(geo.coords, x, strict=True)]
 
 
-def _remember(state: SearchState, g: list[float], geo: Geometry) -> SearchState:
-    """Add the step since the last hypergradient and the change of the gradient to the
-    quasi-Newton memory (pairs with no positive curvature are skipped)."""
-    line, best = state.line, _best(state)
-    if line is None or line.origin == best.x:
-        return state
-    step = [b - a for a, b in zip(_units(geo, line.origin), _units(geo, best.x), strict=True)]
-    dg = [b - a for a, b in zip(line.g, g, strict=True)]
-    if math.fsum(a * b for a, b in zip(step, dg, strict=True)) > 1e-12 * norm(step) * norm(dg):
-        memory = (*state.memory, (tuple(step), tuple(dg)))
-        state = replace(state, memory=memory[len(memory) - MEMORY :] if MEMORY > 0 else ())
-    return state
+def _dot(a: Sequence[float], b: Sequence[float]) -> float:
+    return math.fsum(x * y for x, y in zip(a, b, strict=True))
 
 
 def _quasi_newton(
     g: list[float], mask: Sequence[bool], memory: Sequence[tuple[Sequence[float], Sequence[float]]]
-) -> list[float]:
-    """-H g by the L-BFGS two-loop recursion over the masked coordinates."""
+) -> list[float] | None:
+    """-H g by the L-BFGS two-loop recursion over the masked coordinates (``None``: no pair
+    with positive curvature over them)."""
     q = [gi if m else 0.0 for gi, m in zip(g, mask, strict=True)]
     pairs = [
         (
@@ -373,116 +444,89 @@ def _quasi_newton(
         )
         for sv, yv in memory
     ]
-    pairs = [(sv, yv) for sv, yv in pairs if dot(sv, yv) > 0]
-    if not pairs:  # no curvature left over these coordinates: steepest descent
-        return [-qi for qi in q]
+    pairs = [(sv, yv) for sv, yv in pairs if _dot(sv, yv) > 0]
+    if not pairs:
+        return None
     alphas = []
     for sv, yv in reversed(pairs):
-        a = dot(sv, q) / dot(sv, yv)
+        a = _dot(sv, q) / _dot(sv, yv)
         alphas.append(a)
         q = [qi - a * yi for qi, yi in zip(q, yv, strict=True)]
     sv, yv = pairs[-1]
-    q = [qi * dot(sv, yv) / dot(yv, yv) for qi in q]
+    q = [qi * _dot(sv, yv) / _dot(yv, yv) for qi in q]
     for (sv, yv), a in zip(pairs, reversed(alphas), strict=True):
-        b = dot(yv, q) / dot(sv, yv)
+        b = _dot(yv, q) / _dot(sv, yv)
         q = [qi + (a - b) * si for qi, si in zip(q, sv, strict=True)]
     return [-qi for qi in q]
 
 
-def _start_line(
-    state: SearchState, g: list[float], geo: Geometry, grad_point: int | None = None
-) -> Step:
-    mask = geo.base if state.stage == "base" else [True] * len(g)
-    d, slope = _direction(g, mask)
-    if slope == 0.0:
-        return _stall(state, g, geo)
-    alpha = state.alpha
-    if state.memory:  # a quasi-Newton step: length 1 along -H g, within the trust region
-        p = _quasi_newton(g, mask, state.memory)
-        n = norm(p)
-        slope_p = dot(g, p)
-        if n > 0 and math.isfinite(n) and slope_p < 0:
-            d, slope = [pi / n for pi in p], slope_p / n
-            alpha = min(n, TRUST / max(abs(di) for di in d))
+def _margin(state: SearchState, last: Point | None, value: float) -> SearchState:
+    """Next to a step that diverged, the bracket point (half-way back) replaces the best step
+    as the incumbent unless it is worse by more than ``MARGIN`` of its value; the best step is
+    listed among the cliffs, never returned as best."""
+    line = state.line
+    assert line is not None
+    if line.cliff is None or last is None or last.x is None or not math.isfinite(value):
+        return state
     best = _best(state)
-    line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, grad_point)
-    x = geo.along(best.x, d, alpha)
-    return _propose(replace(state, line=line), x, Probe("line", alpha=alpha, origin=best.x))
+    if best.trial == last.number:  # the bracket point is the best: the margin holds
+        return state
+    steps = [a for a, f in line.probes[:-1] if a > 0]
+    values = dict(line.probes[:-1])
+    ab = min(steps, key=lambda a: (values[a], a), default=None)
+    longer = [a for a in steps if ab is not None and a > ab]
+    if ab is None or not longer or min(longer) < line.cliff:
+        return state
+    if best.trial is not None:
+        state = replace(state, cliffs=(*state.cliffs, best.trial))
+    if value <= best.f + MARGIN * abs(best.f):
+        state = replace(state, incumbent=Incumbent(tuple(last.x), value, last.number))
+    return state
 
 
-def _after_line_probe(state: SearchState, value: float, improved: bool, geo: Geometry) -> Step:
-    assert state.line is not None and state.probe.alpha is not None
-    assert state.probe.origin is not None
-    alpha, origin = state.probe.alpha, state.probe.origin
-    line = replace(state.line, probes=(*state.line.probes, (alpha, value)))
-    if len(line.probes) == 1:  # the first probe checks the hypergradient
-        check = replace(check_probe(line.slope * alpha, value - line.f0), point=line.grad_point)
-        line = replace(line, trusted=check.agrees)
-        state = replace(state, check=check, line=line)
-        state = replace(state, distrust=0, skip=0) if check.agrees else _distrust(state)
-        if check.ratio is not None and check.ratio <= 0 and check.ratio > -1:
-            # a promised gain larger than the loss found (a step too long only loses more than
-            # the slope promised): the opposite probe makes a central difference along the
-            # direction, to see whether the hypergradient's sign holds
-            x = geo.along(origin, line.d, -alpha)
-            if tuple(x) != _best(state).x:
-                return _propose(state, x, Probe("line", alpha=-alpha, origin=origin))
-    return _after_line(replace(state, line=line), line, alpha, origin, value, improved, geo)
+def _agreed(members: list[list[float]], mask: Sequence[bool]) -> list[float] | None:
+    """The members' mean over the coordinates where every member has the same sign, when
+    the members agree there (:func:`check_members`) and those coordinates hold at least
+    ``AGREED`` of the mean's length (``None``: no such slope)."""
+    keep = [
+        m and (all(v[i] > 0 for v in members) or all(v[i] < 0 for v in members))
+        for i, m in enumerate(mask)
+    ]
+    if not any(keep) or not check_members(members, keep).agrees:
+        return None
+    mean = [math.fsum(v[i] for v in members) / len(members) for i in range(len(mask))]
+    kept = [x if k else 0.0 for x, k in zip(mean, keep, strict=True)]
+    full = norm([x if m else 0.0 for x, m in zip(mean, mask, strict=True)])
+    return kept if norm(kept) >= AGREED * full else None
 
 
-def _after_line(
-    state: SearchState,
-    line: Line,
-    alpha: float,
-    origin: Sequence[float],
-    value: float,
-    improved: bool,
-    geo: Geometry,
-) -> Step:
-    """After the probe at ``alpha`` along ``line`` from ``origin``: a longer step, the best
-    point found, a shorter step, or (nothing found) the probes decide or the direction widens."""
-    gains = [(f, a) for a, f in line.probes if f < line.f0]
-    successes = 0
-    for _, f in line.probes:
-        if not f < line.f0 or (successes and f >= line.probes[successes - 1][1]):
-            break
-        successes += 1
-    if improved and successes == len(line.probes) <= EXPANSIONS:
-        # every step so far worked, each better than the last: try twice as far
-        x = geo.along(origin, line.d, 2 * alpha)
-        if tuple(x) != _best(state).x:
-            return _propose(state, x, Probe("line", alpha=2 * alpha, origin=tuple(origin)))
-    if gains:  # accept the best point found along the line (either side of it)
-        alpha = min(abs(a) for f, a in gains if f == min(f for f, _ in gains))
-        return _gradient_at_best(replace(state, alpha=alpha), geo)
-    tries = BASE_TRIES if state.stage == "base" else FULL_TRIES
-    if not line.trusted and alpha < 0:  # neither side improved: the probes decide
-        return _probes_decide(state, geo)
-    if len(line.probes) >= tries:
-        return _stall(state, list(line.g), geo)
-    curv = value - line.f0 - line.slope * alpha
-    t = -line.slope * alpha * alpha / (2 * curv) if math.isfinite(value) and curv > 0 else 0.0
-    nxt = min(max(t, 0.1 * alpha), 0.5 * alpha)
-    return _propose(
-        state, geo.along(origin, line.d, nxt), Probe("line", alpha=nxt, origin=tuple(origin))
-    )
+def _scale_fallback(state: SearchState, geo: Geometry, *, down: bool) -> Step:
+    """The very first hypergradient is contradicted (a start at or above the edge): the plain
+    lr-scale search, downwards first when it exploded."""
+    state = replace(state, edge=True, phase="scale", line=None)
+    best = _best(state)
+    if not any(geo.scale):
+        return _coarse_or_gradient(state, geo)
+    h = math.log(SCALE_FACTOR)
+    sign = -1 if down else 1
+    bracket = Bracket(sign, 0.0, ((0.0, best.f),))
+    moved = geo.shift_scale(best.x, SCALE_FACTOR**sign)
+    if tuple(moved) == best.x:
+        return _coarse_or_gradient(replace(state, bracket=bracket), geo)
+    return _propose(replace(state, bracket=bracket), moved, Probe("scale", offset=sign * h))
 
 
-def _stall(state: SearchState, g: list[float], geo: Geometry) -> Step:
-    """No probe along the direction improved: widen to every param, or stop."""
-    if state.stage == "base":
-        state = replace(state, stage="full", alpha=geo.first_step, memory=())
-        return _start_line(state, g, geo)
-    return _next_pattern_probe(replace(state, pattern=Pattern(PATTERN_STEP)), geo)
+def _edge(state: SearchState, geo: Geometry) -> Step:
+    """A hypergradient contradicted after the climb moved (the edge): the exploration, guided
+    by the recent trusted hypergradients, then the pattern search; no more hypergradients."""
+    return _coarse_or_gradient(replace(state, edge=True, line=None), geo)
 
 
 def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
     """The moves of a pattern pass, each a list of params moved together: in the coarse pass
     (``once``) the first-stage params but the lr scale, by block; later one param at a time."""
-    if not geo.hypergradients and not once:  # the ablation's pattern search: every param
+    if not once:  # the pattern search: every param
         return [[i] for i in range(len(geo.base))]
-    if not once:
-        return [[i] for i, b in enumerate(geo.base) if b]
     moves: dict[int, list[int]] = {}
     for i, b in enumerate(geo.base):
         if b and not geo.scale[i]:
@@ -507,28 +551,21 @@ def _next_pattern_probe(state: SearchState, geo: Geometry) -> Step:
             if tuple(moved) != x:
                 state = replace(state, pattern=pat, phase="pattern")
                 return _propose(state, moved, Probe("pattern"))
-        if pat.once:  # the coarse pass is done: hypergradient steps from the best
+        if pat.once:  # the coarse pass is done: the pattern search from the best
             return _descend(replace(state, pattern=None), geo)
         pat = Pattern(pat.h / 2)
     return _propose(replace(state, converged=True), x, Probe("converged"))
 
 
 def _after_pattern_probe(state: SearchState, improved: bool, geo: Geometry) -> Step:
-    """A pattern probe that improves restarts the hypergradient steps from there (in the
-    coarse pass: the pass goes on from there, to the next param)."""
+    """A pattern probe that improves polls again around the new point at the same step (in
+    the coarse pass: the pass goes on from there, to the next param)."""
     assert state.pattern is not None
     pat = state.pattern
     if improved and pat.once:
         if pat.sign < 0:  # +h improved: skip -h
             state = replace(state, pattern=replace(pat, sign=1, i=pat.i + 1))
         return _next_pattern_probe(state, geo)
-    if improved and not geo.hypergradients:  # poll again around the new point, same step
+    if improved:  # poll again around the new point, same step
         return _descend(state, geo)
-    if improved and state.skip > 0:
-        # recent hypergradients were contradicted: poll again as the ablation does
-        state = replace(state, skip=state.skip - 1, pattern=Pattern(pat.h))
-        return _next_pattern_probe(state, geo)
-    if improved:
-        state = replace(state, stage=_first_stage(geo), alpha=geo.first_step, memory=(), line=None)
-        return _gradient_at_best(state, geo)
     return _next_pattern_probe(state, geo)

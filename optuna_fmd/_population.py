@@ -15,7 +15,7 @@ import datetime
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -80,26 +80,30 @@ def is_slot(state: OuterState, population: int | None) -> bool:
 
 
 def iterate_groups(
-    points: Iterable[tuple[int, int | None, float]], size: int | None
+    points: Iterable[tuple[int, int | None, float]],
+    size: int | None,
+    cliffs: Collection[int] = (),
 ) -> list[tuple[float, list[int]]]:
     """What the outer loop compares, from ``(trial number, outer iterate or None, value)``
     points: ``(mean value, trial numbers)`` per outer iterate that has all ``size`` members,
     and ``(value, [number])`` per point without an iterate; an iterate short of members (still
-    running, or failed) is left out. In order of each group's first trial.
+    running, or failed) is left out, and so are the ``cliffs`` (iterates, or trials without
+    one, next to a divergence: :class:`~optuna_fmd._state.SearchState`) unless nothing else is
+    left. In order of each group's first trial.
 
     Example:
         >>> iterate_groups([(0, 0, 0.5), (1, 0, 0.3), (2, 1, 0.2), (3, None, 0.4)], 2)
         [(0.4, [0, 1]), (0.4, [3])]
+        >>> iterate_groups([(0, 0, 0.5), (1, 0, 0.3), (3, None, 0.4)], 2, cliffs=[3])
+        [(0.4, [0, 1])]
     """
     groups: dict[tuple[str, int], list[tuple[int, float]]] = {}
     for number, iterate, value in points:
         key = ("trial", number) if iterate is None else ("iterate", iterate)
         groups.setdefault(key, []).append((number, value))
-    out = [
-        (math.fsum(v for _, v in g) / len(g), sorted(n for n, _ in g))
-        for (kind, _), g in groups.items()
-        if kind == "trial" or len(g) == (size or 1)
-    ]
+    full = {k: g for k, g in groups.items() if k[0] == "trial" or len(g) == (size or 1)}
+    kept = {k: g for k, g in full.items() if k[1] not in cliffs} or full
+    out = [(math.fsum(v for _, v in g) / len(g), sorted(n for n, _ in g)) for g in kept.values()]
     return sorted(out, key=lambda group: group[1][0])
 
 

@@ -118,8 +118,8 @@ class SearchRule:
             notes.append(
                 (
                     "search-converged",
-                    f"FMDSampler's search converged (best trial {best}): no step along "
-                    "the hypergradient improves; it proposes the best schedules from now on.",
+                    f"FMDSampler's search converged (best trial {best}): no pattern step "
+                    "improves; it proposes the best schedules from now on.",
                 )
             )
         return Proposal(x, new, new.probe.kind, notes)

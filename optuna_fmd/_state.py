@@ -12,7 +12,7 @@ they return a new one (``dataclasses.replace``).
   :class:`Slot` and the failed trial a retry stands for.
 - :class:`SearchState`: the ``"search"`` rule's state (:mod:`optuna_fmd._outer`) with its
   parts: :class:`Incumbent`, :class:`Probe`, :class:`Bracket`, :class:`Line`,
-  :class:`Pattern`, :class:`Explore`, :class:`Pending` and a :data:`Check` (:class:`ProbeCheck`,
+  :class:`Pattern`, :class:`Explore` and a :data:`Check` (:class:`ProbeCheck`,
   :class:`MembersCheck`).
 - :class:`GradientState`: the paper's ``"sign"`` and ``"adam"`` rules' state
   (:mod:`optuna_fmd._gradient_rules`), with the best point it knew (:class:`Summit`).
@@ -49,7 +49,6 @@ __all__ = [
     "MembersCheck",
     "OuterState",
     "Pattern",
-    "Pending",
     "Probe",
     "ProbeCheck",
     "RuleState",
@@ -97,7 +96,8 @@ class Incumbent:
 @dataclass(frozen=True)
 class Probe:
     """What a proposed trial is for: ``start``, ``scale``, ``vertex``, ``explore``,
-    ``pattern``, ``grad``, ``line`` or ``converged``."""
+    ``pattern``, ``climb``, ``bracket`` or ``converged`` (``grad`` and ``line`` in earlier
+    releases)."""
 
     kind: str
     # scale, vertex: log of the lr factor from the start
@@ -127,8 +127,13 @@ class Line:
     f0: float  # the value at the origin
     probes: tuple[tuple[float, float], ...]  # every (alpha, value) probed
     origin: Vector  # the params it starts from
-    grad_point: int | None  # the trial (iterate) whose hypergradient it follows; None: widened
+    grad_point: int | None  # the trial (iterate) whose hypergradient it follows
     trusted: bool = True  # whether its first probe agreed with the hypergradient
+    # the shortest step whose episode diverged (None: none did)
+    cliff: float | None = field(default=None, metadata=_ABSENT)
+    # where its hypergradient was taken, per unit (for the quasi-Newton pairs)
+    at: Vector | None = field(default=None, metadata=_ABSENT)
+    spacing: float | None = field(default=None, metadata=_ABSENT)  # between probes, in units
 
 
 @dataclass(frozen=True)
@@ -150,17 +155,7 @@ class Explore:
     draws: int = 0  # directions drawn so far
     probes: int = 0  # probes proposed so far
     mirror: bool = False  # the proposed probe is the latest draw's mirror
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A hypergradient kept while the lr scale is searched down after it exploded: followed
-    without asking again if the incumbent does not move meanwhile."""
-
-    trial: int | None  # the incumbent's trial when it exploded
-    g: Vector  # per coordinate unit
-    point: int  # the trial (iterate) it was taken at
-    members: tuple[Vector, ...] | None = None  # its members' hypergradients, per unit
+    guide: tuple[Vector, ...] = ()  # an orthonormal basis the draws are stretched along
 
 
 @dataclass(frozen=True)
@@ -196,31 +191,34 @@ class SearchState:
     """The ``"search"`` rule's state (:func:`optuna_fmd._outer.search_step`)."""
 
     name: ClassVar[str] = "search"
-    phase: str  # scale, explore, pattern or descend
+    phase: str  # climb, scale, explore or pattern
     stage: str  # base (the family's params only) or full (a refiner's corrections too)
     incumbent: Incumbent | None
     probe: Probe  # what the proposed trial is for
-    bracket: Bracket
-    line: Line | None
+    bracket: Bracket  # the lr-scale search
+    line: Line | None  # the climb's line
     alpha: float  # the next line's first step, in units
     outer_step: int = 0  # hypergradients taken
     converged: bool = False  # from now on the incumbent is proposed
     coarse_done: bool = False  # the coarse pass over the family's other params is done
     pattern: Pattern | None = None
-    pending: Pending | None = None
-    exploded_at: int | None = None  # the incumbent trial whose hypergradient last exploded
-    grad_failures: int = 0  # hypergradient trials in a row that failed
-    distrust: int = 0  # hypergradients in a row the probes (or members) contradicted
-    skip: int = 0  # improvements of the pattern search still to take without a hypergradient
+    climbed: int = 0  # lines of the climb that found a better point
+    edge: bool = False  # a hypergradient was contradicted: plain episodes from now on
+    # why the climb handed over: contradicted, exploding or blocked (None: it has not)
+    handover: str | None = field(default=None, metadata=_ABSENT)
+    guide: tuple[Vector, ...] = ()  # the latest trusted hypergradients, per unit
     memory: tuple[tuple[Vector, Vector], ...] = ()  # quasi-Newton (step, gradient change) pairs
+    cliffs: tuple[int, ...] = ()  # trials (iterates) next to a divergence: never returned as best
     explore: Explore | None = field(default=None, metadata=_ABSENT)  # the exploration, if any
     # the check of a hypergradient made for this proposal
     check: Check | None = field(default=None, metadata=_ABSENT)
 
     @property
     def wants_hypergradient(self) -> bool:
-        """Only a ``grad`` probe needs the hypergradient; the others are plain episodes."""
-        return self.probe.kind == "grad"
+        """The climb's start and bracket points need the hypergradient; the other probes
+        are plain episodes."""
+        kind = self.probe.kind
+        return kind == "bracket" or (kind == "start" and self.phase == "climb")
 
 
 # -- the sign and Adam rules -------------------------------------------------------------------
@@ -251,6 +249,7 @@ class GradientState:
     best: Summit | None = None
 
     wants_hypergradient: ClassVar[bool] = True
+    cliffs: ClassVar[tuple[int, ...]] = ()  # no point is set aside by these rules
 
 
 RuleState = SearchState | GradientState
@@ -480,6 +479,10 @@ class StateView:
     mirror: bool = False  # an exploration probe that mirrors the draw before it
     x: Vector | None = None  # the params proposed
     incumbent: Vector | None = None  # the search's incumbent's params
+    cliffs: tuple[int, ...] = ()  # trials (iterates) next to a divergence: not returned as best
+    handover: str | None = None  # why the search's climb handed over (None: it has not)
+    climbed: int = 0  # lines of the search's climb that found a better point
+    best: float | None = None  # the search's incumbent's value (lower is better)
 
 
 def _lenient(raw: Mapping[str, Any], key: str, parse: Callable[[object], T]) -> T | None:
@@ -493,6 +496,12 @@ def _vector(v: object) -> Vector:
     if isinstance(v, list):
         return tuple(_real(x) for x in v)
     raise _Bad("a list of numbers")
+
+
+def _ints(v: object) -> tuple[int, ...]:
+    if not isinstance(v, list):
+        return ()
+    return tuple(n for n in v if isinstance(n, int) and not isinstance(n, bool))
 
 
 def _object(raw: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -518,7 +527,7 @@ def read_view(raw: object) -> StateView | None:
         iterate=_lenient(raw, "iterate", _int),
         member=_lenient(raw, "member", _int),
         claim=_lenient(raw, "claim", _str),
-        resume=tuple(n for n in resume if isinstance(n, int)) if isinstance(resume, list) else (),
+        resume=_ints(resume),
         retry_of=_lenient(raw, "retry_of", _int),
         base=_lenient(raw, "base", _int),
         probe=_lenient(probe, "kind", _str) or "",
@@ -529,6 +538,10 @@ def read_view(raw: object) -> StateView | None:
         mirror=_object(raw, "explore").get("mirror") is True,
         x=_lenient(raw, "x", _vector),
         incumbent=_lenient(_object(raw, "incumbent"), "x", _vector),
+        cliffs=_ints(raw.get("cliffs")),
+        handover=_lenient(raw, "handover", _str),
+        climbed=_lenient(raw, "climbed", _int) or 0,
+        best=_lenient(_object(raw, "incumbent"), "f", _real),
     )
 
 

@@ -32,7 +32,15 @@ from ._geometry import check_start, geometry_of
 from ._outer import Point
 from ._population import Population, check_population, is_slot, iterate_groups, sense_of
 from ._rules import RuleSettings, check_rule, make_rule
-from ._state import CHECK_ATTR, STATE_KEY, OuterState, StateError, check_json, read_view
+from ._state import (
+    CHECK_ATTR,
+    STATE_KEY,
+    OuterState,
+    StateError,
+    StateView,
+    check_json,
+    read_view,
+)
 from .space import ScheduleSpace
 
 if TYPE_CHECKING:
@@ -55,21 +63,21 @@ class FMDSampler(BaseSampler):
 
     Outer rules:
 
-    - ``"search"`` (default): coarse before fine, and never a worse iterate. Plain episodes
-      (the objective is told to skip the hypergradient) first search the lr scale by factors
-      of 2 and one parabolic step, and move each other family param a quarter unit up and
-      down once (keeping what improves); then a hypergradient at the best point gives a direction
-      (the gradient in units, quasi-Newton from the second step on: L-BFGS over the steps
-      taken), along which plain episodes probe: a step that improves is doubled once, one that
-      does not is shortened to the minimiser of the quadratic through the value, the exact
-      slope and the probe. The best point found is kept and a new hypergradient computed
-      there. A refiner's per-window corrections join once the family's few params stop
-      improving; when no step along the full direction improves, a pattern search over the
-      family's params (one at a time, with halving steps) looks for a point to restart from,
-      and the search converges once it finds none. An exploding hypergradient (a first-order
-      change over the first step of more than 10 times the value) or a non-finite one lowers
-      the lr scale instead. The rule itself is the pure function
-      :func:`optuna_fmd._outer.search_step`.
+    - ``"search"`` (default): the hypergradient first, where it is the slope, and never a
+      worse iterate. The start computes the hypergradient; plain episodes (the objective is
+      told to skip the hypergradient) probe along it in units, every param at once, doubling
+      the step while each probe improves; the vertex of the parabola through the best step
+      and its neighbours is evaluated with its hypergradient (no point is trained twice) and
+      gives the next direction (quasi-Newton, L-BFGS over the climb's hypergradients). Once a
+      hypergradient is contradicted (members pointing apart, an exploding one, a line that
+      finds nothing: the *edge*, usually near the good lr) the search goes on with plain
+      episodes: an exploration guided by the latest trusted hypergradients (``explore``), or
+      one coarse pass over the family's other params, then a pattern search over every param
+      until its step falls below 0.01 units. When the very first hypergradient is
+      contradicted (a start above the edge), a plain lr-scale search (factors of 2 and a
+      parabolic step) comes first. A step that diverges leaves a margin: the point half-way
+      back replaces the best step next to it, which is never returned as best. The rule
+      itself is the pure function :func:`optuna_fmd._outer.search_step`.
     - ``"sign"`` (the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
       halved whenever the sign of its hypergradient flips; every trial computes a
       hypergradient.
@@ -168,15 +176,14 @@ class FMDSampler(BaseSampler):
             ``best_params`` of a TPE study over the same space): each one named replaces its
             param's start, the others keep theirs (a refiner's corrections stay 0). Checked
             here: every name must be a param of the space and every value inside its bounds.
-        explore: Search rule: probes (outer iterates) of an exploration that replaces the
-            coarse pass over the family's other params once the lr scale is searched:
-            Gaussian draws moving every first-stage param at once around the best point
-            (``seed`` seeds them), each followed by its mirror when it does not improve. Its
-            cost is this number, however many params the space has. ``None`` (default): 24
-            trials' worth (``24 // population`` iterates) on a space whose optimiser
-            hyperparameters are split over layer groups (two or more entries set one hyper),
-            where it reaches per-layer schedules the block moves of the coarse pass cannot
-            (README, "When FMD pays off"); 0 elsewhere. 0: no exploration.
+        explore: Search rule: probes (outer iterates) of the exploration at the edge, which
+            replaces the coarse pass over the family's other params: Gaussian draws moving
+            every first-stage param at once around the best point, stretched along the latest
+            trusted hypergradients (``seed`` seeds them), each followed by its mirror when it
+            does not improve. Its cost is this number, however many params the space has.
+            ``None`` (default): 24 trials' worth (``24 // population`` iterates) on a space
+            whose optimiser hyperparameters are split over layer groups (two or more entries
+            set one hyper); 0 elsewhere. 0: no exploration.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -311,11 +318,7 @@ class FMDSampler(BaseSampler):
     def wants_hypergradient(trial: Any) -> bool:
         """Whether ``trial`` (running, proposed by an FMDSampler) needs the hypergradient: the
         search rule's plain probes do not; every other trial does."""
-        storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
-        attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else None
-        if attrs is None and storage is not None and isinstance(trial_id, int):
-            attrs = storage.get_trial_system_attrs(trial_id)
-        view = read_view((attrs or {}).get(STATE_KEY))
+        view = _stored_view(trial)
         return view is None or view.hypergradient
 
     def best_iterate(self, study: Study) -> tuple[float, dict[str, float], list[int]] | None:
@@ -337,11 +340,20 @@ class FMDSampler(BaseSampler):
             it = None if slot is None else slot.iterate
             points.append((t.number, it, float(t.value)))
             by_number[t.number] = t
-        groups = iterate_groups(points, self._population)
+        latest = self.outer_state(study)
+        cliffs = () if latest is None else latest.rule.cliffs
+        groups = iterate_groups(points, self._population, cliffs)
         if not groups:
             return None
         value, numbers = min(groups, key=lambda g: sense * g[0])
         return value, dict(by_number[numbers[0]].params), numbers
+
+    def set_aside(self, trial: Any) -> tuple[int, ...]:
+        """The trials (with a population: iterates) the search had set aside as next to a
+        divergence when it proposed ``trial`` (a running or finished trial of this sampler):
+        :meth:`best_iterate` does not return them. ``()`` for another sampler's trial."""
+        view = _stored_view(trial)
+        return () if view is None else view.cliffs
 
     def is_converged(self, study: Study) -> bool:
         """Whether the outer loop reported convergence (step sizes or backtracks exhausted)."""
@@ -564,3 +576,13 @@ class FMDSampler(BaseSampler):
         for key, message in notes:
             self._warn_once(key, message)
         return x, OuterState(state, origin, space=self._fingerprint)
+
+
+def _stored_view(trial: Any) -> StateView | None:
+    """The state an FMD sampler stored on ``trial`` (a running ``Trial`` or a ``FrozenTrial``),
+    read leniently (``None``: none)."""
+    storage, trial_id = getattr(trial, "storage", None), getattr(trial, "_trial_id", None)
+    attrs = trial.system_attrs if isinstance(trial, FrozenTrial) else None
+    if attrs is None and storage is not None and isinstance(trial_id, int):
+        attrs = storage.get_trial_system_attrs(trial_id)
+    return read_view((attrs or {}).get(STATE_KEY))

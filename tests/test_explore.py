@@ -71,19 +71,36 @@ def test_a_failed_draw_is_followed_by_its_mirror_and_sigma_narrows_after_both() 
     assert wider.sigma == _explore.MAX_SIGMA and wider.draws == 3
 
 
-def test_the_search_explores_after_the_scale_and_then_asks_for_a_hypergradient() -> None:
+def test_the_search_explores_at_the_edge_guided_by_the_climb_then_polls() -> None:
     geo = _layers(explore=10)
-    run = _drive(_split, geo, 40)
+    run = _drive(_split, geo, 60)
     kinds = [r[2].probe.kind for r in run]
     first = kinds.index("explore")
-    assert set(kinds[:first]) <= {"start", "scale", "vertex"}
+    assert run[first][2].edge and set(kinds[:first]) <= {"start", "climb", "bracket"}
     assert kinds[first : first + 10] == ["explore"] * 10
-    assert kinds[first + 10] == "grad"  # no coarse pattern pass: the exploration replaced it
-    assert "pattern" not in kinds[: first + 10]
-    assert not any(r[3] for r in run[: first + 10])  # plain episodes only
-    # the best point never gets worse, and the exploration found a better one than the scale
+    assert kinds[first + 10] == "pattern"  # no coarse pass: the exploration replaced it
+    assert not any(r[3] for r in run[first:])  # plain episodes only
+    guide = run[first][2].explore.guide
+    assert guide and all(v == 0.0 for u in guide for v in u[7:])  # first-stage params only
+    # the best point never gets worse, and the climb and the exploration found better ones
     best = [min(r[1] for r in run[: i + 1]) for i in range(len(run))]
-    assert best[first + 9] < best[first - 1]
+    assert best[first - 1] < best[0] and best[first + 9] <= best[first - 1]
+
+
+def test_a_guided_draw_puts_its_share_of_the_variance_along_the_guide() -> None:
+    geo = _layers(explore=10)
+    along = [1.0] + [0.0] * 8
+    guide = _explore.orthonormal([[3.0] + [0.0] * 8], geo.base)
+    assert guide == (tuple(along),)
+    draws = [_explore.draw(geo, k, guide) for k in range(4000)]
+    n = sum(geo.base)
+    var_along = math.fsum(d[0] ** 2 for d in draws) / len(draws)
+    var_other = math.fsum(d[1] ** 2 for d in draws) / len(draws)
+    # ALPHA of the variance is isotropic, 1 - ALPHA of n along the guide
+    assert var_along == pytest.approx(_explore.ALPHA + (1 - _explore.ALPHA) * n, rel=0.1)
+    assert var_other == pytest.approx(_explore.ALPHA, rel=0.1)
+    assert all(d[7:] == [0.0, 0.0] for d in draws[:10])
+    assert _explore.draw(geo, 5) != _explore.draw(geo, 5, guide)
 
 
 def test_the_sampler_explores_the_same_way_after_a_resume(tmp_path) -> None:

@@ -63,53 +63,16 @@ def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tu
     return out
 
 
+def _plain(geo: Geometry) -> Geometry:
+    """``geo`` without hypergradients (the ablation)."""
+    return Geometry(**{**geo.__dict__, "hypergradients": False})
+
+
 def _bowl(target: list[float]) -> Fn:
     def f(x: list[float]) -> float:
         return (math.log(x[0] / target[0])) ** 2 + 4 * (x[1] - target[1]) ** 2 + 0.3
 
     return f
-
-
-def test_the_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
-    f = _bowl([0.4, 0.9])
-    run = _drive(f, _geometry(), 6)
-    assert [r[2].probe.kind for r in run][:5] == [
-        "start",
-        "scale",
-        "scale",
-        "scale",
-        "scale",
-    ]
-    assert not any(r[3] for r in run[:5])  # no hypergradient while the scale is searched
-    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.2, 0.4, 0.8]
-    best = min(run, key=lambda r: r[1])
-    assert best[0][0] == pytest.approx(0.4, rel=0.05)
-
-
-def test_a_failed_first_step_up_searches_downwards() -> None:
-    run = _drive(_bowl([0.01, 0.9]), _geometry(), 6)
-    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.025, 0.0125, 0.0063]
-
-
-def test_the_incumbent_is_always_the_best_value_seen_and_grads_are_taken_there() -> None:
-    """On a rough objective (a bowl plus a fast ripple) the rule never moves its incumbent to
-    a worse point, computes every hypergradient at the incumbent, and proposes the best point
-    seen once it has converged."""
-
-    def rough(x: list[float]) -> float:
-        return _bowl([0.3, 0.7])(x) + 0.02 * math.sin(300 * x[1]) * math.cos(40 * math.log(x[0]))
-
-    run = _drive(rough, _geometry(), 80)
-    seen = math.inf
-    for x, value, state, wants in run:
-        inc = state.incumbent
-        if inc is not None:
-            assert inc.f <= seen + 1e-15
-        if wants:
-            assert tuple(x) == inc.x
-        seen = min(seen, value)
-    final = run[-1][2]
-    assert final.incumbent.f == min(r[1] for r in run)
 
 
 def test_gradient_steps_descend_a_smooth_bowl() -> None:
@@ -119,20 +82,6 @@ def test_gradient_steps_descend_a_smooth_bowl() -> None:
     best = min(r[1] for r in run)
     assert best < 0.3 + 0.02 * (start - 0.3)  # within 2% of the way from the minimum
     assert sum(r[3] for r in run) >= 3  # it got there by hypergradient steps
-
-
-def test_quasi_newton_beats_steepest_descent_on_an_ill_conditioned_bowl(monkeypatch) -> None:
-    def valley(x: list[float]) -> float:
-        a, b = math.log(x[0] / 0.05), x[1] - 0.5
-        return 0.3 + (a + 3 * b) ** 2 + 0.02 * (a - 3 * b) ** 2
-
-    def best_after(memory: int) -> float:
-        monkeypatch.setattr(_outer, "MEMORY", memory)
-        run = _drive(valley, _geometry(), 30)
-        return min(r[1] for r in run) - 0.3
-
-    steepest = best_after(0)
-    assert best_after(5) < 0.5 * steepest
 
 
 def test_corrections_stay_frozen_until_the_family_stalls() -> None:
@@ -148,19 +97,6 @@ def test_corrections_stay_frozen_until_the_family_stalls() -> None:
     assert min(r[0][2] for r in run[first_full:]) != 0.0 or max(r[0][2] for r in run) > 0.0
 
 
-def test_an_exploding_hypergradient_scales_the_lr_down() -> None:
-    geo = _geometry()
-
-    def huge(f: Fn, x: list[float]) -> list[float]:
-        return [1e9, 1e9]
-
-    run = _drive(_bowl([0.05, 0.9]), geo, 8, grad=huge)
-    kinds = [r[2].probe.kind for r in run]
-    i = kinds.index("grad")
-    assert kinds[i + 1] == "scale"
-    assert run[i + 1][0][0] == pytest.approx(run[i][0][0] / 2)
-
-
 def test_a_failed_start_stops_the_search() -> None:
     run = _drive(lambda x: math.inf, _geometry(), 3)
     assert run[-1][2].converged
@@ -170,50 +106,6 @@ def test_the_sampler_and_space_modules_import_no_torch() -> None:
     code = "import sys, optuna_fmd.sampler, optuna_fmd.space; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
-
-
-def test_the_coarse_pass_moves_each_other_family_param_a_quarter_unit_once() -> None:
-    geo = _geometry()
-    run = _drive(_bowl([0.05, 0.2]), geo, 12)  # momentum far below its start of 0.9
-    kinds = [r[2].probe.kind for r in run]
-    first = kinds.index("pattern")
-    x = run[first - 1][2].incumbent.x
-    up, down = run[first][0], run[first + 1][0]
-    assert up[0] == down[0] == x[0]  # the lr scale is not moved again
-    assert up[1] == 0.99  # up a quarter unit: projected onto the bound
-    du = geo.coords[1].to_u(down[1]) - geo.coords[1].to_u(x[1])
-    assert du == pytest.approx(-_outer.COARSE_STEP * geo.coords[1].unit)
-    assert "grad" in kinds[first:]  # one pass, then hypergradient steps
-
-
-def test_the_coarse_pass_moves_a_window_schedule_as_one_block() -> None:
-    """Three lr windows (the scale) and three momentum windows: the momentum windows move
-    together, a quarter unit up (which improves, so down is skipped): one probe, then
-    hypergradient steps."""
-    coords = [Coord("log", 1e-3, 1.0)] * 3 + [Coord("logit", 0.0, 0.99)] * 3
-    geo = Geometry(
-        coords,
-        scale=[True] * 3 + [False] * 3,
-        base=[True] * 6,
-        start=[0.05] * 3 + [0.5] * 3,
-        blocks=[-1] * 3 + [-2] * 3,
-    )
-
-    def f(x: list[float]) -> float:
-        return sum(math.log(v / 0.05) ** 2 for v in x[:3]) + sum((v - 0.8) ** 2 for v in x[3:])
-
-    run = _drive(f, geo, 14)
-    kinds = [r[2].probe.kind for r in run]
-    first = kinds.index("pattern")
-    assert kinds.count("pattern") == 1 and kinds[first + 1] == "grad"
-    up, x = run[first][0], run[first - 1][2].incumbent.x
-    assert tuple(up[:3]) == x[:3] and len(set(up[3:])) == 1 and up[3] > x[3]
-    du = coords[3].to_u(up[3]) - coords[3].to_u(x[3])
-    assert du == pytest.approx(_outer.COARSE_STEP * coords[3].unit)
-    # without blocks the same pass probes each momentum window on its own
-    alone = Geometry(**{**geo.__dict__, "blocks": None})
-    kinds = [r[2].probe.kind for r in _drive(f, alone, 14)]
-    assert kinds.count("pattern") == 3
 
 
 def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
@@ -237,53 +129,131 @@ def _first_within(run: list[tuple], target: float) -> int:
     return next(i for i, r in enumerate(run) if r[1] <= target)
 
 
-def test_a_hypergradient_the_probes_contradict_is_recorded_and_the_probes_decide() -> None:
-    """A hypergradient 1,000 times too large and of the wrong sign (a chaotic unroll): every
-    check says so, no worse point is ever accepted, and the search reaches what the
-    pattern-only ablation reaches, later by at most the hypergradients' own cost (3 plain
-    episodes each)."""
+def test_the_ablations_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
+    f = _bowl([0.4, 0.9])
+    run = _drive(f, _plain(_geometry()), 6)
+    assert [r[2].probe.kind for r in run][:5] == ["start", "scale", "scale", "scale", "scale"]
+    assert not any(r[3] for r in run)
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    best = min(run, key=lambda r: r[1])
+    assert best[0][0] == pytest.approx(0.4, rel=0.05)
 
-    def liar(fn: Fn, x: list[float]) -> list[float]:
-        return [-1000 * g for g in _grad(fn, x)]
 
+def test_a_failed_first_step_up_searches_downwards() -> None:
+    run = _drive(_bowl([0.01, 0.9]), _plain(_geometry()), 6)
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.025, 0.0125, 0.0063]
+
+
+def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
+    """From below the good lr: the start is differentiated, plain probes step along the
+    descent direction in units (both params move), each one multiplying the lr by another
+    factor of 2, and the bracket's vertex is differentiated next."""
     geo = _geometry()
-    run = _drive(_tilted, geo, 60, liar)
-    checks = [r[2].check for r in run if r[2].check is not None]
-    assert checks and not any(c.agrees for c in checks)
-    best = [r[2].incumbent.f for r in run if r[2].incumbent is not None]
-    assert best == sorted(best, reverse=True)
-    ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 60)
-    target = min(r[1] for r in ablation) + 1e-3
-    reached = _first_within(run, target)
-    grads = sum(r[3] for r in run[:reached])
-    assert reached <= _first_within(ablation, target) + 3 * grads
+    run = _drive(_bowl([0.4, 0.6]), geo, 8)
+    kinds = [r[2].probe.kind for r in run]
+    assert kinds[0] == "start" and run[0][3]
+    n = kinds.index("bracket")
+    assert kinds[1:n] == ["climb"] * (n - 1) and n >= 3
+    assert not any(r[3] for r in run[1:n]) and run[n][3]
+    lrs = [r[0][0] for r in run[: n]]
+    assert [b / a for a, b in zip(lrs, lrs[1:], strict=False)] == pytest.approx([2.0] * (n - 1))
+    # along the gradient, not the lr alone: the momentum moves towards its target too
+    assert run[1][0][0] > 0.05 and run[1][0][1] < 0.9
+    assert run[n][1] < run[0][1]
 
 
-def test_an_honest_hypergradient_passes_its_checks_and_beats_the_ablation() -> None:
-    geo = _geometry()
-    run = _drive(_tilted, geo, 40)
+def test_no_point_is_trained_twice_and_the_incumbent_only_improves() -> None:
+    """On a rough objective (a bowl plus a fast ripple): every hypergradient is taken at a
+    point no earlier trial trained, and the incumbent never gets worse."""
+
+    def rough(x: list[float]) -> float:
+        return _bowl([0.3, 0.7])(x) + 0.02 * math.sin(300 * x[1]) * math.cos(40 * math.log(x[0]))
+
+    run = _drive(rough, _geometry(), 80)
+    seen: set[tuple[float, ...]] = set()
+    best = math.inf
+    for x, value, state, wants in run:
+        if wants:
+            assert tuple(x) not in seen
+        if state.incumbent is not None:
+            assert state.incumbent.f <= best + 1e-15
+        seen.add(tuple(x))
+        best = min(best, value)
+    assert sum(r[3] for r in run) >= 2
+
+
+def test_the_climb_descends_a_smooth_bowl_faster_than_the_ablation() -> None:
+    f = _tilted
+    run = _drive(f, _geometry(), 20)
+    ablation = _drive(f, _plain(_geometry()), 20)
+    assert min(r[1] for r in run) < min(r[1] for r in ablation)
     checks = [r[2].check for r in run if r[2].check is not None]
     assert checks and checks[0].agrees
-    ablation = _drive(_tilted, Geometry(**{**geo.__dict__, "hypergradients": False}), 40)
-    assert min(r[1] for r in run) < min(r[1] for r in ablation)
 
 
-def test_members_that_point_apart_send_the_iterate_to_the_probes() -> None:
-    """Two members whose hypergradients have opposite signs: no line along their mean; the
-    next proposal is a pattern probe, and the check is stored."""
+def test_an_exploding_first_hypergradient_scales_the_lr_down() -> None:
+    def huge(f: Fn, x: list[float]) -> list[float]:
+        return [1e9, 1e9]
+
+    run = _drive(_bowl([0.05, 0.9]), _geometry(), 8, grad=huge)
+    assert run[1][2].probe.kind == "scale" and run[1][2].handover == "exploding"
+    assert run[1][0][0] == pytest.approx(0.025)
+    assert not any(r[3] for r in run[1:])  # plain episodes from the edge on
+
+
+def test_members_that_point_apart_at_the_start_hand_over_to_the_scale_search() -> None:
+    """Two members whose hypergradients have opposite signs at the start (a start above the
+    edge): the check is stored and the plain lr-scale search takes over."""
     geo = _geometry()
-    f = _tilted
-    prev: SearchState | None = None
-    last = None
-    for number in range(40):
-        x, state = search_step(prev, last, geo)
-        if prev is not None and prev.probe.kind == "grad":
-            assert isinstance(state.check, MembersCheck) and not state.check.agrees
-            assert state.probe.kind == "pattern"
-            return
-        g = _grad(f, x) if state.wants_hypergradient else None
-        members = [g, [-v for v in g]] if g is not None else None
-        mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)] if members else None
-        last = Point(number, x, f(x), False, mean, _stored(state), members=members)
-        prev = state
-    raise AssertionError("no hypergradient was asked for")
+    x, state = search_step(None, None, geo)
+    g = _grad(_tilted, x)
+    members = [g, [-v for v in g]]
+    mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)]
+    last = Point(0, x, _tilted(x), False, mean, _stored(state), members=members)
+    x, state = search_step(state, last, geo)
+    assert isinstance(state.check, MembersCheck) and not state.check.agrees
+    assert state.probe.kind == "scale" and state.edge and x[0] == pytest.approx(0.1)
+    assert not state.wants_hypergradient
+
+
+def test_a_contradicted_hypergradient_after_the_climb_hands_over_to_plain_episodes() -> None:
+    """A hypergradient of the wrong sign after the first (a chaotic unroll at the edge): the
+    line along it finds nothing, and the search goes on with plain probes only, never
+    accepting a worse point."""
+    calls = {"n": 0}
+
+    def liar_after_first(fn: Fn, x: list[float]) -> list[float]:
+        calls["n"] += 1
+        g = _grad(fn, x)
+        return g if calls["n"] == 1 else [-1000 * v for v in g]
+
+    run = _drive(_tilted, _geometry(), 50, liar_after_first)
+    kinds = [r[2].probe.kind for r in run]
+    assert kinds.count("bracket") >= 1
+    after = next(i for i, r in enumerate(run) if r[2].edge)
+    assert run[after][2].handover in ("contradicted", "exploding")
+    assert run[after][2].climbed >= 1
+    assert not any(r[3] for r in run[after:])
+    best = [r[2].incumbent.f for r in run if r[2].incumbent is not None]
+    assert best == sorted(best, reverse=True)
+
+
+def test_a_step_that_diverges_leaves_a_margin() -> None:
+    """The loss falls slowly as the lr grows and blows up above 0.3: the bracket point goes
+    half-way back below the best step, replaces it as the incumbent (within the margin), and
+    the best step is a cliff, never returned as best."""
+
+    def cliff(x: list[float]) -> float:
+        return math.inf if x[0] > 0.3 else 1.0 - 0.05 * math.log(x[0]) + (x[1] - 0.9) ** 2
+
+    run = _drive(cliff, _geometry(), 12)
+    kinds = [r[2].probe.kind for r in run]
+    n = kinds.index("bracket")
+    line = run[n][2].line
+    assert line.cliff is not None
+    steps = sorted(a for a, f in line.probes if math.isfinite(f))
+    best_step = steps[-1]
+    assert run[n][2].probe.alpha == pytest.approx((steps[-2] + best_step) / 2)
+    after = run[n + 1][2]
+    assert after.cliffs and after.incumbent.trial == n
+    assert all(r[0][0] <= 0.3 for r in run if r[3])

@@ -101,8 +101,8 @@ def test_every_rule_proposes_the_pinned_sequence() -> None:
 
 
 def test_the_pinned_cases_reach_every_kind_of_proposal() -> None:
-    """The pins cover the search's phases: scale, coarse pass, exploration, lines, checks,
-    patterns."""
+    """The pins cover the search's phases: the climb (its lines and bracket points), the
+    scale search, the exploration, the pattern search, and both kinds of check either way."""
     kinds: set[str] = set()
     checks: set[tuple[str, bool]] = set()
     for space, kwargs, liar in _cases().values():
@@ -115,7 +115,7 @@ def test_the_pinned_cases_reach_every_kind_of_proposal() -> None:
             kinds.add(state["probe"]["kind"])
             if "check" in state:
                 checks.add((state["check"]["kind"], state["check"]["agrees"]))
-    assert {"start", "scale", "explore", "pattern", "grad", "line"} <= kinds
+    assert {"start", "scale", "explore", "pattern", "climb", "bracket"} <= kinds
     assert {("probe", True), ("probe", False), ("members", True), ("members", False)} <= checks
 
 

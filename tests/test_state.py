@@ -3,8 +3,9 @@ releases still load.
 
 ``tests/data/outer_state_v1.json`` holds the state stored on every trial of the runs below,
 recorded by :func:`_record_all` at commit 7c889b9, when the state was a dict of string keys
-changed in place. Each one loads into the types, survives its own JSON, and equals the state
-the sampler stores today in the same run: the change of representation changed no state.
+changed in place. Each one loads into the types and survives its own JSON. Until the search
+rule climbed along the hypergradient first, each also equalled the state the sampler stored in
+the same run; the sign and Adam rules' still do. Today's states of every run survive their JSON.
 """
 
 from __future__ import annotations
@@ -114,16 +115,20 @@ def _record_all() -> dict[str, list[Any]]:
 
 
 @pytest.mark.filterwarnings("ignore")
-def test_states_stored_before_the_types_load_and_equal_todays() -> None:
+def test_states_stored_before_the_types_load_and_todays_survive_their_json() -> None:
     before = json.loads(V1.read_text())
     now = _record_all()
     assert sorted(now) == sorted(before)
     for name, raws in before.items():
-        assert len(now[name]) == len(raws), name
-        for number, (old, new) in enumerate(zip(raws, now[name], strict=True)):
+        for number, old in enumerate(raws):
             state = OuterState.from_json(old)
             assert OuterState.from_json(json.loads(json.dumps(state.to_json()))) == state
-            assert OuterState.from_json(new) == state, f"{name}, trial {number}"
+            if not isinstance(state.rule, SearchState) and number < len(now[name]):
+                # the paper's rules did not change: the same run stores the same states
+                assert OuterState.from_json(now[name][number]) == state, f"{name}, {number}"
+        for new in now[name]:
+            state = OuterState.from_json(new)
+            assert OuterState.from_json(json.loads(json.dumps(state.to_json()))) == state
 
 
 def test_the_json_keeps_the_layout_its_readers_know() -> None:

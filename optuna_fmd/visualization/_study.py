@@ -27,6 +27,7 @@ __all__ = [
     "check_words",
     "hypergradient_status",
     "origin_words",
+    "search_events",
 ]
 
 
@@ -126,13 +127,16 @@ def trial_iterate(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
 
 
 def best_of(
-    points: Sequence[tuple[int, int | None, float]], size: int, maximize: bool = False
+    points: Sequence[tuple[int, int | None, float]],
+    size: int,
+    maximize: bool = False,
+    cliffs: Sequence[int] = (),
 ) -> BestIterate | None:
     """The best group of ``(number, iterate, value)`` points (finite values), as
     :meth:`optuna_fmd.FMDSampler.best_iterate` compares them: iterates of ``size`` members by
-    their mean, trials outside an iterate alone."""
+    their mean, trials outside an iterate alone, the search's ``cliffs`` left out."""
     sense = -1.0 if maximize else 1.0
-    groups = iterate_groups(points, size)
+    groups = iterate_groups(points, size, cliffs)
     if not groups:
         return None
     value, numbers = min(groups, key=lambda g: (sense * g[0], g[1][0]))
@@ -152,14 +156,17 @@ def best_iterate(study: optuna.Study) -> BestIterate | None:
     if len(study.directions) != 1:
         return None
     points, size = [], 1
+    cliffs: tuple[int, ...] = ()
     for t in study.get_trials(deepcopy=False):
+        view = read_view(t.system_attrs.get(STATE_KEY))
+        cliffs = view.cliffs if view is not None and view.cliffs else cliffs
         slot = trial_iterate(t)
         if slot is not None:
             size = max(size, slot[1] + 1)
         if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
             continue
         points.append((t.number, None if slot is None else slot[0], float(t.value)))
-    return best_of(points, size, study.direction == StudyDirection.MAXIMIZE)
+    return best_of(points, size, study.direction == StudyDirection.MAXIMIZE, cliffs)
 
 
 def describe_best(best: BestIterate | None) -> str:
@@ -183,6 +190,9 @@ _ORIGINS = {
     "explore": "exploration: {draw}, {sigma} units a parameter, {moved} moved from the best "
     "point (plain episode)",
     "pattern": "{pass_}: {moved} moved from the best point (plain episode)",
+    "climb": "climb: a step of {alpha} units along the hypergradient (plain episode)",
+    "bracket": "climb: the vertex of the line's bracket, {alpha} units along the hypergradient, "
+    "with its hypergradient: the next direction",
     "grad": "hypergradient at the best point: gives the next search direction",
     "line": "line search along the hypergradient direction, step {alpha} units (plain episode)",
     "converged": "converged: the best point again",
@@ -194,8 +204,9 @@ _ORIGINS = {
 
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
     """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
-    a :class:`~optuna_fmd._state.StateView`): the proposal's kind (``start``, ``scale``,
-    ``vertex``, ``explore``, ``pattern``, ``grad``, ``line``, ``converged``, ``step``,
+    a :class:`~optuna_fmd._state.StateView`): the proposal's kind (``start``, ``climb``,
+    ``bracket``, ``scale``, ``vertex``, ``explore``, ``pattern``, ``grad`` and ``line`` (earlier
+    releases), ``converged``, ``step``,
     ``backtrack``, ``retry``) and why the sampler chose it, in words. ``names`` are the
     space's param names in the sampler's order (to say which moved). ``("", "")`` for a trial
     the FMD sampler did not propose."""
@@ -223,6 +234,40 @@ def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
         sigma="?" if view.sigma is None else f"{view.sigma:.3g}",
         moved=moved,
     )
+
+
+_HANDOVER = {
+    "contradicted": "contradicted (members pointing apart, or no better point along it)",
+    "exploding": "exploding (the lr is too high for it to mean anything)",
+    "blocked": "of no use (zero, or every param at a bound)",
+}
+
+
+def search_events(before: object, after: object) -> list[str]:
+    """What the search rule decided between two consecutive proposals, in words, from the
+    states stored on them (raw, or :class:`~optuna_fmd._state.StateView` s): a climb step
+    taken (a line along the hypergradient found a better point), or the climb's hand-over
+    (a hypergradient dropped, and why). ``[]`` when nothing of the kind happened.
+
+    Example:
+        >>> search_events({"climbed": 0}, {"climbed": 1, "incumbent": {"f": 0.41}})
+        ['climb step taken: the line along the hypergradient reached 0.4100']
+    """
+    old = before if isinstance(before, StateView) else read_view(before)
+    new = after if isinstance(after, StateView) else read_view(after)
+    if old is None or new is None:
+        return []
+    out = []
+    if new.climbed > old.climbed:
+        value = "a better point" if new.best is None else f"{new.best:.4f}"
+        out.append(f"climb step taken: the line along the hypergradient reached {value}")
+    if new.handover and not old.handover:
+        why = _HANDOVER.get(new.handover, new.handover)
+        nxt = {"scale": "the lr-scale search", "explore": "the exploration"}.get(
+            new.probe, "the pattern search"
+        )
+        out.append(f"hypergradient dropped: {why}; plain episodes from here ({nxt})")
+    return out
 
 
 def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:

@@ -96,12 +96,14 @@ def _screenshot(browser: Any, tmp_path: Path, name: str) -> None:
     _save(browser, tmp_path, name)
 
 
-def _check_empty_hypergradient_panel(page: dict[str, Any]) -> None:
-    # four plain probes (the start and the first scale probe, 2 seeds each): no hypergradient
-    assert page["hg_note"].startswith("no hypergradient yet: the first 4 trials search the lr")
-    assert "no hypergradient yet" in page["hg_figure"]  # drawn on the panel itself too
-    assert all(r["hypergradient"] == "no: plain probe" for r in page["rows"])
-    assert [r["origin"].split("\n")[0] for r in page["rows"]] == ["start"] * 2 + ["scale"] * 2
+def _check_climb_panel(page: dict[str, Any]) -> None:
+    # the start computes the hypergradient (2 seeds), then the first climb probe (plain)
+    assert page["hg_note"].startswith("hypergradients of 2 of 4 finished trials")
+    assert [r["hypergradient"].split("\n")[0] for r in page["rows"]] == ["yes"] * 2 + [
+        "no: plain probe"
+    ] * 2
+    assert "hypergradients of 0 agree" in page["rows"][2]["hypergradient"]
+    assert [r["origin"].split("\n")[0] for r in page["rows"]] == ["start"] * 2 + ["climb"] * 2
 
 
 def test_report_of_a_default_family_study(
@@ -112,17 +114,19 @@ def test_report_of_a_default_family_study(
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 'cli.db'}")
     assert len(page["rows"]) == 4
     for trial, row in zip(study.trials, page["rows"], strict=True):
-        peak, mom = trial.params["lr_peak"], trial.params["momentum_value"]
-        assert f"lr peak {peak:.3g} warmup 0 final 0 delta 0 0" in row["params"]
-        assert f"momentum value {mom:.3g}" in row["params"]
-        assert "weight_decay value 0.0005" in row["params"]
+        p = trial.params
+        head = f"lr peak {p['lr_peak']:.3g} warmup {p['lr_warmup']:.3g} final {p['lr_final']:.3g}"
+        assert head in row["params"]
+        assert f"momentum value {p['momentum_value']:.3g}" in row["params"]
+        assert f"weight_decay value {p['weight_decay_value']:.3g}" in row["params"]
         lr = trial.user_attrs["schedules"]["lr"]
         assert f"lr {lr[0]:.3g} {lr[1]:.3g}" in row["schedules"]  # window values, not deltas
         assert "lr_delta" not in row["schedules"]
     assert {r["iterate"] for r in page["rows"]} == {"0.0", "0.1", "1.0", "1.1"}
     assert _numbers(page["best"]) == _numbers(best)  # the CLI's best iterate, not one seed
-    assert "scale search: the lr scale times 2" in page["rows"][2]["origin"]
-    _check_empty_hypergradient_panel(page)
+    assert "warmup 0 final 0 delta 0 0" in page["rows"][0]["params"]  # the start
+    assert "climb: a step of" in page["rows"][2]["origin"]
+    _check_climb_panel(page)
     _screenshot(browser, tmp_path, "report-family.png")
 
 
@@ -139,7 +143,7 @@ def test_report_of_a_window_study(
         assert f"momentum {p['momentum_0']:.3g} {p['momentum_1']:.3g}" in row["schedules"]
         assert "weight_decay 0.0005 0.0005" in row["schedules"]
     assert _numbers(page["best"]) == _numbers(best)
-    _check_empty_hypergradient_panel(page)
+    _check_climb_panel(page)
     _screenshot(browser, tmp_path, "report-windows.png")
 
 
@@ -164,14 +168,14 @@ def test_report_of_a_layer_group_study_read_without_its_space(
     page = _open(browser, write_report(loaded, tmp_path / "report"))
     for trial, row in zip(study.trials, page["rows"], strict=True):
         p = trial.params
-        assert f"lr_out peak {p['lr_out_peak']:.3g} warmup 0 final 0" in row["params"]
-        assert f"lr peak {p['lr_peak']:.3g} warmup 0 final 0 delta 0 0" in row["params"]
+        assert f"lr_out peak {p['lr_out_peak']:.3g} warmup " in row["params"]
+        assert f"lr peak {p['lr_peak']:.3g} warmup " in row["params"]
         assert f"momentum value {p['momentum_value']:.3g}" in row["params"]
         assert row["schedules"].splitlines()[1].startswith("lr_out ")
     point = sampler.best_iterate(study)
     assert point is not None
     assert _numbers(page["best"]) == (point[2], f"{point[0]:.4f}")
-    _check_empty_hypergradient_panel(page)
+    _check_climb_panel(page)
 
 
 def test_the_hypergradient_figure_has_integer_trial_ticks_and_its_whole_subtitle(
