@@ -262,6 +262,10 @@ class CompareConfig:
         return dataclasses.asdict(self)
 
 
+#: Protocol v6's methods: FMD with two seeds per iterate (primary), its ablation without
+#: hypergradients, and the black-box samplers of v4.
+_V6 = ("fmd-pop2", "pattern-pop2", "tpe", "cmaes", "random", "tpe-cosine")
+
 _PRESETS: dict[str, dict[str, Any]] = {
     # The v3 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 60 PEE,
     # best schedules scored on 5 fresh seeds.
@@ -282,6 +286,23 @@ _PRESETS: dict[str, dict[str, Any]] = {
         "tasks": ("fashion-deep",),
         "methods": ("fmd", "pattern", "tpe", "cmaes", "random", "tpe-cosine"),
     },
+    # Protocol v6, from below: every method starts at a tenth of the tuned peak lr, where the
+    # exact hypergradient is the slope (benchmarks/results/informative.md): fashion-deep's
+    # tuned peak is 0.05, fashion-sgd's 0.146 (the median of TPE's cosines at 60 PEE, v2).
+    "v6-deep-below": {
+        "tasks": ("fashion-deep",),
+        "methods": _V6,
+        "primary": "fmd-pop2",
+        "lr_start": 0.005,
+    },
+    "v6-sgd-below": {
+        "tasks": ("fashion-sgd",),
+        "methods": _V6,
+        "primary": "fmd-pop2",
+        "lr_start": 0.015,
+    },
+    # Protocol v6 at the tuned start: v4's deep task with the gradient-first search.
+    "v6-deep": {"tasks": ("fashion-deep",), "methods": _V6, "primary": "fmd-pop2"},
     # The same machinery on Digits in minutes (a test runs it).
     "quick-deep": {
         "tasks": ("digits-deep",),
@@ -325,7 +346,8 @@ PRESETS = tuple(_PRESETS)
 
 def preset(name: str) -> dict[str, Any]:
     """The settings of a named preset (``"v3"``, ``"v2"``, ``"v4-deep"``, ``"v5-lt"``,
-    ``"quick"``, ``"quick-deep"``, ``"quick-lt"``, ``"gpu"``)."""
+    ``"v6-deep-below"``, ``"v6-sgd-below"``, ``"v6-deep"``, ``"quick"``, ``"quick-deep"``,
+    ``"quick-lt"``, ``"gpu"``)."""
     if name not in _PRESETS:
         raise ValueError(f"`preset` must be one of {list(_PRESETS)}, but got {name!r}.")
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in _PRESETS[name].items()}

@@ -118,6 +118,8 @@ def _run_summary(
                 sum(1 for t in ts if t.get("hypergradient")) for ts in within
             ),
             "failed_seeds": sum(v is None for v in vals),
+            "dead_fresh": _dead(bests, "dead_fresh", "fresh_vals"),
+            "dead_retrain": _dead(bests, "dead_retrain", "test_losses"),
         }
     holm_raw: dict[str, float] = {}
     fresh_raw: dict[str, float] = {}
@@ -159,6 +161,18 @@ def _run_summary(
         "time_to_reach_ratio": reach,
         "detail": detail,
     }
+
+
+def _dead(bests: Sequence[Mapping[str, Any] | None], key: str, runs: str) -> list[int]:
+    """``[runs that died, runs]`` over the units' best schedules (:func:`_stats.dead`); a
+    record scored before the count existed counts its diverged runs only."""
+    died = total = 0
+    for b in bests:
+        if not b or runs not in b:
+            continue
+        total += len(b[runs])
+        died += b[key] if key in b else sum(v is None for v in b[runs])
+    return [died, total]
 
 
 def _mean_ci(values: Sequence[float | None], *, worst: bool) -> list[float] | None:
@@ -250,12 +264,13 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"Best schedules on {seeds} fresh seed{'s' * (seeds > 1)} per unit (validation: a "
-            f"plain episode scored on the seed's own {scored}):",
+            f"plain episode scored on the seed's own {scored}; dead runs: diverged, or a loss "
+            f"within {_stats.CHANCE_TOL} of chance, ln of the class count):",
             "",
             f"| method | fresh-seed val loss, mean [95% CI] | {p} − method [95% CI] | {p} "
             f"lower on | Holm p | {acc}, mean [95% CI] | {p} − method, points [95% CI] | "
-            f"{p} higher on | test loss, mean [95% CI] |",
-            "|---|---|---|---|---|---|---|---|---|",
+            f"{p} higher on | test loss, mean [95% CI] | dead runs, fresh / retrained |",
+            "|---|---|---|---|---|---|---|---|---|---|",
         ]
         for m, d in run["detail"].items():
             fv, ta = d.get("fresh_val_vs_primary"), d.get("test_acc_vs_primary")
@@ -272,10 +287,16 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
             lines.append(
                 f"| {m} | {_ci(d.get('fresh_val_mean_ci'))} | {cells[0]} | {cells[1]} | "
                 f"{cells[2]} | {_ci(d['test_acc_mean_ci'], 100, '.2f', '%')} | {cells[3]} | "
-                f"{cells[4]} | {_ci(d.get('test_loss_mean_ci'))} |"
+                f"{cells[4]} | {_ci(d.get('test_loss_mean_ci'))} | {_deaths(d)} |"
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _deaths(d: Mapping[str, Any]) -> str:
+    """``"0/50 / 1/50"``: fresh-seed runs and retrainings that diverged or ended at chance."""
+    cells = [d.get(k) for k in ("dead_fresh", "dead_retrain")]
+    return " / ".join("" if c is None else f"{c[0]}/{c[1]}" for c in cells)
 
 
 def _median_curve(units: list[Any], method: str, grid: Any, longest: float) -> tuple[Any, ...]:

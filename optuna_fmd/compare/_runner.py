@@ -23,6 +23,7 @@ import torch
 from .._storage import open_storage
 from ..episode import run_episode
 from ..evaluation import evaluate_schedule
+from ..sampler import FMDSampler
 from ..tasks import Task
 from . import _stats
 from ._budget import CostUnit, LockStep
@@ -134,6 +135,10 @@ def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float
     for key in ("iterate", "member"):  # a population's outer iterate and member
         if isinstance(attrs.get(key), int):
             record[key] = int(attrs[key])
+    sampler = st.study.sampler
+    aside = sampler.set_aside(trial) if isinstance(sampler, FMDSampler) else ()
+    if aside:  # what the search knew, proposing this trial, to be next to a divergence
+        record["set_aside"] = list(aside)
     if note:
         record["error"] = note
     return record, cost, episode if full else None
@@ -143,11 +148,14 @@ def _best(
     trials: Sequence[Mapping[str, Any]], budget: float, population: int | None = None
 ) -> Mapping[str, Any] | None:
     """The best trial that ended within ``budget`` (the earlier of equals); with a population
-    the best outer iterate, by its members' mean (:func:`_stats.iterate_records`)."""
+    the best outer iterate, by its members' mean (:func:`_stats.iterate_records`). Points the
+    search knew, within the budget, to be next to a divergence are left out."""
+    within = [t for t in trials if t["end"] <= budget]
+    cliffs = {n for t in within for n in t.get("set_aside", ())}
     done = [
         t
-        for t in _stats.iterate_records(trials, population)
-        if t["end"] <= budget and t["state"] == "COMPLETE" and t["value"] is not None
+        for t in _stats.iterate_records(within, population, cliffs)
+        if t["state"] == "COMPLETE" and t["value"] is not None
     ]
     return min(done, key=lambda t: (t["value"], t["end"])) if done else None
 
@@ -174,7 +182,8 @@ def fresh_seed_figures(
     For each seed, a plain episode on the training split scored on that seed's validation split
     (``fresh_vals``: what a choice between methods may use) and a retraining on train+val scored
     on the test set (``test_accuracies``, ``test_losses``: reported, never chosen on). The means
-    are ``None`` where a seed diverged.
+    are ``None`` where a seed diverged; ``dead_fresh`` and ``dead_retrain`` count the runs that
+    diverged or ended at chance (:func:`_stats.dead`).
     """
     named = {n: g for n, g in (groups or {}).items() if n in schedule} or None
     fresh = []
@@ -190,8 +199,11 @@ def fresh_seed_figures(
         finite = [x for x in xs if x is not None]
         return math.fsum(finite) / len(xs) if len(finite) == len(xs) else None
 
+    chance = math.log(task.data().n_classes)
     return {
         "retrain_seeds": list(seeds),
+        "dead_fresh": _stats.dead(fresh, chance),
+        "dead_retrain": _stats.dead(losses, chance),
         "fresh_val": mean(fresh),
         "fresh_vals": fresh,
         "test_accuracy": mean(accs),

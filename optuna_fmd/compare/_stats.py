@@ -9,7 +9,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,13 +104,30 @@ def paired_difference(
     }
 
 
+#: A loss within this of chance (the log of the class count) counts as a dead run.
+CHANCE_TOL = 0.05
+
+
+def dead(losses: Sequence[float | None], chance: float) -> int:
+    """How many of ``losses`` are runs that died: diverged (``None`` or not finite) or no
+    better than predicting every class alike (at least ``chance - CHANCE_TOL``, ``chance``
+    being the log of the class count).
+
+    Example:
+        >>> dead([0.4, None, 2.30, float("inf")], math.log(10))
+        3
+    """
+    return sum(v is None or not math.isfinite(v) or v >= chance - CHANCE_TOL for v in losses)
+
+
 def iterate_records(
-    trials: Sequence[Mapping[str, Any]], population: int | None
+    trials: Sequence[Mapping[str, Any]], population: int | None, cliffs: Collection[int] = ()
 ) -> list[Mapping[str, Any]]:
     """A population method's trials as one record per outer iterate (``trial["iterate"]``):
     its members' mean value, ending when its last member ended, numbered by its first member;
     an iterate counts once all ``population`` members completed with a value. Without a
-    population the trials themselves.
+    population the trials themselves. ``cliffs``: iterates (trials, without a population)
+    left out, unless nothing else is left (:func:`~optuna_fmd._population.iterate_groups`).
 
     Example:
         >>> ts = [{"number": 0, "iterate": 0, "end": 1.0, "value": 0.5, "state": "COMPLETE"},
@@ -119,7 +136,8 @@ def iterate_records(
         [(0.4, 2.0)]
     """
     if not population:
-        return list(trials)
+        kept = [t for t in trials if t.get("number") not in cliffs]
+        return kept if any(t.get("value") is not None for t in kept) else list(trials)
     by_number = {
         t["number"]: t
         for t in trials
@@ -134,7 +152,7 @@ def iterate_records(
             "value": value,
             "end": max(float(by_number[n]["end"]) for n in numbers),
         }
-        for value, numbers in iterate_groups(points, population)
+        for value, numbers in iterate_groups(points, population, cliffs)
     ]
     return sorted(out, key=lambda r: r["end"])
 
