@@ -14,6 +14,7 @@ from . import tasks
 from ._state import STATE_KEY, StateView, read_view
 from .sampler import FMDSampler
 from .space import Family, Refiner, Schedule, ScheduleSpace
+from .visualization._study import search_events
 
 __all__ = [
     "HelpFormatter",
@@ -54,6 +55,18 @@ def describe_trial(
     return f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}  " + " ".join(
         scheds
     )
+
+
+def search_lines(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[str]:
+    """What the search decided before it proposed ``trial``, one indented line each (a climb
+    step taken, a hypergradient dropped and why): the change from the state stored on the
+    trial before it."""
+    if trial.number == 0:
+        return []
+    storage = study._storage
+    prev = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number - 1)
+    before = storage.get_trial_system_attrs(prev).get(STATE_KEY)
+    return [f"  -> {e}" for e in search_events(before, trial.system_attrs.get(STATE_KEY))]
 
 
 def best_words(point: tuple[float, dict[str, float], list[int]] | None) -> str:
@@ -107,16 +120,21 @@ def legend(population: int | None) -> str:
     """What the short labels of a trial line mean, printed once under the header."""
     if population and population > 1:
         return (
-            "legend: `init 0.1` = how the sampler proposed the trial (init: the start; the "
-            "others name the search phase, `optuna-fmd report` says why), then outer iterate 0, "
+            "legend: `init 0.1` = how the sampler proposed the trial (init: the start, with its "
+            "hypergradient; climb: a step along the hypergradient; bracket: the best of a climb's "
+            "line, with its hypergradient; scale, explore, pattern: plain probes once the "
+            "hypergradient is no longer the slope; `optuna-fmd report` says why), then outer "
+            "iterate 0, "
             f"member 1 (each iterate runs {population} seeds, members 0 to {population - 1}); "
             f"(best: mean ...) = the iterate with the lowest mean validation loss over its "
             f"{population} seeds so far"
         )
     return (
-        "legend: `init` = how the sampler proposed the trial (init: the start; the others name "
-        "the search phase, `optuna-fmd report` says why); (best ...) = the lowest validation "
-        "loss so far"
+        "legend: `init` = how the sampler proposed the trial (init: the start, with its "
+        "hypergradient; climb: a step along the hypergradient; bracket: the best of a climb's "
+        "line, with its hypergradient; scale, explore, pattern: plain probes once the "
+        "hypergradient is no longer the slope; `optuna-fmd report` says why); (best ...) = the "
+        "lowest validation loss so far"
     )
 
 

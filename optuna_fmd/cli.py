@@ -51,6 +51,7 @@ from ._cli_console import (
     legend,
     print_best,
     progress_wanted,
+    search_lines,
 )
 from .objective import HypergradientObjective
 from .sampler import FMDSampler
@@ -217,6 +218,8 @@ def _reporter(
         bar.update(1)
         point = sampler.best_iterate(study)
         bar.set_postfix(best="-" if point is None else f"{point[0]:.4f}")
+        for line in search_lines(study, trial):
+            tqdm.write(line, file=out)
         tqdm.write(describe_trial(trial, space, population) + f"  ({best_words(point)})", file=out)
 
     return report
@@ -284,6 +287,46 @@ def _add_study_args(
     lr_init: float | None = None,
     momentum_init: float = 0.9,
 ) -> None:
+    _add_task_args(p, steps)
+    _add_space_args(p, windows, lr_init, momentum_init)
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=trials,
+        help="trials to run (0: only create the study, for `optuna-fmd worker`s)",
+    )
+    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    p.add_argument(
+        "--outer",
+        choices=("search", "sign", "adam"),
+        default="search",
+        help="outer rule (search: a climb along the hypergradient while it is the slope, "
+        "then plain probes)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="episode and sampler seed")
+    p.add_argument(
+        "--fresh-split",
+        action="store_true",
+        help="seed each episode with the trial number (fresh split, as in FDS)",
+    )
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (there are none when stderr is not a terminal)",
+    )
+    add_worker_args(p)
+    p.add_argument(
+        "--population",
+        type=int,
+        default=None,
+        help=f"seeds per outer iterate (default: {POPULATION} for a new study, the study's own "
+        "for one being continued): iterates are compared by their members' mean validation "
+        "loss and their hypergradients averaged",
+    )
+
+
+def _add_task_args(p: argparse.ArgumentParser, steps: int) -> None:
+    """The flags that name the task: data, model, inner optimiser, horizon."""
     p.add_argument(
         "--task",
         choices=_TASKS,
@@ -305,6 +348,12 @@ def _add_study_args(
         default=None,
         help="mnist, fashion-mnist, cifar10: train on this many examples only",
     )
+
+
+def _add_space_args(
+    p: argparse.ArgumentParser, windows: int, lr_init: float | None, momentum_init: float
+) -> None:
+    """The flags that set the search space and its start."""
     p.add_argument("--windows", type=int, default=windows, help="windows K per schedule")
     p.add_argument(
         "--hypers",
@@ -333,44 +382,11 @@ def _add_study_args(
         + ")",
     )
     p.add_argument(
-        "--trials",
-        type=int,
-        default=trials,
-        help="trials to run (0: only create the study, for `optuna-fmd worker`s)",
-    )
-    p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
-    p.add_argument(
         "--space",
         choices=SPACE_KINDS,
         default="family",
         help="family: a cosine lr with per-window corrections and constant other hypers; "
         "windows: --windows free values per hyper",
-    )
-    p.add_argument(
-        "--outer",
-        choices=("search", "sign", "adam"),
-        default="search",
-        help="outer rule (search: scale search, then line-searched hypergradient steps)",
-    )
-    p.add_argument("--seed", type=int, default=0, help="episode and sampler seed")
-    p.add_argument(
-        "--fresh-split",
-        action="store_true",
-        help="seed each episode with the trial number (fresh split, as in FDS)",
-    )
-    p.add_argument(
-        "--no-progress",
-        action="store_true",
-        help="no progress bars (there are none when stderr is not a terminal)",
-    )
-    add_worker_args(p)
-    p.add_argument(
-        "--population",
-        type=int,
-        default=None,
-        help=f"seeds per outer iterate (default: {POPULATION} for a new study, the study's own "
-        "for one being continued): iterates are compared by their members' mean validation "
-        "loss and their hypergradients averaged",
     )
 
 
