@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import pytest
 from optuna_fmd import _state
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_fmd"
+#: The documentation's page on the package's layout.
+LAYOUT_DOC = PACKAGE.parent / "docs" / "layout.md"
 # The study driver and the tasks (the engine, the comparison and the visualisation subpackages
 # keep their own internal helpers).
 MODULES = sorted([*PACKAGE.glob("*.py"), *(PACKAGE / "tasks").glob("*.py")])
@@ -198,3 +201,13 @@ def test_the_outer_states_keys_are_spelled_only_in_its_owner() -> None:
         f"the outer state's keys read by string outside {STATE_OWNER.name} (read the typed "
         f"state's attributes: OuterState.from_json, read_view, read_check): {found}"
     )
+
+
+def test_the_layout_page_names_every_module_and_subpackage() -> None:
+    """docs/layout.md lists the package's top-level modules (``cli.py``) and subpackages
+    (``engine/``), each once at least."""
+    text = LAYOUT_DOC.read_text()
+    names = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
+    names += [p.name + "/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]
+    missing = sorted(n for n in names if not re.search(rf"(?<![\w/]){re.escape(n)}", text))
+    assert missing == [], f"not described in {LAYOUT_DOC.name}: {missing}"

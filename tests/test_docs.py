@@ -1,0 +1,56 @@
+"""The documentation's links hold: README.md and the pages under docs/ point only at files
+(and headings) that exist, and README.md's table of contents reaches every page."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+PAGES = [ROOT / "README.md", *sorted(DOCS.glob("*.md"))]
+#: ``[text](target)`` and ``![alt](target)``, outside code spans and blocks.
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _prose(text: str) -> str:
+    """The text without fenced code blocks and inline code spans."""
+    text = re.sub(r"^```.*?^```", "", text, flags=re.M | re.S)
+    return re.sub(r"`[^`\n]*`", "", text)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's anchors of ``page``'s headings."""
+    out = set()
+    for line in _prose(page.read_text()).splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            out.add(re.sub(r"[^\w\- ]", "", title).replace(" ", "-"))
+    return out
+
+
+def _links(page: Path) -> list[str]:
+    return [t for t in LINK.findall(_prose(page.read_text())) if "://" not in t]
+
+
+def test_the_docs_pages_exist() -> None:
+    assert {p.name for p in DOCS.glob("*.md")} >= {"using.md", "sampler.md", "layout.md"}
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_and_image_points_at_a_file_or_heading(page: Path) -> None:
+    broken = []
+    for target in _links(page):
+        path, _, anchor = target.partition("#")
+        file = (page.parent / path).resolve() if path else page
+        if not file.exists() or (file.suffix == ".md" and anchor and anchor not in _anchors(file)):
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_readme_links_every_docs_page() -> None:
+    linked = {(ROOT / t.partition("#")[0]).resolve() for t in _links(ROOT / "README.md")}
+    missing = [p.name for p in DOCS.glob("*.md") if p.resolve() not in linked]
+    assert missing == []
