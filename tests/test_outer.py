@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import subprocess
 import sys
@@ -9,7 +10,6 @@ from collections.abc import Callable
 
 import pytest
 
-from optuna_fmd import _outer
 from optuna_fmd._geometry import Coord, Geometry
 from optuna_fmd._outer import Point, search_step
 from optuna_fmd._state import MembersCheck, OuterState, SearchState
@@ -155,8 +155,8 @@ def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
     n = kinds.index("bracket")
     assert kinds[1:n] == ["climb"] * (n - 1) and n >= 3
     assert not any(r[3] for r in run[1:n]) and run[n][3]
-    lrs = [r[0][0] for r in run[: n]]
-    assert [b / a for a, b in zip(lrs, lrs[1:], strict=False)] == pytest.approx([2.0] * (n - 1))
+    lrs = [r[0][0] for r in run[:n]]
+    assert [b / a for a, b in itertools.pairwise(lrs)] == pytest.approx([2.0] * (n - 1))
     # along the gradient, not the lr alone: the momentum moves towards its target too
     assert run[1][0][0] > 0.05 and run[1][0][1] < 0.9
     assert run[n][1] < run[0][1]

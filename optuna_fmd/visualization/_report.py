@@ -29,6 +29,7 @@ from ._study import (
     describe_best,
     hypergradient_status,
     origin_words,
+    search_events,
     space_of,
     trial_iterate,
 )
@@ -45,16 +46,17 @@ class OuterStep(NamedTuple):
     Attributes:
         number: The trial number.
         state: The trial state's name (``"COMPLETE"``, ``"FAIL"``, ...).
-        origin: The kind of proposal (``"start"``, ``"scale"``, ``"vertex"``, ``"explore"``,
-            ``"pattern"``, ``"grad"``, ``"line"``, ``"converged"``, ``"step"``, ``"backtrack"``,
-            ``"retry"``),
+        origin: The kind of proposal (``"start"``, ``"climb"``, ``"bracket"``, ``"scale"``,
+            ``"vertex"``, ``"explore"``, ``"pattern"``, ``"grad"`` and ``"line"`` (earlier
+            releases), ``"converged"``, ``"step"``, ``"backtrack"``, ``"retry"``),
             from the FMD sampler's state; ``""`` for a trial another sampler proposed.
         value: The objective value (validation loss), ``None`` if there is none.
         val_accuracy: ``user_attrs["val_accuracy"]``, if any.
         seconds: ``user_attrs["seconds"]`` (the episode's duration), if any.
         diverged: ``user_attrs["diverged"]``.
         schedules: ``{entry: [window values]}``, read through the study's space.
-        why: Why the sampler proposed it, in words (``""``: not an FMD sampler's trial).
+        why: Why the sampler proposed it, in words, and what the search decided before it (a
+            climb step taken, a hypergradient dropped); ``""``: not an FMD sampler's trial.
         hypergradient: Whether it computed a hypergradient, in words (``"yes"``, ``"no: plain
             probe"``, ...).
         check: The sampler's check of the latest hypergradient against the probe along it
@@ -94,10 +96,15 @@ def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) ->
     names = StudyNames(space)
     best = best_iterate(study)
     best_numbers = set(best.numbers) if best is not None else set()
-    rows = []
+    rows, before = [], None
     for trial in study.get_trials(deepcopy=False):
         order = space.param_names() if space is not None else list(trial.distributions)
-        kind, why = origin_words(trial.system_attrs.get(STATE_KEY), order)
+        raw = trial.system_attrs.get(STATE_KEY)
+        kind, why = origin_words(raw, order)
+        # what the search decided before proposing it: a climb step taken, a hypergradient
+        # dropped
+        why = "; ".join(w for w in (why, *search_events(before, raw)) if w)
+        before = raw
         rows.append(
             OuterStep(
                 number=trial.number,
