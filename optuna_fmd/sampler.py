@@ -89,7 +89,7 @@ class FMDSampler(BaseSampler):
     the next step and stores the result, the same way for each rule.
 
     Why search is the default, and how it does against TPE, CMA-ES and random search at equal
-    budget: README.md, "FMD against black-box search at equal budget".
+    budget: docs/benchmarks.md, "FMD against black-box search at equal budget".
 
     Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
     negated value along the negated hypergradient throughout (best iterate, backtracking,
