@@ -515,4 +515,4 @@ def test_help_shows_every_default_and_the_models_in_full(
     with pytest.raises(SystemExit):
         cli.main(["demo", "--help"])
     demo = capsys.readouterr().out
-    assert "(default: 36)" in demo and "default: demo-<date-time>" in demo
+    assert "(default: 24)" in demo and "default: demo-<date-time>" in demo
