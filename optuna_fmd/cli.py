@@ -350,6 +350,11 @@ def _add_task_args(p: argparse.ArgumentParser, steps: int) -> None:
     )
 
 
+def _inits(hyper: str) -> str:
+    """Each optimiser's default start of ``hyper``, for a flag's help."""
+    return ", ".join(f"{default_init(opt, hyper):g} for {opt}" for opt in DEFAULT_BOUNDS)
+
+
 def _add_space_args(
     p: argparse.ArgumentParser, windows: int, lr_init: float | None, momentum_init: float
 ) -> None:
@@ -366,9 +371,7 @@ def _add_space_args(
         "--lr-init",
         type=float,
         default=lr_init,
-        help="initial lr, the cosine's peak (default: the optimiser's, "
-        + ", ".join(f"{default_init(opt, 'lr'):g} for {opt}" for opt in DEFAULT_BOUNDS)
-        + ")",
+        help=f"initial lr, the cosine's peak (default: the optimiser's, {_inits('lr')})",
     )
     p.add_argument(
         "--momentum-init", type=float, default=momentum_init, help="initial momentum (SGD)"
@@ -377,9 +380,7 @@ def _add_space_args(
         "--weight-decay-init",
         type=float,
         default=None,
-        help="initial weight decay (default: the optimiser's, "
-        + ", ".join(f"{default_init(opt, 'weight_decay'):g} for {opt}" for opt in DEFAULT_BOUNDS)
-        + ")",
+        help=f"initial weight decay (default: the optimiser's, {_inits('weight_decay')})",
     )
     p.add_argument(
         "--space",
