@@ -8,6 +8,15 @@ from torch import nn
 from optuna_fmd.engine import FunctionalModel, HyperTable, InnerProblem, make_optimizer
 
 F64 = torch.float64
+#: Every inner optimiser the exactness tests run, as ``(optimizer, nesterov)``.
+OPTIMIZERS = [
+    ("sgd", False),
+    ("sgd", True),
+    ("adam", False),
+    ("adamw", False),
+    ("sf-adamw", False),
+    ("sf-sgd", False),
+]
 
 
 def rel(a: torch.Tensor, b: torch.Tensor) -> float:

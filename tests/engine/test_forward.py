@@ -17,7 +17,7 @@ from optuna_fmd.engine import (
 )
 from optuna_fmd.episode import build_episode
 
-from ._problems import bn_dropout_problem, bn_table, rel, schedules
+from ._problems import OPTIMIZERS, bn_dropout_problem, bn_table, rel, schedules
 
 F64 = torch.float64
 STEPS = 200
@@ -47,17 +47,7 @@ def fd_check(
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
-@pytest.mark.parametrize(
-    "optimizer,nesterov",
-    [
-        ("sgd", False),
-        ("sgd", True),
-        ("adam", False),
-        ("adamw", False),
-        ("sf-adamw", False),
-        ("sf-sgd", False),
-    ],
-)
+@pytest.mark.parametrize("optimizer,nesterov", OPTIMIZERS)
 def test_forward_equals_bptt_fds_and_finite_differences(
     optimizer: str, nesterov: bool, k: int
 ) -> None:

@@ -19,7 +19,7 @@ from optuna_fmd.engine import (
 from optuna_fmd.engine._reverse import plan_checkpoints, state_nbytes
 from optuna_fmd.episode import build_episode
 
-from ._problems import bn_dropout_problem, bn_table, rel, schedules
+from ._problems import OPTIMIZERS, bn_dropout_problem, bn_table, rel, schedules
 
 F64 = torch.float64
 STEPS = 20
@@ -29,17 +29,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("k", [1, 3, 10])
-@pytest.mark.parametrize(
-    "optimizer,nesterov",
-    [
-        ("sgd", False),
-        ("sgd", True),
-        ("adam", False),
-        ("adamw", False),
-        ("sf-adamw", False),
-        ("sf-sgd", False),
-    ],
-)
+@pytest.mark.parametrize("optimizer,nesterov", OPTIMIZERS)
 def test_reverse_equals_bptt_and_forward(optimizer: str, nesterov: bool, k: int) -> None:
     task = fmd.tasks.Digits(
         steps=STEPS, batch_size=16, dtype=F64, optimizer=optimizer, nesterov=nesterov
