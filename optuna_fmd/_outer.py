@@ -11,9 +11,11 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
 
 1. *Climb*: the start computes the hypergradient (of every member, with a population). Plain
    episodes probe along its descent direction in units, over every first-stage param at once
-   (per-layer, per-window and family params move together), one step further while each
-   probe improves, as the scale search does: each step multiplies the fastest log-scale param
-   by another factor of ``SCALE_FACTOR``. The vertex of the parabola through the best step and
+   (per-layer, per-window and family params move together), twice as far while each probe
+   improves: the first step multiplies the fastest log-scale param by ``SCALE_FACTOR`` (and
+   moves no other param by more than ``CLIMB_OTHERS`` units), the next ones double the step's
+   length from the line's origin, so a line crosses orders of magnitude in a few probes. The
+   vertex of the parabola through the best step and
    its neighbours (the *bracket point*) is then evaluated with its hypergradient, so no point
    is trained twice: the best of the line's points is accepted (never a worse one) and the
    bracket point's hypergradient gives the next line's direction (quasi-Newton: L-BFGS over
@@ -69,6 +71,7 @@ __all__ = ["Point", "check_members", "check_probe", "search_step"]
 SCALE_FACTOR = 2.0  # the scale search multiplies the lr by this factor per probe
 EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
 CLIMB_PROBES = 8  # probes along one hypergradient, its bracket point included
+CLIMB_OTHERS = 0.25  # a climb's first step moves a non-log param by at most this many units
 MARGIN = 0.05  # a point half-way back from a divergence replaces the best within this fraction
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
 AGREED = 0.1  # members pointing apart: climb on where they agree if it holds this much length
@@ -307,9 +310,9 @@ def _climb_line(
 ) -> Step:
     """The first probe of a line from the incumbent along the hypergradient ``g`` (per unit)
     taken at ``point`` (``at``, in units): quasi-Newton (L-BFGS over the climb's earlier
-    hypergradients) when it has curvature pairs, steepest descent otherwise. The line steps
-    as the scale search does: each probe moves the fastest log-scale param by one more factor
-    of ``SCALE_FACTOR`` (a quasi-Newton step of its own length, up to 4 such steps)."""
+    hypergradients) when it has curvature pairs, steepest descent otherwise. The first probe
+    moves the fastest log-scale param by a factor of ``SCALE_FACTOR`` (a quasi-Newton step of
+    its own length, up to 4 such steps); each further one doubles the step."""
     d, slope = _direction(g, geo.base)
     h = _lead_step(geo, d)
     p = _quasi_newton(g, geo.base, state.memory) if state.memory else None
@@ -329,19 +332,19 @@ def _climb_line(
 
 def _lead_step(geo: Geometry, d: Sequence[float]) -> float:
     """The step along the unit direction ``d`` that multiplies its fastest log-scale param by
-    ``SCALE_FACTOR`` and moves no other param by more than ``PATTERN_STEP`` units
+    ``SCALE_FACTOR`` and moves no other param by more than ``CLIMB_OTHERS`` units
     (``geo.first_step`` when it moves none)."""
     logs = [abs(di) * c.unit for c, di in zip(geo.coords, d, strict=True) if c.kind == "log"]
     others = [abs(di) for c, di in zip(geo.coords, d, strict=True) if c.kind != "log"]
     steps = [math.log(SCALE_FACTOR) / max(logs)] if max(logs, default=0.0) > 0 else []
-    steps += [PATTERN_STEP / max(others)] if max(others, default=0.0) > 0 else []
+    steps += [CLIMB_OTHERS / max(others)] if max(others, default=0.0) > 0 else []
     return min(steps, default=geo.first_step)
 
 
 def _after_climb_probe(
     state: SearchState, last: Point | None, value: float, geo: Geometry
 ) -> Step:
-    """After a plain probe of the climb: one step further while each probe improves;
+    """After a plain probe of the climb: twice as far while each probe improves;
     differentiate the bracket's vertex once one does not; hand over when the line finds
     nothing down to half a step."""
     assert state.line is not None and state.probe.alpha is not None
@@ -365,11 +368,11 @@ def _after_climb_probe(
         return _edge(replace(state, handover="contradicted"), geo)
     longer = [a for a, _ in pts if a > ab]
     t: float | None
-    if not longer:  # the longest step is the best so far: one step further
+    if not longer:  # the longest step is the best so far: twice as far
         if len(line.probes) < CLIMB_PROBES - 1:
-            x = geo.along(line.origin, line.d, ab + step)
+            x = geo.along(line.origin, line.d, ab + max(step, ab))
             if tuple(x) != _best(state).x:
-                return _propose(state, x, _climb_probe(ab + step, line))
+                return _propose(state, x, _climb_probe(ab + max(step, ab), line))
         t = ab + step / 2 if len(line.probes) < CLIMB_PROBES else None
     else:
         t = _bracket_vertex(pts, ab, line.cliff)

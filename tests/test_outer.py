@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import math
 import subprocess
 import sys
@@ -146,8 +145,9 @@ def test_a_failed_first_step_up_searches_downwards() -> None:
 
 def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
     """From below the good lr: the start is differentiated, plain probes step along the
-    descent direction in units (both params move), each one multiplying the lr by another
-    factor of 2, and the bracket's vertex is differentiated next."""
+    descent direction in units (both params move), the first multiplying the lr by 2, each
+    next one doubling the step (lr x 2, 4, 16, ... up to its bound), and the bracket's vertex
+    is differentiated next."""
     geo = _geometry()
     run = _drive(_bowl([0.4, 0.6]), geo, 8)
     kinds = [r[2].probe.kind for r in run]
@@ -156,7 +156,12 @@ def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
     assert kinds[1:n] == ["climb"] * (n - 1) and n >= 3
     assert not any(r[3] for r in run[1:n]) and run[n][3]
     lrs = [r[0][0] for r in run[:n]]
-    assert [b / a for a, b in itertools.pairwise(lrs)] == pytest.approx([2.0] * (n - 1))
+    doublings = [math.log2(lr / lrs[0]) for lr in lrs[1:]]
+    free = [lr < 1.0 for lr in lrs[1:]]  # below the lr's upper bound
+    assert free[:3] == [True] * 3 and lrs[-1] <= 1.0
+    assert [t for t, f in zip(doublings, free, strict=True) if f] == pytest.approx(
+        [1.0, 2.0, 4.0, 8.0][: sum(free)]
+    )
     # along the gradient, not the lr alone: the momentum moves towards its target too
     assert run[1][0][0] > 0.05 and run[1][0][1] < 0.9
     assert run[n][1] < run[0][1]
@@ -187,8 +192,10 @@ def test_the_climb_descends_a_smooth_bowl_faster_than_the_ablation() -> None:
     run = _drive(f, _geometry(), 20)
     ablation = _drive(f, _plain(_geometry()), 20)
     assert min(r[1] for r in run) < min(r[1] for r in ablation)
+    # the first line's long first probe overshoots the valley; a later line confirms its
+    # hypergradient, and the lines found better points
     checks = [r[2].check for r in run if r[2].check is not None]
-    assert checks and checks[0].agrees
+    assert any(c.agrees for c in checks) and run[-1][2].climbed >= 1
 
 
 def test_an_exploding_first_hypergradient_scales_the_lr_down() -> None:
