@@ -33,6 +33,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--short", type=float, default=None, help="short budget, PEE (default 15)")
     p.add_argument("--long", type=float, default=None, help="long budget, PEE (default 60)")
     p.add_argument(
+        "--budgets",
+        nargs="+",
+        default=None,
+        metavar="NAME=PEE",
+        help="every budget instead of the preset's (e.g. first=5 short=15); --short and --long "
+        "then change those named so",
+    )
+    p.add_argument(
         "--methods", default=None, help=f"comma-separated subset of {','.join(METHODS)}"
     )
     p.add_argument("--jobs", type=int, default=None, help="units at once (processes; default 2)")
@@ -108,6 +116,8 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
             cfg.primary = fmds[0]
     if args.seeds is not None:
         cfg.seeds = tuple(args.seeds)
+    if args.budgets is not None:
+        cfg.budgets = _budgets(args.budgets)
     for key, flag in (("short", args.short), ("long", args.long)):
         if flag is not None:
             cfg.budgets = {**cfg.budgets, key: flag}
@@ -122,6 +132,20 @@ def config_from_args(args: argparse.Namespace) -> CompareConfig:
     except ValueError as err:
         raise SystemExit(f"error: {err}") from None
     return cfg
+
+
+def _budgets(words: Sequence[str]) -> dict[str, float]:
+    """``NAME=PEE`` words as budgets; one clear error for a malformed word."""
+    out: dict[str, float] = {}
+    for word in words:
+        name, sep, value = word.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise SystemExit(f"error: `--budgets` takes NAME=PEE words, but got {word!r}")
+    return out
 
 
 #: Config keys that must agree for runs to be merged: the protocol itself.

@@ -265,6 +265,8 @@ class CompareConfig:
 #: Protocol v6's methods: FMD with two seeds per iterate (primary), its ablation without
 #: hypergradients, and the black-box samplers of v4.
 _V6 = ("fmd-pop2", "pattern-pop2", "tpe", "cmaes", "random", "tpe-cosine")
+#: What users run instead of tuning (``_methods.ANCHORS``).
+_ANCHORS = ("sf-adamw", "sf-adamw-grid", "sf-sgd-grid", "adamw-cosine-grid")
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # The v3 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 60 PEE,
@@ -303,6 +305,15 @@ _PRESETS: dict[str, dict[str, Any]] = {
     },
     # Protocol v6 at the tuned start: v4's deep task with the gradient-first search.
     "v6-deep": {"tasks": ("fashion-deep",), "methods": _V6, "primary": "fmd-pop2"},
+    # Protocol v6's anchor table: the deep task with schedule-free AdamW from the package's
+    # defaults (what a user runs first); the searchers on its per-layer space against what
+    # users run instead of tuning, at 5, 15 and 60 PEE.
+    "v6-sf": {
+        "tasks": ("fashion-deep-sf",),
+        "methods": (*_V6[:-1], *_ANCHORS),
+        "primary": "fmd-pop2",
+        "budgets": {"first": 5.0, "short": 15.0, "long": 60.0},
+    },
     # The same machinery on Digits in minutes (a test runs it).
     "quick-deep": {
         "tasks": ("digits-deep",),

@@ -10,6 +10,7 @@ member of a family that cannot hold a constant lr), and the grid's factors inclu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,8 @@ from typing import Any
 
 import optuna
 
+from ..baselines import cosine
+from ..engine import make_optimizer
 from ..episode import run_episode
 from ..objective import HypergradientObjective
 from ..sampler import FMDSampler
@@ -35,11 +38,13 @@ from ..space import (
 from ..tasks import Task
 
 __all__ = [
-    "ANCHOR_GRIDS",
+    "ANCHORS",
     "METHODS",
+    "Anchor",
     "FamilyObjective",
     "Method",
     "Study",
+    "anchor_task",
     "describe_space",
     "family_space",
     "open_study",
@@ -68,7 +73,7 @@ class Method:
             sampler on the window space), ``"family"`` (a black-box sampler on a
             low-dimensional family), ``"grid"`` (the cosine with a grid-searched peak lr) or
             ``"anchor"`` (what users run instead of tuning: an optimiser's defaults, or a few lrs
-            around them, see :data:`ANCHOR_GRIDS`).
+            around them, see :data:`ANCHORS`).
         space: What is searched, in words.
         sampler: ``"fmd"``, ``"fmd-sign"``, ``"fmd-pattern"``, ``"tpe"``, ``"random"``,
             ``"cmaes"`` or ``"grid"``.
@@ -189,14 +194,73 @@ METHODS: dict[str, Method] = {
             "schedule-free AdamW, lr 0.0025 x {1/4, 1/2, 1, 2, 4} picked on the unit's seed",
             "grid",
         ),
+        Method(
+            "sf-sgd-grid",
+            "anchor",
+            "schedule-free SGD, momentum 0.9, lr 1.0 x {1/4, 1/2, 1, 2, 4} picked on the unit's "
+            "seed",
+            "grid",
+        ),
+        Method(
+            "adamw-cosine-grid",
+            "anchor",
+            "AdamW, 5% warm-up and a cosine to 0, peak lr 0.0025 x {1/4, 1/2, 1, 2, 4} picked "
+            "on the unit's seed",
+            "grid",
+        ),
     )
 }
-#: The anchors' lrs as factors of the optimiser's default lr (the ``schedulefree`` package's
-#: 0.0025 for schedule-free AdamW); every other hyperparameter keeps the task's fixed value.
-ANCHOR_GRIDS: dict[str, tuple[float, ...]] = {
-    "sf-adamw": (1.0,),
-    "sf-adamw-grid": (0.25, 0.5, 1.0, 2.0, 4.0),
+#: An lr grid around an optimiser's default: the default times these factors.
+GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """What a user runs instead of tuning: an inner optimiser at its package's defaults, at a
+    few lrs around its default lr (every layer the same lr), each a plain episode picked on
+    the unit's seed.
+
+    Attributes:
+        optimizer: The engine's optimiser (:data:`optuna_fmd.engine.OPTIMIZERS`) the anchor
+            trains with, whatever the task's own; the task's fixed values of the hypers that
+            optimiser has are kept (a schedule-free warm-up), the others are its defaults.
+        factors: The lrs as factors of ``lr``.
+        lr: The lr the factors multiply (``None``: the optimiser's default lr).
+        warmup: With a value, the lr follows a cosine with this warm-up fraction, ending at 0,
+            one value per step (as a per-step scheduler sets it), instead of a constant.
+    """
+
+    optimizer: str
+    factors: tuple[float, ...]
+    lr: float | None = None
+    warmup: float | None = None
+
+
+#: The anchors by method name: schedule-free AdamW at its defaults (lr 0.0025) and on a 5-point
+#: grid, schedule-free SGD (momentum 0.9, lr 1.0) on the grid, and AdamW with a 5% warm-up and
+#: a cosine on the same grid as schedule-free AdamW's.
+ANCHORS: dict[str, Anchor] = {
+    "sf-adamw": Anchor("sf-adamw", (1.0,)),
+    "sf-adamw-grid": Anchor("sf-adamw", GRID),
+    "sf-sgd-grid": Anchor("sf-sgd", GRID),
+    "adamw-cosine-grid": Anchor("adamw", GRID, lr=0.0025, warmup=0.05),
 }
+
+
+def anchor_task(task: Task, optimizer: str | None) -> Task:
+    """``task`` trained with ``optimizer`` (``None`` or its own: ``task`` itself): the same data,
+    model, horizon, split and minibatches; of the task's fixed hypers, those the optimiser has."""
+    if optimizer is None or optimizer == task.optimizer:
+        return task
+    own = make_optimizer(optimizer).hypers
+    out = dataclasses.replace(
+        task, optimizer=optimizer, hypers={k: v for k, v in task.hypers.items() if k in own}
+    )
+    if "data" in task._cache:  # the same tensors: loaded once
+        out._cache["data"] = task._cache["data"]
+    return out
+
+
 #: The families that weight classes, and the shape of their weights.
 CLASS_FAMILIES = {"drw": effective_number_weights, "inverse-frequency": inverse_frequency_weights}
 
@@ -346,6 +410,7 @@ class Study:
     objective: Callable[[optuna.trial.Trial], float]
     schedule_of: Callable[[Mapping[str, float]], Schedules]
     max_trials: int | None = None
+    optimizer: str | None = None  # an anchor's, where its schedules train with their own
 
     def exhausted(self) -> bool:
         """No further trial would differ: the grid is done, or FMD reports convergence."""
@@ -461,25 +526,21 @@ def _grid(
 def _anchor(
     method: Method, task: Task, seed: int
 ) -> tuple[list[dict[str, float]], FamilyObjective]:
-    """The anchor's queued trials, ``{"lr": lr}`` for each of its lrs (:data:`ANCHOR_GRIDS`
-    times the optimiser's default lr), and the objective of a plain episode of the task's own
-    optimiser at each: one lr for every layer, every other hyperparameter at the task's fixed
-    value (the common start's)."""
-    optimizer = method.name.removesuffix("-grid")
-    if task.optimizer != optimizer:
-        raise ValueError(
-            f"method `{method.name}` trains with optimizer={optimizer!r}, but the task's is "
-            f"optimizer={task.optimizer!r}; run it on a task of that optimiser "
-            "(e.g. fashion-deep-sf)."
-        )
-    default = task.inner_optimizer().defaults["lr"]
-    lrs = [default * f for f in ANCHOR_GRIDS[method.name]]
+    """The anchor's queued trials, ``{"lr": lr}`` for each of its lrs (:data:`ANCHORS`), and
+    the objective of a plain episode of its optimiser at each (:func:`anchor_task`): one lr
+    for every layer, constant or on its cosine."""
+    anchor = ANCHORS[method.name]
+    trained = anchor_task(task, anchor.optimizer)
+    default = trained.inner_optimizer().defaults["lr"] if anchor.lr is None else anchor.lr
+    lrs = [default * f for f in anchor.factors]
 
-    def constant_lr(p: Mapping[str, float]) -> Schedules:
-        return {"lr": [p["lr"]]}
+    def lr_schedule(p: Mapping[str, float]) -> Schedules:
+        if anchor.warmup is None:
+            return {"lr": [p["lr"]]}
+        return {"lr": cosine(p["lr"], trained.steps, warmup=anchor.warmup)}
 
     bounds = {"lr": (min(lrs), max(lrs), True)}
-    return [{"lr": lr} for lr in lrs], FamilyObjective(task, bounds, constant_lr, seed=seed)
+    return [{"lr": lr} for lr in lrs], FamilyObjective(trained, bounds, lr_schedule, seed=seed)
 
 
 def _open(
@@ -560,4 +621,5 @@ def _open(
         queued = [start]
     for trial_params in queued:
         study.enqueue_trial(trial_params)
-    return Study(method, study, objective, schedule_of, max_trials)
+    optimizer = ANCHORS[method.name].optimizer if method.kind == "anchor" else None
+    return Study(method, study, objective, schedule_of, max_trials, optimizer)

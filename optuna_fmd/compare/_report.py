@@ -246,7 +246,12 @@ def format_markdown(summary: Mapping[str, Any]) -> str:
                 trials += f" ({d['hypergradient_trials_median']:g} hypergradient)"
             spec = TASKS.get(run["task"])
             layers, classes = spec is not None and spec.layers, spec is not None and spec.imbalance
-            space = describe_space(METHODS[m], layers, bool(classes)) if m in METHODS else ""
+            sf = spec is not None and spec.optimizer.startswith("sf-")
+            space = (
+                describe_space(METHODS[m], layers, bool(classes), schedule_free=sf)
+                if m in METHODS
+                else ""
+            )
             lines.append(
                 f"| {m} | {space} | {trials} | {_ci(d['best_val_mean_ci'])} | "
                 f"{_diff(vs) if vs else '(primary)'} | {lower} | {_f(hp, '.3g')} | {ratio_s} |"

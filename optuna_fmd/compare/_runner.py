@@ -28,7 +28,7 @@ from ..tasks import Task
 from . import _stats
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
-from ._methods import METHODS, Schedules, Study, open_study
+from ._methods import METHODS, Schedules, Study, anchor_task, open_study
 
 __all__ = [
     "fresh_seed_figures",
@@ -225,9 +225,10 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
         for best in record["best"].values():
             if best is None:
                 continue
-            key = json.dumps(best["schedule"], sort_keys=True)
+            key = json.dumps([best["schedule"], best.get("optimizer")], sort_keys=True)
             if key not in done:
-                done[key] = fresh_seed_figures(task, best["schedule"], seeds, groups)
+                trained = anchor_task(task, best.get("optimizer"))
+                done[key] = fresh_seed_figures(trained, best["schedule"], seeds, groups)
             best.update(done[key])
 
 
@@ -260,6 +261,8 @@ def _bests(
                 "end": t["end"],
                 "schedule": study.schedule_of(t["params"]),
             }
+            if study.optimizer is not None:  # an anchor's schedule trains with its optimiser
+                best[bname]["optimizer"] = study.optimizer
     return best
 
 

@@ -82,6 +82,33 @@ def test_fresh_seed_figures_are_plain_episodes_and_retrainings_on_those_seeds(
     assert bad["test_accuracies"] == [None] and bad["test_accuracy"] is None
 
 
+def test_an_anchors_best_is_scored_with_the_anchors_optimiser(
+    digits: Digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same schedule from the task's optimiser and from an anchor's is scored twice, each
+    with its own optimiser."""
+    cfg = compare.CompareConfig(tasks=("digits-sgd",), seeds=(0,), retrain_seeds=1)
+    scored: list[str] = []
+
+    def figures(task, schedule, seeds, groups=None):  # type: ignore[no-untyped-def]
+        scored.append(task.optimizer)
+        return {"fresh_val": 0.1 * len(scored)}
+
+    monkeypatch.setattr(_runner, "fresh_seed_figures", figures)
+    best = {"value": 0.3, "trial": 0, "end": 1.0, "schedule": {"lr": [0.01]}}
+    unit = {
+        "task": "digits-sgd",
+        "seed": 0,
+        "methods": {
+            "tpe": {"best": {"long": dict(best)}},
+            "adamw-cosine-grid": {"best": {"long": {**best, "optimizer": "adamw"}}},
+        },
+    }
+    _runner.retrain_unit(cfg, unit, digits)
+    assert scored == ["sgd", "adamw"]
+    assert unit["methods"]["adamw-cosine-grid"]["best"]["long"]["fresh_val"] == 0.2
+
+
 def _run_file(tmp_path: Path, digits: Digits) -> Path:
     """A one-unit run of two methods whose best schedules were scored on one fresh seed."""
     cfg = compare.CompareConfig(tasks=("digits-sgd",), seeds=(0,), retrain_seeds=1)

@@ -109,18 +109,51 @@ def test_the_anchors_queue_their_lrs_and_count_a_diverged_run(
     assert one.schedule_of({"lr": 0.0025}) == {"lr": [0.0025]}
 
 
-def test_an_anchor_refuses_a_task_of_another_optimiser() -> None:
-    spec = compare.TASKS["digits-sgd"]
-    with pytest.raises(ValueError, match="trains with optimizer='sf-adamw', but the task's is"):
-        _methods.open_study(
-            compare.METHODS["sf-adamw"],
-            spec.make_task(),
-            spec.make_space(),
-            seed=0,
-            grid=(1.0,),
-            storage=optuna.storages.InMemoryStorage(),
-            name="sf",
-        )
+@pytest.mark.parametrize(
+    ("method", "optimizer", "lr"),
+    [("sf-sgd-grid", "sf-sgd", 1.0), ("adamw-cosine-grid", "adamw", 0.0025)],
+)
+def test_an_anchor_trains_with_its_own_optimiser_on_any_task(
+    spec, method: str, optimizer: str, lr: float, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The task's data, model and horizon; the anchor's optimiser, keeping the task's fixed
+    values of the hypers it has (the schedule-free warm-up), and its own lr grid."""
+    trained: list = []  # type: ignore[type-arg]
+
+    def fake(task, schedules, **kwargs):  # type: ignore[no-untyped-def]
+        trained.append((task, {k: list(v) for k, v in schedules.items()}))
+        return EpisodeResult(0.5, 0.9, None, task.steps, 0.0, 0, 0.5, False, "none")
+
+    monkeypatch.setattr(_methods, "run_episode", fake)
+    st = _open(spec, method)
+    assert st.optimizer == optimizer
+    while not st.exhausted():
+        trial = st.study.ask()
+        st.study.tell(trial, st.objective(trial))
+    task = spec.make_task()
+    assert len(trained) == 5
+    for (t, schedule), factor in zip(trained, (0.25, 0.5, 1.0, 2.0, 4.0), strict=True):
+        assert t.optimizer == optimizer and (t.steps, t.model) == (task.steps, task.model)
+        lr_values = schedule["lr"]
+        assert max(lr_values) <= lr * factor * (1 + 1e-12)
+        if optimizer == "adamw":  # a 5% warm-up, then the cosine to 0, a value per step
+            assert len(lr_values) == task.steps and "warmup" not in t.hypers
+            peak = lr_values.index(max(lr_values))
+            assert peak == int(0.05 * task.steps) and max(lr_values) > 0.99 * lr * factor
+            assert lr_values[:peak] == sorted(lr_values[:peak]) and lr_values[-1] < 1e-3 * lr
+        else:
+            assert lr_values == pytest.approx([lr * factor])
+            assert t.fixed_hypers()["warmup"] == 10.0 and t.fixed_hypers()["momentum"] == 0.9
+
+
+def test_an_anchor_task_shares_the_data_and_leaves_its_own_optimiser_alone() -> None:
+    task = compare.TASKS["digits-deep-sf"].make_task()
+    assert _methods.anchor_task(task, None) is task
+    assert _methods.anchor_task(task, "sf-adamw") is task
+    data = task.data()
+    sgd = _methods.anchor_task(task, "sgd")
+    assert sgd.optimizer == "sgd" and sgd.data() is data and dict(sgd.hypers) == {}
+    assert task.optimizer == "sf-adamw"  # the task itself is unchanged
 
 
 def test_an_anchor_runs_the_engines_plain_episode() -> None:
