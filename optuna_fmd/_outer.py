@@ -34,7 +34,8 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    best point over every first-stage param, stretched along the recent trusted hypergradients
    (guided evolutionary strategies, :mod:`optuna_fmd._explore`); otherwise one coarse pass over
    the family's other params (each block a quarter unit up, then down); then a pattern search
-   over every param (one at a time, up and down, with halving steps) until its step falls
+   over every param (one at a time, up and down, with halving steps; after a move that
+   improved, not straight back to the point it left, already trained) until its step falls
    below ``MIN_PATTERN_STEP``: the search has converged.
 4. *A margin from divergence*: when a step along a line diverges (a member's training or
    hypergradient became non-finite), the bracket point goes half-way back from the best step
@@ -261,11 +262,12 @@ def _explore(state: SearchState, geo: Geometry) -> Step:
     return _propose(replace(state, phase="explore", explore=ex), x, Probe("explore"))
 
 
-def _descend(state: SearchState, geo: Geometry) -> Step:
+def _descend(state: SearchState, geo: Geometry, back: tuple[int, int] | None = None) -> Step:
     """After the exploration (or the coarse pass): the pattern search over every param, plain
-    episodes only, until its step falls below ``MIN_PATTERN_STEP``."""
+    episodes only, until its step falls below ``MIN_PATTERN_STEP``; ``back``, the move back to
+    the point just left, is not probed."""
     h = PATTERN_STEP if state.pattern is None else state.pattern.h
-    return _next_pattern_probe(replace(state, stage="full", pattern=Pattern(h)), geo)
+    return _next_pattern_probe(replace(state, stage="full", pattern=Pattern(h, back=back)), geo)
 
 
 # -- the climb ---------------------------------------------------------------------------------
@@ -550,8 +552,9 @@ def _next_pattern_probe(state: SearchState, geo: Geometry) -> Step:
             for i in coords[pat.i]:
                 d[i] = float(pat.sign)
             moved = geo.along(x, d, pat.h)
+            back = (pat.i, pat.sign) == pat.back
             pat = replace(pat, sign=-1) if pat.sign > 0 else replace(pat, sign=1, i=pat.i + 1)
-            if tuple(moved) != x:
+            if tuple(moved) != x and not back:
                 state = replace(state, pattern=pat, phase="pattern")
                 return _propose(state, moved, Probe("pattern"))
         if pat.once:  # the coarse pass is done: the pattern search from the best
@@ -569,6 +572,7 @@ def _after_pattern_probe(state: SearchState, improved: bool, geo: Geometry) -> S
         if pat.sign < 0:  # +h improved: skip -h
             state = replace(state, pattern=replace(pat, sign=1, i=pat.i + 1))
         return _next_pattern_probe(state, geo)
-    if improved:  # poll again around the new point, same step
-        return _descend(state, geo)
+    if improved:  # poll again around the new point, same step, but not back where it was
+        i, sign = (pat.i, 1) if pat.sign < 0 else (pat.i - 1, -1)
+        return _descend(state, geo, back=(i, -sign))
     return _next_pattern_probe(state, geo)

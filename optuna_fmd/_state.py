@@ -144,6 +144,8 @@ class Pattern:
     i: int = 0  # the move it is at
     sign: int = 1  # +1: up next, -1: down next
     once: bool = False  # the coarse pass: one pass, no halving
+    # the move (index, sign) back to the point the last improving move left: already trained
+    back: tuple[int, int] | None = field(default=None, metadata={"absent": True})
 
 
 @dataclass(frozen=True)

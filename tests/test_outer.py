@@ -264,3 +264,18 @@ def test_a_step_that_diverges_leaves_a_margin() -> None:
     after = run[n + 1][2]
     assert after.cliffs and after.incumbent.trial == n
     assert all(r[0][0] <= 0.3 for r in run if r[3])
+
+
+def test_the_pattern_search_does_not_step_back_to_the_point_it_just_left() -> None:
+    """After a move that improved, the next sweep skips the move back: that point is trained."""
+    run = _drive(_tilted, _plain(_geometry()), 80)
+    best, left = math.inf, None  # the incumbent's value, and the point the last move left
+    incumbent: tuple[float, ...] | None = None
+    steps_back = 0
+    for x, value, state, _ in run:
+        if state.probe.kind == "pattern" and tuple(x) == left:
+            steps_back += 1
+        if value < best:
+            best, left, incumbent = value, incumbent, tuple(x)
+    assert steps_back == 0
+    assert sum(r[2].probe.kind == "pattern" for r in run) > 20  # the sweep ran long enough
