@@ -266,7 +266,7 @@ class CompareConfig:
 #: hypergradients, and the black-box samplers of v4.
 _V6 = ("fmd-pop2", "pattern-pop2", "tpe", "cmaes", "random", "tpe-cosine")
 #: What users run instead of tuning (``_methods.ANCHORS``).
-_ANCHORS = ("sf-adamw", "sf-adamw-grid", "sf-sgd-grid", "adamw-cosine-grid")
+_ANCHORS = ("sf-adamw", "sf-adamw-grid", "sf-sgd-grid", "adamw-cosine-grid", "prodigy")
 
 _PRESETS: dict[str, dict[str, Any]] = {
     # The v3 protocol (benchmarks/README.md): two Fashion-MNIST tasks, 10 seeds, 15 and 60 PEE,

@@ -10,8 +10,6 @@ member of a family that cannot hold a constant lr), and the grid's factors inclu
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,9 +17,6 @@ from typing import Any
 
 import optuna
 
-from ..baselines import cosine
-from ..engine import make_optimizer
-from ..episode import run_episode
 from ..objective import HypergradientObjective
 from ..sampler import FMDSampler
 from ..space import (
@@ -36,21 +31,19 @@ from ..space import (
     inverse_frequency_weights,
 )
 from ..tasks import Task
+from ._anchors import ANCHORS, anchor_trials
+from ._objectives import FamilyObjective, Schedules
 
 __all__ = [
-    "ANCHORS",
     "METHODS",
-    "Anchor",
     "FamilyObjective",
     "Method",
     "Study",
-    "anchor_task",
     "describe_space",
     "family_space",
     "open_study",
 ]
 
-Schedules = dict[str, list[float]]
 #: Warm-up fraction range of the cosine family.
 WARMUP = (0.0, 0.5)
 #: The black-box family methods' trial params predate the space's names and keep them:
@@ -73,7 +66,7 @@ class Method:
             sampler on the window space), ``"family"`` (a black-box sampler on a
             low-dimensional family), ``"grid"`` (the cosine with a grid-searched peak lr) or
             ``"anchor"`` (what users run instead of tuning: an optimiser's defaults, or a few lrs
-            around them, see :data:`ANCHORS`).
+            around them, see :data:`~optuna_fmd.compare._anchors.ANCHORS`).
         space: What is searched, in words.
         sampler: ``"fmd"``, ``"fmd-sign"``, ``"fmd-pattern"``, ``"tpe"``, ``"random"``,
             ``"cmaes"`` or ``"grid"``.
@@ -202,6 +195,13 @@ METHODS: dict[str, Method] = {
             "grid",
         ),
         Method(
+            "prodigy",
+            "anchor",
+            "Prodigy (prodigyopt), lr 1, weight decay 0 or 5e-4 picked on the unit's seed "
+            "(a PyTorch loop on the same episode)",
+            "grid",
+        ),
+        Method(
             "adamw-cosine-grid",
             "anchor",
             "AdamW, 5% warm-up and a cosine to 0, peak lr 0.0025 x {1/4, 1/2, 1, 2, 4} picked "
@@ -210,57 +210,6 @@ METHODS: dict[str, Method] = {
         ),
     )
 }
-#: An lr grid around an optimiser's default: the default times these factors.
-GRID = (0.25, 0.5, 1.0, 2.0, 4.0)
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """What a user runs instead of tuning: an inner optimiser at its package's defaults, at a
-    few lrs around its default lr (every layer the same lr), each a plain episode picked on
-    the unit's seed.
-
-    Attributes:
-        optimizer: The engine's optimiser (:data:`optuna_fmd.engine.OPTIMIZERS`) the anchor
-            trains with, whatever the task's own; the task's fixed values of the hypers that
-            optimiser has are kept (a schedule-free warm-up), the others are its defaults.
-        factors: The lrs as factors of ``lr``.
-        lr: The lr the factors multiply (``None``: the optimiser's default lr).
-        warmup: With a value, the lr follows a cosine with this warm-up fraction, ending at 0,
-            one value per step (as a per-step scheduler sets it), instead of a constant.
-    """
-
-    optimizer: str
-    factors: tuple[float, ...]
-    lr: float | None = None
-    warmup: float | None = None
-
-
-#: The anchors by method name: schedule-free AdamW at its defaults (lr 0.0025) and on a 5-point
-#: grid, schedule-free SGD (momentum 0.9, lr 1.0) on the grid, and AdamW with a 5% warm-up and
-#: a cosine on the same grid as schedule-free AdamW's.
-ANCHORS: dict[str, Anchor] = {
-    "sf-adamw": Anchor("sf-adamw", (1.0,)),
-    "sf-adamw-grid": Anchor("sf-adamw", GRID),
-    "sf-sgd-grid": Anchor("sf-sgd", GRID),
-    "adamw-cosine-grid": Anchor("adamw", GRID, lr=0.0025, warmup=0.05),
-}
-
-
-def anchor_task(task: Task, optimizer: str | None) -> Task:
-    """``task`` trained with ``optimizer`` (``None`` or its own: ``task`` itself): the same data,
-    model, horizon, split and minibatches; of the task's fixed hypers, those the optimiser has."""
-    if optimizer is None or optimizer == task.optimizer:
-        return task
-    own = make_optimizer(optimizer).hypers
-    out = dataclasses.replace(
-        task, optimizer=optimizer, hypers={k: v for k, v in task.hypers.items() if k in own}
-    )
-    if "data" in task._cache:  # the same tensors: loaded once
-        out._cache["data"] = task._cache["data"]
-    return out
-
-
 #: The families that weight classes, and the shape of their weights.
 CLASS_FAMILIES = {"drw": effective_number_weights, "inverse-frequency": inverse_frequency_weights}
 
@@ -342,63 +291,6 @@ def _family_space(
         if family == "drw":
             names.update({"switch": "cw_0_switch", "strength": "cw_0_strength"})
     return ScheduleSpace(entries), names
-
-
-class FamilyObjective:
-    """Suggest a family's few parameters, run a plain episode of the schedules they stand for.
-
-    The value is the validation loss, as for
-    :class:`~optuna_fmd.HypergradientObjective` with ``hypergradient=False`` on the window
-    space. With ``rungs``, the validation loss after every ``steps // rungs`` steps is reported
-    to the trial and a pruned trial stops there (Optuna's pruners, e.g. ``HyperbandPruner``).
-    """
-
-    def __init__(
-        self,
-        task: Task,
-        params: Mapping[str, tuple[float, float, bool]],
-        to_schedules: Callable[[Mapping[str, float]], Schedules],
-        *,
-        seed: int = 0,
-        rungs: int | None = None,
-        groups: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
-    ) -> None:
-        self.task = task
-        self.params = dict(params)
-        self.to_schedules = to_schedules
-        self.seed = seed
-        self.rungs = rungs
-        self.groups = dict(groups or {})
-
-    def __call__(self, trial: optuna.trial.BaseTrial) -> float:
-        values = {
-            n: float(trial.suggest_float(n, lo, hi, log=log))
-            for n, (lo, hi, log) in self.params.items()
-        }
-        schedules = self.to_schedules(values)
-        kwargs: dict[str, Any] = {}
-        if self.rungs:
-
-            def report(step: int, loss: float) -> None:
-                rung = step // every
-                if rung >= rungs:  # T not a multiple of the rungs: no report past the last
-                    return
-                trial.report(loss if math.isfinite(loss) else math.inf, rung)
-                if trial.should_prune():
-                    trial.set_user_attr("steps", step)
-                    raise optuna.TrialPruned(f"pruned at rung {rung} (step {step})")
-
-            rungs = self.rungs
-            every = max(1, self.task.steps // rungs)
-            kwargs = {"validate_every": every, "on_validation": report}
-        groups = {n: g for n, g in self.groups.items() if n in schedules} or None
-        result = run_episode(
-            self.task, schedules, seed=self.seed, hypergradient=False, groups=groups, **kwargs
-        )
-        diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
-        trial.set_user_attr("steps", int(result.steps))
-        trial.set_user_attr("diverged", diverged)
-        return math.inf if diverged else float(result.val_loss)
 
 
 @dataclass
@@ -523,26 +415,6 @@ def _grid(
     return [{"peak_lr": peak} for peak in peaks], objective
 
 
-def _anchor(
-    method: Method, task: Task, seed: int
-) -> tuple[list[dict[str, float]], FamilyObjective]:
-    """The anchor's queued trials, ``{"lr": lr}`` for each of its lrs (:data:`ANCHORS`), and
-    the objective of a plain episode of its optimiser at each (:func:`anchor_task`): one lr
-    for every layer, constant or on its cosine."""
-    anchor = ANCHORS[method.name]
-    trained = anchor_task(task, anchor.optimizer)
-    default = trained.inner_optimizer().defaults["lr"] if anchor.lr is None else anchor.lr
-    lrs = [default * f for f in anchor.factors]
-
-    def lr_schedule(p: Mapping[str, float]) -> Schedules:
-        if anchor.warmup is None:
-            return {"lr": [p["lr"]]}
-        return {"lr": cosine(p["lr"], trained.steps, warmup=anchor.warmup)}
-
-    bounds = {"lr": (min(lrs), max(lrs), True)}
-    return [{"lr": lr} for lr in lrs], FamilyObjective(trained, bounds, lr_schedule, seed=seed)
-
-
 def _open(
     method: Method,
     task: Task,
@@ -608,10 +480,10 @@ def _open(
     else:  # queued trials, the grid's cosine peaks or an anchor's lrs (GridSampler would stop
         # the study from its after_trial hook, which ask-and-tell does not allow)
         if method.kind == "anchor":
-            queued, objective = _anchor(method, task, seed)
+            queued, objective, schedule_of = anchor_trials(ANCHORS[method.name], task, seed)
         else:
-            queued, objective = _grid(task, space, grid, seed)
-        schedule_of = objective.to_schedules
+            queued, grid_objective = _grid(task, space, grid, seed)
+            objective, schedule_of = grid_objective, grid_objective.to_schedules
         sampler = optuna.samplers.RandomSampler(seed=seed)  # never samples
         start, max_trials = None, len(queued)
     study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner)

@@ -26,9 +26,12 @@ from ..evaluation import evaluate_schedule
 from ..sampler import FMDSampler
 from ..tasks import Task
 from . import _stats
+from ._anchors import anchor_task
 from ._budget import CostUnit, LockStep
 from ._config import TASKS, CompareConfig
-from ._methods import METHODS, Schedules, Study, anchor_task, open_study
+from ._methods import METHODS, Study, open_study
+from ._objectives import Schedules
+from ._torch_loop import TORCH_OPTIMIZERS, torch_episode
 
 __all__ = [
     "fresh_seed_figures",
@@ -175,9 +178,13 @@ def fresh_seed_figures(
     schedule: Schedules,
     seeds: Sequence[int],
     groups: Mapping[str, tuple[str, tuple[str, ...]]] | None = None,
+    *,
+    optimizer: str | None = None,
 ) -> dict[str, Any]:
     """How one schedule does on seeds the search never saw (``groups``: the per-layer groups
-    of a per-layer space; those the schedule names apply).
+    of a per-layer space; those the schedule names apply; ``optimizer``: an anchor's optimiser
+    outside the engine, trained by :func:`~optuna_fmd.compare._torch_loop.torch_episode` with
+    the schedule's constant values).
 
     For each seed, a plain episode on the training split scored on that seed's validation split
     (``fresh_vals``: what a choice between methods may use) and a retraining on train+val scored
@@ -185,15 +192,27 @@ def fresh_seed_figures(
     are ``None`` where a seed diverged; ``dead_fresh`` and ``dead_retrain`` count the runs that
     diverged or ended at chance (:func:`_stats.dead`).
     """
-    named = {n: g for n, g in (groups or {}).items() if n in schedule} or None
-    fresh = []
-    for s in seeds:
-        r = run_episode(task, schedule, seed=s, hypergradient=False, groups=named)
-        fresh.append(None if r.diverged else _finite(r.val_loss))
-    res = evaluate_schedule(task, schedule, seeds=tuple(seeds), groups=named)
-    # a diverged retraining still predicts (at chance): it has no figure, like a diverged loss
-    accs = [None if e.diverged else _finite(e.test_accuracy) for e in res.per_seed]
-    losses = [None if e.diverged else _finite(e.test_loss) for e in res.per_seed]
+    fresh: list[float | None] = []
+    accs: list[float | None] = []
+    losses: list[float | None] = []
+    if optimizer is not None:
+        factory = TORCH_OPTIMIZERS[optimizer]
+        hypers = {h: v[0] for h, v in schedule.items()}
+        for s in seeds:
+            t = torch_episode(task, factory, hypers, seed=s)
+            fresh.append(None if t.diverged else _finite(t.loss))
+            e = torch_episode(task, factory, hypers, seed=s, final=True)
+            accs.append(None if e.diverged else _finite(e.accuracy))
+            losses.append(None if e.diverged else _finite(e.loss))
+    else:
+        named = {n: g for n, g in (groups or {}).items() if n in schedule} or None
+        for s in seeds:
+            r = run_episode(task, schedule, seed=s, hypergradient=False, groups=named)
+            fresh.append(None if r.diverged else _finite(r.val_loss))
+        res = evaluate_schedule(task, schedule, seeds=tuple(seeds), groups=named)
+        # a diverged retraining still predicts (at chance): no figure, like a diverged loss
+        accs = [None if e.diverged else _finite(e.test_accuracy) for e in res.per_seed]
+        losses = [None if e.diverged else _finite(e.test_loss) for e in res.per_seed]
 
     def mean(xs: list[float | None]) -> float | None:
         finite = [x for x in xs if x is not None]
@@ -227,8 +246,12 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
                 continue
             key = json.dumps([best["schedule"], best.get("optimizer")], sort_keys=True)
             if key not in done:
-                trained = anchor_task(task, best.get("optimizer"))
-                done[key] = fresh_seed_figures(trained, best["schedule"], seeds, groups)
+                opt = best.get("optimizer")
+                outside = opt if opt in TORCH_OPTIMIZERS else None
+                trained = anchor_task(task, opt)
+                done[key] = fresh_seed_figures(
+                    trained, best["schedule"], seeds, groups, optimizer=outside
+                )
             best.update(done[key])
 
 
@@ -255,14 +278,15 @@ def _bests(
         t = _best(trials, b, study.method.population)
         best[bname] = None
         if t is not None:
-            best[bname] = {
+            record = {
                 "value": t["value"],
                 "trial": t["number"],
                 "end": t["end"],
                 "schedule": study.schedule_of(t["params"]),
             }
             if study.optimizer is not None:  # an anchor's schedule trains with its optimiser
-                best[bname]["optimizer"] = study.optimizer
+                record["optimizer"] = study.optimizer
+            best[bname] = record
     return best
 
 

@@ -19,7 +19,8 @@ def test_the_anchor_table_runs_the_searchers_against_what_users_run_instead() ->
     cfg = _config("--preset", "v6-sf")
     assert cfg.tasks == ("fashion-deep-sf",) and cfg.primary == "fmd-pop2"
     assert cfg.budgets == {"first": 5.0, "short": 15.0, "long": 60.0}
-    assert {"sf-adamw", "sf-adamw-grid", "sf-sgd-grid", "adamw-cosine-grid"} <= set(cfg.methods)
+    anchors = {"sf-adamw", "sf-adamw-grid", "sf-sgd-grid", "adamw-cosine-grid", "prodigy"}
+    assert anchors <= set(cfg.methods)
     assert {"fmd-pop2", "pattern-pop2", "tpe", "cmaes", "random"} <= set(cfg.methods)
 
 

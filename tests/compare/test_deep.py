@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from optuna_fmd import baselines, compare, objective
-from optuna_fmd.compare import _methods, _runner
+from optuna_fmd.compare import _methods, _objectives, _runner
 from optuna_fmd.compare._config import CompareConfig, preset
 from optuna_fmd.episode import EpisodeResult
 
@@ -40,7 +40,7 @@ def test_every_method_on_the_deep_task_starts_at_the_same_schedule(
         seen.append(({k: list(v) for k, v in schedules.items()}, kwargs.get("groups")))
         return EpisodeResult(0.5, 0.9, None, task.steps, 0.0, 0, 0.5, False, "none")
 
-    monkeypatch.setattr(_methods, "run_episode", fake)
+    monkeypatch.setattr(_objectives, "run_episode", fake)
     monkeypatch.setattr(objective, "run_episode", fake)
     task = spec.make_task()
     st = _methods.open_study(

@@ -85,13 +85,13 @@ def test_fresh_seed_figures_are_plain_episodes_and_retrainings_on_those_seeds(
 def test_an_anchors_best_is_scored_with_the_anchors_optimiser(
     digits: Digits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The same schedule from the task's optimiser and from an anchor's is scored twice, each
-    with its own optimiser."""
+    """The same schedule from the task's optimiser and from anchors' is scored once each, with
+    its own optimiser: the engine's on a task that trains with it, or a PyTorch loop's."""
     cfg = compare.CompareConfig(tasks=("digits-sgd",), seeds=(0,), retrain_seeds=1)
     scored: list[str] = []
 
-    def figures(task, schedule, seeds, groups=None):  # type: ignore[no-untyped-def]
-        scored.append(task.optimizer)
+    def figures(task, schedule, seeds, groups=None, *, optimizer=None):  # type: ignore[no-untyped-def]
+        scored.append(optimizer or task.optimizer)
         return {"fresh_val": 0.1 * len(scored)}
 
     monkeypatch.setattr(_runner, "fresh_seed_figures", figures)
@@ -102,10 +102,11 @@ def test_an_anchors_best_is_scored_with_the_anchors_optimiser(
         "methods": {
             "tpe": {"best": {"long": dict(best)}},
             "adamw-cosine-grid": {"best": {"long": {**best, "optimizer": "adamw"}}},
+            "prodigy": {"best": {"long": {**best, "optimizer": "prodigy"}}},
         },
     }
     _runner.retrain_unit(cfg, unit, digits)
-    assert scored == ["sgd", "adamw"]
+    assert scored == ["sgd", "adamw", "prodigy"]
     assert unit["methods"]["adamw-cosine-grid"]["best"]["long"]["fresh_val"] == 0.2
 
 

@@ -20,7 +20,7 @@ import optuna
 import pytest
 
 from optuna_fmd import compare, objective
-from optuna_fmd.compare import _methods
+from optuna_fmd.compare import _methods, _objectives
 from optuna_fmd.episode import EpisodeResult
 from optuna_fmd.space import default_space
 
@@ -54,7 +54,7 @@ def _sequence(method: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, li
         seen.append({k: [float(x) for x in v] for k, v in schedules.items()})
         return _fake_episode(task, schedules, **kwargs)
 
-    monkeypatch.setattr(_methods, "run_episode", fake)
+    monkeypatch.setattr(_objectives, "run_episode", fake)
     monkeypatch.setattr(objective, "run_episode", fake)
     task = compare.TASKS["digits-sgd"].make_task()
     st = _methods.open_study(

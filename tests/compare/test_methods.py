@@ -9,7 +9,7 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd import baselines, compare, objective
-from optuna_fmd.compare import _methods
+from optuna_fmd.compare import _methods, _objectives
 from optuna_fmd.episode import EpisodeResult
 from optuna_fmd.space import default_space
 
@@ -28,7 +28,7 @@ def seen(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, list[float]]]:
         got.append({k: list(v) for k, v in schedules.items()})
         return EpisodeResult(0.5, 0.9, None, task.steps, 0.0, 0, 0.5, False, "none")
 
-    monkeypatch.setattr(_methods, "run_episode", fake)
+    monkeypatch.setattr(_objectives, "run_episode", fake)
     monkeypatch.setattr(objective, "run_episode", fake)
     return got
 

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from optuna_fmd import compare, objective
-from optuna_fmd.compare import _methods
+from optuna_fmd.compare import _anchors, _methods, _objectives
 from optuna_fmd.compare._config import DEEP_MLP
 from optuna_fmd.episode import EpisodeResult
 from optuna_fmd.tasks import Digits
@@ -53,7 +53,7 @@ def _fake_episodes(monkeypatch: pytest.MonkeyPatch, diverge: bool = False) -> li
         loss = math.nan if bad else 0.5
         return EpisodeResult(loss, 0.9, None, task.steps, 0.0, 0, loss, bad, "none")
 
-    monkeypatch.setattr(_methods, "run_episode", fake)
+    monkeypatch.setattr(_objectives, "run_episode", fake)
     monkeypatch.setattr(objective, "run_episode", fake)
     return seen
 
@@ -124,7 +124,7 @@ def test_an_anchor_trains_with_its_own_optimiser_on_any_task(
         trained.append((task, {k: list(v) for k, v in schedules.items()}))
         return EpisodeResult(0.5, 0.9, None, task.steps, 0.0, 0, 0.5, False, "none")
 
-    monkeypatch.setattr(_methods, "run_episode", fake)
+    monkeypatch.setattr(_objectives, "run_episode", fake)
     st = _open(spec, method)
     assert st.optimizer == optimizer
     while not st.exhausted():
@@ -148,10 +148,10 @@ def test_an_anchor_trains_with_its_own_optimiser_on_any_task(
 
 def test_an_anchor_task_shares_the_data_and_leaves_its_own_optimiser_alone() -> None:
     task = compare.TASKS["digits-deep-sf"].make_task()
-    assert _methods.anchor_task(task, None) is task
-    assert _methods.anchor_task(task, "sf-adamw") is task
+    assert _anchors.anchor_task(task, None) is task
+    assert _anchors.anchor_task(task, "sf-adamw") is task
     data = task.data()
-    sgd = _methods.anchor_task(task, "sgd")
+    sgd = _anchors.anchor_task(task, "sgd")
     assert sgd.optimizer == "sgd" and sgd.data() is data and dict(sgd.hypers) == {}
     assert task.optimizer == "sf-adamw"  # the task itself is unchanged
 
