@@ -179,7 +179,8 @@ class CompareConfig:
         seeds: Study seeds (episode seed and sampler seed); each (task, seed) is one unit.
         budgets: ``{"short": PEE, "long": PEE}``; the run lasts the largest.
         methods: Method names (see :data:`optuna_fmd.compare.METHODS`).
-        primary: The FMD method the tests are about (fixed before the run).
+        primary: The FMD method the tests are about (fixed before the run); a run of baselines
+            alone (to be merged with one that has it) names it without running it.
         grid: Factors of the starting lr that the grid-searched cosine tries.
         retrain: Score each method's best schedule at each budget on fresh seeds: a plain
             episode's validation loss (the figure a choice may use) and a retraining on
@@ -245,7 +246,8 @@ class CompareConfig:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown or not self.methods:
             raise ValueError(f"`methods` must be among {list(METHODS)}, but got {unknown}.")
-        if self.primary not in self.methods or METHODS[self.primary].kind != "fmd":
+        fmd = [m for m in self.methods if METHODS[m].kind == "fmd"]
+        if fmd and (self.primary not in self.methods or METHODS[self.primary].kind != "fmd"):
             raise ValueError(
                 f"`primary` must be an FMD method among `methods`, but got {self.primary!r}."
             )

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from optuna_fmd.compare import CompareConfig
 from optuna_fmd.compare._cli import add_arguments, config_from_args
 
 
@@ -35,3 +36,11 @@ def test_budgets_replace_the_presets_and_short_and_long_still_change_theirs() ->
 def test_a_malformed_budget_is_refused_by_name(word: str) -> None:
     with pytest.raises(SystemExit, match="NAME=PEE"):
         _config("--budgets", word)
+
+
+def test_a_run_of_baselines_alone_names_the_primary_it_will_be_merged_with() -> None:
+    cfg = _config("--preset", "v6-sf", "--methods", "prodigy")
+    assert cfg.methods == ("prodigy",) and cfg.primary == "fmd-pop2"
+    assert _config("--preset", "v6-sf", "--methods", "tpe,fmd").primary == "fmd"
+    with pytest.raises(ValueError, match="`primary` must be an FMD method"):
+        CompareConfig(methods=("tpe", "fmd"), primary="tpe").validate()
