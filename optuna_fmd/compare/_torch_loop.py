@@ -11,6 +11,8 @@ set (:func:`~optuna_fmd.evaluation.build_final_training`).
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
@@ -37,7 +39,8 @@ def _prodigy(
         raise ImportError(
             "the `prodigy` anchor needs the prodigyopt package: pip install 'optuna-fmd[anchors]'."
         ) from err
-    return Prodigy(params, lr=hypers["lr"], weight_decay=hypers.get("weight_decay", 0.0))
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints its weight-decay mode
+        return Prodigy(params, lr=hypers["lr"], weight_decay=hypers.get("weight_decay", 0.0))
 
 
 #: The anchors' optimisers outside the engine, by name; every other hyper keeps its package's
