@@ -143,7 +143,7 @@ def test_bad_configs_get_one_clear_error() -> None:
     for kwargs, match in [
         ({"tasks": ("nope",)}, "`tasks` must be among"),
         ({"budgets": {"short": 0.0}}, "`budgets` must be positive"),
-        ({"methods": ("tpe",)}, "`primary` must be an FMD method"),
+        ({"methods": ("tpe", "fmd"), "primary": "tpe"}, "`primary` must be an FMD method"),
         ({"methods": ("fmd", "gp")}, "`methods` must be among"),
         ({"seeds": (1, 1)}, "`seeds` must be distinct"),
     ]:
