@@ -98,8 +98,9 @@ def anchor_trials(
         bounds["weight_decay"] = (min(wds), max(wds), False)
 
     def to_schedules(p: Mapping[str, float]) -> Schedules:
-        out = {"lr": [p["lr"]]}
-        if anchor.warmup is not None:
+        if anchor.warmup is None:
+            out = {"lr": [p["lr"]]}
+        else:
             out = {"lr": cosine(p["lr"], trained.steps, warmup=anchor.warmup)}
         if "weight_decay" in p:
             out["weight_decay"] = [p["weight_decay"]]

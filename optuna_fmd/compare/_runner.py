@@ -183,8 +183,8 @@ def fresh_seed_figures(
 ) -> dict[str, Any]:
     """How one schedule does on seeds the search never saw (``groups``: the per-layer groups
     of a per-layer space; those the schedule names apply; ``optimizer``: an anchor's optimiser
-    outside the engine, trained by :func:`~optuna_fmd.compare._torch_loop.torch_episode` with
-    the schedule's constant values).
+    (:func:`~optuna_fmd.compare._anchors.anchor_task`; one outside the engine is trained by
+    :func:`~optuna_fmd.compare._torch_loop.torch_episode` with the schedule's constant values).
 
     For each seed, a plain episode on the training split scored on that seed's validation split
     (``fresh_vals``: what a choice between methods may use) and a retraining on train+val scored
@@ -195,7 +195,7 @@ def fresh_seed_figures(
     fresh: list[float | None] = []
     accs: list[float | None] = []
     losses: list[float | None] = []
-    if optimizer is not None:
+    if optimizer in TORCH_OPTIMIZERS:
         factory = TORCH_OPTIMIZERS[optimizer]
         hypers = {h: v[0] for h, v in schedule.items()}
         for s in seeds:
@@ -205,6 +205,7 @@ def fresh_seed_figures(
             accs.append(None if e.diverged else _finite(e.accuracy))
             losses.append(None if e.diverged else _finite(e.loss))
     else:
+        task = anchor_task(task, optimizer)
         named = {n: g for n, g in (groups or {}).items() if n in schedule} or None
         for s in seeds:
             r = run_episode(task, schedule, seed=s, hypergradient=False, groups=named)
@@ -246,11 +247,8 @@ def retrain_unit(cfg: CompareConfig, unit: dict[str, Any], task: Task | None = N
                 continue
             key = json.dumps([best["schedule"], best.get("optimizer")], sort_keys=True)
             if key not in done:
-                opt = best.get("optimizer")
-                outside = opt if opt in TORCH_OPTIMIZERS else None
-                trained = anchor_task(task, opt)
                 done[key] = fresh_seed_figures(
-                    trained, best["schedule"], seeds, groups, optimizer=outside
+                    task, best["schedule"], seeds, groups, optimizer=best.get("optimizer")
                 )
             best.update(done[key])
 
