@@ -269,6 +269,7 @@ class HypergradientObjective:
         if resume is not None:
             trial.set_user_attr("resumed_from_trial", resume[0])
             trial.set_user_attr("resumed_from_step", resume[2])
+            trial.set_user_attr("resumed_from_progress", resume[3])
         checkpoints.discard()
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         for key, value in _figures(result, diverged).items():
@@ -322,8 +323,10 @@ class _Checkpoints:
         self.written: list[str] = []
         self.failed = False
 
-    def latest(self) -> tuple[int, bytes, int] | None:
-        """(trial number, snapshot bytes, step) of the newest usable snapshot to resume from."""
+    def latest(self) -> tuple[int, bytes, int, int] | None:
+        """(trial number, snapshot bytes, step, progress) of the most advanced usable snapshot
+        to resume from (see :attr:`~optuna_fmd.engine.Snapshot.progress`: in reverse mode's
+        backward sweep the step goes down while the run goes on)."""
         if self.store is None:
             return None
         pointers: list[tuple[int, dict[str, Any]]] = []
@@ -338,7 +341,7 @@ class _Checkpoints:
                 pointer = t.system_attrs.get(CHECKPOINT_KEY)
                 if t.number in wanted and isinstance(pointer, dict):
                     pointers.append((t.number, pointer))
-        pointers.sort(key=lambda p: -int(p[1].get("step", 0) or 0))
+        pointers.sort(key=lambda p: -_progress(p[1]))
         for number, pointer in pointers:
             artifact_id = pointer.get("artifact_id")
             if not isinstance(artifact_id, str):
@@ -354,7 +357,7 @@ class _Checkpoints:
                     stacklevel=3,
                 )
                 continue
-            return number, data, int(pointer.get("step", 0) or 0)
+            return number, data, int(pointer.get("step", 0) or 0), _progress(pointer)
         return None
 
     def save(self, snapshot: Any) -> None:
@@ -368,7 +371,12 @@ class _Checkpoints:
             self.storage.set_trial_system_attr(
                 self.trial_id,
                 CHECKPOINT_KEY,
-                {"artifact_id": artifact_id, "step": int(snapshot.step), "bytes": len(data)},
+                {
+                    "artifact_id": artifact_id,
+                    "step": int(snapshot.step),
+                    "progress": snapshot.progress,
+                    "bytes": len(data),
+                },
             )
         except Exception as err:
             self.failed = True
@@ -395,6 +403,12 @@ class _Checkpoints:
     def _remove(self, artifact_id: str) -> None:
         with contextlib.suppress(Exception):  # already gone: nothing to free
             self.store.remove(artifact_id)
+
+
+def _progress(pointer: dict[str, Any]) -> int:
+    """A checkpoint pointer's progress (pointers written before it was stored: their step)."""
+    value = pointer.get("progress", pointer.get("step", 0))
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
 
 def _system_attrs(trial: optuna.trial.BaseTrial) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import io
 import os
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 from typing import BinaryIO
 
 import optuna
@@ -15,7 +16,8 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
-from optuna_fmd.objective import CHECKPOINT_KEY, WORKER_KEY
+from optuna_fmd.engine import Snapshot
+from optuna_fmd.objective import CHECKPOINT_KEY, WORKER_KEY, _Checkpoints
 from optuna_fmd.sampler import STATE_KEY
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -84,6 +86,7 @@ def test_killed_trial_is_retried_and_resumes_with_the_same_result(
     assert len(resumed) == 1
     assert resumed[0].user_attrs["resumed_from_trial"] == 1
     assert resumed[0].user_attrs["resumed_from_step"] == pointer["step"]
+    assert resumed[0].user_attrs["resumed_from_progress"] == pointer["progress"]
     ref = plain.get_trials(states=(TrialState.COMPLETE,))
     assert [t.value for t in done] == [t.value for t in ref]
     assert [t.user_attrs["hypergradient"] for t in done] == [
@@ -145,6 +148,35 @@ def test_checkpoint_of_another_episode_is_not_used(tmp_path: Path) -> None:
     assert value == pytest.approx(
         fmd.run_episode(TASK, {"lr": [0.05, 0.05], "momentum": [0.9, 0.9]}).val_loss, abs=0
     )
+
+
+def test_a_retry_resumes_from_the_most_advanced_snapshot_not_the_largest_step(
+    tmp_path: Path,
+) -> None:
+    # in reverse mode's backward sweep the step goes down: step 10 there is later than step 20
+    store = FileSystemArtifactStore(str(tmp_path))
+    snaps: list[Snapshot] = []
+    fmd.run_episode(
+        TASK,
+        {"lr": [0.05, 0.05], "momentum": [0.9, 0.9]},
+        engine="reverse",
+        snapshot_every=10,
+        on_snapshot=snaps.append,
+    )
+    early = next(s for s in snaps if s.phase == "forward" and s.step >= 20)
+    late = next(s for s in snaps if s.phase == "backward" and s.step < early.step)
+    assert late.progress > early.progress
+    failed = []
+    for number, snap in ((1, early), (2, late)):
+        store.write(f"snap-{number}", io.BytesIO(snap.to_bytes()))
+        pointer = {"artifact_id": f"snap-{number}", "step": snap.step, "progress": snap.progress}
+        failed.append(SimpleNamespace(number=number, system_attrs={CHECKPOINT_KEY: pointer}))
+    study = SimpleNamespace(get_trials=lambda deepcopy: failed)
+    trial = SimpleNamespace(number=3, study=study)
+    owner = SimpleNamespace(artifact_store=store, checkpoint_every=10)
+    found = _Checkpoints(owner, trial, {}, SimpleNamespace(resume=(1, 2))).latest()  # type: ignore[arg-type]
+    assert found is not None
+    assert (found[0], found[2], found[3]) == (2, late.step, late.progress)
 
 
 @pytest.mark.parametrize(

@@ -172,12 +172,13 @@ def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(
     extra += ["--artifact-dir", str(tmp_path / "artifacts")]
     procs = start_workers(url, 2, 6, *extra)
     study = optuna.load_study(study_name="s", storage=open_storage(url))
-    victim, deadline = None, time.monotonic() + 300
+    victim, seen, deadline = None, 0, time.monotonic() + 300
     while victim is None and time.monotonic() < deadline:
         for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             pointer = t.system_attrs.get(CHECKPOINT_KEY)
-            if isinstance(pointer, dict) and pointer.get("step", 0) >= 100:
-                victim = t
+            # progress, not step: reverse mode's backward sweep counts its steps down
+            if isinstance(pointer, dict) and pointer.get("progress", 0) >= 100:
+                victim, seen = t, pointer["progress"]
                 break
         time.sleep(0.2)
     assert victim is not None, "no episode reached its second checkpoint"
@@ -193,7 +194,7 @@ def test_sigkill_mid_episode_is_retried_resumed_and_loses_nothing(
     assert [t.number for t in failed] == [victim.number]  # failed by the heartbeat
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
     resumed = [t for t in complete if t.user_attrs.get("resumed_from_trial") == victim.number]
-    assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_step"] >= 100
+    assert len(resumed) == 1 and resumed[0].user_attrs["resumed_from_progress"] >= seen
     slots = [(t.user_attrs["iterate"], t.user_attrs["member"]) for t in complete]
     assert len(slots) == len(set(slots))
     for i in range(3):

@@ -75,6 +75,15 @@ class Snapshot:
     val_loss: float = math.nan
     val_accuracy: float = math.nan
 
+    @property
+    def progress(self) -> int:
+        """Inner steps of the run's work done: ``step`` in the forward sweep; in reverse mode's
+        backward sweep, the ``T`` forward steps plus the ``T - step`` carried back. Unlike
+        ``step``, it only grows as a run goes on, so of two snapshots the larger is the later."""
+        if self.phase == "backward" and self.h_bar is not None:
+            return 2 * int(self.h_bar.shape[0]) - int(self.step)
+        return int(self.step)
+
     def to_bytes(self) -> bytes:
         """Serialise with ``torch.save`` (tensors, lists, str, int, float and None only)."""
         payload: dict[str, Any] = {

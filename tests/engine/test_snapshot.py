@@ -118,6 +118,7 @@ def test_reverse_snapshots_follow_the_schedule() -> None:
         ("backward", 9),
         ("backward", 6),
     ]
+    assert [s.progress for s in snaps] == [6, 12, 17, 20]  # grows while the step goes down
     assert collect(run, every=100) == []
 
 
