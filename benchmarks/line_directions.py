@@ -35,10 +35,10 @@ from typing import Any
 
 import torch
 
-from optuna_fmd._geometry import FIRST_STEP, geometry_of
 from optuna_fmd.compare import TASKS
 from optuna_fmd.episode import run_episode
 from optuna_fmd.objective import _flat_hypergradient
+from optuna_fmd.outer._geometry import FIRST_STEP, geometry_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 3, 4, 6, 8)

@@ -11,7 +11,7 @@ from typing import Any
 import optuna
 
 from . import tasks
-from ._state import STATE_KEY, StateView, read_view
+from .outer._state import STATE_KEY, StateView, read_view
 from .sampler import FMDSampler
 from .space import Family, Refiner, Schedule, ScheduleSpace
 from .visualization._study import search_events

@@ -18,9 +18,10 @@ from typing import Any
 import optuna
 
 from ._checks import optional_positive_int
-from ._state import STATE_KEY, StateView, read_view
-from .engine import LOSS_HYPERS, ScheduleSpace, make_loss_side, make_partitions, split_groups
+from .engine import LOSS_HYPERS, make_loss_side, make_partitions, split_groups
 from .episode import EpisodeResult, check_engine, run_episode
+from .outer._state import STATE_KEY, StateView, read_view
+from .space import ScheduleSpace
 from .tasks import Task
 
 #: The study user attr with the training examples per class of an imbalanced task.

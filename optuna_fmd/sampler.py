@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
+from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from ._explore import probes_for
-from ._geometry import check_start, geometry_of
-from ._outer import Point
-from ._population import Population, check_population, is_slot, iterate_groups, sense_of
-from ._rules import RuleSettings, check_rule, make_rule
-from ._state import (
+from .outer._geometry import check_start, geometry_of
+from .outer._point import Point, best_group, sense_sign
+from .outer._population import Population, check_population, is_slot
+from .outer._rules import RuleSettings, check_rule, explores, make_rule
+from .outer._state import (
     CHECK_ATTR,
     STATE_KEY,
     OuterState,
@@ -41,6 +41,7 @@ from ._state import (
     check_json,
     read_view,
 )
+from .outer.search._explore import probes_for
 from .space import ScheduleSpace
 
 if TYPE_CHECKING:
@@ -77,16 +78,16 @@ class FMDSampler(BaseSampler):
       contradicted (a start above the edge), a plain lr-scale search (factors of 2 and a
       parabolic step) comes first. A step that diverges leaves a margin: the point half-way
       back replaces the best step next to it, which is never returned as best. The rule
-      itself is the pure function :func:`optuna_fmd._outer.search_step`.
+      itself is the pure function :func:`optuna_fmd.outer.search.search_step`.
     - ``"sign"`` (the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
       halved whenever the sign of its hypergradient flips; every trial computes a
       hypergradient.
     - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
       ``clip`` times its running RMS.
 
-    Every rule is an :class:`~optuna_fmd._rules.OuterRule` built once by name from the space's
-    coordinates; the sampler restores its state from the latest trial it proposed, asks it for
-    the next step and stores the result, the same way for each rule.
+    Every rule is an :class:`~optuna_fmd.outer._rules.OuterRule` built once by name from the
+    space's coordinates; the sampler restores its state from the latest trial it proposed, asks it
+    for the next step and stores the result, the same way for each rule.
 
     Why search is the default, and how it does against TPE, CMA-ES and random search at equal
     budget: docs/benchmarks.md, "FMD against black-box search at equal budget".
@@ -112,8 +113,8 @@ class FMDSampler(BaseSampler):
     step from the same iterate (and may coincide); the loop continues from whichever finished
     trial has the highest number.
 
-    The outer state (a frozen :class:`~optuna_fmd._state.OuterState`: the rule's state, why the
-    trial was proposed, its params) is stored as JSON in the trial system attribute
+    The outer state (a frozen :class:`~optuna_fmd.outer._state.OuterState`: the rule's state,
+    why the trial was proposed, its params) is stored as JSON in the trial system attribute
     ``"fmd:state"`` of every proposed trial, so a study continued in another process proposes
     exactly what an uninterrupted run would.
 
@@ -222,7 +223,7 @@ class FMDSampler(BaseSampler):
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
         check_population(population, quorum, population_timeout, poll_interval)
-        explore = probes_for(space, explore, population, outer=outer)
+        explore = probes_for(space.layered() and explores(outer), explore, population)
         step_size = check_rule(
             outer,
             step_size,
@@ -329,7 +330,7 @@ class FMDSampler(BaseSampler):
         value), which is what the sampler compares; ``study.best_trial`` would instead be the
         single luckiest member.
         """
-        sense = sense_of(study)
+        sense = sense_sign(study.direction == StudyDirection.MAXIMIZE)
         points = []
         by_number: dict[int, FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -342,10 +343,10 @@ class FMDSampler(BaseSampler):
             by_number[t.number] = t
         latest = self.outer_state(study)
         cliffs = () if latest is None else latest.rule.cliffs
-        groups = iterate_groups(points, self._population, cliffs)
-        if not groups:
+        best = best_group(points, self._population, sense, cliffs)
+        if best is None:
             return None
-        value, numbers = min(groups, key=lambda g: sense * g[0])
+        value, numbers = best
         return value, dict(by_number[numbers[0]].params), numbers
 
     def set_aside(self, trial: Any) -> tuple[int, ...]:
@@ -527,7 +528,7 @@ class FMDSampler(BaseSampler):
             return list(retry.x), retry
         if self._members is not None:
             return self._members.claim(study, trial, retry)
-        sense = sense_of(study)
+        sense = sense_sign(study.direction == StudyDirection.MAXIMIZE)
         finished = sorted(
             (
                 t

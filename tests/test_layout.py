@@ -10,14 +10,21 @@ from pathlib import Path
 
 import pytest
 
-from optuna_fmd import _state
+from optuna_fmd.outer import _state
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_fmd"
 #: The documentation's page on the package's layout.
 LAYOUT_DOC = PACKAGE.parent / "docs" / "layout.md"
-# The study driver and the tasks (the engine, the comparison and the visualisation subpackages
-# keep their own internal helpers).
-MODULES = sorted([*PACKAGE.glob("*.py"), *(PACKAGE / "tasks").glob("*.py")])
+# The study driver, the outer loop, the space and the tasks (the engine, the comparison and the
+# visualisation subpackages keep their own internal helpers).
+PURE = ("outer", "space")  # the subpackages that import neither torch nor Optuna (but one module)
+MODULES = sorted(
+    [
+        *PACKAGE.glob("*.py"),
+        *(PACKAGE / "tasks").glob("*.py"),
+        *(p for sub in PURE for p in (PACKAGE / sub).rglob("*.py")),
+    ]
+)
 
 
 def _imported_names(tree: ast.AST) -> list[tuple[int, str, str]]:
@@ -114,7 +121,7 @@ def test_no_function_is_over_the_size_limit() -> None:
 
 
 #: The outer state's owner: the only module that spells the keys of its stored JSON.
-STATE_OWNER = PACKAGE / "_state.py"
+STATE_OWNER = PACKAGE / "outer" / "_state.py"
 #: Words of the state's layout that also name a field of another record these modules read
 #: by key, with the record: they are left out of the check.
 SHARED_WORDS = {"space": "the study's stored config in cli.py (the kind of space)"}
@@ -205,9 +212,62 @@ def test_the_outer_states_keys_are_spelled_only_in_its_owner() -> None:
 
 def test_the_layout_page_names_every_module_and_subpackage() -> None:
     """docs/layout.md lists the package's top-level modules (``cli.py``) and subpackages
-    (``engine/``), each once at least."""
+    (``engine/``), and the modules of the outer loop and the space (``_climb.py``,
+    ``search/``), each once at least."""
     text = LAYOUT_DOC.read_text()
     names = [p.name for p in PACKAGE.glob("*.py") if p.name != "__init__.py"]
     names += [p.name + "/" for p in PACKAGE.iterdir() if (p / "__init__.py").exists()]
+    for sub in PURE:
+        names += [p.name for p in (PACKAGE / sub).rglob("*.py") if p.name != "__init__.py"]
+        names += [p.name + "/" for p in (PACKAGE / sub).iterdir() if (p / "__init__.py").exists()]
     missing = sorted(n for n in names if not re.search(rf"(?<![\w/]){re.escape(n)}", text))
     assert missing == [], f"not described in {LAYOUT_DOC.name}: {missing}"
+
+
+#: The one module of the pure subpackages that speaks to Optuna: it claims population slots in
+#: the study's storage.
+OPTUNA_EDGE = PACKAGE / "outer" / "_population.py"
+
+
+def _third_party(tree: ast.AST) -> set[str]:
+    """The top-level names of the modules ``tree`` imports (``torch``, ``optuna``, ...)."""
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            out.add(node.module.split(".")[0])
+    return out
+
+
+@pytest.mark.parametrize("sub", PURE)
+def test_the_outer_loop_and_the_space_import_neither_torch_nor_optuna(sub: str) -> None:
+    found = {}
+    for path in sorted((PACKAGE / sub).rglob("*.py")):
+        heavy = _third_party(ast.parse(path.read_text())) & {"torch", "optuna", "numpy"}
+        if path == OPTUNA_EDGE:
+            heavy -= {"optuna"}
+        if heavy:
+            found[str(path.relative_to(PACKAGE))] = sorted(heavy)
+    assert found == {}
+
+
+def test_the_outer_loop_and_the_space_do_not_import_the_modules_that_use_them() -> None:
+    """``outer/`` may import ``space/`` and the shared checks; neither imports the sampler,
+    the objective, the engine, the CLI or any other part of the package above them."""
+    allowed = {"outer": {"outer", "space", "_checks"}, "space": {"space", "_checks"}}
+    found = {}
+    for sub, ok in allowed.items():
+        for path in sorted((PACKAGE / sub).rglob("*.py")):
+            parts = path.relative_to(PACKAGE).parts[:-1]
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.ImportFrom) or node.level == 0:
+                    continue
+                base = list(parts[: len(parts) - node.level + 1])
+                target = [*base, *(node.module or "").split(".")] if node.module else base
+                top = target[0] if target else ""
+                if top not in ok:
+                    found.setdefault(str(path.relative_to(PACKAGE)), []).append(
+                        f"line {node.lineno}: {'.' * node.level}{node.module or ''}"
+                    )
+    assert found == {}

@@ -1,4 +1,5 @@
-"""FMD against black-box search on equal terms (``optuna-fmd compare``, protocol v2).
+"""FMD against black-box search on equal terms (``optuna-fmd compare``; each protocol is a
+preset of :func:`preset`).
 
 Every method gets the same start where it takes one, the same task and seeds, and the same
 budget in plain-episode equivalents (PEE): a trial's cost is its CPU time over the CPU time of a

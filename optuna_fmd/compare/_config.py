@@ -8,8 +8,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._checks import positive, positive_int
-from ..engine import ScheduleSpace
-from ..space import default_space, imbalanced_space, per_layer_space, schedule_free_space
+from ..space import (
+    ScheduleSpace,
+    default_space,
+    imbalanced_space,
+    per_layer_space,
+    schedule_free_space,
+)
 from ..tasks import Digits, FashionMNIST, Task, layer_groups
 
 __all__ = ["PRESETS", "SCHEDULE_FREE", "TASKS", "CompareConfig", "TaskSpec", "preset"]

@@ -44,7 +44,6 @@ __all__ = [
     "units_of",
 ]
 
-PROTOCOL = "compare-v2"
 #: Distance between a unit's successive fresh seeds (see :func:`retrain_seeds`).
 RETRAIN_STRIDE = 1000
 _REPO = Path(__file__).resolve().parents[2]

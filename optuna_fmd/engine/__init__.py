@@ -15,7 +15,7 @@ from ._problem import HyperTable, InnerProblem, Partition, make_partitions
 from ._reference import fds_step, run_bptt, run_fds
 from ._registry import OPTIMIZERS, make_optimizer
 from ._reverse import CheckpointPlan, plan_checkpoints, run_reverse
-from ._schedule import Schedule, ScheduleSpace, window_index, window_start
+from ._schedule import window_index, window_start
 from ._schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from ._snapshot import Snapshot, Snapshots
 
@@ -37,10 +37,8 @@ __all__ = [
     "InnerProblem",
     "LossSide",
     "Partition",
-    "Schedule",
     "ScheduleFreeAdamW",
     "ScheduleFreeSGD",
-    "ScheduleSpace",
     "Snapshot",
     "Snapshots",
     "check_discount",

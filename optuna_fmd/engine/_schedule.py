@@ -6,9 +6,7 @@ schedule (Micaelli & Storkey, NeurIPS 2021, "hyperparameter sharing").
 
 from __future__ import annotations
 
-from ..space import Schedule, ScheduleSpace
-
-__all__ = ["Schedule", "ScheduleSpace", "window_index", "window_start"]
+__all__ = ["window_index", "window_start"]
 
 
 def window_index(step: int, steps: int, windows: int) -> int:

@@ -13,8 +13,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
-from .._population import iterate_groups
-from .._state import CHECK_ATTR, STATE_KEY, MembersCheck, StateView, read_check, read_view
+from ..outer._point import best_group, sense_sign
+from ..outer._state import CHECK_ATTR, STATE_KEY, MembersCheck, StateView, read_check, read_view
 from ..space import ParamRef, ScheduleSpace, parse_param
 
 if TYPE_CHECKING:
@@ -135,11 +135,11 @@ def best_of(
     """The best group of ``(number, iterate, value)`` points (finite values), as
     :meth:`optuna_fmd.FMDSampler.best_iterate` compares them: iterates of ``size`` members by
     their mean, trials outside an iterate alone, the search's ``cliffs`` left out."""
-    sense = -1.0 if maximize else 1.0
-    groups = iterate_groups(points, size, cliffs)
-    if not groups:
+    sense = sense_sign(maximize)
+    best = best_group(points, size, sense, cliffs)
+    if best is None:
         return None
-    value, numbers = min(groups, key=lambda g: (sense * g[0], g[1][0]))
+    value, numbers = best
     single = min(points, key=lambda p: (sense * p[2], p[0]))
     luckiest = None if single[0] in numbers and len(numbers) == 1 else (single[0], single[2])
     return BestIterate(value, numbers, luckiest)
@@ -204,7 +204,7 @@ _ORIGINS = {
 
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
     """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
-    a :class:`~optuna_fmd._state.StateView`): the proposal's kind (``start``, ``climb``,
+    a :class:`~optuna_fmd.outer._state.StateView`): the proposal's kind (``start``, ``climb``,
     ``bracket``, ``scale``, ``vertex``, ``explore``, ``pattern``, ``grad`` and ``line`` (earlier
     releases), ``converged``, ``step``,
     ``backtrack``, ``retry``) and why the sampler chose it, in words. ``names`` are the
@@ -245,7 +245,7 @@ _HANDOVER = {
 
 def search_events(before: object, after: object) -> list[str]:
     """What the search rule decided between two consecutive proposals, in words, from the
-    states stored on them (raw, or :class:`~optuna_fmd._state.StateView` s): a climb step
+    states stored on them (raw, or :class:`~optuna_fmd.outer._state.StateView` s): a climb step
     taken (a line along the hypergradient found a better point), or the climb's hand-over
     (a hypergradient dropped, and why). ``[]`` when nothing of the kind happened.
 

@@ -6,14 +6,12 @@ with ``tests/compare/data/method_sequences.json``: a change of structure (param 
 family spaces, the cosine's maths) must propose the same schedules, since stored results
 depend on them.
 
-``OPTUNA_FMD_UPDATE_PINS=1`` rewrites the file (only when a method is meant to change).
+``OPTUNA_FMD_UPDATE_PINS=1`` rewrites the file and fails (only when a method is meant to change).
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
 from pathlib import Path
 
 import optuna
@@ -23,6 +21,8 @@ from optuna_fmd import compare, objective
 from optuna_fmd.compare import _methods, _objectives
 from optuna_fmd.episode import EpisodeResult
 from optuna_fmd.space import default_space
+
+from .._pins import pinned
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -80,15 +80,12 @@ def _sequence(method: str, monkeypatch: pytest.MonkeyPatch) -> list[dict[str, li
 
 def test_the_methods_propose_the_pinned_schedules(monkeypatch: pytest.MonkeyPatch) -> None:
     got = {m: _sequence(m, monkeypatch) for m in METHODS}
-    if os.environ.get("OPTUNA_FMD_UPDATE_PINS") == "1":
-        PINS.parent.mkdir(exist_ok=True)
-        PINS.write_text(json.dumps(got, indent=0) + "\n")
-    pinned = json.loads(PINS.read_text())
+    pins = pinned(PINS, got)
     for m in METHODS:
         # To 1e-12, not to the bit: TPE's model samples move in their last bit across numpy
         # and scipy releases; a change of structure moves them by far more.
-        assert len(got[m]) == len(pinned[m]), m
-        for trial, (a, b) in enumerate(zip(got[m], pinned[m], strict=True)):
+        assert len(got[m]) == len(pins[m]), m
+        for trial, (a, b) in enumerate(zip(got[m], pins[m], strict=True)):
             assert a.keys() == b.keys(), (m, trial)
             for h in a:
                 assert a[h] == pytest.approx(b[h], rel=1e-12, abs=0), (m, trial, h)

@@ -4,7 +4,8 @@ import math
 
 import pytest
 
-from optuna_fmd.engine import Schedule, ScheduleSpace, window_index, window_start
+from optuna_fmd.engine import window_index, window_start
+from optuna_fmd.space import Schedule, ScheduleSpace
 
 
 @pytest.mark.parametrize("steps,windows", [(10, 1), (10, 3), (10, 10), (7, 3), (100, 7), (5, 5)])

@@ -1,0 +1,263 @@
+"""The FDS paper's outer rules, ``"sign"`` and ``"adam"``, as pure functions.
+
+Each proposal is a step from one point along its hypergradient, in the transformed coordinates
+of the geometry (:class:`~optuna_fmd.outer._geometry.Coord`): the sign rule moves every
+coordinate by its own step, halved when its hypergradient's sign flips (the paper's rule); Adam
+takes bias-corrected moment ratios. Both are bounded by a trust region; a failed or clearly
+worse proposal is retried from the best point with half the step, up to a limit.
+
+No torch and no Optuna here: the state is a frozen :class:`~optuna_fmd.outer._state.GradientState`
+(stored in the trial by :class:`~optuna_fmd.FMDSampler`), the points seen are
+:class:`~optuna_fmd.outer._point.Point` and the warnings come back as :data:`Note` values for the
+adapter to emit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+from ._geometry import Coord
+from ._point import Point
+from ._state import GradientState, Summit
+
+__all__ = [
+    "MAX_HYPERGRADIENT",
+    "Decision",
+    "GradientRule",
+    "Note",
+    "decide",
+    "fresh_state",
+]
+
+#: Larger transformed hypergradient coordinates are clipped.
+MAX_HYPERGRADIENT = 1e100
+#: A warning for the adapter: ``(key, message)``; each key is worth one warning.
+Note = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class GradientRule:
+    """The settings of a paper rule (see :class:`~optuna_fmd.FMDSampler` for each one).
+
+    Attributes:
+        name: ``"sign"`` or ``"adam"``.
+        coords: Each param's coordinate.
+        start: The first point (params).
+        step_size: Initial per-coordinate step (sign) or Adam's step, in coordinate units.
+        trust: Largest move of one coordinate per step, in coordinate units.
+        min_step: The sign rule has converged when every step is below this.
+        backtrack_tol: A proposal worse than the best by this fraction is backtracked from.
+        max_backtracks: Consecutive backtracks before the rule stops at the best point.
+        betas: Adam's moment decays.
+        clip: Adam clips a hypergradient coordinate beyond this many running RMS (None: never).
+    """
+
+    name: str
+    coords: Sequence[Coord]
+    start: Sequence[float]
+    step_size: float
+    trust: float
+    min_step: float
+    backtrack_tol: float
+    max_backtracks: int
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip: float | None = 5.0
+
+
+def fresh_state(rule: GradientRule) -> GradientState:
+    """The state before the first step: per-coordinate steps, signs and Adam's moments."""
+    n = len(rule.coords)
+    return GradientState(rule.name, (rule.step_size,) * n, (0,) * n, (0.0,) * n, (0.0,) * n)
+
+
+class Decision(NamedTuple):
+    """The next point, the state to store with it, why it was proposed (``init``, ``step``,
+    ``backtrack``, ``fallback``, ``converged``) and the warnings."""
+
+    x: list[float]
+    state: GradientState
+    origin: str
+    notes: list[Note]
+
+
+def _memory(point: Point) -> GradientState:
+    """The rule's state stored with ``point`` (one the rule proposed)."""
+    assert point.state is not None and isinstance(point.state.rule, GradientState)
+    return point.state.rule
+
+
+def decide(
+    rule: GradientRule,
+    seen: Sequence[Point],
+    sense: float,
+    latest: GradientState | None = None,
+) -> Decision:
+    """The next point, its state and the warnings, from the points seen so far.
+
+    ``seen`` holds sense-adjusted values (lower is better), in trial order; a point's ``state``
+    is the one this rule stored with it (``None``: not proposed by the rule). ``sense`` turns
+    the best value back into the study's own units for the stored state. ``latest`` is the
+    state stored with the latest point the rule proposed (``None``: read from ``seen``, or the
+    fresh state when the rule proposed none).
+    """
+    notes: list[Note] = []
+    in_space = [s for s in seen if s.x is not None]
+    usable = [s for s in in_space if s.value is not None and s.grad is not None]
+    best = min(usable, key=lambda s: (s.value, s.number)) if usable else None
+    ours = [s for s in seen if s.state is not None]
+    if latest is None:
+        latest = _memory(ours[-1]) if ours else fresh_state(rule)
+    # The latest point this rule proposed or that lies in the space: a proposal that failed
+    # before suggesting every parameter still counts (otherwise it would be proposed again).
+    candidates = [s for s in seen if s.x is not None or s.state is not None]
+    parent = candidates[-1] if candidates else None
+    summit = (
+        None if best is None or best.value is None else Summit(best.number, sense * best.value)
+    )
+
+    def info(x: list[float], state: GradientState, origin: str, base: Point | None) -> Decision:
+        state = replace(state, base=None if base is None else base.number, best=summit)
+        return Decision(x, state, origin, notes)
+
+    def step(mem: GradientState, base: Point, origin: str) -> Decision:
+        return info(*_step(rule, mem, base, notes), origin, base)
+
+    start = list(rule.start)
+    if latest.converged:
+        x = list(best.x) if best is not None and best.x is not None else start
+        return info(x, latest, "converged", best)
+    if parent is None and best is None:
+        return info(start, fresh_state(rule), "init", None)
+    if best is None:
+        assert parent is not None
+        if parent.diverged and parent.state is not None:
+            notes.append(_init_diverged(parent.number))
+            return info(start, replace(latest, converged=True), "converged", None)
+        notes.append(("no-grad", _NO_GRAD))
+        return info(start, latest, "init", None)
+    assert parent is not None and best.value is not None
+    limit = best.value + rule.backtrack_tol * abs(best.value)
+    worse = parent.value is not None and parent.value > limit
+    if parent.value is not None and parent.grad is not None and not worse:
+        mem = _memory(parent) if parent.state is not None else latest
+        return step(replace(mem, backtracks=0), parent, "step")
+    if (parent.bad or worse) and parent.state is not None:
+        backtracks = _memory(parent).backtracks + 1
+        scale = _memory(parent).scale * 0.5
+        if backtracks > rule.max_backtracks:
+            assert best.x is not None
+            return info(list(best.x), replace(latest, converged=True), "converged", best)
+        mem = _memory(best) if best.state is not None else latest
+        return step(replace(mem, scale=scale, backtracks=backtracks), best, "backtrack")
+    # The latest point has no usable hypergradient (enqueued, another sampler, NaN, corrupt,
+    # or a bad trial this rule did not propose): continue from the best point.
+    why = (
+        "has no usable hypergradient"
+        if parent.grad is None
+        else "was not proposed by FMDSampler and failed or is clearly worse than the best"
+    )
+    notes.append(
+        (
+            f"fallback:{why[:6]}",
+            f"trial {parent.number} {why}; FMDSampler continues from the best trial with a "
+            f"hypergradient (trial {best.number}).",
+        )
+    )
+    return step(latest, best, "fallback")
+
+
+def _init_diverged(number: int) -> Note:
+    return (
+        "init-diverged",
+        f"trial {number} diverged with the initial schedules and no trial has a "
+        "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
+        "initial learning rate (Schedule(init=...)) and start a new study.",
+    )
+
+
+_NO_GRAD = (
+    "no finished trial has a finite value and a hypergradient yet "
+    "(user_attrs['hypergradient'], written by HypergradientObjective with "
+    "hypergradient=True); FMDSampler proposes the initial schedules again."
+)
+
+
+def _sign(v: float) -> int:
+    return 1 if v > 0 else (-1 if v < 0 else 0)
+
+
+def _step(
+    rule: GradientRule, mem: GradientState, base: Point, notes: list[Note]
+) -> tuple[list[float], GradientState]:
+    """One step of the rule from ``base`` along its hypergradient, with the memory ``mem``."""
+    assert base.x is not None and base.grad is not None
+    coords = rule.coords
+    n = len(coords)
+    u = [c.to_u(x) for c, x in zip(coords, base.x, strict=True)]
+    g = [gx * c.dx_du(x) for c, gx, x in zip(coords, base.grad, base.x, strict=True)]
+    if any(not abs(gi) <= MAX_HYPERGRADIENT for gi in g):
+        notes.append(
+            (
+                "exploding",
+                f"the hypergradient of trial {base.number} has coordinates beyond "
+                f"{MAX_HYPERGRADIENT:g} in the sampler's coordinates (largest "
+                f"{max(abs(gi) for gi in g):.3g}); FMDSampler clips them.",
+            )
+        )
+        g = [min(max(gi, -MAX_HYPERGRADIENT), MAX_HYPERGRADIENT) for gi in g]
+    scale, t = mem.scale, mem.t
+    s, signs, m, v2 = list(mem.s), list(mem.sign), list(mem.m), list(mem.v)
+    delta = [0.0] * n
+    if rule.name == "sign":
+        for i in range(n):
+            sg = _sign(g[i])
+            if sg != 0 and signs[i] != 0 and sg != signs[i]:
+                s[i] *= 0.5
+            if sg != 0:
+                signs[i] = sg
+            delta[i] = -sg * min(s[i] * scale, rule.trust) * coords[i].unit
+        converged = max(si * scale for si in s) < rule.min_step
+    else:
+        b1, b2 = rule.betas
+        if t > 0 and rule.clip is not None:
+            for i in range(n):
+                rms = math.sqrt(v2[i] / (1.0 - b2**t))
+                if rms > 0 and abs(g[i]) > rule.clip * rms:
+                    notes.append(
+                        (
+                            "adam-clip",
+                            f"the hypergradient of trial {base.number} exceeds {rule.clip:g} "
+                            "times its running RMS in some coordinates; FMDSampler clips them "
+                            "(`clip`).",
+                        )
+                    )
+                    g[i] = min(max(g[i], -rule.clip * rms), rule.clip * rms)
+        t += 1
+        for i in range(n):
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+            v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
+            m_hat = m[i] / (1.0 - b1**t)
+            v_hat = v2[i] / (1.0 - b2**t)
+            ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
+            step = rule.step_size * scale * ratio
+            delta[i] = -min(max(step, -rule.trust), rule.trust) * coords[i].unit
+        converged = False
+    x = []
+    for c, ui, di, xi in zip(coords, u, delta, base.x, strict=True):
+        lo, hi = c.bounds
+        new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
+        x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
+    state = replace(
+        mem,
+        s=tuple(s),
+        sign=tuple(signs),
+        m=tuple(m),
+        v=tuple(v2),
+        outer_step=mem.outer_step + 1,
+        t=t,
+        converged=bool(converged),
+    )
+    return x, state

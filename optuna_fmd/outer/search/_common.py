@@ -1,0 +1,36 @@
+"""What every phase of the search rule shares: a proposal, the incumbent, a parabola's vertex."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import replace
+
+from .._state import Incumbent, Probe, SearchState
+
+__all__ = ["Step", "best_of", "parabola", "propose"]
+
+#: The params to evaluate next and the search state to store with them.
+Step = tuple[list[float], SearchState]
+
+
+def propose(state: SearchState, x: Sequence[float], probe: Probe) -> Step:
+    return [float(v) for v in x], replace(state, probe=probe)
+
+
+def best_of(state: SearchState) -> Incumbent:
+    assert state.incumbent is not None
+    return state.incumbent
+
+
+def parabola(points: Sequence[Sequence[float]]) -> float | None:
+    """Vertex of the parabola through three (t, f) points, or None if it opens downwards."""
+    (a, fa), (b, fb), (c, fc) = sorted((float(t), float(f)) for t, f in points)
+    den = (b - a) * (fb - fc) - (b - c) * (fb - fa)
+    if den == 0 or not all(math.isfinite(v) for v in (fa, fb, fc)):
+        return None
+    num = (b - a) ** 2 * (fb - fc) - (b - c) ** 2 * (fb - fa)
+    t = b - 0.5 * num / den
+    if not a < t < c or (fa + fc - 2 * fb) <= 0:
+        return None
+    return t

@@ -1,0 +1,284 @@
+"""The outer rules as pure functions: the search rule driven by closed-form objectives."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from collections.abc import Callable
+
+import pytest
+
+from optuna_fmd.outer._geometry import Coord, Geometry
+from optuna_fmd.outer._point import Point
+from optuna_fmd.outer._state import MembersCheck, OuterState, SearchState
+from optuna_fmd.outer.search import search_step
+
+Fn = Callable[[list[float]], float]
+
+
+def _geometry(n_delta: int = 0) -> Geometry:
+    """lr peak (log, scale), momentum-like (linear), and ``n_delta`` corrections."""
+    coords = [Coord("log", 1e-3, 1.0), Coord("linear", 0.0, 0.99)]
+    coords += [Coord("linear", -2.0, 2.0)] * n_delta
+    return Geometry(
+        coords,
+        scale=[True, False] + [False] * n_delta,
+        base=[True, True] + [False] * n_delta,
+        start=[0.05, 0.9] + [0.0] * n_delta,
+    )
+
+
+def _grad(f: Fn, x: list[float]) -> list[float]:
+    out = []
+    for i in range(len(x)):
+        h = 1e-6 * max(1.0, abs(x[i]))
+        hi, lo = list(x), list(x)
+        hi[i] += h
+        lo[i] -= h
+        out.append((f(hi) - f(lo)) / (2 * h))
+    return out
+
+
+def _stored(state: SearchState) -> OuterState:
+    """``state`` as the sampler stores it, through JSON and back."""
+    return OuterState.from_json(OuterState(state, state.probe.kind).to_json())
+
+
+def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tuple]:
+    """Run the rule for ``trials`` trials: [(x, value, state, hypergradient asked)]. Each state
+    goes through its JSON (as the sampler's storage does) before the next step."""
+    prev, last, out = None, None, []
+    for number in range(trials):
+        x, state = search_step(prev, last, geo)
+        value = f(x)
+        wants = state.wants_hypergradient
+        g = (grad or _grad)(f, x) if wants else None  # type: ignore[operator]
+        ok = math.isfinite(value)
+        stored = _stored(state)
+        assert stored.rule == state
+        last = Point(number, x, value if ok else None, not ok, g, stored)
+        prev = stored.rule  # type: ignore[assignment]
+        out.append((x, value, state, wants))
+    return out
+
+
+def _plain(geo: Geometry) -> Geometry:
+    """``geo`` without hypergradients (the ablation)."""
+    return Geometry(**{**geo.__dict__, "hypergradients": False})
+
+
+def _bowl(target: list[float]) -> Fn:
+    def f(x: list[float]) -> float:
+        return (math.log(x[0] / target[0])) ** 2 + 4 * (x[1] - target[1]) ** 2 + 0.3
+
+    return f
+
+
+def test_gradient_steps_descend_a_smooth_bowl() -> None:
+    f = _bowl([0.08, 0.6])
+    run = _drive(f, _geometry(), 40)
+    start = f([0.05, 0.9])
+    best = min(r[1] for r in run)
+    assert best < 0.3 + 0.02 * (start - 0.3)  # within 2% of the way from the minimum
+    assert sum(r[3] for r in run) >= 3  # it got there by hypergradient steps
+
+
+def test_corrections_stay_frozen_until_the_family_stalls() -> None:
+    f = _bowl([0.05, 0.9])  # the start is the minimum: the family's first line must stall
+
+    def with_deltas(x: list[float]) -> float:
+        return f(x) + 0.1 * (x[2] - 0.5) ** 2
+
+    run = _drive(with_deltas, _geometry(n_delta=1), 20)
+    # the corrections move first in the pattern search over every param (not the coarse pass)
+    first_full = next(
+        i for i, r in enumerate(run) if r[2].pattern is not None and not r[2].pattern.once
+    )
+    assert all(r[0][2] == 0.0 for r in run[:first_full])
+    assert min(r[0][2] for r in run[first_full:]) != 0.0 or max(r[0][2] for r in run) > 0.0
+
+
+def test_a_failed_start_stops_the_search() -> None:
+    run = _drive(lambda x: math.inf, _geometry(), 3)
+    assert run[-1][2].converged
+
+
+def test_the_sampler_and_space_modules_import_no_torch() -> None:
+    code = "import sys, optuna_fmd.sampler, optuna_fmd.space; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
+    geo = Geometry(**{**_geometry().__dict__, "hypergradients": False})
+    f = _bowl([0.08, 0.6])
+    run = _drive(f, geo, 40)
+    assert not any(r[3] for r in run)
+    kinds = {r[2].probe.kind for r in run}
+    assert kinds <= {"start", "scale", "vertex", "pattern", "converged"}
+    assert min(r[1] for r in run) < f([0.05, 0.9])
+
+
+def _tilted(x: list[float]) -> float:
+    """A bowl whose valley runs across the coordinates (the coarse pass alone does not solve
+    it)."""
+    a, b = math.log(x[0] / 0.08), 3 * (x[1] - 0.6)
+    return (a + b) ** 2 + 0.2 * (a - b) ** 2 + 0.3
+
+
+def _first_within(run: list[tuple], target: float) -> int:
+    return next(i for i, r in enumerate(run) if r[1] <= target)
+
+
+def test_the_ablations_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
+    f = _bowl([0.4, 0.9])
+    run = _drive(f, _plain(_geometry()), 6)
+    assert [r[2].probe.kind for r in run][:5] == ["start", "scale", "scale", "scale", "scale"]
+    assert not any(r[3] for r in run)
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.2, 0.4, 0.8]
+    best = min(run, key=lambda r: r[1])
+    assert best[0][0] == pytest.approx(0.4, rel=0.05)
+
+
+def test_a_failed_first_step_up_searches_downwards() -> None:
+    run = _drive(_bowl([0.01, 0.9]), _plain(_geometry()), 6)
+    assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.025, 0.0125, 0.0063]
+
+
+def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
+    """From below the good lr: the start is differentiated, plain probes step along the
+    descent direction in units (both params move), the first multiplying the lr by 2, each
+    next one doubling the step (lr x 2, 4, 16, ... up to its bound), and the bracket's vertex
+    is differentiated next."""
+    geo = _geometry()
+    run = _drive(_bowl([0.4, 0.6]), geo, 8)
+    kinds = [r[2].probe.kind for r in run]
+    assert kinds[0] == "start" and run[0][3]
+    n = kinds.index("bracket")
+    assert kinds[1:n] == ["climb"] * (n - 1) and n >= 3
+    assert not any(r[3] for r in run[1:n]) and run[n][3]
+    lrs = [r[0][0] for r in run[:n]]
+    doublings = [math.log2(lr / lrs[0]) for lr in lrs[1:]]
+    free = [lr < 1.0 for lr in lrs[1:]]  # below the lr's upper bound
+    assert free[:3] == [True] * 3 and lrs[-1] <= 1.0
+    assert [t for t, f in zip(doublings, free, strict=True) if f] == pytest.approx(
+        [1.0, 2.0, 4.0, 8.0][: sum(free)]
+    )
+    # along the gradient, not the lr alone: the momentum moves towards its target too
+    assert run[1][0][0] > 0.05 and run[1][0][1] < 0.9
+    assert run[n][1] < run[0][1]
+
+
+def test_no_point_is_trained_twice_and_the_incumbent_only_improves() -> None:
+    """On a rough objective (a bowl plus a fast ripple): every hypergradient is taken at a
+    point no earlier trial trained, and the incumbent never gets worse."""
+
+    def rough(x: list[float]) -> float:
+        return _bowl([0.3, 0.7])(x) + 0.02 * math.sin(300 * x[1]) * math.cos(40 * math.log(x[0]))
+
+    run = _drive(rough, _geometry(), 80)
+    seen: set[tuple[float, ...]] = set()
+    best = math.inf
+    for x, value, state, wants in run:
+        if wants:
+            assert tuple(x) not in seen
+        if state.incumbent is not None:
+            assert state.incumbent.f <= best + 1e-15
+        seen.add(tuple(x))
+        best = min(best, value)
+    assert sum(r[3] for r in run) >= 2
+
+
+def test_the_climb_descends_a_smooth_bowl_faster_than_the_ablation() -> None:
+    f = _tilted
+    run = _drive(f, _geometry(), 20)
+    ablation = _drive(f, _plain(_geometry()), 20)
+    assert min(r[1] for r in run) < min(r[1] for r in ablation)
+    # the first line's long first probe overshoots the valley; a later line confirms its
+    # hypergradient, and the lines found better points
+    checks = [r[2].check for r in run if r[2].check is not None]
+    assert any(c.agrees for c in checks) and run[-1][2].climbed >= 1
+
+
+def test_an_exploding_first_hypergradient_scales_the_lr_down() -> None:
+    def huge(f: Fn, x: list[float]) -> list[float]:
+        return [1e9, 1e9]
+
+    run = _drive(_bowl([0.05, 0.9]), _geometry(), 8, grad=huge)
+    assert run[1][2].probe.kind == "scale" and run[1][2].handover == "exploding"
+    assert run[1][0][0] == pytest.approx(0.025)
+    assert not any(r[3] for r in run[1:])  # plain episodes from the edge on
+
+
+def test_members_that_point_apart_at_the_start_hand_over_to_the_scale_search() -> None:
+    """Two members whose hypergradients have opposite signs at the start (a start above the
+    edge): the check is stored and the plain lr-scale search takes over."""
+    geo = _geometry()
+    x, state = search_step(None, None, geo)
+    g = _grad(_tilted, x)
+    members = [g, [-v for v in g]]
+    mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)]
+    last = Point(0, x, _tilted(x), False, mean, _stored(state), members=members)
+    x, state = search_step(state, last, geo)
+    assert isinstance(state.check, MembersCheck) and not state.check.agrees
+    assert state.probe.kind == "scale" and state.edge and x[0] == pytest.approx(0.1)
+    assert not state.wants_hypergradient
+
+
+def test_a_contradicted_hypergradient_after_the_climb_hands_over_to_plain_episodes() -> None:
+    """A hypergradient of the wrong sign after the first (a chaotic unroll at the edge): the
+    line along it finds nothing, and the search goes on with plain probes only, never
+    accepting a worse point."""
+    calls = {"n": 0}
+
+    def liar_after_first(fn: Fn, x: list[float]) -> list[float]:
+        calls["n"] += 1
+        g = _grad(fn, x)
+        return g if calls["n"] == 1 else [-1000 * v for v in g]
+
+    run = _drive(_tilted, _geometry(), 50, liar_after_first)
+    kinds = [r[2].probe.kind for r in run]
+    assert kinds.count("bracket") >= 1
+    after = next(i for i, r in enumerate(run) if r[2].edge)
+    assert run[after][2].handover in ("contradicted", "exploding")
+    assert run[after][2].climbed >= 1
+    assert not any(r[3] for r in run[after:])
+    best = [r[2].incumbent.f for r in run if r[2].incumbent is not None]
+    assert best == sorted(best, reverse=True)
+
+
+def test_a_step_that_diverges_leaves_a_margin() -> None:
+    """The loss falls slowly as the lr grows and blows up above 0.3: the bracket point goes
+    half-way back below the best step, replaces it as the incumbent (within the margin), and
+    the best step is a cliff, never returned as best."""
+
+    def cliff(x: list[float]) -> float:
+        return math.inf if x[0] > 0.3 else 1.0 - 0.05 * math.log(x[0]) + (x[1] - 0.9) ** 2
+
+    run = _drive(cliff, _geometry(), 12)
+    kinds = [r[2].probe.kind for r in run]
+    n = kinds.index("bracket")
+    line = run[n][2].line
+    assert line.cliff is not None
+    steps = sorted(a for a, f in line.probes if math.isfinite(f))
+    best_step = steps[-1]
+    assert run[n][2].probe.alpha == pytest.approx((steps[-2] + best_step) / 2)
+    after = run[n + 1][2]
+    assert after.cliffs and after.incumbent.trial == n
+    assert all(r[0][0] <= 0.3 for r in run if r[3])
+
+
+def test_the_pattern_search_does_not_step_back_to_the_point_it_just_left() -> None:
+    """After a move that improved, the next sweep skips the move back: that point is trained."""
+    run = _drive(_tilted, _plain(_geometry()), 80)
+    best, left = math.inf, None  # the incumbent's value, and the point the last move left
+    incumbent: tuple[float, ...] | None = None
+    steps_back = 0
+    for x, value, state, _ in run:
+        if state.probe.kind == "pattern" and tuple(x) == left:
+            steps_back += 1
+        if value < best:
+            best, left, incumbent = value, incumbent, tuple(x)
+    assert steps_back == 0
+    assert sum(r[2].probe.kind == "pattern" for r in run) > 20  # the sweep ran long enough
