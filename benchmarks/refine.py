@@ -80,15 +80,15 @@ def run_unit(args: tuple[str, int, int, float, bool, dict[str, Any]]) -> dict[st
     from optuna_fmd.compare import TASKS, CompareConfig
     from optuna_fmd.compare._methods import family_space
     from optuna_fmd.compare._runner import fresh_seed_figures, provenance
+    from optuna_fmd.outer import search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = TASKS[task_name]
     task, window_space = spec.make_task(), spec.make_space()
     space = family_space(window_space)
     start = _start(base["params"], list(window_space))
-    sampler = FMDSampler(
-        space, seed=seed, population=population, start=start, hypergradients=hypergradients
-    )
+    rule = search(hypergradients=hypergradients)
+    sampler = FMDSampler(space, outer=rule, seed=seed, population=population, start=start)
     study = optuna.create_study(sampler=sampler)
     objective = HypergradientObjective(task, space, seed=seed)
     plain: list[float] = []
@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument(
         "--no-hypergradients",
         action="store_true",
-        help="the same refinement with pattern steps only (FMDSampler(hypergradients=False))",
+        help="the same refinement with pattern steps only (no hypergradient)",
     )
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--name", default="refine")

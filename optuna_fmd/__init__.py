@@ -29,6 +29,7 @@ _WHERE = {
     "evaluate_schedule": "evaluation",
     "run_episode": "episode",
     "baselines": None,
+    "outer": None,
     "space": None,
     "tasks": None,
     "visualization": None,
@@ -43,6 +44,7 @@ __all__ = [
     "ScheduleSpace",
     "baselines",
     "evaluate_schedule",
+    "outer",
     "run_episode",
     "space",
     "tasks",
@@ -50,7 +52,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from . import baselines, space, tasks, visualization
+    from . import baselines, outer, space, tasks, visualization
     from .episode import EpisodeResult, run_episode
     from .evaluation import EvaluationResult, evaluate_schedule
     from .objective import HypergradientObjective

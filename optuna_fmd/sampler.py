@@ -31,7 +31,7 @@ from optuna.trial import FrozenTrial, TrialState
 from .outer._geometry import check_start, geometry_of
 from .outer._point import Point, best_group, sense_sign
 from .outer._population import Population, check_population, is_slot
-from .outer._rules import RuleSettings, check_rule, explores, make_rule
+from .outer._rules import Settings, rule_settings
 from .outer._state import (
     CHECK_ATTR,
     STATE_KEY,
@@ -41,7 +41,6 @@ from .outer._state import (
     check_json,
     read_view,
 )
-from .outer.search._explore import probes_for
 from .space import ScheduleSpace
 
 if TYPE_CHECKING:
@@ -62,129 +61,64 @@ class FMDSampler(BaseSampler):
     fraction of 0). Lengths are measured in each coordinate's natural unit (``log(high /
     low)``, 4 logit units, or ``high - low``).
 
-    Outer rules:
+    The outer rule (``outer``) is one of :mod:`optuna_fmd.outer`'s, each with its own
+    settings: :func:`~optuna_fmd.outer.search` (the default: it climbs along the hypergradient
+    while the hypergradient is the slope, then refines with plain episodes), and the paper's
+    :func:`~optuna_fmd.outer.sign` and :func:`~optuna_fmd.outer.adam`. The sampler builds it
+    once, restores its state from the latest trial it proposed, asks it for the next step and
+    stores the result, the same way for each rule. How the search does against TPE, CMA-ES
+    and random search at equal budget: docs/benchmarks.md.
 
-    - ``"search"`` (default): the hypergradient first, where it is the slope, and never a
-      worse iterate. The start computes the hypergradient; plain episodes (the objective is
-      told to skip the hypergradient) probe along it in units, every param at once, doubling
-      the step while each probe improves; the vertex of the parabola through the best step
-      and its neighbours is evaluated with its hypergradient (no point is trained twice) and
-      gives the next direction (quasi-Newton, L-BFGS over the climb's hypergradients). Once a
-      hypergradient is contradicted (members pointing apart, an exploding one, a line that
-      finds nothing: the *edge*, usually near the good lr) the search goes on with plain
-      episodes: an exploration guided by the latest trusted hypergradients (``explore``), or
-      one coarse pass over the family's other params, then a pattern search over every param
-      until its step falls below 0.01 units. When the very first hypergradient is
-      contradicted (a start above the edge), a plain lr-scale search (factors of 2 and a
-      parabolic step) comes first. A step that diverges leaves a margin: the point half-way
-      back replaces the best step next to it, which is never returned as best. The rule
-      itself is the pure function :func:`optuna_fmd.outer.search.search_step`.
-    - ``"sign"`` (the paper's rule): ``u <- u - sign(g) * s``, per-window step ``s``
-      halved whenever the sign of its hypergradient flips; every trial computes a
-      hypergradient.
-    - ``"adam"``: Adam on the transformed hypergradient, with each coordinate clipped to
-      ``clip`` times its running RMS.
+    Direction: on a ``direction="maximize"`` study the sampler ascends: it minimises the
+    negated value along the negated hypergradient throughout, so
+    ``user_attrs["hypergradient"]`` holds ``d value / d param`` of the value the objective
+    returns, as for a minimize study.
 
-    Every rule is an :class:`~optuna_fmd.outer._rules.OuterRule` built once by name from the
-    space's coordinates; the sampler restores its state from the latest trial it proposed, asks it
-    for the next step and stores the result, the same way for each rule.
-
-    Why search is the default, and how it does against TPE, CMA-ES and random search at equal
-    budget: docs/benchmarks.md, "FMD against black-box search at equal budget".
-
-    Direction: on a ``direction="maximize"`` study the sampler ascends. It minimises the
-    negated value along the negated hypergradient throughout (best iterate, backtracking,
-    convergence, population means), so ``user_attrs["hypergradient"]`` must hold
-    ``d value / d param`` of the value the objective returns, as for a minimize study.
-
-    Stability (sign and adam rules): the best trial with a hypergradient is remembered; after a
-    diverged, failed or
-    clearly worse episode (value worse than the best by more than ``backtrack_tol * |best|``)
-    the sampler backtracks to the best iterate and takes a step half as long; every step is
-    bounded by the trust region ``trust_region`` (a fraction of each coordinate's range). After
-    ``max_backtracks`` consecutive backtracks, or (sign rule) once every step size fell below
-    ``min_step``, the sampler reports convergence (:meth:`is_converged`) and proposes the best
-    iterate.
-
-    Trials without a usable hypergradient (enqueued, from another sampler, failed, NaN, missing
-    or corrupt attribute) do not break the outer loop: the sampler falls back to the best
-    iterate that has one and warns once. Parameters outside the schedule space go to
-    ``independent_sampler``. With ``n_jobs > 1`` two trials that start before either finishes
-    step from the same iterate (and may coincide); the loop continues from whichever finished
-    trial has the highest number.
-
-    The outer state (a frozen :class:`~optuna_fmd.outer._state.OuterState`: the rule's state,
-    why the trial was proposed, its params) is stored as JSON in the trial system attribute
-    ``"fmd:state"`` of every proposed trial, so a study continued in another process proposes
-    exactly what an uninterrupted run would.
+    State: the outer state (the rule's state, why the trial was proposed, its params) is
+    stored as JSON in the trial system attribute ``"fmd:state"`` of every proposed trial, so a
+    study continued in another process proposes exactly what an uninterrupted run would.
+    Trials without a usable hypergradient (enqueued, from another sampler, failed, NaN,
+    missing or corrupt attribute) do not break the outer loop: the rule steps from the best
+    iterate that has one, with a warning. Parameters outside the schedule space go to
+    ``independent_sampler``.
 
     Ensemble averaging (``population=M``): every outer iterate is evaluated by M trials, its
     *members*, which :class:`~optuna_fmd.HypergradientObjective` trains with seeds
     ``seed + 0 ... seed + M - 1``; the outer step is taken from the mean of their values and
     hypergradients once all M are done (the paper's variance reduction). Members are claimed
-    through storage (a tentative claim, checked against the other trials' claims, then made
-    final), so any number of workers - threads, processes, machines sharing an RDB or journal
-    storage - run them, each member of each iterate exactly once, and every worker computes the
-    same step: the final schedules equal a single worker's. A worker that finds every member
-    of the current iterate running waits (polling storage every ``poll_interval`` seconds and
-    failing trials whose heartbeat stopped). A member whose trial failed is claimed again by the
-    next trial (resuming from its checkpoint, see ``HypergradientObjective(checkpoint_every=)``);
-    after 3 failures it counts as bad and the iterate backtracks. With
-    ``population_timeout``, the step is taken with the ``quorum`` members done once the first
-    of them finished that many seconds ago, so a hung worker cannot stall the study; late
-    members are then ignored. Trials written by ``RetryHeartbeatStaleTrialCallback`` keep
-    their member's slot, or are pruned without training if another trial took it meanwhile.
-    In population mode ``origin``, ``base`` and ``best`` in the state refer to iterates.
+    through storage, so any number of workers (threads, processes, machines sharing an RDB or
+    journal storage) run them, each member exactly once, and every worker computes the same
+    step. A member whose trial failed is claimed again by the next trial (resuming from its
+    checkpoint); after 3 failures it counts as bad. With ``population_timeout``, the step is
+    taken with the ``quorum`` members done once the first of them finished that many seconds
+    ago, so a hung worker cannot stall the study. docs/sampler.md has the protocol.
 
     Divergence: a trial whose training or hypergradient became NaN or infinite (user attr
-    ``diverged``) is bad: the sampler backtracks from the best iterate with a step half as long.
-    If the very first schedules diverge there is nothing to step from: the sampler warns and
-    reports convergence. Proposals are always finite and inside the bounds; transformed
-    hypergradient coordinates beyond 1e100 (and, with Adam, beyond ``clip`` times their running
-    RMS) are clipped with a warning.
+    ``diverged``) is bad; proposals are always finite and inside the bounds.
 
     Args:
         space: The schedules to optimise; trial params are named ``<hyper>_<k>``.
-        outer: Outer rule, ``"search"``, ``"sign"`` or ``"adam"``.
-        step_size: Initial step in coordinate units (search: the first line-search step along
-            the unit direction, default 0.05; sign: ``s``; Adam: learning rate; default 0.1).
-        trust_region: Sign and Adam: largest step per coordinate, as a fraction of its range.
-        min_step: Sign rule: convergence once every step size is below this fraction.
-        backtrack_tol: A trial whose value is worse than the best by more than
-            ``backtrack_tol * |best|`` is clearly worse and triggers backtracking. The default
-            (2%) suits the default deterministic objective (same seed every trial); raise it
-            (e.g. 0.1) when every trial uses a fresh seed (``HypergradientObjective(seed=
-            "trial")``) and values are noisy.
-        max_backtracks: Consecutive backtracks before the sampler reports convergence.
-        betas: Adam's moment decay rates.
-        clip: Adam: clip each transformed hypergradient coordinate to ``clip`` times its
-            running RMS (``None``: no clipping).
+        outer: The outer rule: its settings (``fmd.outer.search(explore=8)``) or its name
+            (``"search"``, ``"sign"``, ``"adam"``: its defaults).
         population: Members (seeds) per outer iterate whose hypergradients are averaged
             (``None``: one trial per outer step, each stepping from the latest finished trial).
         quorum: Members that suffice after ``population_timeout`` (default: a majority).
         population_timeout: Seconds after the first member of an iterate finished from which a
             quorum suffices (``None``: wait for all M).
         poll_interval: Seconds between storage polls while waiting for members.
-        seed: Seed of the default independent sampler.
+        seed: Seeds the search's exploration and the default independent sampler.
         independent_sampler: Sampler for parameters outside ``space`` (default
             :class:`optuna.samplers.RandomSampler`).
         warn_independent_sampling: Warn (once per parameter) when a parameter is sampled by
             the independent sampler.
-        hypergradients: Search rule: ``False`` replaces the hypergradient steps by a pattern
-            search over every param (plain episodes only), the same rule without the exact
-            hypergradient, for ablations.
         start: Where the outer loop starts, as trial params of ``space`` (e.g. the
             ``best_params`` of a TPE study over the same space): each one named replaces its
             param's start, the others keep theirs (a refiner's corrections stay 0). Checked
             here: every name must be a param of the space and every value inside its bounds.
-        explore: Search rule: probes (outer iterates) of the exploration at the edge, which
-            replaces the coarse pass over the family's other params: Gaussian draws moving
-            every first-stage param at once around the best point, stretched along the latest
-            trusted hypergradients (``seed`` seeds them), each followed by its mirror when it
-            does not improve. Its cost is this number, however many params the space has.
-            ``None`` (default): 24 trials' worth (``24 // population`` iterates) on a space
-            whose optimiser hyperparameters are split over layer groups (two or more entries
-            set one hyper); 0 elsewhere. 0: no exploration.
+        **legacy: The rule settings of an earlier release (``step_size``, ``trust_region``,
+            ``min_step``, ``backtrack_tol``, ``max_backtracks``, ``betas``, ``clip``,
+            ``hypergradients``, ``explore``), applied to ``outer``'s settings with a
+            ``FutureWarning``; pass them to :mod:`optuna_fmd.outer`'s factory instead.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -201,14 +135,7 @@ class FMDSampler(BaseSampler):
         self,
         space: ScheduleSpace,
         *,
-        outer: str = "search",
-        step_size: float | None = None,
-        trust_region: float = 0.25,
-        min_step: float = 1e-3,
-        backtrack_tol: float = 0.02,
-        max_backtracks: int = 6,
-        betas: tuple[float, float] = (0.9, 0.999),
-        clip: float | None = 5.0,
+        outer: str | Settings = "search",
         population: int | None = None,
         quorum: int | None = None,
         population_timeout: float | None = None,
@@ -216,26 +143,20 @@ class FMDSampler(BaseSampler):
         seed: int | None = None,
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
-        hypergradients: bool = True,
         start: Mapping[str, float] | None = None,
-        explore: int | None = None,
+        **legacy: Any,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
         check_population(population, quorum, population_timeout, poll_interval)
-        explore = probes_for(space.layered() and explores(outer), explore, population)
-        step_size = check_rule(
-            outer,
-            step_size,
-            trust_region,
-            min_step,
-            backtrack_tol,
-            max_backtracks,
-            betas,
-            clip,
-            hypergradients,
-            explore,
-        )
+        settings = rule_settings(outer, legacy).resolved(space.layered(), population)
+        if legacy:
+            warnings.warn(
+                f"FMDSampler({', '.join(f'{k}=' for k in legacy)}...) is deprecated: pass "
+                f"outer=fmd.outer.{settings.name}(...) with the rule's settings instead.",
+                FutureWarning,
+                stacklevel=2,
+            )
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "
@@ -251,27 +172,16 @@ class FMDSampler(BaseSampler):
         geometry = geometry_of(
             space,
             first_step=None,
-            hypergradients=hypergradients,
+            hypergradients=settings.hypergradients,
             start=check_start(space, start),
         )
         self._init_x = list(geometry.start)
-        settings = RuleSettings(
-            step_size=float(step_size),
-            trust=float(trust_region),
-            min_step=float(min_step),
-            backtrack_tol=float(backtrack_tol),
-            max_backtracks=max_backtracks,
-            betas=(float(betas[0]), float(betas[1])),
-            clip=None if clip is None else float(clip),
-            explore=explore,
-            seed=0 if seed is None else int(seed),
-        )
-        self._rule = make_rule(outer, geometry, settings)
+        self._rule = settings.build(geometry, 0 if seed is None else int(seed))
         self._members = self._members_of(
             population, quorum, population_timeout, poll_interval, seed
         )
-        desc: list[object] = [outer, [[n, *d] for n, d in dists.items()]]
-        desc += ([] if hypergradients else [0]) + ([["explore", explore, seed]] if explore else [])
+        desc: list[object] = [settings.name, [[n, *d] for n, d in dists.items()]]
+        desc += settings.tags(seed)
         self._fingerprint = hashlib.sha1(json.dumps(desc).encode()).hexdigest()[:16]
         self._warned: set[str] = set()
         self._lock = threading.Lock()

@@ -156,7 +156,8 @@ def _touches_the_state(tree: ast.AST) -> bool:
 def _keys_read(tree: ast.AST, keys: set[str]) -> list[str]:
     """Where ``tree`` reads or writes one of ``keys`` by string: ``x["key"]``,
     ``x.get("key")`` (``pop``, ``setdefault``), ``"key" in x`` and ``x.update(key=...)``; a
-    trial's own ``user_attrs`` and ``params`` are another namespace."""
+    trial's own ``user_attrs`` and ``params``, and the sampler's keywords (``legacy``), are
+    other namespaces."""
 
     def key_of(node: ast.AST) -> tuple[object, ast.AST] | None:
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
@@ -181,7 +182,7 @@ def _keys_read(tree: ast.AST, keys: set[str]) -> list[str]:
         if found is None or found[0] not in keys:
             continue
         receiver = ast.unparse(found[1])
-        if not receiver.endswith(("user_attrs", "params")):
+        if not receiver.endswith(("user_attrs", "params", "legacy")):
             out.append(f"line {node.lineno}: {ast.unparse(node)}")
     return out
 

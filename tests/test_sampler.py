@@ -97,7 +97,7 @@ def test_first_trial_is_init_and_values_are_native_floats_in_bounds() -> None:
 
 
 def test_sign_step_moves_against_hypergradient_in_transformed_coordinates() -> None:
-    study = run(fmd.FMDSampler(SPACE, outer="sign", step_size=0.1), 2)
+    study = run(fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.1)), 2)
     _, t1 = study.trials
     r = math.log(1.0 / 1e-3)
     # lr 0.05 < target 0.2: gradient negative, lr grows by exp(0.1 * log range)
@@ -111,7 +111,7 @@ def test_sign_step_moves_against_hypergradient_in_transformed_coordinates() -> N
 
 
 def test_sign_rule_halves_steps_on_sign_flips_and_converges() -> None:
-    sampler = fmd.FMDSampler(SPACE, outer="sign", step_size=0.1)
+    sampler = fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.1))
     study = run(sampler, 40)
     assert study.best_value < 1e-3
     s = state_of(study.trials[-1])["s"]
@@ -122,7 +122,7 @@ def test_sign_rule_halves_steps_on_sign_flips_and_converges() -> None:
 
 
 def test_sign_rule_reports_convergence() -> None:
-    sampler = fmd.FMDSampler(SPACE, outer="sign", step_size=0.1, min_step=0.01)
+    sampler = fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.1, min_step=0.01))
     study = run(sampler, 30)
     assert sampler.is_converged(study)
     origins = [state_of(t)["origin"] for t in study.trials]
@@ -132,7 +132,7 @@ def test_sign_rule_reports_convergence() -> None:
 
 
 def test_adam_rule_converges_and_keeps_moments_in_state() -> None:
-    sampler = fmd.FMDSampler(SPACE, outer="adam", step_size=0.1)
+    sampler = fmd.FMDSampler(SPACE, outer=fmd.outer.adam(step_size=0.1))
     study = run(sampler, 40)
     assert study.best_value < 1e-2
     state = state_of(study.trials[-1])
@@ -149,7 +149,7 @@ def test_transformed_hypergradient_matches_a_finite_difference_in_u() -> None:
     the objective along u (the chain-rule factor dx/du is x for log, range p (1 - p) for logit).
     """
     b1 = 0.9
-    study = run(fmd.FMDSampler(SPACE, outer="adam", betas=(b1, 0.999)), 2)
+    study = run(fmd.FMDSampler(SPACE, outer=fmd.outer.adam(betas=(b1, 0.999))), 2)
     x0 = dict(study.trials[0].params)
     m = state_of(study.trials[1])["m"]
 
@@ -181,7 +181,7 @@ def test_transformed_hypergradient_matches_a_finite_difference_in_u() -> None:
 
 
 def test_adam_step_is_bounded_by_trust_region() -> None:
-    sampler = fmd.FMDSampler(SPACE, outer="adam", step_size=5.0, trust_region=0.05)
+    sampler = fmd.FMDSampler(SPACE, outer=fmd.outer.adam(step_size=5.0, trust_region=0.05))
     study = run(sampler, 2)
     lr0, lr1 = study.trials[0].params["lr_0"], study.trials[1].params["lr_0"]
     assert abs(math.log(lr1 / lr0)) <= 0.05 * math.log(1000) + 1e-9
@@ -194,7 +194,7 @@ def test_projection_into_bounds() -> None:
     def objective(trial: optuna.trial.Trial) -> float:
         return quad_objective(space, target)(trial)
 
-    study = run(fmd.FMDSampler(SPACE, outer="sign", step_size=0.3), 8, objective)
+    study = run(fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.3)), 8, objective)
     assert study.trials[-1].params["lr_0"] == 1.0
     assert study.trials[-1].params["momentum_1"] == 0.99
 
@@ -258,7 +258,7 @@ def test_repeated_failures_end_in_convergence_not_a_crash() -> None:
         inner(trial)
         return float("inf") if trial.number >= 1 else 1.0
 
-    sampler = fmd.FMDSampler(SPACE, outer="sign", max_backtracks=3)
+    sampler = fmd.FMDSampler(SPACE, outer=fmd.outer.sign(max_backtracks=3))
     study = run(sampler, 8, objective)
     assert sampler.is_converged(study)
     assert study.trials[-1].params == study.trials[0].params
@@ -363,7 +363,10 @@ def test_maximize_study_ascends_where_the_value_grows_with_lr() -> None:
         {"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True, init=0.05)}
     )
     study = run(
-        fmd.FMDSampler(space, outer="sign", step_size=0.1), 6, objective, direction="maximize"
+        fmd.FMDSampler(space, outer=fmd.outer.sign(step_size=0.1)),
+        6,
+        objective,
+        direction="maximize",
     )
     lrs = [t.params["lr_0"] for t in study.trials]
     r = math.log(1.0 / 1e-3)
@@ -381,7 +384,7 @@ def test_maximize_study_ascends_where_the_value_grows_with_lr() -> None:
     [
         {"outer": "sign"},
         {"outer": "adam"},
-        {"outer": "sign", "step_size": 0.5, "min_step": 0.01},  # backtracks and converges
+        {"outer": fmd.outer.sign(step_size=0.5, min_step=0.01)},  # backtracks and converges
         {"outer": "sign", "population": 2},
     ],
 )
@@ -525,15 +528,36 @@ def test_n_jobs_two() -> None:
     ("kwargs", "match"),
     [
         ({"outer": "sgd"}, "`outer` must be one of"),
-        ({"step_size": 0.0}, "`step_size` must be positive"),
-        ({"trust_region": -1.0}, "`trust_region` must be positive"),
-        ({"max_backtracks": -1}, "`max_backtracks` must be a non-negative int, but got -1"),
-        ({"betas": (0.9, 1.0)}, "`betas` must be two floats"),
+        ({"step_size": 0.0}, "`step` must be positive"),
+        ({"outer": "sign", "trust_region": -1.0}, "`trust_region` must be positive"),
+        ({"outer": "sign", "max_backtracks": -1}, "`max_backtracks` must be a non-negative int"),
+        ({"outer": "adam", "betas": (0.9, 1.0)}, "`betas` must be two floats"),
+        ({"trust_region": 0.1}, "`trust_region` is not a setting of the 'search' rule"),
     ],
 )
 def test_bad_arguments(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=match), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the earlier release's keywords
         fmd.FMDSampler(SPACE, **kwargs)
+
+
+def test_the_earlier_releases_rule_keywords_still_work_with_a_warning() -> None:
+    with pytest.warns(FutureWarning, match=r"outer=fmd\.outer\.sign\(\.\.\.\)"):
+        old = fmd.FMDSampler(SPACE, outer="sign", step_size=0.3, min_step=0.01)
+    new = fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.3, min_step=0.01))
+    assert params_seq(run(old, 6)) == params_seq(run(new, 6))
+    with pytest.raises(TypeError, match="unexpected keyword argument 'step'"):
+        fmd.FMDSampler(SPACE, step=0.1)
+
+
+def test_the_rule_and_its_settings_are_told_apart_by_the_state() -> None:
+    """A study continued with other settings of the same rule: the stored state belongs to
+    another space fingerprint only when the settings change what is proposed."""
+    a = fmd.FMDSampler(FAMILY_SPACE, outer=fmd.outer.search(explore=4), seed=1)
+    b = fmd.FMDSampler(FAMILY_SPACE, outer="search", seed=1)
+    c = fmd.FMDSampler(FAMILY_SPACE, outer=fmd.outer.search(hypergradients=False), seed=1)
+    assert len({a._fingerprint, b._fingerprint, c._fingerprint}) == 3
+    assert fmd.FMDSampler(FAMILY_SPACE, outer=fmd.outer.search())._fingerprint == b._fingerprint
 
 
 def test_space_must_be_a_schedule_space() -> None:
@@ -668,10 +692,15 @@ def test_search_with_a_population_averages_members_and_probes_without_hypergradi
 
 
 def test_the_ablation_without_hypergradients_never_asks_for_one() -> None:
-    study = run(fmd.FMDSampler(FAMILY_SPACE, hypergradients=False), 30, family_objective())
+    study = run(
+        fmd.FMDSampler(FAMILY_SPACE, outer=fmd.outer.search(hypergradients=False)),
+        30,
+        family_objective(),
+    )
     assert not any(state_of(t)["hypergradient"] for t in study.trials)
     assert study.best_value < study.trials[0].value
-    with pytest.raises(ValueError, match="needs outer='search'"):
+    with pytest.raises(ValueError, match="needs outer='search'"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
         fmd.FMDSampler(FAMILY_SPACE, outer="sign", hypergradients=False)
 
 
@@ -716,7 +745,9 @@ def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction:
     space = fmd.ScheduleSpace(
         {"lr": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.05)}
     )
-    sampler = fmd.FMDSampler(space, population=2, hypergradients=False, seed=0)
+    sampler = fmd.FMDSampler(
+        space, outer=fmd.outer.search(hypergradients=False), population=2, seed=0
+    )
     sign = 1.0 if direction == "minimize" else -1.0
 
     def objective(trial: optuna.Trial) -> float:
@@ -740,7 +771,7 @@ def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction:
     assert numbers == sorted(t.number for t in by_iterate[best])
     assert params == by_iterate[best][0].params
     assert study.best_trial.number == 1 and 1 not in numbers  # the luckiest member
-    single = fmd.FMDSampler(space, hypergradients=False, seed=0)
+    single = fmd.FMDSampler(space, outer=fmd.outer.search(hypergradients=False), seed=0)
     one = optuna.create_study(direction=direction, sampler=single)
     one.optimize(objective, n_trials=4)
     v, _, ns = single.best_iterate(one)  # type: ignore[misc]

@@ -18,6 +18,7 @@ from typing import Any
 import optuna
 
 from ..objective import HypergradientObjective
+from ..outer import search
 from ..sampler import FMDSampler
 from ..space import (
     Constant,
@@ -436,15 +437,13 @@ def _open(
         space = window_space
     if method.kind in ("fmd", "window"):
         start = start_params(space, None) if method.kind == "window" else None
-        fmd_args: dict[str, Any] = {
-            "seed": seed,
-            "population": method.population,
-            "explore": method.explore,
-        }
+        fmd_args: dict[str, Any] = {"seed": seed, "population": method.population}
         sampler: optuna.samplers.BaseSampler = {
-            "fmd": lambda: FMDSampler(space, **fmd_args),
+            "fmd": lambda: FMDSampler(space, outer=search(explore=method.explore), **fmd_args),
             "fmd-sign": lambda: FMDSampler(space, outer="sign", seed=seed),
-            "fmd-pattern": lambda: FMDSampler(space, hypergradients=False, **fmd_args),
+            "fmd-pattern": lambda: FMDSampler(
+                space, outer=search(explore=method.explore, hypergradients=False), **fmd_args
+            ),
             "tpe": lambda: optuna.samplers.TPESampler(seed=seed, multivariate=True),
             "random": lambda: optuna.samplers.RandomSampler(seed=seed),
             "cmaes": lambda: optuna.samplers.CmaEsSampler(x0=start, seed=seed),

@@ -1,8 +1,9 @@
-"""One interface for the outer rules: :class:`OuterRule`, and the registry :data:`RULES` that
-builds one by name (with each rule's defaults, checked by :func:`check_rule`).
+"""One interface for the outer rules: :class:`OuterRule`; each rule's settings, a frozen type
+with its own fields, checked when made (:class:`SearchSettings`, :class:`SignSettings`,
+:class:`AdamSettings`); and the registry :data:`RULES` of their defaults by name.
 
-A rule is built once from the space's :class:`~optuna_fmd.outer._geometry.Geometry` and the
-sampler's :class:`RuleSettings`; after that it is pure, like an optax transformation:
+A rule is built once from its settings and the space's
+:class:`~optuna_fmd.outer._geometry.Geometry`; after that it is pure, like an optax transformation:
 :meth:`OuterRule.init` gives the state before the first step, and :meth:`OuterRule.step` takes
 the state the rule stored with its latest proposal (restored by the adapter from storage) and
 the points seen so far, and returns the next :class:`Proposal`. The adapter
@@ -15,9 +16,9 @@ which rule it holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from typing import ClassVar, NamedTuple, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from .._checks import non_negative_int, positive
 from ._geometry import FIRST_STEP, Geometry
@@ -25,19 +26,21 @@ from ._paper import GradientRule, Note, decide, fresh_state
 from ._point import Point
 from ._state import GradientState, RuleState, SearchState
 from .search import search_step
+from .search._explore import probes_for
 
 __all__ = [
+    "LEGACY",
     "OUTER_RULES",
     "RULES",
+    "AdamSettings",
     "OuterRule",
     "PaperRule",
     "Proposal",
-    "RuleKind",
-    "RuleSettings",
     "SearchRule",
-    "check_rule",
-    "explores",
-    "make_rule",
+    "SearchSettings",
+    "Settings",
+    "SignSettings",
+    "rule_settings",
 ]
 
 
@@ -80,21 +83,6 @@ class OuterRule(Protocol):
             sense: +1 for a minimize study, -1 for maximize (for values stored in the state).
         """
         ...
-
-
-@dataclass(frozen=True)
-class RuleSettings:
-    """The sampler's settings of the outer rules (see :class:`~optuna_fmd.FMDSampler`)."""
-
-    step_size: float
-    trust: float
-    min_step: float
-    backtrack_tol: float
-    max_backtracks: int
-    betas: tuple[float, float]
-    clip: float | None
-    explore: int = 0
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -153,107 +141,189 @@ class PaperRule:
         return Proposal(x, new, origin, notes)
 
 
-def _search(geometry: Geometry, settings: RuleSettings) -> OuterRule:
-    return SearchRule(
-        replace(
-            geometry, first_step=settings.step_size, explore=settings.explore, seed=settings.seed
+def _check_paper(settings: SignSettings | AdamSettings) -> None:
+    positive("step_size", settings.step_size)
+    positive("trust_region", settings.trust_region)
+    positive("backtrack_tol", settings.backtrack_tol, allow_zero=True)
+    non_negative_int("max_backtracks", settings.max_backtracks)
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """The ``"search"`` rule's settings (:func:`optuna_fmd.outer.search`)."""
+
+    step: float = FIRST_STEP
+    explore: int | None = None
+    hypergradients: bool = True
+    name: ClassVar[str] = SearchState.name
+
+    def __post_init__(self) -> None:
+        positive("step", self.step)
+        if self.explore is not None:
+            non_negative_int("explore", self.explore)
+        if not isinstance(self.hypergradients, bool):
+            raise TypeError(f"`hypergradients` must be a bool, but got {self.hypergradients!r}.")
+
+    def resolved(self, layered: bool, population: int | None) -> SearchSettings:
+        """With the exploration's default filled in (:func:`probes_for`)."""
+        return replace(self, explore=probes_for(layered, self.explore, population))
+
+    def tags(self, seed: int | None) -> list[object]:
+        """What sets the rule's proposals apart beyond its name, for the state's fingerprint."""
+        tags: list[object] = [] if self.hypergradients else [0]
+        return tags + ([["explore", self.explore, seed]] if self.explore else [])
+
+    def build(self, geometry: Geometry, seed: int) -> OuterRule:
+        explore = self.explore or 0
+        return SearchRule(replace(geometry, first_step=self.step, explore=explore, seed=seed))
+
+
+@dataclass(frozen=True)
+class SignSettings:
+    """The paper's ``"sign"`` rule's settings (:func:`optuna_fmd.outer.sign`)."""
+
+    step_size: float = 0.1
+    trust_region: float = 0.25
+    min_step: float = 1e-3
+    backtrack_tol: float = 0.02
+    max_backtracks: int = 6
+    name: ClassVar[str] = "sign"
+    hypergradients: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_paper(self)
+        positive("min_step", self.min_step)
+
+    def resolved(self, layered: bool, population: int | None) -> SignSettings:
+        return self
+
+    def tags(self, seed: int | None) -> list[object]:
+        return []
+
+    def build(self, geometry: Geometry, seed: int) -> OuterRule:
+        return PaperRule(
+            GradientRule(
+                self.name,
+                geometry.coords,
+                list(geometry.start),
+                step_size=float(self.step_size),
+                trust=float(self.trust_region),
+                min_step=float(self.min_step),
+                backtrack_tol=float(self.backtrack_tol),
+                max_backtracks=self.max_backtracks,
+            )
         )
-    )
 
 
-def _paper(name: str) -> Callable[[Geometry, RuleSettings], OuterRule]:
-    def make(geometry: Geometry, settings: RuleSettings) -> OuterRule:
-        rule = GradientRule(
-            name,
-            geometry.coords,
-            list(geometry.start),
-            step_size=settings.step_size,
-            trust=settings.trust,
-            min_step=settings.min_step,
-            backtrack_tol=settings.backtrack_tol,
-            max_backtracks=settings.max_backtracks,
-            betas=settings.betas,
-            clip=settings.clip,
+@dataclass(frozen=True)
+class AdamSettings:
+    """The ``"adam"`` rule's settings (:func:`optuna_fmd.outer.adam`)."""
+
+    step_size: float = 0.1
+    trust_region: float = 0.25
+    backtrack_tol: float = 0.02
+    max_backtracks: int = 6
+    betas: tuple[float, float] = (0.9, 0.999)
+    clip: float | None = 5.0
+    name: ClassVar[str] = "adam"
+    hypergradients: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        _check_paper(self)
+        betas = self.betas
+        if (
+            not isinstance(betas, (tuple, list))
+            or len(betas) != 2
+            or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
+        ):
+            raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
+        if self.clip is not None:
+            positive("clip", self.clip)
+
+    def resolved(self, layered: bool, population: int | None) -> AdamSettings:
+        return self
+
+    def tags(self, seed: int | None) -> list[object]:
+        return []
+
+    def build(self, geometry: Geometry, seed: int) -> OuterRule:
+        return PaperRule(
+            GradientRule(
+                self.name,
+                geometry.coords,
+                list(geometry.start),
+                step_size=float(self.step_size),
+                trust=float(self.trust_region),
+                min_step=0.0,  # the sign rule's; Adam stops by its backtracks
+                backtrack_tol=float(self.backtrack_tol),
+                max_backtracks=self.max_backtracks,
+                betas=(float(self.betas[0]), float(self.betas[1])),
+                clip=None if self.clip is None else float(self.clip),
+            )
         )
-        return PaperRule(rule)
-
-    return make
 
 
-class RuleKind(NamedTuple):
-    """An entry of :data:`RULES`: how to build the rule, its default ``step_size``, and
-    whether it can run without hypergradients (``hypergradients=False``)."""
-
-    make: Callable[[Geometry, RuleSettings], OuterRule]
-    default_step: float
-    plain: bool = False
-
-
-#: Every outer rule by name: a factory from the space's geometry and the sampler's settings.
-RULES: dict[str, RuleKind] = {
-    "search": RuleKind(_search, FIRST_STEP, plain=True),
-    "sign": RuleKind(_paper("sign"), 0.1),
-    "adam": RuleKind(_paper("adam"), 0.1),
+#: One rule's settings.
+Settings = SearchSettings | SignSettings | AdamSettings
+#: Every outer rule by name, with its default settings.
+RULES: dict[str, Callable[[], Settings]] = {
+    "search": SearchSettings,
+    "sign": SignSettings,
+    "adam": AdamSettings,
 }
 #: The outer rules :class:`~optuna_fmd.FMDSampler` offers: the search rule and the paper's.
 OUTER_RULES = tuple(RULES)
+#: FMDSampler's keywords of an earlier release that now belong to a rule's settings.
+LEGACY = (
+    "step_size",
+    "trust_region",
+    "min_step",
+    "backtrack_tol",
+    "max_backtracks",
+    "betas",
+    "clip",
+    "hypergradients",
+    "explore",
+)
 
 
-def explores(outer: str) -> bool:
-    """Whether the rule ``outer`` runs plain probes, so may explore (an unknown name: no; the
-    sampler's checks say why)."""
-    kind = RULES.get(outer)
-    return kind is not None and kind.plain
-
-
-def make_rule(name: str, geometry: Geometry, settings: RuleSettings) -> OuterRule:
-    """The outer rule ``name`` (a key of :data:`RULES`, checked by :func:`check_rule`) over
-    ``geometry``."""
-    return RULES[name].make(geometry, settings)
-
-
-def check_rule(
-    outer: str,
-    step_size: float | None,
-    trust_region: float,
-    min_step: float,
-    backtrack_tol: float,
-    max_backtracks: int,
-    betas: tuple[float, float],
-    clip: float | None,
-    hypergradients: bool = True,
-    explore: int = 0,
-) -> float:
-    """The outer rule's settings checked (:class:`~optuna_fmd.FMDSampler`'s arguments); the
-    step size, its default filled in."""
-    if outer not in OUTER_RULES:
-        raise ValueError(f"`outer` must be one of {OUTER_RULES}, but got {outer!r}.")
-    if step_size is None:
-        step_size = RULES[outer].default_step
-    positive("step_size", step_size)
-    positive("trust_region", trust_region)
-    positive("min_step", min_step)
-    positive("backtrack_tol", backtrack_tol, allow_zero=True)
-    non_negative_int("max_backtracks", max_backtracks)
-    if (
-        not isinstance(betas, (tuple, list))
-        or len(betas) != 2
-        or not all(isinstance(b, (int, float)) and 0.0 <= b < 1.0 for b in betas)
-    ):
-        raise ValueError(f"`betas` must be two floats in [0, 1), but got {betas!r}.")
-    if clip is not None:
-        positive("clip", clip)
-    if not isinstance(hypergradients, bool):
-        raise TypeError(f"`hypergradients` must be a bool, but got {hypergradients!r}.")
-    if not hypergradients and not RULES[outer].plain:
-        raise ValueError(
-            "`hypergradients=False` needs outer='search'; the other rules step "
-            "along the hypergradient only."
+def rule_settings(outer: object, legacy: Mapping[str, Any] | None = None) -> Settings:
+    """The settings ``outer`` names (a rule's name: its defaults) or is, with the keywords of
+    an earlier release (``legacy``, :data:`LEGACY`) applied to them."""
+    if isinstance(outer, str):
+        if outer not in RULES:
+            raise ValueError(f"`outer` must be one of {OUTER_RULES}, but got {outer!r}.")
+        settings = RULES[outer]()
+    elif isinstance(outer, (SearchSettings, SignSettings, AdamSettings)):
+        settings = outer
+    else:
+        raise TypeError(
+            f"`outer` must be a rule's name {OUTER_RULES} or its settings "
+            f"(fmd.outer.search(...)), but got {type(outer).__name__}."
         )
-    non_negative_int("explore", explore)
-    if explore and not RULES[outer].plain:
+    legacy = dict(legacy or {})
+    unknown = sorted(set(legacy) - set(LEGACY))
+    if unknown:
+        raise TypeError(f"FMDSampler() got an unexpected keyword argument {unknown[0]!r}")
+    if isinstance(settings, SearchSettings):
+        if "step_size" in legacy:
+            legacy["step"] = legacy.pop("step_size")
+    else:
+        if legacy.pop("hypergradients", True) is not True:
+            raise ValueError(
+                "`hypergradients=False` needs outer='search'; the other rules step "
+                "along the hypergradient only."
+            )
+        if legacy.pop("explore", None):
+            raise ValueError(
+                f"`explore` needs outer='search'; the {settings.name!r} rule steps along the "
+                "hypergradient from the first trial."
+            )
+    own = {f.name for f in fields(settings)}
+    foreign = sorted(set(legacy) - own)
+    if foreign:
         raise ValueError(
-            f"`explore` needs outer='search'; the {outer!r} rule steps along the "
-            "hypergradient from the first trial."
+            f"`{foreign[0]}` is not a setting of the {settings.name!r} rule; its settings: "
+            f"{sorted(own)}."
         )
-    return step_size
+    return replace(settings, **legacy) if legacy else settings

@@ -31,7 +31,7 @@ def test_lr_far_too_high_stops_the_episode_at_once() -> None:
 
 
 def test_study_backtracks_from_a_diverged_episode() -> None:
-    sampler = fmd.FMDSampler(WIDE, outer="sign", step_size=0.5, trust_region=1.0)
+    sampler = fmd.FMDSampler(WIDE, outer=fmd.outer.sign(step_size=0.5, trust_region=1.0))
     study = optuna.create_study(sampler=sampler)
     study.optimize(fmd.HypergradientObjective(TASK, WIDE), n_trials=4)
     t0, t1, t2, t3 = study.trials

@@ -9,29 +9,33 @@ from pathlib import Path
 
 import pytest
 
+import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
 from optuna_fmd.outer._point import Point
 from optuna_fmd.outer._rules import (
+    LEGACY,
     OUTER_RULES,
     RULES,
+    AdamSettings,
     OuterRule,
     Proposal,
-    RuleSettings,
-    check_rule,
-    make_rule,
+    SearchSettings,
+    SignSettings,
+    rule_settings,
 )
 from optuna_fmd.outer._state import OuterState
 
 SAMPLER = Path(__file__).resolve().parents[2] / "optuna_fmd" / "sampler.py"
-SETTINGS = RuleSettings(
-    step_size=0.1,
-    trust=0.25,
-    min_step=1e-3,
-    backtrack_tol=0.02,
-    max_backtracks=2,
-    betas=(0.9, 0.999),
-    clip=5.0,
-)
+#: Each rule's settings in these tests.
+SETTINGS = {
+    "search": fmd.outer.search(step=0.1),
+    "sign": fmd.outer.sign(step_size=0.1, max_backtracks=2),
+    "adam": fmd.outer.adam(step_size=0.1, max_backtracks=2),
+}
+
+
+def make_rule(name: str) -> OuterRule:
+    return SETTINGS[name].build(_geometry(), 0)
 
 
 def _geometry() -> Geometry:
@@ -47,32 +51,77 @@ def _g(x: list[float]) -> list[float]:
     return [2 * math.log(x[0] / 0.2) / x[0], 2 * (x[1] - 0.3)]
 
 
-def test_the_registry_holds_every_outer_rule() -> None:
+def test_the_registry_holds_every_outer_rule_with_its_defaults() -> None:
     assert OUTER_RULES == ("search", "sign", "adam") == tuple(RULES)
-    assert {n: k.default_step for n, k in RULES.items()} == {
-        "search": 0.05,
-        "sign": 0.1,
-        "adam": 0.1,
+    assert {n: make() for n, make in RULES.items()} == {
+        "search": fmd.outer.search(),
+        "sign": fmd.outer.sign(),
+        "adam": fmd.outer.adam(),
     }
-    assert [n for n, k in RULES.items() if k.plain] == ["search"]
+    assert (fmd.outer.search().step, fmd.outer.sign().step_size, fmd.outer.adam().step_size) == (
+        0.05,
+        0.1,
+        0.1,
+    )
+    assert [n for n, make in RULES.items() if not make().hypergradients] == []
+    assert not fmd.outer.search(hypergradients=False).hypergradients
 
 
-@pytest.mark.parametrize(("name", "step"), [("search", 0.05), ("sign", 0.1), ("adam", 0.1)])
-def test_check_rule_fills_in_each_rules_default_step(name: str, step: float) -> None:
-    assert check_rule(name, None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0) == step
-    assert check_rule(name, 0.3, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0) == 0.3
+def test_each_rule_has_its_own_settings() -> None:
+    assert isinstance(fmd.outer.search(explore=3), SearchSettings)
+    assert isinstance(fmd.outer.sign(min_step=0.01), SignSettings)
+    assert isinstance(fmd.outer.adam(clip=None), AdamSettings)
+    with pytest.raises(TypeError):
+        fmd.outer.sign(betas=(0.9, 0.99))  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        fmd.outer.adam(explore=3)  # type: ignore[call-arg]
 
 
-def test_check_rule_names_the_rules_and_the_plain_one() -> None:
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (lambda: fmd.outer.search(step=0.0), "`step` must be positive"),
+        (lambda: fmd.outer.search(explore=-1), "`explore` must be a non-negative int"),
+        (lambda: fmd.outer.search(hypergradients=1), "`hypergradients` must be a bool"),
+        (lambda: fmd.outer.sign(step_size=0.0), "`step_size` must be positive"),
+        (lambda: fmd.outer.sign(trust_region=-1.0), "`trust_region` must be positive"),
+        (lambda: fmd.outer.sign(min_step=0.0), "`min_step` must be positive"),
+        (lambda: fmd.outer.adam(max_backtracks=-1), "`max_backtracks` must be a non-negative"),
+        (lambda: fmd.outer.adam(betas=(0.9, 1.0)), "`betas` must be two floats"),
+        (lambda: fmd.outer.adam(clip=0.0), "`clip` must be positive"),
+    ],
+)
+def test_bad_settings_are_refused_when_made(make, match: str) -> None:
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_rule_settings_take_a_name_or_settings_and_the_earlier_keywords() -> None:
+    assert rule_settings("sign") == fmd.outer.sign()
+    own = fmd.outer.adam(clip=2.0)
+    assert rule_settings(own) is own
+    assert rule_settings("search", {"step_size": 0.2, "explore": 4}) == fmd.outer.search(
+        step=0.2, explore=4
+    )
+    assert rule_settings(own, {"betas": (0.5, 0.9)}) == fmd.outer.adam(clip=2.0, betas=(0.5, 0.9))
+    assert set(LEGACY) >= {"step_size", "explore", "hypergradients", "clip"}
     with pytest.raises(ValueError, match="must be one of"):
-        check_rule("lbfgs", None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0)
+        rule_settings("lbfgs")
+    with pytest.raises(TypeError, match="a rule's name"):
+        rule_settings(3)
     with pytest.raises(ValueError, match="needs outer='search'"):
-        check_rule("adam", None, 0.25, 1e-3, 0.02, 6, (0.9, 0.999), 5.0, hypergradients=False)
+        rule_settings("adam", {"hypergradients": False})
+    with pytest.raises(ValueError, match="`explore` needs outer='search'"):
+        rule_settings("sign", {"explore": 4})
+    with pytest.raises(ValueError, match="`betas` is not a setting of the 'sign' rule"):
+        rule_settings("sign", {"betas": (0.9, 0.99)})
+    with pytest.raises(TypeError, match="unexpected keyword argument 'stepsize'"):
+        rule_settings("sign", {"stepsize": 0.1})
 
 
 @pytest.mark.parametrize("name", OUTER_RULES)
 def test_every_rule_satisfies_the_interface(name: str) -> None:
-    rule: OuterRule = make_rule(name, _geometry(), SETTINGS)
+    rule: OuterRule = make_rule(name)
     assert rule.name == name
     for method in ("init", "accepts", "step"):
         assert callable(getattr(rule, method))
@@ -86,14 +135,14 @@ def test_every_rule_satisfies_the_interface(name: str) -> None:
 
 @pytest.mark.parametrize("name", OUTER_RULES)
 def test_a_rule_accepts_no_other_rules_state(name: str) -> None:
-    rule = make_rule(name, _geometry(), SETTINGS)
-    others = [make_rule(n, _geometry(), SETTINGS).init() for n in OUTER_RULES if n != name]
+    rule = make_rule(name)
+    others = [make_rule(n).init() for n in OUTER_RULES if n != name]
     assert not any(rule.accepts(s) for s in others)
 
 
 @pytest.mark.parametrize("name", OUTER_RULES)
 def test_every_rule_descends_a_bowl_from_its_stored_state(name: str) -> None:
-    rule = make_rule(name, _geometry(), SETTINGS)
+    rule = make_rule(name)
     seen: list[Point] = []
     for number in range(30):
         ours = [p.state for p in seen if p.state is not None]
@@ -107,9 +156,9 @@ def test_every_rule_descends_a_bowl_from_its_stored_state(name: str) -> None:
 
 
 def test_the_search_rule_takes_its_first_step_from_the_settings() -> None:
-    rule = make_rule("search", _geometry(), SETTINGS)
+    rule = make_rule("search")
     state = rule.init()
-    assert getattr(state, "alpha", None) == SETTINGS.step_size
+    assert getattr(state, "alpha", None) == SETTINGS["search"].step == 0.1
 
 
 def test_the_sampler_does_not_ask_which_rule_it_holds() -> None:

@@ -4,6 +4,7 @@ first-stage param at the edge, with mirrors, seeded, resumable."""
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import replace
 
 import optuna
@@ -11,11 +12,12 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
-from optuna_fmd.outer._rules import explores
 from optuna_fmd.outer._state import STATE_KEY, Explore
 from optuna_fmd.outer.search import _explore
 
 from .test_search import _drive
+
+SPACE = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True)})
 
 
 def _layers(n: int = 6, explore: int = 10, seed: int = 0) -> Geometry:
@@ -124,37 +126,45 @@ def test_the_sampler_explores_the_same_way_after_a_resume(tmp_path) -> None:
         return value
 
     storage = f"sqlite:///{tmp_path}/s.db"
-    whole = optuna.create_study(sampler=fmd.FMDSampler(space, explore=6, seed=3))
+    whole = optuna.create_study(
+        sampler=fmd.FMDSampler(space, outer=fmd.outer.search(explore=6), seed=3)
+    )
     whole.optimize(objective, n_trials=14)
     first = optuna.create_study(
-        study_name="s", storage=storage, sampler=fmd.FMDSampler(space, explore=6, seed=3)
+        study_name="s",
+        storage=storage,
+        sampler=fmd.FMDSampler(space, outer=fmd.outer.search(explore=6), seed=3),
     )
     first.optimize(objective, n_trials=8)
     again = optuna.load_study(
-        study_name="s", storage=storage, sampler=fmd.FMDSampler(space, explore=6, seed=3)
+        study_name="s",
+        storage=storage,
+        sampler=fmd.FMDSampler(space, outer=fmd.outer.search(explore=6), seed=3),
     )
     again.optimize(objective, n_trials=6)
     assert [t.params for t in again.trials] == [t.params for t in whole.trials]
     explored = [t for t in whole.trials if t.system_attrs[STATE_KEY]["probe"]["kind"] == "explore"]
     assert len(explored) == 6
-    other = optuna.create_study(sampler=fmd.FMDSampler(space, explore=6, seed=4))
+    other = optuna.create_study(
+        sampler=fmd.FMDSampler(space, outer=fmd.outer.search(explore=6), seed=4)
+    )
     other.optimize(objective, n_trials=14)
     assert [t.params for t in other.trials] != [t.params for t in whole.trials]
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("make", "error"),
     [
-        ({"explore": -1}, ValueError),
-        ({"explore": 1.5}, TypeError),
-        ({"explore": True}, TypeError),
-        ({"explore": 4, "outer": "sign"}, ValueError),
+        (lambda: fmd.outer.search(explore=-1), ValueError),
+        (lambda: fmd.outer.search(explore=1.5), TypeError),
+        (lambda: fmd.outer.search(explore=True), TypeError),
+        (lambda: fmd.FMDSampler(SPACE, outer="sign", explore=4), ValueError),
     ],
 )
-def test_bad_exploration_settings_raise_before_any_trial(kwargs, error) -> None:
-    space = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True)})
-    with pytest.raises(error, match="explore"):
-        fmd.FMDSampler(space, **kwargs)
+def test_bad_exploration_settings_raise_before_any_trial(make, error) -> None:
+    with pytest.raises(error, match="explore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the earlier release's keyword
+        make()
 
 
 def test_the_default_explores_spaces_split_over_layer_groups_only() -> None:
@@ -167,5 +177,7 @@ def test_the_default_explores_spaces_split_over_layer_groups_only() -> None:
     assert _explore.probes_for(True, None, 2) == _explore.LAYER_TRIALS // 2
     assert _explore.probes_for(True, 5, None) == 5
     assert _explore.probes_for(False, None, None) == 0
-    assert explores("search") and not explores("sign") and not explores("adam")
-    assert not explores("no-such-rule")
+    assert fmd.outer.search().resolved(True, 2).explore == _explore.LAYER_TRIALS // 2
+    assert fmd.outer.search().resolved(False, None).explore == 0
+    assert fmd.outer.search(explore=3).resolved(True, None).explore == 3
+    assert fmd.outer.sign().resolved(True, None) == fmd.outer.sign()  # no exploration
