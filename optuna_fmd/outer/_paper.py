@@ -17,25 +17,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import NamedTuple
 
 from ._geometry import Coord
-from ._point import Point
+from ._point import Note, Point, Proposal
 from ._state import GradientState, Summit
 
 __all__ = [
     "MAX_HYPERGRADIENT",
-    "Decision",
     "GradientRule",
-    "Note",
     "decide",
     "fresh_state",
 ]
 
 #: Larger transformed hypergradient coordinates are clipped.
 MAX_HYPERGRADIENT = 1e100
-#: A warning for the adapter: ``(key, message)``; each key is worth one warning.
-Note = tuple[str, str]
 
 
 @dataclass(frozen=True)
@@ -73,16 +68,6 @@ def fresh_state(rule: GradientRule) -> GradientState:
     return GradientState(rule.name, (rule.step_size,) * n, (0,) * n, (0.0,) * n, (0.0,) * n)
 
 
-class Decision(NamedTuple):
-    """The next point, the state to store with it, why it was proposed (``init``, ``step``,
-    ``backtrack``, ``fallback``, ``converged``) and the warnings."""
-
-    x: list[float]
-    state: GradientState
-    origin: str
-    notes: list[Note]
-
-
 def _memory(point: Point) -> GradientState:
     """The rule's state stored with ``point`` (one the rule proposed)."""
     assert point.state is not None and isinstance(point.state.rule, GradientState)
@@ -94,7 +79,7 @@ def decide(
     seen: Sequence[Point],
     sense: float,
     latest: GradientState | None = None,
-) -> Decision:
+) -> Proposal:
     """The next point, its state and the warnings, from the points seen so far.
 
     ``seen`` holds sense-adjusted values (lower is better), in trial order; a point's ``state``
@@ -118,11 +103,11 @@ def decide(
         None if best is None or best.value is None else Summit(best.number, sense * best.value)
     )
 
-    def info(x: list[float], state: GradientState, origin: str, base: Point | None) -> Decision:
+    def info(x: list[float], state: GradientState, origin: str, base: Point | None) -> Proposal:
         state = replace(state, base=None if base is None else base.number, best=summit)
-        return Decision(x, state, origin, notes)
+        return Proposal(x, state, origin, notes)
 
-    def step(mem: GradientState, base: Point, origin: str) -> Decision:
+    def step(mem: GradientState, base: Point, origin: str) -> Proposal:
         return info(*_step(rule, mem, base, notes), origin, base)
 
     start = list(rule.start)

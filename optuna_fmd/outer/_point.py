@@ -6,10 +6,14 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from ._state import OuterState
+from ._state import OuterState, RuleState
 
-__all__ = ["Point", "best_group", "iterate_groups", "sense_sign"]
+__all__ = ["Note", "Point", "Proposal", "best_group", "iterate_groups", "sense_sign"]
+
+#: A warning for the adapter: ``(key, message)``; each key is worth one warning.
+Note = tuple[str, str]
 
 
 @dataclass
@@ -28,6 +32,17 @@ class Point:
     state: OuterState | None  # the sampler's state stored on the trial (same space and rule)
     diverged: bool = False  # training or the hypergradient became NaN / infinite
     members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
+
+
+class Proposal(NamedTuple):
+    """The next params, the rule's state to store with them, why they were proposed (the
+    search rule's probe kind; ``init``, ``step``, ``backtrack``, ``fallback`` or ``converged``
+    for the paper rules) and the warnings for the adapter (each key worth one warning)."""
+
+    x: list[float]
+    state: RuleState
+    origin: str
+    notes: list[Note]
 
 
 def sense_sign(maximize: bool) -> float:

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, NamedTuple, Protocol
+from typing import Any, ClassVar, Protocol
 
 from .._checks import non_negative_int, positive
 from ._geometry import FIRST_STEP, Geometry
-from ._paper import GradientRule, Note, decide, fresh_state
-from ._point import Point
+from ._paper import GradientRule, decide, fresh_state
+from ._point import Note, Point, Proposal
 from ._state import GradientState, RuleState, SearchState
 from .search import search_step
 from .search._explore import probes_for
@@ -35,24 +35,12 @@ __all__ = [
     "AdamSettings",
     "OuterRule",
     "PaperRule",
-    "Proposal",
     "SearchRule",
     "SearchSettings",
     "Settings",
     "SignSettings",
     "rule_settings",
 ]
-
-
-class Proposal(NamedTuple):
-    """The next params, the rule's state to store with them, why they were proposed (the
-    search rule's probe kind; ``init``, ``step``, ``backtrack``, ``fallback`` or ``converged``
-    for the paper rules) and the warnings for the adapter (each key worth one warning)."""
-
-    x: list[float]
-    state: RuleState
-    origin: str
-    notes: list[Note]
 
 
 class OuterRule(Protocol):
@@ -137,8 +125,7 @@ class PaperRule:
 
     def step(self, state: RuleState | None, seen: Sequence[Point], sense: float) -> Proposal:
         assert state is None or isinstance(state, GradientState)
-        x, new, origin, notes = decide(self.rule, seen, sense, latest=state)
-        return Proposal(x, new, origin, notes)
+        return decide(self.rule, seen, sense, latest=state)
 
 
 def _check_paper(settings: SignSettings | AdamSettings) -> None:

@@ -11,14 +11,13 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
-from optuna_fmd.outer._point import Point
+from optuna_fmd.outer._point import Point, Proposal
 from optuna_fmd.outer._rules import (
     LEGACY,
     OUTER_RULES,
     RULES,
     AdamSettings,
     OuterRule,
-    Proposal,
     SearchSettings,
     SignSettings,
     rule_settings,
