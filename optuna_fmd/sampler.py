@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import random
 import threading
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
 __all__ = ["CHECK_ATTR", "STATE_KEY", "FMDSampler"]
+
+#: News of the search that is not a warning (e.g. that it converged).
+logger = logging.getLogger("optuna_fmd.sampler")
 
 
 class FMDSampler(BaseSampler):
@@ -484,8 +488,11 @@ class FMDSampler(BaseSampler):
         ours = [p.state for p in seen if p.state is not None]
         latest = ours[-1].rule if ours else None
         x, state, origin, notes = self._rule.step(latest, seen, sense)
-        for key, message in notes:
-            self._warn_once(key, message)
+        for note in notes:
+            if note.info:
+                logger.info(note.message)
+            else:
+                self._warn_once(note.key, note.message)
         return x, OuterState(state, origin, space=self._fingerprint)
 
 

@@ -7,6 +7,7 @@ optimisation and stability tests train real Digits episodes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import warnings
 from collections.abc import Callable
@@ -846,3 +847,21 @@ def test_each_hypergradient_check_is_a_json_user_attr_on_the_next_trial(
     assert len(checked) <= len(study.trials) / 2
     kinds = {t.user_attrs[CHECK_ATTR]["kind"] for t in checked}
     assert kinds == ({"probe"} if population is None else {"probe", "members"})
+
+
+def test_the_search_logs_its_convergence_and_warns_of_nothing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    space = fmd.ScheduleSpace(
+        {"lr": fmd.Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.05)}
+    )
+    sampler = fmd.FMDSampler(space)
+    study = optuna.create_study(sampler=sampler)
+    objective = quad_objective(space, {"lr": 0.2})
+    with caplog.at_level(logging.INFO, logger="optuna_fmd"), warnings.catch_warnings():
+        warnings.simplefilter("error")  # a note that is news, not a warning
+        while not sampler.is_converged(study) and len(study.trials) < 200:
+            study.optimize(objective, n_trials=1)
+    assert sampler.is_converged(study)
+    logged = [r for r in caplog.records if r.name == "optuna_fmd.sampler"]
+    assert len(logged) == 1 and "search converged" in logged[0].getMessage()

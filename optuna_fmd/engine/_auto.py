@@ -16,17 +16,11 @@ Cost model, in units of one plain (eager) training step of the same model and ba
   that budget is handed to reverse mode, which then also keeps every step's record (its
   gradient's graph) when those fit, so that no step runs twice.
 
-The CPU constants are read from ``python benchmarks/engine_auto.py --steps 100 --repeats 3``
-(x86_64, 2 cores shared, 1 thread, torch 2.14.1, MLP 784-64-10, batch 128, whole episodes over
-plain episodes; benchmarks/results/engine_auto_cpu.json): forward mode 3.7 plain episodes at one
-active column, 6.2 at 3, 8.4 at 6, 15.6 at 16.5 (fit: 4.0 + 0.7 per column); reverse mode
-2.7-3.9 at every N (every state kept), and 3.2 at T = 300, N = 30 in
-benchmarks/results/hypergradient_cost_cpu.json, where ``ceil(sqrt(T))``-step segments cost
-1.06 plain steps more per step (recomputing 0.96 steps per step). ``REVERSE`` is the cost of
-reverse mode that keeps states and records each step on the way back; with every step's record
-kept from the forward sweep it is lower (about 2.4, same file), which the model leaves out: it
-only favours reverse mode, already chosen at every N on a CPU, the faster engine at every N
-measured.
+The constants are fitted to measured runs (benchmarks/README.md, section engine="auto" against
+the better engine; benchmarks/results/engine_auto_cpu.json, hypergradient_cost_cpu.json).
+``REVERSE`` is reverse mode that keeps states and records each step on the way back; keeping
+every step's record from the forward sweep is cheaper still, which the model leaves out (it
+only favours reverse mode).
 Memory decides otherwise when the time-preferred engine's memory does not fit the budget but the
 other's does (forward mode: ``2 N + 2`` state-sized tensors; reverse mode: its stored states).
 """
@@ -51,15 +45,14 @@ __all__ = ["ENGINES", "PLAIN", "Choice", "choose_engine", "mean_active_columns"]
 #: Engines an episode can run: the exact two, ``"auto"`` between them, and the references.
 ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
-# Measured on a CPU (benchmarks/results/engine_auto_cpu.json, hypergradient_cost_cpu.json).
+# CPU fits (benchmarks/results/engine_auto_cpu.json, hypergradient_cost_cpu.json).
 FORWARD_BASE = 4.0
 FORWARD_PER_COLUMN = 0.7
 REVERSE = 3.5
 RECOMPUTE = 1.0
-# Compiled forward mode, per device type. CPU: from benchmarks/results/
-# gpu_step_cpu_torch2.14.1_cpu-mlp-N{9,30}.json (all columns active, one call per step; compile
-# time not counted). CUDA: NOT MEASURED - the GPU path's targets (at most 4 compiled plain steps,
-# about 2 eager ones, at 30 columns), as no GPU was available.
+# Compiled forward mode, per device type. CPU: fitted to benchmarks/results/
+# gpu_step_cpu_torch2.14.1_cpu-mlp-N{9,30}.json. CUDA: the GPU path's targets, not a fit (no
+# GPU run is recorded yet).
 COMPILED_BASE = {"cpu": 0.0, "cuda": 1.0}
 COMPILED_PER_COLUMN = {"cpu": 0.6, "cuda": 0.05}
 #: Fraction of the available memory an engine may plan to hold.

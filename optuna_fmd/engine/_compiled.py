@@ -61,9 +61,9 @@ __all__ = [
 logger = logging.getLogger("optuna_fmd.engine")
 
 #: Cost of one compiled call beyond its columns, in columns (a call costs ``overhead + width``).
-#: CPU: a compiled plain step (0.86 ms) against 0.5-0.85 ms per column, MLP 784-64-10, batch 128
-#: (benchmarks/README.md); CUDA: a launch-bound step, where a call's fixed cost is that of
-#: several columns (a guess: not yet measured on a GPU).
+#: CPU: a compiled plain step costs about one column (benchmarks/README.md, the compiled step's
+#: table); CUDA: a launch-bound step, where a call's fixed cost is that of several columns (an
+#: estimate until a GPU run is recorded).
 CALL_OVERHEAD_COLUMNS = {"cpu": 1.0, "cuda": 8.0}
 PRECISIONS = ("fp32", "tf32", "bf16")
 

@@ -121,7 +121,7 @@ def decide(
         if parent.diverged and parent.state is not None:
             notes.append(_init_diverged(parent.number))
             return info(start, replace(latest, converged=True), "converged", None)
-        notes.append(("no-grad", _NO_GRAD))
+        notes.append(Note("no-grad", _NO_GRAD))
         return info(start, latest, "init", None)
     assert parent is not None and best.value is not None
     limit = best.value + rule.backtrack_tol * abs(best.value)
@@ -145,7 +145,7 @@ def decide(
         else "was not proposed by FMDSampler and failed or is clearly worse than the best"
     )
     notes.append(
-        (
+        Note(
             f"fallback:{why[:6]}",
             f"trial {parent.number} {why}; FMDSampler continues from the best trial with a "
             f"hypergradient (trial {best.number}).",
@@ -155,7 +155,7 @@ def decide(
 
 
 def _init_diverged(number: int) -> Note:
-    return (
+    return Note(
         "init-diverged",
         f"trial {number} diverged with the initial schedules and no trial has a "
         "hypergradient to step from; FMDSampler stops here (is_converged). Lower the "
@@ -185,7 +185,7 @@ def _step(
     g = [gx * c.dx_du(x) for c, gx, x in zip(coords, base.grad, base.x, strict=True)]
     if any(not abs(gi) <= MAX_HYPERGRADIENT for gi in g):
         notes.append(
-            (
+            Note(
                 "exploding",
                 f"the hypergradient of trial {base.number} has coordinates beyond "
                 f"{MAX_HYPERGRADIENT:g} in the sampler's coordinates (largest "
@@ -212,7 +212,7 @@ def _step(
                 rms = math.sqrt(v2[i] / (1.0 - b2**t))
                 if rms > 0 and abs(g[i]) > rule.clip * rms:
                     notes.append(
-                        (
+                        Note(
                             "adam-clip",
                             f"the hypergradient of trial {base.number} exceeds {rule.clip:g} "
                             "times its running RMS in some coordinates; FMDSampler clips them "

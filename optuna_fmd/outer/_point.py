@@ -12,9 +12,6 @@ from ._state import OuterState, RuleState
 
 __all__ = ["Note", "Point", "Proposal", "best_group", "iterate_groups", "sense_sign"]
 
-#: A warning for the adapter: ``(key, message)``; each key is worth one warning.
-Note = tuple[str, str]
-
 
 @dataclass
 class Point:
@@ -34,10 +31,19 @@ class Point:
     members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
 
 
+class Note(NamedTuple):
+    """A note for the adapter, each key worth one: a warning, or (``info``) news of the search
+    for the log (``logging``, logger ``optuna_fmd``)."""
+
+    key: str
+    message: str
+    info: bool = False
+
+
 class Proposal(NamedTuple):
     """The next params, the rule's state to store with them, why they were proposed (the
     search rule's probe kind; ``init``, ``step``, ``backtrack``, ``fallback`` or ``converged``
-    for the paper rules) and the warnings for the adapter (each key worth one warning)."""
+    for the paper rules) and the notes for the adapter."""
 
     x: list[float]
     state: RuleState

@@ -4,11 +4,11 @@ with its own fields, checked when made (:class:`SearchSettings`, :class:`SignSet
 
 A rule is built once from its settings and the space's
 :class:`~optuna_fmd.outer._geometry.Geometry`; after that it is pure, like an optax transformation:
-:meth:`OuterRule.init` gives the state before the first step, and :meth:`OuterRule.step` takes
-the state the rule stored with its latest proposal (restored by the adapter from storage) and
-the points seen so far, and returns the next :class:`Proposal`. The adapter
-(:class:`~optuna_fmd.FMDSampler`) stores the state, emits the notes as warnings and never asks
-which rule it holds.
+:meth:`OuterRule.init` gives the state before the first step, and :meth:`OuterRule.step` takes the
+state the rule stored with its latest proposal (restored by the adapter from storage) and the
+points seen so far, and returns the next :class:`Proposal`. The adapter
+(:class:`~optuna_fmd.FMDSampler`) stores the state, emits the notes (warnings, or log lines) and
+never asks which rule it holds.
 
 - ``"search"``: :func:`optuna_fmd.outer.search.search_step` (:class:`SearchRule`).
 - ``"sign"``, ``"adam"``: :func:`optuna_fmd.outer._paper.decide` (:class:`PaperRule`).
@@ -94,10 +94,11 @@ class SearchRule:
         if new.probe.kind == "converged" and not (state is not None and state.converged):
             best = None if new.incumbent is None else new.incumbent.trial
             notes.append(
-                (
+                Note(
                     "search-converged",
                     f"FMDSampler's search converged (best trial {best}): no pattern step "
                     "improves; it proposes the best schedules from now on.",
+                    info=True,
                 )
             )
         return Proposal(x, new, new.probe.kind, notes)

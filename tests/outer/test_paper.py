@@ -92,10 +92,10 @@ def test_warnings_come_back_as_notes_and_a_maximize_best_is_in_study_units() -> 
     rule = _rule("adam")
     x, state, origin, notes = decide(rule, [Point(0, [0.05, 0.0], 1.0, False, None, None)], -1.0)
     assert x == [0.05, 0.0] and origin == "init"
-    assert [k for k, _ in notes] == ["no-grad"]
+    assert [n.key for n in notes] == ["no-grad"]
     huge = Point(0, [0.05, 0.0], -2.0, False, [1e300, 0.0], _stored(fresh_state(rule)))
     x, state, _, notes = decide(rule, [huge], -1.0)
-    assert "exploding" in [k for k, _ in notes] and all(math.isfinite(v) for v in x)
+    assert "exploding" in [n.key for n in notes] and all(math.isfinite(v) for v in x)
     assert state.best == Summit(0, 2.0)
 
 
