@@ -39,8 +39,8 @@ from optuna_fmd.engine import (
     run_forward,
     run_plain,
     run_reverse,
-    state_nbytes,
 )
+from optuna_fmd.engine._common import state_nbytes
 from optuna_fmd.episode import build_episode
 
 RESULTS = Path(__file__).parent / "results"

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import InnerProblem, fds_step, run_reverse, tangent_step
+from optuna_fmd.engine import InnerProblem, run_reverse
+from optuna_fmd.engine._forward import tangent_step
+from optuna_fmd.engine._reference import fds_step
 from optuna_fmd.episode import build_episode
 
 RESULTS = Path(__file__).parent / "results"

@@ -64,9 +64,7 @@ from optuna_fmd.engine import (  # noqa: E402
     CompileOptions,
     HyperTable,
     InnerProblem,
-    run_compiled,
     run_forward,
-    tangent_step,
 )
 from optuna_fmd.engine._compiled import (  # noqa: E402
     CALL_OVERHEAD_COLUMNS,
@@ -74,7 +72,9 @@ from optuna_fmd.engine._compiled import (  # noqa: E402
     _active_counts,
     choose_width,
     compile_plain_step,
+    run_compiled,
 )
+from optuna_fmd.engine._forward import tangent_step  # noqa: E402
 from optuna_fmd.episode import build_episode  # noqa: E402
 from optuna_fmd.tasks import Synthetic  # noqa: E402
 

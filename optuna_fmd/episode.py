@@ -9,7 +9,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor
@@ -19,14 +19,17 @@ from .engine import (
     LOSS_HYPERS,
     PLAIN,
     Choice,
+    EngineOptions,
     EngineResult,
+    ForwardOptions,
     FunctionalModel,
     HyperTable,
     InnerProblem,
+    PlainOptions,
+    ReverseOptions,
     Snapshot,
     Snapshots,
     check_discount,
-    choose_engine,
     make_loss_side,
     make_partitions,
     run_hypergradient,
@@ -324,18 +327,17 @@ def run_episode(
         ['lr']
     """
     opts = _Options(
-        engine=check_engine(engine),
         hypergradient=hypergradient,
-        chunk_size=chunk_size,
-        compile=compile,
-        checkpoint_every=checkpoint_every,
-        memory_budget=memory_budget,
+        engine=EngineOptions(
+            check_engine(engine),
+            ForwardOptions(chunk_size=chunk_size, compile=compile),
+            ReverseOptions(checkpoint_every, memory_budget),
+            PlainOptions(validate_every, on_validation),
+            check_discount(discount),
+        ),
         snapshot_every=snapshot_every,
         on_snapshot=on_snapshot,
         resume=_as_snapshot(resume),
-        validate_every=validate_every,
-        on_validation=on_validation,
-        discount=check_discount(discount),
     )
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
@@ -375,23 +377,17 @@ def _episode_result(
 
 @dataclass(frozen=True)
 class _Options:
-    """:func:`run_episode`'s options, checked once, before any data is loaded."""
+    """:func:`run_episode`'s options, checked once, before any data is loaded: the engine's
+    (:class:`~optuna_fmd.engine.EngineOptions`) and the episode's own (snapshots)."""
 
-    engine: str
     hypergradient: bool
-    chunk_size: int | None
-    compile: bool | None
-    checkpoint_every: int | None
-    memory_budget: int | None
+    engine: EngineOptions
     snapshot_every: int | None
     on_snapshot: Callable[[Snapshot], None] | None
     resume: Snapshot | None
-    validate_every: int | None
-    on_validation: Callable[[int, float], None] | None
-    discount: float
 
     def __post_init__(self) -> None:
-        size = self.chunk_size
+        size = self.engine.forward.chunk_size
         if size is not None and (isinstance(size, bool) or size < 1):
             raise ValueError(f"`chunk_size` must be a positive int or None, but got {size!r}.")
         every = self.snapshot_every
@@ -406,7 +402,8 @@ class _Options:
                 "`snapshot_every` and `on_snapshot` must be given together, but got "
                 f"snapshot_every={every!r} and on_snapshot={self.on_snapshot!r}."
             )
-        _check_validation(self.validate_every, self.on_validation, self.hypergradient)
+        plain = self.engine.plain
+        _check_validation(plain.validate_every, plain.on_validation, self.hypergradient)
 
     @property
     def resumable(self) -> bool:
@@ -419,20 +416,12 @@ class _Options:
         :func:`~optuna_fmd.engine.choose_engine`'s."""
         if not (self.hypergradient and table.n_columns):
             return PLAIN
-        engine = self.engine
+        options = self.engine
         resumed = self.resume.engine if self.resume is not None else None
-        if engine == "auto" and resumed in ("forward", "reverse"):
-            engine = str(resumed)  # a resumed episode goes on with the engine it started with
-        return choose_engine(
-            table,
-            state0,
-            engine=engine,
-            compile=self.compile,
-            snapshots=self.resumable,
-            checkpoint_every=self.checkpoint_every,
-            memory_budget=self.memory_budget,
-            discount=self.discount,
-        )
+        if options.engine == "auto" and resumed in ("forward", "reverse"):
+            # a resumed episode goes on with the engine it started with
+            options = replace(options, engine=str(resumed))
+        return options.choose(table, state0, snapshots=self.resumable)
 
     def run(
         self,
@@ -448,16 +437,10 @@ class _Options:
             problem,
             table,
             state0,
+            self.engine,
             choice=choice,
-            chunk_size=self.chunk_size,
-            compile=self.compile,
-            checkpoint_every=self.checkpoint_every,
-            memory_budget=self.memory_budget,
             progress=progress,
             snapshots=snapshots,
-            validate_every=self.validate_every,
-            on_validation=self.on_validation,
-            discount=self.discount,
         )
 
     def snapshots(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
@@ -551,8 +534,8 @@ def _fingerprint(
         "hypergradient": bool(opts.hypergradient),
         "groups": {n: [h, list(globs)] for n, (h, globs) in (groups or {}).items()},
     }
-    if opts.discount != 1.0:
-        spec["discount"] = opts.discount
+    if opts.engine.discount != 1.0:
+        spec["discount"] = opts.engine.discount
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 

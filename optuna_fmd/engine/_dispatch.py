@@ -1,9 +1,11 @@
-"""One entry for a hypergradient episode: choose the engine (:func:`~._auto.choose_engine`), then
-run it with the plan the choice was made for."""
+"""One entry for a hypergradient episode: its options grouped by engine (:class:`EngineOptions`),
+the engine chosen (:func:`~._auto.choose_engine`), then run with the plan the choice was made
+for."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from torch import Tensor
 
@@ -16,84 +18,132 @@ from ._reference import run_bptt, run_fds
 from ._reverse import run_reverse
 from ._snapshot import Snapshots
 
-__all__ = ["PLAIN", "run_hypergradient"]
+__all__ = [
+    "PLAIN",
+    "EngineOptions",
+    "ForwardOptions",
+    "PlainOptions",
+    "ReverseOptions",
+    "run_hypergradient",
+]
+
+
+@dataclass(frozen=True)
+class ForwardOptions:
+    """Forward mode's options (:func:`~optuna_fmd.engine.run_forward`): the tangent method,
+    at most ``chunk_size`` tangent columns at once, and whether it may run one compiled graph
+    (``None``: on CUDA without snapshots)."""
+
+    method: str = "auto"
+    chunk_size: int | None = None
+    compile: bool | CompileOptions | None = None
+
+
+@dataclass(frozen=True)
+class ReverseOptions:
+    """Reverse mode's options (:func:`~optuna_fmd.engine.run_reverse`): a checkpoint every
+    ``checkpoint_every`` steps, or checkpoints within ``memory_budget`` bytes (neither: every
+    state when they fit)."""
+
+    checkpoint_every: int | None = None
+    memory_budget: int | float | None = None
+
+
+@dataclass(frozen=True)
+class PlainOptions:
+    """Plain training's options (:func:`~optuna_fmd.engine.run_plain`): hand
+    ``(steps_done, val_loss)`` to ``on_validation`` every ``validate_every`` steps."""
+
+    validate_every: int | None = None
+    on_validation: Callable[[int, float], None] | None = None
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How an episode runs: the engine (one of :data:`~._auto.ENGINES`; ``"auto"``: the
+    fastest by the cost model of :mod:`._auto`), each engine's own options, and the discount
+    of the tangents (1: exact; forward, reverse and BPTT)."""
+
+    engine: str = "auto"
+    forward: ForwardOptions = field(default_factory=ForwardOptions)
+    reverse: ReverseOptions = field(default_factory=ReverseOptions)
+    plain: PlainOptions = field(default_factory=PlainOptions)
+    discount: float = 1.0
+
+    def choose(self, table: HyperTable, state0: Sequence[Tensor], *, snapshots: bool) -> Choice:
+        """The engine :func:`~._auto.choose_engine` picks for these options."""
+        return choose_engine(
+            table,
+            state0,
+            engine=self.engine,
+            compile=self.forward.compile,
+            method=self.forward.method,
+            snapshots=snapshots,
+            checkpoint_every=self.reverse.checkpoint_every,
+            memory_budget=self.reverse.memory_budget,
+            discount=self.discount,
+        )
 
 
 def run_hypergradient(
     problem: InnerProblem,
     table: HyperTable,
     state0: Sequence[Tensor],
+    options: EngineOptions | None = None,
     *,
-    engine: str = "auto",
     choice: Choice | None = None,
-    method: str = "auto",
-    chunk_size: int | None = None,
-    compile: bool | CompileOptions | None = None,
-    checkpoint_every: int | None = None,
-    memory_budget: int | float | None = None,
     progress: Progress | None = None,
     snapshots: Snapshots | None = None,
-    validate_every: int | None = None,
-    on_validation: Callable[[int, float], None] | None = None,
-    discount: float = 1.0,
 ) -> EngineResult:
-    """Train with the engine ``engine`` names (``"auto"``: the fastest by the cost model of
-    :mod:`._auto`) and return the hypergradient per column; a ``choice`` of
-    :data:`~._auto.PLAIN` trains without it (:func:`~._forward.run_plain`).
+    """Train with the engine ``options`` name and return the hypergradient per column; a
+    ``choice`` of :data:`~._auto.PLAIN` trains without it (:func:`~._forward.run_plain`).
 
     Args:
         problem, table, state0: The episode, as for :func:`~optuna_fmd.engine.run_forward`.
-        engine: One of :data:`~._auto.ENGINES`.
-        choice: A :class:`~._auto.Choice` of :func:`~._auto.choose_engine` (``engine`` ignored).
-        method, chunk_size, compile: Forward mode's (:func:`~optuna_fmd.engine.run_forward`).
-        checkpoint_every, memory_budget: Reverse mode's (:func:`~optuna_fmd.engine.run_reverse`).
+        options: The engine and its options (default: ``"auto"``, every default).
+        choice: A :class:`~._auto.Choice` of :meth:`EngineOptions.choose` (``options.engine``
+            then ignored).
         progress: Called as ``progress(t, train_loss)`` after each step.
         snapshots: Take and resume snapshots (forward and reverse mode and plain training).
-        validate_every, on_validation: Plain training's (:func:`~optuna_fmd.engine.run_plain`).
-        discount: Discounted tangents (forward, reverse, BPTT; 1: exact; plain: unused).
     """
+    options = options or EngineOptions()
     if choice is None:
-        choice = choose_engine(
-            table,
-            state0,
-            engine=engine,
-            compile=compile,
-            method=method,
-            snapshots=snapshots is not None,
-            checkpoint_every=checkpoint_every,
-            memory_budget=memory_budget,
-            discount=discount,
-        )
+        choice = options.choose(table, state0, snapshots=snapshots is not None)
     if choice.engine == "plain":
+        plain = options.plain
         return run_plain(
             problem,
             table,
             state0,
             progress=progress,
             snapshots=snapshots,
-            validate_every=validate_every,
-            on_validation=on_validation,
+            validate_every=plain.validate_every,
+            on_validation=plain.on_validation,
         )
+    discount = options.discount
     if choice.engine == "forward":
-        on = compile if isinstance(compile, CompileOptions) else choice.compiled
+        fwd = options.forward
+        on = fwd.compile if isinstance(fwd.compile, CompileOptions) else choice.compiled
         return run_forward(
             problem,
             table,
             state0,
-            chunk_size=chunk_size,
-            method=method,
+            chunk_size=fwd.chunk_size,
+            method=fwd.method,
             progress=progress,
             snapshots=snapshots,
             compile=on,
             discount=discount,
         )
     if choice.engine == "reverse":
+        rev = options.reverse
+        budget = rev.memory_budget if choice.memory_budget is None else choice.memory_budget
         return run_reverse(
             problem,
             table,
             state0,
-            checkpoint_every=checkpoint_every,
-            memory_budget=memory_budget if choice.memory_budget is None else choice.memory_budget,
+            checkpoint_every=rev.checkpoint_every,
+            memory_budget=budget,
             progress=progress,
             snapshots=snapshots,
             discount=discount,

@@ -15,13 +15,17 @@ from torch._dynamo.testing import CompileCounter
 
 import optuna_fmd as fmd
 from optuna_fmd.engine import (
-    CompiledResult,
     CompileOptions,
     HyperTable,
     choose_engine,
     run_forward,
 )
-from optuna_fmd.engine._compiled import CALL_OVERHEAD_COLUMNS, choose_width, use_compiled
+from optuna_fmd.engine._compiled import (
+    CALL_OVERHEAD_COLUMNS,
+    CompiledResult,
+    choose_width,
+    use_compiled,
+)
 from optuna_fmd.episode import build_episode
 
 from ._problems import bn_dropout_problem, bn_table, rel, schedules
