@@ -207,8 +207,9 @@ def test_state_is_json_and_proposals_are_deterministic() -> None:
     for t in a.trials:
         state = state_of(t)
         assert json.loads(json.dumps(state, allow_nan=False)) == state
-        for key in ("s", "sign", "m", "v", "scale", "outer_step", "best", "origin"):
+        for key in ("m", "v", "t", "scale", "outer_step", "best", "origin"):
             assert key in state
+        assert "s" not in state and "sign" not in state  # the sign rule's own state
 
 
 # -- stability ---------------------------------------------------------------------------------

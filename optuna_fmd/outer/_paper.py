@@ -1,15 +1,17 @@
 """The FDS paper's outer rules, ``"sign"`` and ``"adam"``, as pure functions.
 
 Each proposal is a step from one point along its hypergradient, in the transformed coordinates
-of the geometry (:class:`~optuna_fmd.outer._geometry.Coord`): the sign rule moves every
-coordinate by its own step, halved when its hypergradient's sign flips (the paper's rule); Adam
-takes bias-corrected moment ratios. Both are bounded by a trust region; a failed or clearly
-worse proposal is retried from the best point with half the step, up to a limit.
+of the geometry (:class:`~optuna_fmd.outer._geometry.Coord`). Each rule is its step alone, with
+its own state: :class:`SignStep` moves every coordinate by its own step, halved when its
+hypergradient's sign flips (the paper's rule; :class:`~optuna_fmd.outer._state.SignState`);
+:class:`AdamStep` takes bias-corrected moment ratios (:class:`~optuna_fmd.outer._state.
+AdamState`). :func:`decide` wraps either in what they share: the trust region, and
+backtracking (a failed or clearly worse proposal is retried from the best point with half the
+step, up to a limit; :class:`~optuna_fmd.outer._state.Backtracked`).
 
-No torch and no Optuna here: the state is a frozen :class:`~optuna_fmd.outer._state.GradientState`
-(stored in the trial by :class:`~optuna_fmd.FMDSampler`), the points seen are
-:class:`~optuna_fmd.outer._point.Point` and the warnings come back as :data:`Note` values for the
-adapter to emit.
+No torch and no Optuna here: the states are frozen (stored in the trial by
+:class:`~optuna_fmd.FMDSampler`), the points seen are :class:`~optuna_fmd.outer._point.Point`
+and the warnings come back as :class:`~optuna_fmd.outer._point.Note` values for the adapter.
 """
 
 from __future__ import annotations
@@ -17,14 +19,17 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import ClassVar
 
 from ._geometry import Coord
 from ._point import Note, Point, Proposal
-from ._state import GradientState, Summit
+from ._state import AdamState, GradientState, SignState, Summit
 
 __all__ = [
     "MAX_HYPERGRADIENT",
+    "AdamStep",
     "GradientRule",
+    "SignStep",
     "decide",
     "fresh_state",
 ]
@@ -34,38 +39,110 @@ MAX_HYPERGRADIENT = 1e100
 
 
 @dataclass(frozen=True)
-class GradientRule:
-    """The settings of a paper rule (see :class:`~optuna_fmd.FMDSampler` for each one).
+class SignStep:
+    """The sign rule's step: ``u <- u - sign(g) * s`` per coordinate, ``s`` halved whenever the
+    sign of its hypergradient flips; converged once every step is below ``min_step``."""
 
-    Attributes:
-        name: ``"sign"`` or ``"adam"``.
-        coords: Each param's coordinate.
-        start: The first point (params).
-        step_size: Initial per-coordinate step (sign) or Adam's step, in coordinate units.
-        trust: Largest move of one coordinate per step, in coordinate units.
-        min_step: The sign rule has converged when every step is below this.
-        backtrack_tol: A proposal worse than the best by this fraction is backtracked from.
-        max_backtracks: Consecutive backtracks before the rule stops at the best point.
-        betas: Adam's moment decays.
-        clip: Adam clips a hypergradient coordinate beyond this many running RMS (None: never).
-    """
-
-    name: str
-    coords: Sequence[Coord]
-    start: Sequence[float]
     step_size: float
-    trust: float
     min_step: float
-    backtrack_tol: float
-    max_backtracks: int
+    name: ClassVar[str] = SignState.name
+
+    def fresh(self, n: int) -> SignState:
+        return SignState(s=(self.step_size,) * n, sign=(0,) * n)
+
+    def __call__(
+        self, mem: SignState, g: list[float], scale: float, trust: float, number: int
+    ) -> tuple[list[float], SignState, bool, list[Note]]:
+        """The move per coordinate (in coordinate units, before each coordinate's unit), the
+        new state, whether the rule converged, and its notes."""
+        s, signs = list(mem.s), list(mem.sign)
+        delta = [0.0] * len(g)
+        for i, gi in enumerate(g):
+            sg = _sign(gi)
+            if sg != 0 and signs[i] != 0 and sg != signs[i]:
+                s[i] *= 0.5
+            if sg != 0:
+                signs[i] = sg
+            delta[i] = -sg * min(s[i] * scale, trust)
+        converged = max(si * scale for si in s) < self.min_step
+        return delta, replace(mem, s=tuple(s), sign=tuple(signs)), converged, []
+
+
+@dataclass(frozen=True)
+class AdamStep:
+    """Adam's step (Kingma & Ba, ICLR 2015) on the hypergradient, each coordinate clipped to
+    ``clip`` times its running RMS (``None``: never)."""
+
+    step_size: float
     betas: tuple[float, float] = (0.9, 0.999)
     clip: float | None = 5.0
+    name: ClassVar[str] = AdamState.name
+
+    def fresh(self, n: int) -> AdamState:
+        return AdamState(m=(0.0,) * n, v=(0.0,) * n)
+
+    def __call__(
+        self, mem: AdamState, g: list[float], scale: float, trust: float, number: int
+    ) -> tuple[list[float], AdamState, bool, list[Note]]:
+        """As :meth:`SignStep.__call__`; Adam never converges by itself."""
+        b1, b2 = self.betas
+        t, m, v2, notes = mem.t, list(mem.m), list(mem.v), []
+        g = list(g)
+        if t > 0 and self.clip is not None:
+            for i in range(len(g)):
+                rms = math.sqrt(v2[i] / (1.0 - b2**t))
+                if rms > 0 and abs(g[i]) > self.clip * rms:
+                    notes.append(
+                        Note(
+                            "adam-clip",
+                            f"the hypergradient of trial {number} exceeds {self.clip:g} "
+                            "times its running RMS in some coordinates; FMDSampler clips them "
+                            "(`clip`).",
+                        )
+                    )
+                    g[i] = min(max(g[i], -self.clip * rms), self.clip * rms)
+        t += 1
+        delta = [0.0] * len(g)
+        for i in range(len(g)):
+            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
+            v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
+            m_hat = m[i] / (1.0 - b1**t)
+            v_hat = v2[i] / (1.0 - b2**t)
+            ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
+            step = self.step_size * scale * ratio
+            delta[i] = -min(max(step, -trust), trust)
+        return delta, replace(mem, m=tuple(m), v=tuple(v2), t=t), False, notes
+
+
+@dataclass(frozen=True)
+class GradientRule:
+    """A paper rule: its step (:class:`SignStep` or :class:`AdamStep`) inside the backtracking
+    wrapper of :func:`decide`.
+
+    Attributes:
+        step: The rule's own step and state.
+        coords: Each param's coordinate.
+        start: The first point (params).
+        trust: Largest move of one coordinate per step, in coordinate units.
+        backtrack_tol: A proposal worse than the best by this fraction is backtracked from.
+        max_backtracks: Consecutive backtracks before the rule stops at the best point.
+    """
+
+    step: SignStep | AdamStep
+    coords: Sequence[Coord]
+    start: Sequence[float]
+    trust: float
+    backtrack_tol: float
+    max_backtracks: int
+
+    @property
+    def name(self) -> str:
+        return self.step.name
 
 
 def fresh_state(rule: GradientRule) -> GradientState:
-    """The state before the first step: per-coordinate steps, signs and Adam's moments."""
-    n = len(rule.coords)
-    return GradientState(rule.name, (rule.step_size,) * n, (0,) * n, (0.0,) * n, (0.0,) * n)
+    """The state before the first step."""
+    return rule.step.fresh(len(rule.coords))
 
 
 def _memory(point: Point) -> GradientState:
@@ -180,7 +257,6 @@ def _step(
     """One step of the rule from ``base`` along its hypergradient, with the memory ``mem``."""
     assert base.x is not None and base.grad is not None
     coords = rule.coords
-    n = len(coords)
     u = [c.to_u(x) for c, x in zip(coords, base.x, strict=True)]
     g = [gx * c.dx_du(x) for c, gx, x in zip(coords, base.grad, base.x, strict=True)]
     if any(not abs(gi) <= MAX_HYPERGRADIENT for gi in g):
@@ -193,56 +269,13 @@ def _step(
             )
         )
         g = [min(max(gi, -MAX_HYPERGRADIENT), MAX_HYPERGRADIENT) for gi in g]
-    scale, t = mem.scale, mem.t
-    s, signs, m, v2 = list(mem.s), list(mem.sign), list(mem.m), list(mem.v)
-    delta = [0.0] * n
-    if rule.name == "sign":
-        for i in range(n):
-            sg = _sign(g[i])
-            if sg != 0 and signs[i] != 0 and sg != signs[i]:
-                s[i] *= 0.5
-            if sg != 0:
-                signs[i] = sg
-            delta[i] = -sg * min(s[i] * scale, rule.trust) * coords[i].unit
-        converged = max(si * scale for si in s) < rule.min_step
-    else:
-        b1, b2 = rule.betas
-        if t > 0 and rule.clip is not None:
-            for i in range(n):
-                rms = math.sqrt(v2[i] / (1.0 - b2**t))
-                if rms > 0 and abs(g[i]) > rule.clip * rms:
-                    notes.append(
-                        Note(
-                            "adam-clip",
-                            f"the hypergradient of trial {base.number} exceeds {rule.clip:g} "
-                            "times its running RMS in some coordinates; FMDSampler clips them "
-                            "(`clip`).",
-                        )
-                    )
-                    g[i] = min(max(g[i], -rule.clip * rms), rule.clip * rms)
-        t += 1
-        for i in range(n):
-            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
-            v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
-            m_hat = m[i] / (1.0 - b1**t)
-            v_hat = v2[i] / (1.0 - b2**t)
-            ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
-            step = rule.step_size * scale * ratio
-            delta[i] = -min(max(step, -rule.trust), rule.trust) * coords[i].unit
-        converged = False
+    moves, state, converged, own = rule.step(mem, g, mem.scale, rule.trust, base.number)  # type: ignore[arg-type]
+    notes.extend(own)
     x = []
-    for c, ui, di, xi in zip(coords, u, delta, base.x, strict=True):
+    for c, ui, di, xi in zip(coords, u, moves, base.x, strict=True):
         lo, hi = c.bounds
+        di = di * c.unit
         new = c.from_u(min(max(ui + di, lo), hi)) if math.isfinite(ui + di) else xi
         x.append(new if math.isfinite(new) else min(max(xi, c.low), c.high))
-    state = replace(
-        mem,
-        s=tuple(s),
-        sign=tuple(signs),
-        m=tuple(m),
-        v=tuple(v2),
-        outer_step=mem.outer_step + 1,
-        t=t,
-        converged=bool(converged),
-    )
+    state = replace(state, outer_step=mem.outer_step + 1, converged=bool(converged))
     return x, state

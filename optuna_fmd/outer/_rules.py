@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Protocol
 
 from .._checks import non_negative_int, positive
 from ._geometry import FIRST_STEP, Geometry
-from ._paper import GradientRule, decide, fresh_state
+from ._paper import AdamStep, GradientRule, SignStep, decide, fresh_state
 from ._point import Note, Point, Proposal
 from ._state import GradientState, RuleState, SearchState
 from .search import search_step
@@ -118,11 +118,8 @@ class PaperRule:
         return fresh_state(self.rule)
 
     def accepts(self, state: RuleState) -> bool:
-        return (
-            isinstance(state, GradientState)
-            and state.name == self.rule.name
-            and len(state.s) == len(self.rule.coords)
-        )
+        fresh = self.init()
+        return type(state) is type(fresh) and state.width == len(self.rule.coords)  # type: ignore[union-attr]
 
     def step(self, state: RuleState | None, seen: Sequence[Point], sense: float) -> Proposal:
         assert state is None or isinstance(state, GradientState)
@@ -191,12 +188,10 @@ class SignSettings:
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
         return PaperRule(
             GradientRule(
-                self.name,
+                SignStep(float(self.step_size), float(self.min_step)),
                 geometry.coords,
                 list(geometry.start),
-                step_size=float(self.step_size),
                 trust=float(self.trust_region),
-                min_step=float(self.min_step),
                 backtrack_tol=float(self.backtrack_tol),
                 max_backtracks=self.max_backtracks,
             )
@@ -237,16 +232,16 @@ class AdamSettings:
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
         return PaperRule(
             GradientRule(
-                self.name,
+                AdamStep(
+                    float(self.step_size),
+                    (float(self.betas[0]), float(self.betas[1])),
+                    None if self.clip is None else float(self.clip),
+                ),
                 geometry.coords,
                 list(geometry.start),
-                step_size=float(self.step_size),
                 trust=float(self.trust_region),
-                min_step=0.0,  # the sign rule's; Adam stops by its backtracks
                 backtrack_tol=float(self.backtrack_tol),
                 max_backtracks=self.max_backtracks,
-                betas=(float(self.betas[0]), float(self.betas[1])),
-                clip=None if self.clip is None else float(self.clip),
             )
         )
 

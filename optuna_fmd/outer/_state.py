@@ -14,8 +14,11 @@ they return a new one (``dataclasses.replace``).
   parts: :class:`Incumbent`, :class:`Probe`, :class:`Bracket`, :class:`Line`,
   :class:`Pattern`, :class:`Explore` and a :data:`Check` (:class:`ProbeCheck`,
   :class:`MembersCheck`).
-- :class:`GradientState`: the paper's ``"sign"`` and ``"adam"`` rules' state
-  (:mod:`optuna_fmd.outer._paper`), with the best point it knew (:class:`Summit`).
+- :class:`SignState` and :class:`AdamState`: the paper's ``"sign"`` and ``"adam"`` rules'
+  states (:mod:`optuna_fmd.outer._paper`), each with its own vectors beside what the
+  backtracking wrapper keeps (:class:`Backtracked`: the step scale, the best point it knew, a
+  :class:`Summit`). States of earlier releases, which stored both rules' vectors, load (the
+  other rule's vectors are left out).
 
 Layout (:data:`VERSION` 1, the flat JSON object the sampler has always written): every type is
 a JSON object of its fields by name (tuples as lists; ``None`` as null, or left out for the
@@ -30,16 +33,28 @@ version, or a hand-made one, leniently, through :func:`read_view` and :func:`rea
 from __future__ import annotations
 
 import math
-import types
-import typing
 from collections.abc import Callable, Mapping
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+
+from ._codec import (
+    ABSENT,
+    Bad,
+    StateError,
+    decode,
+    encode,
+    integer,
+    real,
+    short,
+    string,
+)
 
 __all__ = [
     "CHECK_ATTR",
     "STATE_KEY",
     "VERSION",
+    "AdamState",
+    "Backtracked",
     "Bracket",
     "Check",
     "Explore",
@@ -53,6 +68,7 @@ __all__ = [
     "ProbeCheck",
     "RuleState",
     "SearchState",
+    "SignState",
     "Slot",
     "StateError",
     "StateView",
@@ -74,13 +90,6 @@ Vector = tuple[float, ...]
 T = TypeVar("T")
 
 
-class StateError(ValueError):
-    """A stored outer state that does not fit its layout (the sampler ignores it and warns)."""
-
-
-#: The metadata of a field whose key is left out of the JSON while it is ``None`` (the other
-#: fields' ``None`` is null).
-_ABSENT = {"absent": True}
 
 
 # -- the search rule ---------------------------------------------------------------------------
@@ -101,11 +110,11 @@ class Probe:
 
     kind: str
     # scale, vertex: log of the lr factor from the start
-    offset: float | None = field(default=None, metadata=_ABSENT)
+    offset: float | None = field(default=None, metadata=ABSENT)
     # line: the step along the line's direction, in units
-    alpha: float | None = field(default=None, metadata=_ABSENT)
+    alpha: float | None = field(default=None, metadata=ABSENT)
     # line: the params the line starts from
-    origin: Vector | None = field(default=None, metadata=_ABSENT)
+    origin: Vector | None = field(default=None, metadata=ABSENT)
 
 
 @dataclass(frozen=True)
@@ -130,10 +139,10 @@ class Line:
     grad_point: int | None  # the trial (iterate) whose hypergradient it follows
     trusted: bool = True  # whether its first probe agreed with the hypergradient
     # the shortest step whose episode diverged (None: none did)
-    cliff: float | None = field(default=None, metadata=_ABSENT)
+    cliff: float | None = field(default=None, metadata=ABSENT)
     # where its hypergradient was taken, per unit (for the quasi-Newton pairs)
-    at: Vector | None = field(default=None, metadata=_ABSENT)
-    spacing: float | None = field(default=None, metadata=_ABSENT)  # between probes, in units
+    at: Vector | None = field(default=None, metadata=ABSENT)
+    spacing: float | None = field(default=None, metadata=ABSENT)  # between probes, in units
 
 
 @dataclass(frozen=True)
@@ -207,13 +216,13 @@ class SearchState:
     climbed: int = 0  # lines of the climb that found a better point
     edge: bool = False  # a hypergradient was contradicted: plain episodes from now on
     # why the climb handed over: contradicted, exploding or blocked (None: it has not)
-    handover: str | None = field(default=None, metadata=_ABSENT)
+    handover: str | None = field(default=None, metadata=ABSENT)
     guide: tuple[Vector, ...] = ()  # the latest trusted hypergradients, per unit
     memory: tuple[tuple[Vector, Vector], ...] = ()  # quasi-Newton (step, gradient change) pairs
     cliffs: tuple[int, ...] = ()  # trials (iterates) next to a divergence: never returned as best
-    explore: Explore | None = field(default=None, metadata=_ABSENT)  # the exploration, if any
+    explore: Explore | None = field(default=None, metadata=ABSENT)  # the exploration, if any
     # the check of a hypergradient made for this proposal
-    check: Check | None = field(default=None, metadata=_ABSENT)
+    check: Check | None = field(default=None, metadata=ABSENT)
 
     @property
     def wants_hypergradient(self) -> bool:
@@ -232,20 +241,15 @@ class Summit:
     value: float
 
 
-@dataclass(frozen=True)
-class GradientState:
-    """The ``"sign"`` and ``"adam"`` rules' state (:func:`optuna_fmd.outer._paper.decide`).
-    Its vectors hold one entry per param."""
+@dataclass(frozen=True, kw_only=True)
+class Backtracked:
+    """What the backtracking wrapper around a paper rule keeps (:func:`optuna_fmd.outer._paper.
+    decide`): the step scale, halved at each backtrack, the backtracks in a row, the steps
+    taken, whether it stopped, the point the proposal steps from and the best one known."""
 
-    name: str  # sign or adam
-    s: Vector  # the sign rule's per-coordinate steps
-    sign: tuple[int, ...]  # the sign of each coordinate's latest hypergradient (0: none yet)
-    m: Vector  # Adam's first moments
-    v: Vector  # Adam's second moments
-    t: int = 0  # Adam's step count
-    scale: float = 1.0  # the step scale, halved at each backtrack
-    backtracks: int = 0  # backtracks in a row
-    outer_step: int = 0  # steps taken
+    scale: float = 1.0
+    backtracks: int = 0
+    outer_step: int = 0
     converged: bool = False  # from now on the best point is proposed
     base: int | None = None  # the trial (iterate) the proposal steps from
     best: Summit | None = None
@@ -254,7 +258,39 @@ class GradientState:
     cliffs: ClassVar[tuple[int, ...]] = ()  # no point is set aside by these rules
 
 
-RuleState = SearchState | GradientState
+@dataclass(frozen=True, kw_only=True)
+class SignState(Backtracked):
+    """The ``"sign"`` rule's state: each param's step and the sign of its latest
+    hypergradient (0: none yet)."""
+
+    name: ClassVar[str] = "sign"
+    s: Vector
+    sign: tuple[int, ...]
+
+    @property
+    def width(self) -> int:
+        """Params the state is for."""
+        return len(self.s)
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdamState(Backtracked):
+    """The ``"adam"`` rule's state: each param's first and second moments, and the steps."""
+
+    name: ClassVar[str] = "adam"
+    m: Vector
+    v: Vector
+    t: int = 0
+
+    @property
+    def width(self) -> int:
+        """Params the state is for."""
+        return len(self.m)
+
+
+#: The paper rules' states.
+GradientState = SignState | AdamState
+RuleState = SearchState | SignState | AdamState
 
 
 # -- what every proposed trial carries -------------------------------------------------------
@@ -287,10 +323,10 @@ class OuterState:
     rule: RuleState
     origin: str
     space: str = ""
-    x: Vector | None = field(default=None, metadata=_ABSENT)
+    x: Vector | None = field(default=None, metadata=ABSENT)
     slot: Slot | None = None
-    used: tuple[int, ...] | None = field(default=None, metadata=_ABSENT)
-    retry_of: int | None = field(default=None, metadata=_ABSENT)
+    used: tuple[int, ...] | None = field(default=None, metadata=ABSENT)
+    retry_of: int | None = field(default=None, metadata=ABSENT)
 
     @property
     def wants_hypergradient(self) -> bool:
@@ -312,9 +348,9 @@ class OuterState:
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object stored at :data:`STATE_KEY` (layout :data:`VERSION`)."""
-        out = {"version": VERSION, "rule": self.rule.name, **_encode(self.rule)}
-        out.update(_encode(self, skip=("rule", "slot")), hypergradient=self.wants_hypergradient)
-        return out if self.slot is None else {**out, **_encode(self.slot)}
+        out = {"version": VERSION, "rule": self.rule.name, **encode(self.rule)}
+        out.update(encode(self, skip=("rule", "slot")), hypergradient=self.wants_hypergradient)
+        return out if self.slot is None else {**out, **encode(self.slot)}
 
     @classmethod
     def from_json(cls, raw: object) -> OuterState:
@@ -323,138 +359,34 @@ class OuterState:
         Keys the layout does not know are ignored (earlier releases carried some along).
         """
         if not isinstance(raw, Mapping):
-            raise StateError(f"`state` must be a JSON object, but got {_short(raw)}.")
+            raise StateError(f"`state` must be a JSON object, but got {short(raw)}.")
         version, name = raw.get("version"), raw.get("rule")
         if version != VERSION or isinstance(version, bool):
-            raise StateError(f"`state.version` must be {VERSION}, but got {_short(version)}.")
+            raise StateError(f"`state.version` must be {VERSION}, but got {short(version)}.")
         rule: RuleState
         if name == SearchState.name:
-            rule = _decode(SearchState, raw, "state")
-        elif name in ("sign", "adam"):
-            rule = _decode(GradientState, raw, "state", name=name)
-            sizes = {len(rule.s), len(rule.sign), len(rule.m), len(rule.v)}
-            if len(sizes) > 1:
-                raise StateError(
-                    "`state.s`, `state.sign`, `state.m` and `state.v` must have one entry per "
-                    f"param, but have {len(rule.s)}, {len(rule.sign)}, {len(rule.m)} and "
-                    f"{len(rule.v)}."
-                )
+            rule = decode(SearchState, raw, "state")
+        elif name == SignState.name:
+            rule = decode(SignState, raw, "state")
+            _same_sizes({"s": rule.s, "sign": rule.sign})
+        elif name == AdamState.name:
+            rule = decode(AdamState, raw, "state")
+            _same_sizes({"m": rule.m, "v": rule.v})
         else:
             raise StateError(
-                f"`state.rule` must be 'search', 'sign' or 'adam', but got {_short(name)}."
+                f"`state.rule` must be 'search', 'sign' or 'adam', but got {short(name)}."
             )
-        slot = None if raw.get("iterate") is None else _decode(Slot, raw, "state")
-        return _decode(cls, raw, "state", rule=rule, slot=slot)
+        slot = None if raw.get("iterate") is None else decode(Slot, raw, "state")
+        return decode(cls, raw, "state", rule=rule, slot=slot)
 
 
-# -- JSON: every type is an object of its fields by name -------------------------------------
-def _encode(value: Any, skip: tuple[str, ...] = ()) -> Any:
-    """``value`` as JSON: a state type as an object of its fields (a check's ``kind`` added, a
-    rule's ``name`` left to the caller), a tuple as a list."""
-    if is_dataclass(value) and not isinstance(value, type):
-        out = {"kind": value.kind} if isinstance(value, (ProbeCheck, MembersCheck)) else {}
-        for f in fields(value):
-            v = getattr(value, f.name)
-            if f.name not in (*skip, "name") and not (v is None and f.metadata.get("absent")):
-                out[f.name] = _encode(v)
-        return out
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    return value
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _hints(cls: type) -> dict[str, Any]:
-    """Each field's type (read once per type)."""
-    if cls not in _HINTS:
-        _HINTS[cls] = typing.get_type_hints(cls)
-    return _HINTS[cls]
-
-
-def _decode(cls: type[T], raw: object, path: str, **given: Any) -> T:
-    """The ``cls`` (a state type) stored as ``raw``, checked field by field; ``given`` fields
-    are not read. A field absent or null takes its default, or ``None`` where it may."""
-    if not isinstance(raw, Mapping):
-        raise StateError(f"`{path}` must be a JSON object, but got {_short(raw)}.")
-    hints, kwargs = _hints(cls), dict(given)
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name in given:
-            continue
-        hint, value = hints[f.name], raw.get(f.name)
-        if value is not None:
-            kwargs[f.name] = _value(hint, value, f"{path}.{f.name}")
-        elif f.default is MISSING and f.default_factory is MISSING:
-            if type(None) not in typing.get_args(hint):
-                raise StateError(f"`{path}` must have `{f.name}`, but has {sorted(raw)}.")
-            kwargs[f.name] = None
-    return cls(**kwargs)
-
-
-def _value(hint: Any, value: object, path: str) -> Any:
-    """``value`` checked against the type ``hint`` (and converted: lists to tuples)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (types.UnionType, typing.Union):
-        options = [a for a in args if a is not type(None)]
-        if len(options) == 1:
-            return _value(options[0], value, path)
-        kinds = {a.kind: a for a in options}  # a check: its kind says which
-        kind = value.get("kind") if isinstance(value, Mapping) else None
-        if kind not in kinds:
-            raise StateError(f"`{path}.kind` must be one of {sorted(kinds)}, but got {kind!r}.")
-        return _decode(kinds[kind], value, path)
-    if is_dataclass(hint):
-        return _decode(hint, value, path)  # type: ignore[arg-type]
-    if origin is tuple:
-        repeated = len(args) == 2 and args[1] is Ellipsis
-        if not isinstance(value, list) or not (repeated or len(value) == len(args)):
-            what = "a list" if repeated else f"a list of {len(args)}"
-            raise StateError(f"`{path}` must be {what}, but got {_short(value)}.")
-        items = [args[0]] * len(value) if repeated else list(args)
-        return tuple(
-            _value(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(items, value, strict=True))
-        )
-    try:
-        return _SCALARS[hint](value)
-    except _Bad as bad:
-        raise StateError(f"`{path}` must be {bad}, but got {_short(value)}.") from None
-
-
-class _Bad(Exception):
-    """A JSON value of the wrong type: ``what`` it must be."""
-
-
-def _real(v: object) -> float:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
-        return float(v)
-    raise _Bad("a number")
-
-
-def _int(v: object) -> int:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    raise _Bad("an int")
-
-
-def _bool(v: object) -> bool:
-    if isinstance(v, bool):
-        return v
-    raise _Bad("a bool")
-
-
-def _str(v: object) -> str:
-    if isinstance(v, str):
-        return v
-    raise _Bad("a string")
-
-
-_SCALARS: dict[Any, Callable[[object], Any]] = {float: _real, int: _int, bool: _bool, str: _str}
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+def _same_sizes(vectors: Mapping[str, tuple[object, ...]]) -> None:
+    """A paper rule's vectors hold one entry per param each."""
+    sizes = [len(v) for v in vectors.values()]
+    if len(set(sizes)) > 1:
+        names = " and ".join(f"`state.{k}`" for k in vectors)
+        have = " and ".join(str(n) for n in sizes)
+        raise StateError(f"{names} must have one entry per param, but have {have}.")
 
 
 # -- lenient reads for displays ----------------------------------------------------------------
@@ -490,14 +422,14 @@ class StateView:
 def _lenient(raw: Mapping[str, Any], key: str, parse: Callable[[object], T]) -> T | None:
     try:
         return parse(raw.get(key))
-    except _Bad:
+    except Bad:
         return None
 
 
 def _vector(v: object) -> Vector:
     if isinstance(v, list):
-        return tuple(_real(x) for x in v)
-    raise _Bad("a list of numbers")
+        return tuple(real(x) for x in v)
+    raise Bad("a list of numbers")
 
 
 def _ints(v: object) -> tuple[int, ...]:
@@ -523,27 +455,27 @@ def read_view(raw: object) -> StateView | None:
         return None
     probe, resume = _object(raw, "probe"), raw.get("resume")
     return StateView(
-        origin=_lenient(raw, "origin", _str) or "",
-        rule=_lenient(raw, "rule", _str) or "",
+        origin=_lenient(raw, "origin", string) or "",
+        rule=_lenient(raw, "rule", string) or "",
         hypergradient=raw.get("hypergradient") is not False,
-        iterate=_lenient(raw, "iterate", _int),
-        member=_lenient(raw, "member", _int),
-        claim=_lenient(raw, "claim", _str),
+        iterate=_lenient(raw, "iterate", integer),
+        member=_lenient(raw, "member", integer),
+        claim=_lenient(raw, "claim", string),
         resume=_ints(resume),
-        retry_of=_lenient(raw, "retry_of", _int),
-        base=_lenient(raw, "base", _int),
-        probe=_lenient(probe, "kind", _str) or "",
-        offset=_lenient(probe, "offset", _real),
-        alpha=_lenient(probe, "alpha", _real),
+        retry_of=_lenient(raw, "retry_of", integer),
+        base=_lenient(raw, "base", integer),
+        probe=_lenient(probe, "kind", string) or "",
+        offset=_lenient(probe, "offset", real),
+        alpha=_lenient(probe, "alpha", real),
         coarse=bool(_object(raw, "pattern").get("once")),
-        sigma=_lenient(_object(raw, "explore"), "sigma", _real),
+        sigma=_lenient(_object(raw, "explore"), "sigma", real),
         mirror=_object(raw, "explore").get("mirror") is True,
         x=_lenient(raw, "x", _vector),
         incumbent=_lenient(_object(raw, "incumbent"), "x", _vector),
         cliffs=_ints(raw.get("cliffs")),
-        handover=_lenient(raw, "handover", _str),
-        climbed=_lenient(raw, "climbed", _int) or 0,
-        best=_lenient(_object(raw, "incumbent"), "f", _real),
+        handover=_lenient(raw, "handover", string),
+        climbed=_lenient(raw, "climbed", integer) or 0,
+        best=_lenient(_object(raw, "incumbent"), "f", real),
     )
 
 
@@ -557,15 +489,15 @@ def read_check(raw: object) -> Check | None:
     """
     if not isinstance(raw, Mapping) or not isinstance(raw.get("agrees"), bool):
         return None
-    point, agrees = _lenient(raw, "point", _int), bool(raw.get("agrees"))
+    point, agrees = _lenient(raw, "point", integer), bool(raw.get("agrees"))
     if raw.get("kind") == MembersCheck.kind:
-        cosine, ratio = _lenient(raw, "cosine", _real), _lenient(raw, "norm_ratio", _real)
+        cosine, ratio = _lenient(raw, "cosine", real), _lenient(raw, "norm_ratio", real)
         return MembersCheck(cosine, ratio, agrees, point)
-    predicted, found = _lenient(raw, "predicted", _real), _lenient(raw, "found", _real)
-    return ProbeCheck(predicted, found, _lenient(raw, "ratio", _real), agrees, point)
+    predicted, found = _lenient(raw, "predicted", real), _lenient(raw, "found", real)
+    return ProbeCheck(predicted, found, _lenient(raw, "ratio", real), agrees, point)
 
 
 def check_json(check: Check) -> dict[str, Any]:
     """``check`` as the JSON object stored in :data:`CHECK_ATTR` (and in the state)."""
-    out: dict[str, Any] = _encode(check)
+    out: dict[str, Any] = encode(check)
     return out

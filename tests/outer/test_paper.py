@@ -9,22 +9,17 @@ import sys
 import pytest
 
 from optuna_fmd.outer._geometry import Coord
-from optuna_fmd.outer._paper import GradientRule, decide, fresh_state
+from optuna_fmd.outer._paper import AdamStep, GradientRule, SignStep, decide, fresh_state
 from optuna_fmd.outer._point import Point
 from optuna_fmd.outer._state import GradientState, OuterState, Summit
 
 
 def _rule(name: str, **kw: float) -> GradientRule:
     coords = [Coord("log", 1e-3, 1.0), Coord("linear", -1.0, 1.0)]
-    settings = {
-        "step_size": 0.05,
-        "trust": 0.25,
-        "min_step": 1e-3,
-        "backtrack_tol": 0.02,
-        "max_backtracks": 2,
-        **kw,
-    }
-    return GradientRule(name, coords, [0.05, 0.0], **settings)  # type: ignore[arg-type]
+    size = kw.pop("step_size", 0.05)
+    step = SignStep(size, kw.pop("min_step", 1e-3)) if name == "sign" else AdamStep(size)
+    settings = {"trust": 0.25, "backtrack_tol": 0.02, "max_backtracks": 2, **kw}
+    return GradientRule(step, coords, [0.05, 0.0], **settings)  # type: ignore[arg-type]
 
 
 def _f(x: list[float]) -> float:
