@@ -38,7 +38,7 @@ import torch
 from optuna_fmd.compare import TASKS
 from optuna_fmd.episode import run_episode
 from optuna_fmd.objective import _flat_hypergradient
-from optuna_fmd.outer._geometry import FIRST_STEP, geometry_of
+from optuna_fmd.outer._geometry import geometry_of
 
 RESULTS = Path(__file__).resolve().parent / "results"
 STEPS = (1, 2, 3, 4, 6, 8)
@@ -78,7 +78,7 @@ def run(seed: int, lr: float) -> dict[str, Any]:
     spec = TASKS["fashion-deep"]
     task = spec.make_task("cpu")
     space = spec.make_space(lr, task)
-    geo = geometry_of(space, first_step=FIRST_STEP)
+    geo = geometry_of(space)
     names = space.param_names()
     init = space.initial_params()
     x0 = [init[n] for n in names]

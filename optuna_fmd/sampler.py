@@ -173,12 +173,7 @@ class FMDSampler(BaseSampler):
         self._names = space.param_names()
         dists = space.distributions()
         self._dists = {n: FloatDistribution(lo, hi, log=log) for n, (lo, hi, log) in dists.items()}
-        geometry = geometry_of(
-            space,
-            first_step=None,
-            hypergradients=settings.hypergradients,
-            start=check_start(space, start),
-        )
+        geometry = geometry_of(space, start=check_start(space, start))
         self._init_x = list(geometry.start)
         self._rule = settings.build(geometry, 0 if seed is None else int(seed))
         self._members = self._members_of(

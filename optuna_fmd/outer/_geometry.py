@@ -99,20 +99,17 @@ class Coord:
 
 @dataclass(frozen=True)
 class Geometry:
-    """What the search rule knows of the space: each param's coordinate, which params set the
-    lr scale, which belong to the first stage (not a refiner's correction), the start, and the
-    blocks the coarse pass moves together (``None``: each param on its own; a window schedule's
-    windows form one block, so its pass costs two probes however many windows it has)."""
+    """What the outer rules know of the space, coordinates only: each param's coordinate, which
+    params set the lr scale, which belong to the first stage (not a refiner's correction), the
+    start, and the blocks the coarse pass moves together (``None``: each param on its own; a window
+    schedule's windows form one block, so its pass costs two probes however many windows it
+    has)."""
 
     coords: list[Coord]
     scale: list[bool]
     base: list[bool]
     start: list[float]
-    first_step: float = FIRST_STEP
-    hypergradients: bool = True  # False: the same search with pattern steps only (an ablation)
     blocks: list[int] | None = None
-    explore: int = 0  # probes of the exploration before the first hypergradient (0: none)
-    seed: int = 0  # seeds the exploration's draws
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
         """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""
@@ -163,13 +160,7 @@ def check_start(space: ScheduleSpace, start: object) -> dict[str, float] | None:
     return out
 
 
-def geometry_of(
-    space: ScheduleSpace,
-    *,
-    first_step: float | None,
-    hypergradients: bool = True,
-    start: Mapping[str, float] | None = None,
-) -> Geometry:
+def geometry_of(space: ScheduleSpace, *, start: Mapping[str, float] | None = None) -> Geometry:
     """Each param's coordinate, the lr-scale and first-stage masks and the start of ``space``.
 
     Window values of a linear hyper, and family parameters that start inside their bounds
@@ -202,13 +193,4 @@ def geometry_of(
         role = "" if isinstance(entry, Schedule) else local
         blocks.append(block_ids.setdefault((hypers[entry_name], role), len(block_ids)))
     x0 = [(start or {}).get(n, init[n]) for n in space.param_names()]
-    step = FIRST_STEP if first_step is None else float(first_step)
-    return Geometry(
-        coords,
-        scale,
-        base,
-        x0,
-        first_step=step,
-        hypergradients=hypergradients,
-        blocks=blocks,
-    )
+    return Geometry(coords, scale, base, x0, blocks=blocks)

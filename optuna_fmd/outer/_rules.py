@@ -17,7 +17,7 @@ never asks which rule it holds.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, Protocol
 
 from .._checks import non_negative_int, positive
@@ -25,7 +25,7 @@ from ._geometry import FIRST_STEP, Geometry
 from ._paper import AdamStep, GradientRule, SignStep, decide, fresh_state
 from ._point import Note, Point, Proposal
 from ._state import GradientState, RuleState, SearchState
-from .search import search_step
+from .search import SearchConfig, search_step
 from .search._explore import probes_for
 
 __all__ = [
@@ -75,13 +75,15 @@ class OuterRule(Protocol):
 
 @dataclass(frozen=True)
 class SearchRule:
-    """The ``"search"`` rule (:func:`optuna_fmd.outer.search.search_step`) over ``geometry``."""
+    """The ``"search"`` rule (:func:`optuna_fmd.outer.search.search_step`) over ``geometry``,
+    with its settings ``config``."""
 
     geometry: Geometry
+    config: SearchConfig = field(default_factory=SearchConfig)
     name: ClassVar[str] = SearchState.name
 
     def init(self) -> RuleState:
-        return search_step(None, None, self.geometry)[1]
+        return search_step(None, None, self.geometry, self.config)[1]
 
     def accepts(self, state: RuleState) -> bool:
         return isinstance(state, SearchState)
@@ -89,7 +91,7 @@ class SearchRule:
     def step(self, state: RuleState | None, seen: Sequence[Point], sense: float) -> Proposal:
         assert state is None or isinstance(state, SearchState)
         ours = [p for p in seen if p.state is not None]
-        x, new = search_step(state, ours[-1] if ours else None, self.geometry)
+        x, new = search_step(state, ours[-1] if ours else None, self.geometry, self.config)
         notes: list[Note] = []
         if new.probe.kind == "converged" and not (state is not None and state.converged):
             best = None if new.incumbent is None else new.incumbent.trial
@@ -159,8 +161,8 @@ class SearchSettings:
         return tags + ([["explore", self.explore, seed]] if self.explore else [])
 
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
-        explore = self.explore or 0
-        return SearchRule(replace(geometry, first_step=self.step, explore=explore, seed=seed))
+        config = SearchConfig(self.step, self.hypergradients, self.explore or 0, seed)
+        return SearchRule(geometry, config)
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,6 @@ class SignSettings:
     backtrack_tol: float = 0.02
     max_backtracks: int = 6
     name: ClassVar[str] = "sign"
-    hypergradients: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_paper(self)
@@ -209,7 +210,6 @@ class AdamSettings:
     betas: tuple[float, float] = (0.9, 0.999)
     clip: float | None = 5.0
     name: ClassVar[str] = "adam"
-    hypergradients: ClassVar[bool] = True
 
     def __post_init__(self) -> None:
         _check_paper(self)

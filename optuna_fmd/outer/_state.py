@@ -90,8 +90,6 @@ Vector = tuple[float, ...]
 T = TypeVar("T")
 
 
-
-
 # -- the search rule ---------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Incumbent:

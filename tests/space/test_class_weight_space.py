@@ -284,7 +284,7 @@ def test_round_trip_and_the_chain_rule_are_exact(refine: bool) -> None:
 def test_coarse_blocks_do_not_grow_with_the_classes(refine: bool) -> None:
     def blocks(n_classes: int) -> tuple[int, dict[str, int]]:
         space = imbalanced_space(LONG_TAIL[:n_classes], windows=4, refine=refine)
-        geo = geometry_of(space, first_step=None)
+        geo = geometry_of(space)
         assert geo.blocks is not None
         return len(set(geo.blocks)), dict(zip(space.param_names(), geo.blocks, strict=True))
 

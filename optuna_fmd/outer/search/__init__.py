@@ -31,7 +31,7 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    or above the good lr) the plain lr-scale search takes over: factors of 2 from the start
    (downwards first when it exploded) and one probe at the vertex of the parabola through the best
    scale and its neighbours (log scale).
-3. *At the edge*, plain episodes only: with ``geo.explore`` probes, Gaussian draws around the best
+3. *At the edge*, plain episodes only: with ``cfg.explore`` probes, Gaussian draws around the best
    point over every first-stage param, stretched along the recent trusted hypergradients (guided
    evolutionary strategies, ``_explore``); otherwise one coarse pass over the family's other params
    (each block a quarter unit up, then down); then a pattern search over every param (one at a
@@ -44,7 +44,7 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    value; the best step is listed in ``SearchState.cliffs`` and never returned as best
    (:func:`optuna_fmd.outer._point.iterate_groups` leaves it out).
 
-Without hypergradients (``geo.hypergradients`` False, the ablation) the search starts at the
+Without hypergradients (``cfg.hypergradients`` False, the ablation) the search starts at the
 plain lr-scale search of item 2 and goes on as in item 3.
 """
 
@@ -57,16 +57,18 @@ from .._geometry import Geometry
 from .._point import Point
 from .._state import Bracket, Incumbent, Probe, SearchState
 from ._climb import after_bracket, after_climb_gradient, after_climb_probe
-from ._common import Step, propose
+from ._common import SearchConfig, Step, propose
 from ._edge import edge, hand_over
 from ._explore import after_probe, explore_next
 from ._pattern import after_pattern_probe
 from ._scale import after_scale_probe
 
-__all__ = ["Step", "search_step"]
+__all__ = ["SearchConfig", "Step", "search_step"]
 
 
-def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> Step:
+def search_step(
+    prev: SearchState | None, last: Point | None, geo: Geometry, cfg: SearchConfig
+) -> Step:
     """The next params and state of the ``"search"`` rule.
 
     Args:
@@ -80,7 +82,7 @@ def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> 
         ``state.wants_hypergradient`` says whether that trial needs the hypergradient.
     """
     if prev is None:
-        return propose(_fresh(geo), geo.start, Probe("start"))
+        return propose(_fresh(geo, cfg), geo.start, Probe("start"))
     state = replace(prev, check=None)
     if state.converged:
         return propose(
@@ -99,30 +101,30 @@ def search_step(prev: SearchState | None, last: Point | None, geo: Geometry) -> 
     if state.incumbent is None:  # the start itself failed: nothing to step from
         return propose(replace(state, converged=True), geo.start, Probe("converged"))
     if kind == "start" and state.phase == "climb":
-        return after_climb_gradient(state, last, geo)
+        return after_climb_gradient(state, last, geo, cfg)
     if kind == "climb":
-        return after_climb_probe(state, last, value, geo)
+        return after_climb_probe(state, last, value, geo, cfg)
     if kind == "bracket":
-        return after_bracket(state, last, value, geo)
+        return after_bracket(state, last, value, geo, cfg)
     if kind in ("start", "scale"):
-        return after_scale_probe(state, value, improved, geo)
+        return after_scale_probe(state, value, improved, geo, cfg)
     if kind == "pattern":
-        return after_pattern_probe(state, improved, geo)
+        return after_pattern_probe(state, improved, geo, cfg)
     if kind == "vertex":
-        return hand_over(state, geo)
+        return hand_over(state, geo, cfg)
     if kind == "explore":
         assert state.explore is not None
-        return explore_next(replace(state, explore=after_probe(state.explore, improved)), geo)
+        return explore_next(replace(state, explore=after_probe(state.explore, improved)), geo, cfg)
     # a state of an earlier release, stepping along a hypergradient: plain episodes from here
-    return edge(replace(state, handover="contradicted"), geo)
+    return edge(replace(state, handover="contradicted"), geo, cfg)
 
 
-def _fresh(geo: Geometry) -> SearchState:
+def _fresh(geo: Geometry, cfg: SearchConfig) -> SearchState:
     return SearchState(
-        phase="climb" if geo.hypergradients else "scale",
+        phase="climb" if cfg.hypergradients else "scale",
         incumbent=None,
         probe=Probe("start"),
         bracket=Bracket(1, 0.0),
         line=None,
-        alpha=geo.first_step,
+        alpha=cfg.step,
     )

@@ -11,7 +11,7 @@ from dataclasses import replace
 from .._geometry import Geometry
 from .._point import Point
 from .._state import Incumbent, Line, Probe, SearchState
-from ._common import Step, best_of, parabola, propose
+from ._common import SearchConfig, Step, best_of, parabola, propose
 from ._edge import edge
 from ._explore import GUIDE
 from ._scale import SCALE_FACTOR, scale_fallback
@@ -37,7 +37,9 @@ MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
 AGREED = 0.1  # members pointing apart: climb on where they agree if it holds this much length
 
 
-def after_climb_gradient(state: SearchState, last: Point | None, geo: Geometry) -> Step:
+def after_climb_gradient(
+    state: SearchState, last: Point | None, geo: Geometry, cfg: SearchConfig
+) -> Step:
     """A hypergradient arrived (the start's, or a bracket point's): climb along it, or, when it
     is contradicted, hand over (the very first one: to the scale search)."""
     first = state.outer_step == 0
@@ -62,19 +64,24 @@ def after_climb_gradient(state: SearchState, last: Point | None, geo: Geometry) 
     if g is None or exploding:
         why = "exploding" if exploding else "contradicted"
         state = replace(state, handover=why)
-        return scale_fallback(state, geo, down=exploding) if first else edge(state, geo)
+        return scale_fallback(state, geo, cfg, down=exploding) if first else edge(state, geo, cfg)
     assert last is not None and last.x is not None
-    at = _units(geo, last.x)
+    at = _units(geo, cfg, last.x)
     if state.line is not None and state.line.at is not None:  # a quasi-Newton pair
         step = [b - a for a, b in zip(state.line.at, at, strict=True)]
         change = [b - a for a, b in zip(state.line.g, g, strict=True)]
         if _dot(step, change) > 1e-12 * norm(step) * norm(change):
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
-    return _climb_line(state, g, last.number, tuple(at), geo)
+    return _climb_line(state, g, last.number, tuple(at), geo, cfg)
 
 
 def _climb_line(
-    state: SearchState, g: list[float], point: int, at: tuple[float, ...], geo: Geometry
+    state: SearchState,
+    g: list[float],
+    point: int,
+    at: tuple[float, ...],
+    geo: Geometry,
+    cfg: SearchConfig,
 ) -> Step:
     """The first probe of a line from the incumbent along the hypergradient ``g`` (per unit)
     taken at ``point`` (``at``, in units): quasi-Newton (L-BFGS over the climb's earlier
@@ -82,31 +89,31 @@ def _climb_line(
     moves the fastest log-scale param by a factor of ``SCALE_FACTOR`` (a quasi-Newton step of
     its own length, up to 4 such steps); each further one doubles the step."""
     d, slope = _direction(g, geo.base)
-    h = _lead_step(geo, d)
+    h = _lead_step(geo, cfg, d)
     p = _quasi_newton(g, geo.base, state.memory) if state.memory else None
     if p is not None and norm(p) > 0 and math.isfinite(norm(p)) and _dot(g, p) < 0:
         n = norm(p)
         d, slope = [pi / n for pi in p], _dot(g, p) / n
-        h = _lead_step(geo, d)
+        h = _lead_step(geo, cfg, d)
         h = min(max(n, h), 4 * h)
     best = best_of(state)
     x = geo.along(best.x, d, h)
     if slope == 0.0 or tuple(x) == best.x:
-        return edge(replace(state, handover="blocked"), geo)
+        return edge(replace(state, handover="blocked"), geo, cfg)
     line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, point, at=at, spacing=h)
     state = replace(state, phase="climb", line=line)
     return propose(state, x, Probe("climb", alpha=h, origin=best.x))
 
 
-def _lead_step(geo: Geometry, d: Sequence[float]) -> float:
+def _lead_step(geo: Geometry, cfg: SearchConfig, d: Sequence[float]) -> float:
     """The step along the unit direction ``d`` that multiplies its fastest log-scale param by
     ``SCALE_FACTOR`` and moves no other param by more than ``CLIMB_OTHERS`` units
-    (``geo.first_step`` when it moves none)."""
+    (``cfg.step`` when it moves none)."""
     logs = [abs(di) * c.unit for c, di in zip(geo.coords, d, strict=True) if c.kind == "log"]
     others = [abs(di) for c, di in zip(geo.coords, d, strict=True) if c.kind != "log"]
     steps = [math.log(SCALE_FACTOR) / max(logs)] if max(logs, default=0.0) > 0 else []
     steps += [CLIMB_OTHERS / max(others)] if max(others, default=0.0) > 0 else []
-    return min(steps, default=geo.first_step)
+    return min(steps, default=cfg.step)
 
 
 def _direction(g: Sequence[float], mask: Sequence[bool]) -> tuple[list[float], float]:
@@ -118,13 +125,15 @@ def _direction(g: Sequence[float], mask: Sequence[bool]) -> tuple[list[float], f
     return [-gi / n for gi in masked], -n
 
 
-def after_climb_probe(state: SearchState, last: Point | None, value: float, geo: Geometry) -> Step:
+def after_climb_probe(
+    state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
+) -> Step:
     """After a plain probe of the climb: twice as far while each probe improves;
     differentiate the bracket's vertex once one does not; hand over when the line finds
     nothing down to half a step."""
     assert state.line is not None and state.probe.alpha is not None
     line, alpha = state.line, state.probe.alpha
-    step = geo.first_step if line.spacing is None else line.spacing
+    step = cfg.step if line.spacing is None else line.spacing
     line = replace(line, probes=(*line.probes, (alpha, value)))
     if (last is not None and last.diverged) or not math.isfinite(value):
         line = replace(line, cliff=alpha if line.cliff is None else min(line.cliff, alpha))
@@ -140,7 +149,7 @@ def after_climb_probe(state: SearchState, last: Point | None, value: float, geo:
         if shortest > step / 2:  # one shorter step, half the first
             nxt = shortest / 2
             return propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
-        return edge(replace(state, handover="contradicted"), geo)
+        return edge(replace(state, handover="contradicted"), geo, cfg)
     longer = [a for a, _ in pts if a > ab]
     t: float | None
     if not longer:  # the longest step is the best so far: twice as far
@@ -183,7 +192,9 @@ def _bracket_vertex(
     return t
 
 
-def after_bracket(state: SearchState, last: Point | None, value: float, geo: Geometry) -> Step:
+def after_bracket(
+    state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
+) -> Step:
     """The bracket point's value and hypergradient: the line's accepted point is the best of
     its probes (the bracket point included), the step it took is the next line's first; the
     guide keeps the line's hypergradient when its first probe confirmed it."""
@@ -198,10 +209,10 @@ def after_bracket(state: SearchState, last: Point | None, value: float, geo: Geo
         state = replace(state, alpha=alpha, climbed=state.climbed + 1)
     if line.trusted:
         state = replace(state, guide=(*state.guide, line.g)[-GUIDE:])
-    return after_climb_gradient(_margin(state, last, value), last, geo)
+    return after_climb_gradient(_margin(state, last, value), last, geo, cfg)
 
 
-def _units(geo: Geometry, x: Sequence[float]) -> list[float]:
+def _units(geo: Geometry, cfg: SearchConfig, x: Sequence[float]) -> list[float]:
     return [c.to_u(v) / c.unit for c, v in zip(geo.coords, x, strict=True)]
 
 

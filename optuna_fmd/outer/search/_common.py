@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+from .._geometry import FIRST_STEP
 from .._state import Incumbent, Probe, SearchState
 
-__all__ = ["Step", "best_of", "parabola", "propose"]
+__all__ = ["SearchConfig", "Step", "best_of", "parabola", "propose"]
 
 #: The params to evaluate next and the search state to store with them.
 Step = tuple[list[float], SearchState]
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The search rule's settings as it runs (:class:`~optuna_fmd.outer._rules.SearchSettings`
+    with its defaults filled in, and the sampler's seed)."""
+
+    step: float = FIRST_STEP  # the first line-search step, in units, where no lr moves
+    hypergradients: bool = True  # False: the same search with plain episodes only (an ablation)
+    explore: int = 0  # probes of the exploration at the edge (0: none)
+    seed: int = 0  # seeds the exploration's draws
 
 
 def propose(state: SearchState, x: Sequence[float], probe: Probe) -> Step:

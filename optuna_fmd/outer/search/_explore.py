@@ -28,7 +28,7 @@ from dataclasses import replace
 
 from .._geometry import Geometry
 from .._state import Explore, Probe, SearchState
-from ._common import Step, best_of, propose
+from ._common import SearchConfig, Step, best_of, propose
 from ._pattern import descend
 
 __all__ = [
@@ -97,10 +97,12 @@ def orthonormal(
     return tuple(tuple(b) for b in basis)
 
 
-def draw(geo: Geometry, k: int, guide: Sequence[Sequence[float]] = ()) -> list[float]:
+def draw(
+    geo: Geometry, cfg: SearchConfig, k: int, guide: Sequence[Sequence[float]] = ()
+) -> list[float]:
     """Draw ``k``'s direction: a standard normal number per first-stage param, 0 elsewhere;
     with a ``guide`` (an orthonormal basis), the guided draw of the module's docstring."""
-    rng = random.Random(f"optuna-fmd explore {geo.seed} {k}")
+    rng = random.Random(f"optuna-fmd explore {cfg.seed} {k}")
     z = [rng.gauss(0.0, 1.0) if b else 0.0 for b in geo.base]
     if not guide:
         return z
@@ -112,15 +114,15 @@ def draw(geo: Geometry, k: int, guide: Sequence[Sequence[float]] = ()) -> list[f
 
 
 def next_probe(
-    ex: Explore, x: Sequence[float], geo: Geometry
+    ex: Explore, x: Sequence[float], geo: Geometry, cfg: SearchConfig
 ) -> tuple[list[float], Explore] | None:
     """The next probe around the incumbent ``x`` and the exploration after it (``None``: the
-    exploration's ``geo.explore`` probes are spent, or no draw moves ``x``)."""
-    if ex.probes >= geo.explore or not any(geo.base):
+    exploration's ``cfg.explore`` probes are spent, or no draw moves ``x``)."""
+    if ex.probes >= cfg.explore or not any(geo.base):
         return None
     for _ in range(4):  # a draw (or its mirror) blocked by the bounds is skipped
         sign = -1.0 if ex.mirror else 1.0
-        moved = geo.along(x, draw(geo, ex.draws, ex.guide), sign * ex.sigma)
+        moved = geo.along(x, draw(geo, cfg, ex.draws, ex.guide), sign * ex.sigma)
         if tuple(moved) != tuple(x):
             return moved, replace(ex, probes=ex.probes + 1)
         if ex.mirror:
@@ -139,11 +141,11 @@ def after_probe(ex: Explore, improved: bool) -> Explore:
     return replace(ex, sigma=max(ex.sigma * SHRINK, MIN_SIGMA), draws=ex.draws + 1, mirror=False)
 
 
-def explore_next(state: SearchState, geo: Geometry) -> Step:
+def explore_next(state: SearchState, geo: Geometry, cfg: SearchConfig) -> Step:
     """The exploration's next draw around the best point, or, once it is spent, descend."""
     assert state.explore is not None
-    nxt = next_probe(state.explore, best_of(state).x, geo)
+    nxt = next_probe(state.explore, best_of(state).x, geo, cfg)
     if nxt is None:
-        return descend(state, geo)
+        return descend(state, geo, cfg)
     x, ex = nxt
     return propose(replace(state, phase="explore", explore=ex), x, Probe("explore"))

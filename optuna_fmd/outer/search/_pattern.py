@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from .._geometry import Geometry
 from .._state import Pattern, Probe, SearchState
-from ._common import Step, best_of, propose
+from ._common import SearchConfig, Step, best_of, propose
 
 __all__ = [
     "COARSE_STEP",
@@ -23,15 +23,17 @@ COARSE_STEP = 0.25  # the coarse pass's step over the family's other params, in 
 MIN_PATTERN_STEP = 0.01  # the pattern search's smallest step: below it the search has converged
 
 
-def descend(state: SearchState, geo: Geometry, back: tuple[int, int] | None = None) -> Step:
+def descend(
+    state: SearchState, geo: Geometry, cfg: SearchConfig, back: tuple[int, int] | None = None
+) -> Step:
     """After the exploration (or the coarse pass): the pattern search over every param, plain
     episodes only, until its step falls below ``MIN_PATTERN_STEP``; ``back``, the move back to
     the point just left, is not probed."""
     h = PATTERN_STEP if state.pattern is None else state.pattern.h
-    return next_pattern_probe(replace(state, pattern=Pattern(h, back=back)), geo)
+    return next_pattern_probe(replace(state, pattern=Pattern(h, back=back)), geo, cfg)
 
 
-def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
+def _pattern_coords(geo: Geometry, cfg: SearchConfig, once: bool = False) -> list[list[int]]:
     """The moves of a pattern pass, each a list of params moved together: in the coarse pass
     (``once``) the first-stage params but the lr scale, by block; later one param at a time."""
     if not once:  # the pattern search: every param
@@ -43,12 +45,12 @@ def _pattern_coords(geo: Geometry, once: bool = False) -> list[list[int]]:
     return list(moves.values())
 
 
-def next_pattern_probe(state: SearchState, geo: Geometry) -> Step:
+def next_pattern_probe(state: SearchState, geo: Geometry, cfg: SearchConfig) -> Step:
     """The next plain probe of the pattern search: one family param at a time, +h then -h;
     once every one failed, h halves; below ``MIN_PATTERN_STEP`` the search has converged."""
     assert state.pattern is not None
     pat = state.pattern
-    coords = _pattern_coords(geo, pat.once)
+    coords = _pattern_coords(geo, cfg, pat.once)
     x = best_of(state).x
     while pat.h >= MIN_PATTERN_STEP:
         while pat.i < len(coords):
@@ -62,12 +64,14 @@ def next_pattern_probe(state: SearchState, geo: Geometry) -> Step:
                 state = replace(state, pattern=pat, phase="pattern")
                 return propose(state, moved, Probe("pattern"))
         if pat.once:  # the coarse pass is done: the pattern search from the best
-            return descend(replace(state, pattern=None), geo)
+            return descend(replace(state, pattern=None), geo, cfg)
         pat = Pattern(pat.h / 2)
     return propose(replace(state, converged=True), x, Probe("converged"))
 
 
-def after_pattern_probe(state: SearchState, improved: bool, geo: Geometry) -> Step:
+def after_pattern_probe(
+    state: SearchState, improved: bool, geo: Geometry, cfg: SearchConfig
+) -> Step:
     """A pattern probe that improves polls again around the new point at the same step (in
     the coarse pass: the pass goes on from there, to the next param)."""
     assert state.pattern is not None
@@ -75,8 +79,8 @@ def after_pattern_probe(state: SearchState, improved: bool, geo: Geometry) -> St
     if improved and pat.once:
         if pat.sign < 0:  # +h improved: skip -h
             state = replace(state, pattern=replace(pat, sign=1, i=pat.i + 1))
-        return next_pattern_probe(state, geo)
+        return next_pattern_probe(state, geo, cfg)
     if improved:  # poll again around the new point, same step, but not back where it was
         i, sign = (pat.i, 1) if pat.sign < 0 else (pat.i - 1, -1)
-        return descend(state, geo, back=(i, -sign))
-    return next_pattern_probe(state, geo)
+        return descend(state, geo, cfg, back=(i, -sign))
+    return next_pattern_probe(state, geo, cfg)

@@ -13,14 +13,14 @@ import pytest
 import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
 from optuna_fmd.outer._state import STATE_KEY, Explore
-from optuna_fmd.outer.search import _explore
+from optuna_fmd.outer.search import SearchConfig, _explore
 
 from .test_search import _drive
 
 SPACE = fmd.ScheduleSpace({"lr": fmd.Schedule(windows=2, low=1e-3, high=1.0, log=True)})
 
 
-def _layers(n: int = 6, explore: int = 10, seed: int = 0) -> Geometry:
+def _layers(n: int = 6) -> Geometry:
     """A peak lr per layer (log, every one an lr-scale param), momentum, and 2 corrections."""
     coords = [Coord("log", 1e-3, 1.0)] * n + [Coord("logit", 0.0, 0.99)]
     coords += [Coord("linear", -2.0, 2.0)] * 2
@@ -29,9 +29,11 @@ def _layers(n: int = 6, explore: int = 10, seed: int = 0) -> Geometry:
         scale=[True] * n + [False] * 3,
         base=[True] * (n + 1) + [False] * 2,
         start=[0.05] * n + [0.9, 0.0, 0.0],
-        explore=explore,
-        seed=seed,
     )
+
+
+#: The search exploring 10 probes, seeded 0.
+EXPLORE = SearchConfig(explore=10)
 
 
 def _split(x: list[float]) -> float:
@@ -49,10 +51,10 @@ def _u(geo: Geometry, x: list[float]) -> list[float]:
 
 def test_draws_are_seeded_and_move_every_first_stage_param_only() -> None:
     geo = _layers()
-    z = _explore.draw(geo, 3)
-    assert z == _explore.draw(geo, 3)
-    assert z != _explore.draw(geo, 4)
-    assert z != _explore.draw(replace(geo, seed=1), 3)
+    z = _explore.draw(geo, EXPLORE, 3)
+    assert z == _explore.draw(geo, EXPLORE, 3)
+    assert z != _explore.draw(geo, EXPLORE, 4)
+    assert z != _explore.draw(geo, replace(EXPLORE, seed=1), 3)
     assert all(v != 0 for v in z[:7]) and z[7:] == [0.0, 0.0]
 
 
@@ -60,9 +62,9 @@ def test_a_failed_draw_is_followed_by_its_mirror_and_sigma_narrows_after_both() 
     ex = _explore.start()
     x = [0.05] * 6 + [0.9, 0.0, 0.0]
     geo = _layers()
-    up, ex = _explore.next_probe(ex, x, geo)  # type: ignore[misc]
+    up, ex = _explore.next_probe(ex, x, geo, EXPLORE)  # type: ignore[misc]
     ex = _explore.after_probe(ex, improved=False)
-    down, ex = _explore.next_probe(ex, x, geo)  # type: ignore[misc]
+    down, ex = _explore.next_probe(ex, x, geo, EXPLORE)  # type: ignore[misc]
     u, d, u0 = (_u(geo, p) for p in (up, down, x))
     assert [a - b for a, b in zip(u, u0, strict=True)] == pytest.approx(
         [b - a for a, b in zip(d, u0, strict=True)]
@@ -75,8 +77,8 @@ def test_a_failed_draw_is_followed_by_its_mirror_and_sigma_narrows_after_both() 
 
 
 def test_the_search_explores_at_the_edge_guided_by_the_climb_then_polls() -> None:
-    geo = _layers(explore=10)
-    run = _drive(_split, geo, 60)
+    geo = _layers()
+    run = _drive(_split, geo, 60, cfg=EXPLORE)
     kinds = [r[2].probe.kind for r in run]
     first = kinds.index("explore")
     assert run[first][2].edge and set(kinds[:first]) <= {"start", "climb", "bracket"}
@@ -91,11 +93,11 @@ def test_the_search_explores_at_the_edge_guided_by_the_climb_then_polls() -> Non
 
 
 def test_a_guided_draw_puts_its_share_of_the_variance_along_the_guide() -> None:
-    geo = _layers(explore=10)
+    geo = _layers()
     along = [1.0] + [0.0] * 8
     guide = _explore.orthonormal([[3.0] + [0.0] * 8], geo.base)
     assert guide == (tuple(along),)
-    draws = [_explore.draw(geo, k, guide) for k in range(4000)]
+    draws = [_explore.draw(geo, EXPLORE, k, guide) for k in range(4000)]
     n = sum(geo.base)
     var_along = math.fsum(d[0] ** 2 for d in draws) / len(draws)
     var_other = math.fsum(d[1] ** 2 for d in draws) / len(draws)
@@ -103,7 +105,7 @@ def test_a_guided_draw_puts_its_share_of_the_variance_along_the_guide() -> None:
     assert var_along == pytest.approx(_explore.ALPHA + (1 - _explore.ALPHA) * n, rel=0.1)
     assert var_other == pytest.approx(_explore.ALPHA, rel=0.1)
     assert all(d[7:] == [0.0, 0.0] for d in draws[:10])
-    assert _explore.draw(geo, 5) != _explore.draw(geo, 5, guide)
+    assert _explore.draw(geo, EXPLORE, 5) != _explore.draw(geo, EXPLORE, 5, guide)
 
 
 def test_the_sampler_explores_the_same_way_after_a_resume(tmp_path) -> None:

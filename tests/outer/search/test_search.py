@@ -12,9 +12,12 @@ import pytest
 from optuna_fmd.outer._geometry import Coord, Geometry
 from optuna_fmd.outer._point import Point
 from optuna_fmd.outer._state import MembersCheck, OuterState, SearchState
-from optuna_fmd.outer.search import search_step
+from optuna_fmd.outer.search import SearchConfig, search_step
 
 Fn = Callable[[list[float]], float]
+#: The search's defaults, and its ablation without hypergradients.
+CFG = SearchConfig()
+PLAIN = SearchConfig(hypergradients=False)
 
 
 def _geometry(n_delta: int = 0) -> Geometry:
@@ -45,12 +48,14 @@ def _stored(state: SearchState) -> OuterState:
     return OuterState.from_json(OuterState(state, state.probe.kind).to_json())
 
 
-def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tuple]:
+def _drive(
+    f: Fn, geo: Geometry, trials: int, grad: Fn | None = None, cfg: SearchConfig = CFG
+) -> list[tuple]:
     """Run the rule for ``trials`` trials: [(x, value, state, hypergradient asked)]. Each state
     goes through its JSON (as the sampler's storage does) before the next step."""
     prev, last, out = None, None, []
     for number in range(trials):
-        x, state = search_step(prev, last, geo)
+        x, state = search_step(prev, last, geo, cfg)
         value = f(x)
         wants = state.wants_hypergradient
         g = (grad or _grad)(f, x) if wants else None  # type: ignore[operator]
@@ -61,11 +66,6 @@ def _drive(f: Fn, geo: Geometry, trials: int, grad: Fn | None = None) -> list[tu
         prev = stored.rule  # type: ignore[assignment]
         out.append((x, value, state, wants))
     return out
-
-
-def _plain(geo: Geometry) -> Geometry:
-    """``geo`` without hypergradients (the ablation)."""
-    return Geometry(**{**geo.__dict__, "hypergradients": False})
 
 
 def _bowl(target: list[float]) -> Fn:
@@ -111,9 +111,9 @@ def test_the_sampler_and_space_modules_import_no_torch() -> None:
 
 
 def test_without_hypergradients_the_search_is_a_pattern_search_that_never_asks_for_one() -> None:
-    geo = Geometry(**{**_geometry().__dict__, "hypergradients": False})
+    geo = _geometry()
     f = _bowl([0.08, 0.6])
-    run = _drive(f, geo, 40)
+    run = _drive(f, geo, 40, cfg=PLAIN)
     assert not any(r[3] for r in run)
     kinds = {r[2].probe.kind for r in run}
     assert kinds <= {"start", "scale", "vertex", "pattern", "converged"}
@@ -133,7 +133,7 @@ def _first_within(run: list[tuple], target: float) -> int:
 
 def test_the_ablations_scale_search_finds_the_lr_scale_with_plain_episodes() -> None:
     f = _bowl([0.4, 0.9])
-    run = _drive(f, _plain(_geometry()), 6)
+    run = _drive(f, _geometry(), 6, cfg=PLAIN)
     assert [r[2].probe.kind for r in run][:5] == ["start", "scale", "scale", "scale", "scale"]
     assert not any(r[3] for r in run)
     assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.2, 0.4, 0.8]
@@ -142,7 +142,7 @@ def test_the_ablations_scale_search_finds_the_lr_scale_with_plain_episodes() -> 
 
 
 def test_a_failed_first_step_up_searches_downwards() -> None:
-    run = _drive(_bowl([0.01, 0.9]), _plain(_geometry()), 6)
+    run = _drive(_bowl([0.01, 0.9]), _geometry(), 6, cfg=PLAIN)
     assert [round(r[0][0], 4) for r in run[:5]] == [0.05, 0.1, 0.025, 0.0125, 0.0063]
 
 
@@ -193,7 +193,7 @@ def test_no_point_is_trained_twice_and_the_incumbent_only_improves() -> None:
 def test_the_climb_descends_a_smooth_bowl_faster_than_the_ablation() -> None:
     f = _tilted
     run = _drive(f, _geometry(), 20)
-    ablation = _drive(f, _plain(_geometry()), 20)
+    ablation = _drive(f, _geometry(), 20, cfg=PLAIN)
     assert min(r[1] for r in run) < min(r[1] for r in ablation)
     # the first line's long first probe overshoots the valley; a later line confirms its
     # hypergradient, and the lines found better points
@@ -215,12 +215,12 @@ def test_members_that_point_apart_at_the_start_hand_over_to_the_scale_search() -
     """Two members whose hypergradients have opposite signs at the start (a start above the
     edge): the check is stored and the plain lr-scale search takes over."""
     geo = _geometry()
-    x, state = search_step(None, None, geo)
+    x, state = search_step(None, None, geo, CFG)
     g = _grad(_tilted, x)
     members = [g, [-v for v in g]]
     mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)]
     last = Point(0, x, _tilted(x), False, mean, _stored(state), members=members)
-    x, state = search_step(state, last, geo)
+    x, state = search_step(state, last, geo, CFG)
     assert isinstance(state.check, MembersCheck) and not state.check.agrees
     assert state.probe.kind == "scale" and state.edge and x[0] == pytest.approx(0.1)
     assert not state.wants_hypergradient
@@ -271,7 +271,7 @@ def test_a_step_that_diverges_leaves_a_margin() -> None:
 
 def test_the_pattern_search_does_not_step_back_to_the_point_it_just_left() -> None:
     """After a move that improved, the next sweep skips the move back: that point is trained."""
-    run = _drive(_tilted, _plain(_geometry()), 80)
+    run = _drive(_tilted, _geometry(), 80, cfg=PLAIN)
     best, left = math.inf, None  # the incumbent's value, and the point the last move left
     incumbent: tuple[float, ...] | None = None
     steps_back = 0
