@@ -168,23 +168,34 @@ def _protocol(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def merge_results(
-    parts: Sequence[dict[str, Any]], rename: dict[str, str] | None = None
+    parts: Sequence[dict[str, Any]],
+    rename: dict[str, str] | None = None,
+    keep: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One comparison from runs of the same protocol on different commits (e.g. a new FMD
-    against baselines run earlier): each unit's methods from every run, the last run's primary.
+    against baselines run earlier): each unit's methods from every run, the last run's primary
+    and budgets.
 
     Each run's budget is counted in plain episodes measured within that run, so the budgets
     stay comparable across runs. ``rename`` (``{old: new}``) renames methods of every run but
     the last (a method whose name has moved on since); a name that an earlier run still shares
-    with a later one becomes ``<name>@<commit[:7]>`` in the earlier run. The provenance lists each
-    run's commit and methods (``parts``).
+    with a later one becomes ``<name>@<commit[:7]>`` in the earlier run. ``keep``: these
+    methods only (after renaming). The provenance lists each run's commit and methods
+    (``parts``).
+
+    Runs may differ in their budgets where nothing is lost: a budget of the last run that an
+    earlier run did not have is filled, for a method of that run that stopped on its own (a
+    grid done, a search converged) within it, by its best at its last budget, since it would
+    have spent no more; a method still searching at that point cannot be compared there
+    (``SystemExit``: leave it out with ``keep``).
     """
-    if len(parts) == 1:
+    if len(parts) == 1 and keep is None:
         return parts[0]
     first = _protocol(parts[0]["config"])
     for part in parts[1:]:
         own = _protocol(part["config"])
-        diff = [k for k in _PROTOCOL if own.get(k) != first.get(k)]
+        diff = [k for k in _PROTOCOL if k != "budgets" and own.get(k) != first.get(k)]
+        diff += _budget_clash(part["config"]["budgets"], parts[0]["config"]["budgets"])
         if diff:
             raise SystemExit(f"error: the runs differ in {diff}: not one protocol, not merged")
     later: set[str] = set()
@@ -210,6 +221,17 @@ def merge_results(
             merged = units.setdefault(key, {**u, "methods": {}})
             merged["methods"].update({names[m]: r for m, r in u["methods"].items()})
     last = parts[-1]
+    if keep is not None:
+        unknown = [m for m in keep if m not in methods]
+        if unknown:
+            raise SystemExit(f"error: --methods {unknown} not in the runs' methods {methods}")
+        methods = [m for m in methods if m in keep]
+        for u in units.values():
+            u["methods"] = {m: r for m, r in u["methods"].items() if m in keep}
+    budgets = last["config"]["budgets"]
+    for (task, seed), u in units.items():
+        for m, record in u["methods"].items():
+            _fill_budgets(record, budgets, f"{m} on {task} seed {seed}")
     config = {**last["config"], "methods": methods}
     provenance = {
         **last["provenance"],
@@ -222,6 +244,29 @@ def merge_results(
         "provenance": provenance,
         "units": [units[k] for k in sorted(units)],
     }
+
+
+def _budget_clash(a: dict[str, float], b: dict[str, float]) -> list[str]:
+    """``["budgets"]`` when two runs give one budget name different values."""
+    return ["budgets"] if any(a[k] != b[k] for k in a.keys() & b.keys()) else []
+
+
+def _fill_budgets(record: dict[str, Any], budgets: dict[str, float], what: str) -> None:
+    """A method's bests at ``budgets``: one its run did not have is its best at its largest
+    budget when it had stopped on its own (``stopped`` other than ``"budget"``) within it."""
+    best = record.setdefault("best", {})
+    missing = [b for b in budgets if b not in best]
+    if not missing:
+        return
+    stopped, used = record.get("stopped"), record.get("used")
+    done = stopped not in (None, "budget") and isinstance(used, (int, float))
+    for b in missing:
+        if not done or not best or float(used or 0.0) > budgets[b]:
+            raise SystemExit(
+                f"error: {what} has no result at budget {b!r} ({budgets[b]:g} PEE) and had not "
+                "stopped within it: leave it out (--methods)"
+            )
+        best[b] = best[max(best, key=lambda k: (best[k] or {}).get("end", 0.0))]
 
 
 def _restrict(results: dict[str, Any], tasks: Sequence[str]) -> dict[str, Any]:
@@ -326,9 +371,12 @@ def main(args: argparse.Namespace) -> int:
         rename = dict(r.split("=", 1) for r in args.rename or [])
         parts = [load_results(p) for p in args.from_results]
         if args.tasks:  # compare on these tasks only (e.g. a run that covered one of them)
-            keep = [t.strip() for t in args.tasks.split(",") if t.strip()]
-            parts = [_restrict(part, keep) for part in parts]
-        results = merge_results(parts, rename)
+            tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+            parts = [_restrict(part, tasks) for part in parts]
+        keep = None
+        if args.methods:  # these methods of the runs only
+            keep = [m.strip() for m in args.methods.split(",") if m.strip()]
+        results = merge_results(parts, rename, keep)
         if args.primary:
             methods = results["config"]["methods"]
             if (

@@ -218,6 +218,46 @@ def test_runs_of_one_protocol_merge_with_their_provenance_and_renames() -> None:
     tagged = merge_results([old, new])
     assert tagged["config"]["methods"][0] == "fmd@1111111"
     other = run(["fmd"], "3333333ccc", 0.0)
-    other["config"]["budgets"] = {"long": 20.0}
+    other["config"]["budgets"] = {**CONFIG["budgets"], "short": CONFIG["budgets"]["short"] + 1}
     with pytest.raises(SystemExit, match="budgets"):
         merge_results([old, other])
+
+
+def test_a_run_with_a_longer_budget_merges_with_the_methods_that_had_stopped_before_it() -> None:
+    """A grid run once (it stopped within the earlier run's budgets) is compared at the later
+    run's longer budget by its final best; a search still going at the earlier run's end is
+    not, unless left out."""
+    from optuna_fmd.compare._cli import merge_results
+
+    def run(methods: list[str], budgets: dict[str, float], commit: str) -> dict[str, Any]:
+        units = []
+        for seed in range(3):
+            u = _unit(seed, 0.3, 0.4, 0.5)
+            u["methods"] = {m: u["methods"][m] for m in methods}
+            for m, r in u["methods"].items():
+                r["best"] = {b: r["best"].get(b) for b in budgets if b in r["best"]}
+                r["stopped"], r["used"] = (
+                    ("grid done", 2.0)
+                    if m == "cosine-grid"
+                    else (
+                        "budget",
+                        max(budgets.values()),
+                    )
+                )
+            units.append(u)
+        config = {**CONFIG, "methods": methods, "tasks": ["t"], "seeds": [0, 1, 2]}
+        config["budgets"] = budgets
+        return {"config": config, "provenance": {"commit": commit}, "units": units}
+
+    short = {"short": CONFIG["budgets"]["short"]}
+    old = run(["tpe", "cosine-grid"], short, "1111111aaa")
+    new = run(["fmd"], {**short, "long": 30.0}, "2222222bbb")
+    with pytest.raises(SystemExit, match="tpe on t seed 0 has no result at budget 'long'"):
+        merge_results([old, new])
+    merged = merge_results([old, new], keep=["cosine-grid", "fmd"])
+    assert merged["config"]["methods"] == ["cosine-grid", "fmd"]
+    assert merged["config"]["budgets"] == {**short, "long": 30.0}
+    grid = merged["units"][0]["methods"]["cosine-grid"]["best"]
+    assert grid["long"] == grid["short"] and grid["long"]["value"] == pytest.approx(0.5)
+    with pytest.raises(SystemExit, match="not in the runs' methods"):
+        merge_results([old, new], keep=["random"])
