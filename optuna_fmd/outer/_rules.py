@@ -128,6 +128,22 @@ class PaperRule:
         return decide(self.rule, seen, sense, latest=state)
 
 
+def _paper_rule(
+    settings: SignSettings | AdamSettings, step: SignStep | AdamStep, geometry: Geometry
+) -> OuterRule:
+    """A paper rule: its ``step`` in the backtracking wrapper the settings configure."""
+    return PaperRule(
+        GradientRule(
+            step,
+            geometry.coords,
+            list(geometry.start),
+            trust=float(settings.trust_region),
+            backtrack_tol=float(settings.backtrack_tol),
+            max_backtracks=settings.max_backtracks,
+        )
+    )
+
+
 def _check_paper(settings: SignSettings | AdamSettings) -> None:
     positive("step_size", settings.step_size)
     positive("trust_region", settings.trust_region)
@@ -187,16 +203,7 @@ class SignSettings:
         return []
 
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
-        return PaperRule(
-            GradientRule(
-                SignStep(float(self.step_size), float(self.min_step)),
-                geometry.coords,
-                list(geometry.start),
-                trust=float(self.trust_region),
-                backtrack_tol=float(self.backtrack_tol),
-                max_backtracks=self.max_backtracks,
-            )
-        )
+        return _paper_rule(self, SignStep(float(self.step_size), float(self.min_step)), geometry)
 
 
 @dataclass(frozen=True)
@@ -230,20 +237,12 @@ class AdamSettings:
         return []
 
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
-        return PaperRule(
-            GradientRule(
-                AdamStep(
-                    float(self.step_size),
-                    (float(self.betas[0]), float(self.betas[1])),
-                    None if self.clip is None else float(self.clip),
-                ),
-                geometry.coords,
-                list(geometry.start),
-                trust=float(self.trust_region),
-                backtrack_tol=float(self.backtrack_tol),
-                max_backtracks=self.max_backtracks,
-            )
+        step = AdamStep(
+            float(self.step_size),
+            (float(self.betas[0]), float(self.betas[1])),
+            None if self.clip is None else float(self.clip),
         )
+        return _paper_rule(self, step, geometry)
 
 
 #: One rule's settings.
