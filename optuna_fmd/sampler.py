@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .outer._geometry import check_start, geometry_of
-from .outer._point import Point, best_group, sense_sign
-from .outer._population import Population, check_population, is_slot
+from .outer._point import Point, best_group
+from .outer._population import Population, check_population, is_slot, study_sense
 from .outer._rules import Settings, rule_settings
 from .outer._state import (
     CHECK_ATTR,
@@ -239,7 +238,7 @@ class FMDSampler(BaseSampler):
         value), which is what the sampler compares; ``study.best_trial`` would instead be the
         single luckiest member.
         """
-        sense = sense_sign(study.direction == StudyDirection.MAXIMIZE)
+        sense = study_sense(study)
         points = []
         by_number: dict[int, FrozenTrial] = {}
         for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
@@ -437,7 +436,7 @@ class FMDSampler(BaseSampler):
             return list(retry.x), retry
         if self._members is not None:
             return self._members.claim(study, trial, retry)
-        sense = sense_sign(study.direction == StudyDirection.MAXIMIZE)
+        sense = study_sense(study)
         finished = sorted(
             (
                 t

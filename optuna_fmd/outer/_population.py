@@ -73,6 +73,11 @@ def is_slot(state: OuterState, population: int | None) -> bool:
     )
 
 
+def study_sense(study: Study) -> float:
+    """:func:`~optuna_fmd.outer._point.sense_sign` of an Optuna study's direction."""
+    return sense_sign(study.direction == StudyDirection.MAXIMIZE)
+
+
 class Population:
     """The claim protocol of ``size`` members per outer iterate: a collaborator of
     :class:`~optuna_fmd.FMDSampler`, which hands it the ways to read a trial and the outer step.
@@ -250,9 +255,7 @@ class Population:
             if retry is not None and retry.slot is not None and is_slot(retry, self._population):
                 slot = (retry.slot.iterate, retry.slot.member, retry, [])
             else:
-                found = self._next_slot(
-                    claims, sense_sign(study.direction == StudyDirection.MAXIMIZE)
-                )
+                found = self._next_slot(claims, study_sense(study))
                 if found is None:  # every member of the iterate is running: wait for one
                     self._wait(study)
                     continue

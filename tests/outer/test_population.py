@@ -15,12 +15,17 @@ import pytest
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
-from optuna_fmd.outer._population import Population
+from optuna_fmd.outer._population import Population, study_sense
 from optuna_fmd.sampler import STATE_KEY
 
 from ..test_sampler import SPACE, quad_objective
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@pytest.mark.parametrize(("direction", "sense"), [("minimize", 1.0), ("maximize", -1.0)])
+def test_the_outer_loop_minimises_sense_times_the_value(direction: str, sense: float) -> None:
+    assert study_sense(optuna.create_study(direction=direction)) == sense
 
 
 def noisy_objective(delay: float = 0.0):  # type: ignore[no-untyped-def]
