@@ -5,7 +5,10 @@ fresh-seed validation loss and test accuracy in both runs (95% t intervals), the
 difference new - old with its interval, on how many seeds the new run is lower, and the new
 run's dead runs (diverged, or at chance).
 
-    python benchmarks/paired_fresh.py NEW.jsonl OLD.jsonl [METHOD]   # METHOD: fmd-pop2
+    python benchmarks/paired_fresh.py NEW.jsonl OLD.jsonl [METHOD [OLD_METHOD]]
+
+METHOD defaults to fmd-pop2; OLD_METHOD (default: METHOD) is the old run's method, so a search
+can be set beside another one run separately on the same seeds (e.g. its ablation).
 """
 
 from __future__ import annotations
@@ -35,14 +38,16 @@ def _ci(values: list[float], scale: float = 1.0) -> str:
 def main(argv: list[str]) -> int:
     new, old = Path(argv[0]), Path(argv[1])
     method = argv[2] if len(argv) > 2 else "fmd-pop2"
+    old_method = argv[3] if len(argv) > 3 else method
     for budget in ("short", "long"):
-        a, b = _bests(new, method, budget), _bests(old, method, budget)
+        a, b = _bests(new, method, budget), _bests(old, old_method, budget)
         seeds = sorted(
             s for s in set(a) & set(b) if a[s].get("fresh_val") and b[s].get("fresh_val")
         )
         diff = [a[s]["fresh_val"] - b[s]["fresh_val"] for s in seeds]
         print(
-            f"{method}, {budget} budget, {len(seeds)} seeds: fresh val new "
+            f"{method} (new) against {old_method} (old), {budget} budget, {len(seeds)} seeds: "
+            "fresh val new "
             f"{_ci([a[s]['fresh_val'] for s in seeds])}, "
             f"old {_ci([b[s]['fresh_val'] for s in seeds])}; new - old {_ci(diff)}, new lower on "
             f"{sum(d < 0 for d in diff)}/{len(diff)}; test acc new "
