@@ -1,9 +1,8 @@
 """What a search's hypergradients cost in a comparison run, read from its trial records.
 
 For each method of each JSON-lines results file: the median cost of its trials with and without a
-hypergradient, in plain-episode equivalents (a trial's seconds over its unit's yardstick, the
-median of three plain episodes measured in the same unit), and the median PEE at which its first
-outer iterate (every member) ended.
+hypergradient, in plain-episode equivalents (each trial's ``cost`` as the comparison counted it
+against its budget), and the median PEE at which its first outer iterate (every member) ended.
 
     python benchmarks/start_price.py RUN.jsonl [RUN.jsonl ...] [--methods fmd-pop2,pattern-pop2]
 """
@@ -34,10 +33,9 @@ def main() -> int:
                 unit = json.loads(line)
                 if method not in unit.get("methods", {}):
                     continue
-                pee = unit["yardstick"]["median"]
                 trials = unit["methods"][method]["trials"]
                 for t in trials:
-                    (with_hg if t["hypergradient"] else plain).append(t["seconds"] / pee)
+                    (with_hg if t["hypergradient"] else plain).append(t["cost"])
                 ends = [t["end"] for t in trials if t.get("iterate") == 0]
                 if ends:
                     first.append(max(ends))

@@ -10,15 +10,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_costs_are_seconds_over_the_units_yardstick_and_the_first_iterate_ends_last(
+def test_the_median_costs_and_the_first_iterate_ends_with_its_last_member(
     tmp_path: Path,
 ) -> None:
     trials = [
-        {"hypergradient": True, "seconds": 6.0, "iterate": 0, "end": 3.0},
-        {"hypergradient": True, "seconds": 5.0, "iterate": 0, "end": 5.5},
-        {"hypergradient": False, "seconds": 2.0, "iterate": 1, "end": 6.5},
+        {"hypergradient": True, "cost": 3.0, "iterate": 0, "end": 3.0},
+        {"hypergradient": True, "cost": 2.5, "iterate": 0, "end": 5.5},
+        {"hypergradient": False, "cost": 1.0, "iterate": 1, "end": 6.5},
     ]
-    unit = {"yardstick": {"median": 2.0}, "methods": {"fmd-pop2": {"trials": trials}}}
+    unit = {"methods": {"fmd-pop2": {"trials": trials}}}
     run = tmp_path / "run.jsonl"
     run.write_text(json.dumps({"header": {}}) + "\n" + json.dumps(unit) + "\n")
     out = subprocess.run(
