@@ -110,6 +110,13 @@ class Geometry:
     base: list[bool]
     start: list[float]
     blocks: list[int] | None = None
+    lr: list[bool] | None = None  # the learning rate's first-stage params (None: ``scale``)
+
+    @property
+    def lr_mask(self) -> list[bool]:
+        """The first-stage params of the learning rate's hyper (every layer group's, every
+        family param): what the climb's lines move."""
+        return list(self.scale) if self.lr is None else list(self.lr)
 
     def shift_scale(self, x: Sequence[float], factor: float) -> list[float]:
         """``x`` with its lr-scale params multiplied by ``factor`` (within bounds)."""
@@ -166,12 +173,13 @@ def geometry_of(space: ScheduleSpace, *, start: Mapping[str, float] | None = Non
     Window values of a linear hyper, and family parameters that start inside their bounds
     (a constant momentum), step in logit coordinates; family parameters that start at a bound
     (warm-up and final fractions) and a refiner's corrections step linearly. The lr scale is
-    the log-scale params of every entry of the first entry's hyper (every layer group's lr);
+    the log-scale params of every entry of the first entry's hyper (every layer group's lr), and
+    ``lr`` every first-stage param of that hyper (a family's shape params too);
     a refiner's corrections join after the first stage. The coarse pass's blocks join the same
     family param (or the windows) of every entry of one hyper, so its cost does not grow with
     the number of layer groups.
     """
-    coords, scale, base, blocks = [], [], [], []
+    coords, scale, base, blocks, lrs = [], [], [], [], []
     hypers = space.hypers()
     lr = hypers[next(iter(space))]
     block_ids: dict[tuple[str, str], int] = {}
@@ -188,9 +196,10 @@ def geometry_of(space: ScheduleSpace, *, start: Mapping[str, float] | None = Non
         coords.append(Coord(kind, low, high))
         scale.append(hypers[entry_name] == lr and log)
         base.append(not correction)
+        lrs.append(hypers[entry_name] == lr and not correction)
         # the coarse pass moves together what plays the same part: a window schedule's
         # windows, and the same family param (or windows) of every group of one hyper
         role = "" if isinstance(entry, Schedule) else local
         blocks.append(block_ids.setdefault((hypers[entry_name], role), len(block_ids)))
     x0 = [(start or {}).get(n, init[n]) for n in space.param_names()]
-    return Geometry(coords, scale, base, x0, blocks=blocks)
+    return Geometry(coords, scale, base, x0, blocks=blocks, lr=lrs)
