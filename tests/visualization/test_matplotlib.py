@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -104,3 +105,29 @@ def test_hypergradients_one_line_per_window_skipping_missing() -> None:
     no_hg.add_trial(trial(0.3, (0.1, 0.1), 0.9))
     ax = vm.plot_hypergradients(no_hg)
     assert isinstance(ax, Axes) and not ax.get_lines()
+
+
+def _overlap(a: Any, b: Any) -> bool:
+    """Whether two drawn texts' boxes (display pixels) overlap."""
+    renderer = a.figure.canvas.get_renderer()
+    return bool(a.get_window_extent(renderer).overlaps(b.get_window_extent(renderer)))
+
+
+def _texts(fig: Any) -> list[Any]:
+    """Every non-empty text of a figure: its suptitle, each axes' three titles, its texts."""
+    found = [fig._suptitle] if fig._suptitle is not None else []
+    for ax in fig.axes:
+        found += [ax.title, ax._left_title, ax._right_title, *ax.texts]
+    return [t for t in found if t.get_text()]
+
+
+def test_the_hypergradient_title_is_drawn_once_above_its_note() -> None:
+    axes = vm.plot_hypergradients(mixed_study())
+    fig = axes[0].figure
+    fig.canvas.draw()
+    texts = _texts(fig)
+    titles = [t for t in texts if t.get_text() == "Hypergradients per param"]
+    notes = [t for t in texts if t.get_text().startswith("hypergradients of 2 of 4")]
+    assert len(titles) == 1 and len(notes) == 1
+    assert not _overlap(titles[0], notes[0])
+    assert titles[0].get_window_extent().y0 >= notes[0].get_window_extent().y1  # title above

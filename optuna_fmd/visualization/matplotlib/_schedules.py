@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_hypergradients", "plot_schedules"]
 
+TITLE = "Hypergradients per param"
+
 
 def _edges(windows: int, steps: int | None) -> list[float]:
     total = float(steps) if steps is not None else 1.0
@@ -92,16 +94,18 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
     zero line."""
     import matplotlib
 
-    axes[0].set_title("Hypergradients per param")
     if not info.numbers:
+        axes[0].set_title(TITLE)
         empty(axes[0], textwrap.fill(info.note or "no trial with a hypergradient yet", 70))
         axes[0].set_xticks([])
         axes[0].set_yticks([])
         return
-    if info.note:
+    if info.note:  # the title above the figure, the note (grey) above the first panel
+        axes[0].figure.suptitle(TITLE)
         note = "\n".join(note_lines(info.note))
-        axes[0].set_title(note, fontsize="small", color="grey", loc="left", pad=18)
-        axes[0].figure.suptitle("Hypergradients per param")
+        axes[0].set_title(note, fontsize="small", color="grey", loc="left")
+    else:
+        axes[0].set_title(TITLE)
     cmap = matplotlib.colormaps["plasma"]
     for ax, hyper in zip(axes, info.hypers, strict=True):
         series = info.values[hyper]
