@@ -131,3 +131,21 @@ def test_the_hypergradient_title_is_drawn_once_above_its_note() -> None:
     assert len(titles) == 1 and len(notes) == 1
     assert not _overlap(titles[0], notes[0])
     assert titles[0].get_window_extent().y0 >= notes[0].get_window_extent().y1  # title above
+
+
+def test_the_schedule_title_is_clear_of_the_legend() -> None:
+    s = optuna.create_study()
+    # iterates of two members: the best's legend entry is long ("best iterate: ...")
+    for number, value in enumerate([0.9, 0.8, 0.3, 0.35, 0.6, 0.65]):
+        t = trial(value, (0.1 * (1 + number // 2), 0.05), 0.9)
+        t.set_user_attr("iterate", number // 2)
+        t.set_user_attr("member", number % 2)
+        s.add_trial(t)
+    fig = vm.plot_schedules(s)[0].figure
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    title = fig._suptitle
+    assert title is not None and title.get_text() == "Schedules per trial"
+    assert not _overlap(title, legend)
+    box, frame = legend.get_window_extent(), fig.bbox
+    assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0  # all of it shown

@@ -79,8 +79,8 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
     axes[-1].set_xlabel("training step" if info.steps is not None else "fraction of training")
     axes[-1].set_xlim(0.0, _edges(1, info.steps)[-1])
     handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        fig.legend(handles, labels, loc="outside upper right", ncol=2)
+    if handles:  # under the x axis: clear of the title and of the schedules
+        fig.legend(handles, labels, loc="outside lower center", ncol=len(handles))
     if len(info.trials) > 1:
         bar = fig.colorbar(
             ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), label="trial", pad=0.01
