@@ -93,7 +93,8 @@ def make_task(
 
     Raises:
         ValueError: An unknown name, a setting the task refuses (an unknown ``model`` or
-            ``optimizer``, ...), or ``subset`` for a task without that option.
+            ``optimizer``, a ``batch_size`` larger than the training split, ...), or ``subset``
+            for a task without that option.
         SystemExit: The dataset is not on disk (nothing is downloaded): says what to install or
             pass, and which tasks work offline.
     """
@@ -109,6 +110,7 @@ def make_task(
     task = TASKS[name](
         model=model, steps=steps, batch_size=batch_size, optimizer=optimizer, **kwargs
     )
+    task.check_batch_size()  # from the split's size, known without loading the data
     find_root = getattr(task, "find_root", None)
     if find_root is not None:  # a torchvision dataset: on disk, or a clear message now
         try:
@@ -296,8 +298,19 @@ def _check_flags(args: argparse.Namespace) -> tuple[tasks.Task, ScheduleSpace]:
                 f"`--windows` must be at most --steps={args.steps}, but got {args.windows}."
             )
     except (ValueError, TypeError) as err:
-        raise SystemExit("error: " + " ".join(str(err).split())) from None
+        raise SystemExit("error: " + _in_flag_words(" ".join(str(err).split()))) from None
     return task, space
+
+
+#: Task arguments that a flag of the same name sets.
+_TASK_FLAGS = ("model", "optimizer", "steps", "batch_size", "subset")
+
+
+def _in_flag_words(message: str) -> str:
+    """A task's error in the command line's words: `batch_size` becomes `--batch-size`."""
+    for arg in _TASK_FLAGS:
+        message = message.replace(f"`{arg}`", f"`--{arg.replace('_', '-')}`")
+    return message
 
 
 def _study_from_args(

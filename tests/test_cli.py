@@ -411,9 +411,17 @@ def test_a_study_continued_without_population_keeps_its_own(
 
 #: A typo in each flag a person mistypes, and what the one error line names.
 TYPOS = [
-    (["--model", "mpl"], "error: `model` must be one of: mlp (one hidden layer of 64)"),
-    (["--model", "lenet"], "error: `model` 'lenet' does not fit this task's inputs"),
-    (["--optimizer", "sdg"], "error: `optimizer` must be one of 'sgd', 'adam', 'adamw'"),
+    (["--model", "mpl"], "error: `--model` must be one of: mlp (one hidden layer of 64)"),
+    (["--model", "lenet"], "error: `--model` 'lenet' does not fit this task's inputs"),
+    (["--optimizer", "sdg"], "error: `--optimizer` must be one of 'sgd', 'adam', 'adamw'"),
+    (
+        ["--batch-size", "5000"],
+        "error: `--batch-size` must not exceed the training split (1366 examples), but got 5000",
+    ),
+    (  # checked from the subset's size: the data need not be on disk
+        ["--task", "fashion-mnist", "--subset", "50", "--batch-size", "64"],
+        "error: `--batch-size` must not exceed the training split (48 examples), but got 64",
+    ),
     (["--task", "digts"], "error: argument --task: invalid choice: 'digts'"),
     (["--hypers", "lr,momentun"], "error: `--hypers` must be a comma-separated subset of"),
     (["--optimizer", "adam", "--hypers", "lr,momentum"], "subset of ['lr', 'beta1'"),

@@ -138,6 +138,43 @@ class Task:
                 f"`device` must name a torch device, but got {self.device!r}."
             ) from err
 
+    def train_size(self) -> int | None:
+        """The number of examples an episode trains on (the training part of :meth:`split`),
+        when it is known without loading data not yet loaded (``None``: only the data tells,
+        e.g. with ``imbalance`` set on a task whose data is not loaded).
+
+        Example:
+            >>> import optuna_fmd as fmd
+            >>> fmd.tasks.Digits().train_size()  # 1,438 training images, 72 held out
+            1366
+        """
+        if "data" in self._cache:  # loaded: the split itself tells
+            return int(self.split(0)[0].shape[0])
+        n = self._n_train_split()
+        if n is None or self.imbalance is not None:
+            return None
+        return max(0, n - _n_held_out(n, self.val_fraction))
+
+    def _n_train_split(self) -> int | None:
+        """The size of the training split (``data().train_x``) when the task knows it without
+        loading its data (``None``: only the data tells)."""
+        return None
+
+    def check_batch_size(self) -> None:
+        """Refuse a ``batch_size`` larger than the training part of the split, when its size is
+        known (:meth:`train_size`), before any training: :class:`Custom` does at construction,
+        the command line before it creates a study; an episode always does.
+
+        Raises:
+            ValueError: ``batch_size`` exceeds :meth:`train_size`.
+        """
+        n = self.train_size()
+        if n is not None and self.batch_size > n:
+            raise ValueError(
+                f"`batch_size` must not exceed the training split ({n} examples), "
+                f"but got {self.batch_size}."
+            )
+
     def input_spec(self) -> tuple[tuple[int, ...], int] | None:
         """``(input shape per example, number of classes)`` when the task knows them without
         loading its data (``None``: only the data tells)."""
@@ -272,10 +309,15 @@ def _split_generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + 99991)
 
 
+def _n_held_out(n: int, fraction: float) -> int:
+    """How many of ``n`` examples :func:`random_split` holds out for validation (at least 1)."""
+    return max(1, round(fraction * n))
+
+
 def random_split(n: int, fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     """(train, val) indices: a random ``fraction`` of ``range(n)`` held out, from ``seed``."""
     perm = torch.randperm(n, generator=_split_generator(seed))
-    n_val = max(1, round(fraction * n))
+    n_val = _n_held_out(n, fraction)
     if n_val >= n:
         raise ValueError(f"`val_fraction` leaves no training data ({n} examples).")
     return perm[n_val:], perm[:n_val]
@@ -326,7 +368,7 @@ def long_tailed_split(
     y_perm = y[perm]
     counts = torch.bincount(y, minlength=n_classes)
     smallest = int(counts.min())
-    n_val = max(1, round(fraction * smallest)) if fraction > 0 else 0
+    n_val = _n_held_out(smallest, fraction) if fraction > 0 else 0
     if smallest < n_val + 1:
         c = int(counts.argmin())
         raise ValueError(
@@ -344,12 +386,17 @@ def long_tailed_split(
     return perm[train], perm[val]
 
 
+def _n_kept(n: int, test_fraction: float) -> int:
+    """How many of ``n`` examples :func:`_as_dataset` keeps for training."""
+    return n - round(test_fraction * n)
+
+
 def _as_dataset(
     x: Tensor, y: Tensor, test_fraction: float, n_classes: int, in_shape: tuple[int, ...]
 ) -> Dataset:
     g = torch.Generator().manual_seed(12345)
     perm = torch.randperm(x.shape[0], generator=g)
-    n_test = round(test_fraction * x.shape[0])
+    n_test = x.shape[0] - _n_kept(x.shape[0], test_fraction)
     test, train = perm[:n_test], perm[n_test:]
     return Dataset(x[train], y[train], x[test], y[test], n_classes, in_shape)
 
@@ -362,9 +409,14 @@ class Digits(Task):
     """
 
     name: ClassVar[str] = "digits"
+    #: Images in scikit-learn's copy.
+    n_images: ClassVar[int] = 1797
 
     def input_spec(self) -> tuple[tuple[int, ...], int]:
         return (1, 8, 8), 10
+
+    def _n_train_split(self) -> int:
+        return _n_kept(self.n_images, 0.2)
 
     def _load(self) -> Dataset:
         from sklearn.datasets import load_digits
@@ -404,6 +456,9 @@ class Synthetic(Task):
 
     def input_spec(self) -> tuple[tuple[int, ...], int]:
         return tuple(self.shape), self.n_classes
+
+    def _n_train_split(self) -> int:
+        return _n_kept(self.n_train + self.n_train // 5, 1 / 6)
 
     def _load(self) -> Dataset:
         g = torch.Generator().manual_seed(0)

@@ -150,6 +150,7 @@ class Custom(Task):
         self._check_fit(module)
         if self.check:
             self._dry_run(module)
+        self.check_batch_size()  # the data is loaded now: its split tells
 
     def _check_model(self) -> None:
         """The model is the user's own module: checked in :meth:`validate` against the data."""

@@ -170,6 +170,8 @@ class _Vision(Task):
     n_classes: ClassVar[int] = 10
     #: Shape (C, H, W) of an image.
     image_shape: ClassVar[tuple[int, int, int]] = (1, 28, 28)
+    #: Images in the dataset's training files.
+    n_train_images: ClassVar[int] = 60000
     install_hint: ClassVar[str] = ""
 
     def validate(self) -> None:
@@ -180,6 +182,11 @@ class _Vision(Task):
 
     def input_spec(self) -> tuple[tuple[int, ...], int]:
         return self.image_shape, self.n_classes
+
+    def _n_train_split(self) -> int:
+        """The training files' size, or ``subset`` (the data need not be on disk yet)."""
+        n = self.n_train_images
+        return n if self.subset is None else min(self.subset, n)
 
     # -- file lookup ------------------------------------------------------------------------
     def _present(self, root: Path) -> bool:
@@ -337,6 +344,7 @@ class CIFAR10(_Vision):
     name: ClassVar[str] = "cifar10"
     folder: ClassVar[str] = "cifar-10-batches-py"
     image_shape: ClassVar[tuple[int, int, int]] = (3, 32, 32)
+    n_train_images: ClassVar[int] = 50000
     mean: ClassVar[tuple[float, ...]] = (0.4914, 0.4822, 0.4465)
     std: ClassVar[tuple[float, ...]] = (0.2470, 0.2435, 0.2616)
     install_hint: ClassVar[str] = (

@@ -97,7 +97,7 @@ def test_explicit_val_split() -> None:
     data = task.data()
     assert torch.equal(data.train_x[va], vx) and torch.equal(data.train_x[tr], x)
     # without val, a random val_fraction of train, as for the built-in tasks
-    plain = fmd.tasks.Custom(model=_bn_cnn(), train=(x, y), val_fraction=0.25)
+    plain = fmd.tasks.Custom(model=_bn_cnn(), train=(x, y), val_fraction=0.25, batch_size=16)
     tr2, va2 = plain.split(0)
     assert len(va2) == 24 and len(set(tr2.tolist()) & set(va2.tolist())) == 0
 
@@ -121,9 +121,9 @@ def test_model_init_rule() -> None:
         assert p is not orig
     assert not torch.equal(next(a0.parameters()), next(a1.parameters()))
     assert all(torch.equal(b, p) for b, p in zip(before, net.parameters(), strict=True))
-    kept = fmd.tasks.Custom(model=net, train=_images(), reinit=False).make_model(1)
+    kept = fmd.tasks.Custom(model=net, train=_images(), reinit=False, batch_size=16).make_model(1)
     assert all(torch.equal(b, p) for b, p in zip(before, kept.parameters(), strict=True))
-    fac = fmd.tasks.Custom(model=_bn_cnn, train=_images())
+    fac = fmd.tasks.Custom(model=_bn_cnn, train=_images(), batch_size=16)
     assert torch.equal(next(fac.make_model(2).parameters()), next(fac.make_model(2).parameters()))
 
 
