@@ -153,7 +153,8 @@ def _add_task_args(p: argparse.ArgumentParser, steps: int) -> None:
     p.add_argument(
         "--optimizer",
         default="sgd",
-        help=f"inner optimiser, one with a default search space: {', '.join(DEFAULT_BOUNDS)}",
+        help="inner optimiser, one the package has a search space for: "
+        + ", ".join(DEFAULT_BOUNDS),
     )
     p.add_argument("--steps", type=int, default=steps, help="inner steps T per episode")
     p.add_argument("--batch-size", type=int, default=128, help="training minibatch size")
@@ -186,7 +187,9 @@ def _add_space_args(
         "--lr-init",
         type=float,
         default=lr_init,
-        help=f"initial lr, the cosine's peak (default: the optimiser's, {_inits('lr')})",
+        # with a default of its own, the formatter says it; else the optimiser's applies
+        help="initial lr, the cosine's peak"
+        + ("" if lr_init is not None else f" (default: the optimiser's, {_inits('lr')})"),
     )
     p.add_argument(
         "--momentum-init", type=float, default=momentum_init, help="initial momentum (SGD)"

@@ -493,13 +493,7 @@ def test_help_shows_every_default_and_the_models_in_full(
         cli.main(["run", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    lines: dict[str, str] = {}  # flag -> its help, continuation lines joined
-    for line in text.splitlines():
-        if line.startswith("  -"):
-            flag = line.split()[0]
-            lines[flag] = line.strip()
-        elif line.startswith("    ") and lines:
-            lines[flag] += " " + line.strip()
+    lines = _help_by_flag(text)
     for flag, default in [
         ("--steps", "1000"),
         ("--trials", "10"),
@@ -524,3 +518,38 @@ def test_help_shows_every_default_and_the_models_in_full(
         cli.main(["demo", "--help"])
     demo = capsys.readouterr().out
     assert "(default: 24)" in demo and "default: demo-<date-time>" in demo
+
+
+def _help_by_flag(text: str) -> dict[str, str]:
+    """Each flag of a ``--help`` text and its help, continuation lines joined."""
+    lines: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith("  -"):
+            flag = line.split()[0]
+            lines[flag] = line.strip()
+        elif line.startswith("    ") and lines:
+            lines[flag] += " " + line.strip()
+    return lines
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["run"], ["demo"], ["worker"], ["compare"], ["report"]],
+    ids=["optuna-fmd", "run", "demo", "worker", "compare", "report"],
+)
+def test_each_flag_of_each_subcommand_says_one_default(
+    command: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
+    with pytest.raises(SystemExit) as info:
+        cli.main([*command, "--help"])
+    assert info.value.code == 0
+    text = capsys.readouterr().out
+    if not command:  # the subcommands this test goes over are all there are
+        assert "{run,demo,worker,compare,report}" in text
+    helps = _help_by_flag(text)
+    assert helps
+    twice = {flag: h for flag, h in helps.items() if h.lower().count("default") > 1}
+    assert twice == {}
+    if command == ["demo"]:  # its own start, not the optimiser's
+        assert helps["--lr-init"].endswith("the cosine's peak (default: 0.01)")
