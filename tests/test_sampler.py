@@ -657,7 +657,7 @@ def family_objective(target: float = 0.3) -> Callable[[optuna.trial.Trial], floa
     return objective
 
 
-def test_search_is_the_default_and_asks_for_hypergradients_only_at_new_points() -> None:
+def test_search_is_the_default_and_asks_for_hypergradients_at_the_start_and_line_minima() -> None:
     study = run(fmd.FMDSampler(FAMILY_SPACE), 40, family_objective())
     states = [state_of(t) for t in study.trials]
     assert states[0]["rule"] == "search" and states[0]["origin"] == "start"
@@ -670,8 +670,11 @@ def test_search_is_the_default_and_asks_for_hypergradients_only_at_new_points() 
         if not s["hypergradient"]
     )
     assert asked[0].number == 0  # the climb starts with the start's hypergradient
-    for t in asked:  # never at a point an earlier trial trained
-        assert all(u.params != t.params for u in study.trials[: t.number])
+    for t in asked[1:]:  # then only at a line's minimum: the best point its plain probes found
+        earlier = study.trials[: t.number]
+        line = [u for u in earlier if state_of(u)["probe"]["kind"] == "climb"]
+        assert t.params == min(line, key=lambda u: u.value).params
+        assert t.params in [u.params for u in line[-10:]]
     assert study.best_value < 0.1 + 0.05 * (study.trials[0].value - 0.1)
 
 

@@ -141,6 +141,7 @@ class Line:
     # where its hypergradient was taken, per unit (for the quasi-Newton pairs)
     at: Vector | None = field(default=None, metadata=ABSENT)
     spacing: float | None = field(default=None, metadata=ABSENT)  # between probes, in units
+    refined: int = 0  # probes refining its bracket so far
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,17 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
 (below the good learning rate) and plain episodes where it is not:
 
 1. *Climb*: the start computes the hypergradient (of every member, with a population). Plain
-   episodes probe along its descent direction in units, over every first-stage param at once
-   (per-layer, per-window and family params move together), twice as far while each probe improves:
-   the first step multiplies the fastest log-scale param by ``SCALE_FACTOR`` (and moves no other
-   param by more than ``CLIMB_OTHERS`` units), the next ones double the step's length from the
-   line's origin, so a line crosses orders of magnitude in a few probes. The vertex of the parabola
-   through the best step and its neighbours (the *bracket point*) is then evaluated with its
-   hypergradient, so no point is trained twice: the best of the line's points is accepted (never a
-   worse one) and the bracket point's hypergradient gives the next line's direction (quasi-Newton:
-   L-BFGS over the climb's hypergradients).
+   episodes probe along its descent direction in units over one block of params: the learning
+   rate's (every layer group's, every family param) on the first line and every odd one, the
+   other first-stage params (momentum, weight decay, ...) on the even ones, so that a step in
+   momentum never compounds with one in the lr (:func:`~._climb.line_block`). The first line's
+   first probe multiplies the fastest log-scale param by ``SCALE_FACTOR`` (a later line's by
+   its square root; no other param moves by more than ``CLIMB_OTHERS`` units per doubling), and
+   each next probe doubles the step's length from the line's origin, so a line crosses orders of
+   magnitude in a few probes. Once a probe does not improve, golden-section probes in log step
+   refine the bracket around the best step down to half a doubling (at most
+   ``REFINE_PROBES``); the line's minimum is then differentiated for the next line
+   (quasi-Newton: L-BFGS over the climb's hypergradients, within the block).
 2. *Trust* (``_trust``): the climb goes on while its hypergradients are the slope: an iterate's
    members point the same way (positive cosine), it does not explode (a first-order change over the
    step of more than ``EXPLODE`` times the value, or a non-finite one), and a line finds a better
@@ -39,10 +41,10 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    point it left, already trained) until its step falls below ``MIN_PATTERN_STEP``: the search has
    converged.
 4. *A margin from divergence*: when a step along a line diverges (a member's training or
-   hypergradient became non-finite), the bracket point goes half-way back from the best step
-   below it and replaces it as the incumbent unless worse by more than ``MARGIN`` of its
-   value; the best step is listed in ``SearchState.cliffs`` and never returned as best
-   (:func:`optuna_fmd.outer._point.iterate_groups` leaves it out).
+   hypergradient became non-finite), no later probe of the line lies within a doubling of the
+   fastest lr below it, and a probe above the best step lies a doubling above it at least, so
+   the line's minimum keeps a doubling's margin from every divergence the line saw (``SearchState.cliffs``, iterates
+   never returned as best, is kept for states stored by earlier releases).
 
 Without hypergradients (``cfg.hypergradients`` False, the ablation) the search starts at the
 plain lr-scale search of item 2 and goes on as in item 3.

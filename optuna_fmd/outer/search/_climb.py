@@ -1,6 +1,7 @@
-"""The climb: lines along the hypergradient (quasi-Newton over the climb's earlier ones), each
-probe twice as far as the one before while it improves, the bracket's vertex differentiated
-for the next line; a margin from a step that diverged."""
+"""The climb: lines along the hypergradient's learning-rate part (quasi-Newton over the climb's
+earlier ones), each probe twice as far as the one before while it improves, the bracket refined
+by golden section in log step with a doubling's margin from a step that diverged, and the line's
+minimum differentiated for the next line."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from dataclasses import replace
 
 from .._geometry import Geometry
 from .._point import Point
-from .._state import Incumbent, Line, Probe, SearchState
-from ._common import SearchConfig, Step, best_of, parabola, propose
+from .._state import Line, Probe, SearchState
+from ._common import SearchConfig, Step, best_of, propose
 from ._edge import edge
 from ._explore import GUIDE
 from ._scale import SCALE_FACTOR, scale_fallback
@@ -22,17 +23,20 @@ __all__ = [
     "CLIMB_OTHERS",
     "CLIMB_PROBES",
     "EXPLODE",
-    "MARGIN",
+    "GOLDEN",
     "MEMORY",
+    "REFINE_PROBES",
     "after_bracket",
     "after_climb_gradient",
     "after_climb_probe",
+    "line_block",
 ]
 
 EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
-CLIMB_PROBES = 8  # probes along one hypergradient, its bracket point included
+CLIMB_PROBES = 7  # probes doubling along one hypergradient
+REFINE_PROBES = 4  # golden-section probes refining a line's bracket
+GOLDEN = 1.0 - 2.0 / (1.0 + math.sqrt(5.0))  # 0.382: where the next probe cuts the wider side
 CLIMB_OTHERS = 0.25  # a climb's first step moves a non-log param by at most this many units
-MARGIN = 0.05  # a point half-way back from a divergence replaces the best within this fraction
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
 AGREED = 0.1  # members pointing apart: climb on where they agree if it holds this much length
 
@@ -40,28 +44,30 @@ AGREED = 0.1  # members pointing apart: climb on where they agree if it holds th
 def after_climb_gradient(
     state: SearchState, last: Point | None, geo: Geometry, cfg: SearchConfig
 ) -> Step:
-    """A hypergradient arrived (the start's, or a bracket point's): climb along it, or, when it
-    is contradicted, hand over (the very first one: to the scale search)."""
+    """A hypergradient arrived (the start's, or a line minimum's): climb along its block's
+    part, or, when that is contradicted, hand over (the very first one: to the scale search)."""
     first = state.outer_step == 0
     state = replace(state, outer_step=state.outer_step + 1)
     best = best_of(state)
     g: list[float] | None = None
+    block = geo.lr_mask
     exploding = last is not None and last.diverged
     if last is not None and not last.bad and last.grad is not None and last.x is not None:
-        g = geo.unit_gradient(last.x, last.grad)
-        n = norm([gi if b else 0.0 for gi, b in zip(g, geo.base, strict=True)])
+        g = _masked(geo.unit_gradient(last.x, last.grad), geo.base)
+        block = line_block(geo, state.outer_step, g)
+        n = norm(_masked(g, block))
         exploding = not math.isfinite(n) or n * state.alpha > EXPLODE * abs(best.f)
-    members = None
+    d: list[float] | None = None if g is None else _masked(g, block)
     if g is not None and last is not None and last.members:
         assert last.x is not None
-        members = [geo.unit_gradient(last.x, m) for m in last.members]
-        check = replace(check_members(members, geo.base), point=last.number)
+        members = [_masked(geo.unit_gradient(last.x, m), block) for m in last.members]
+        check = replace(check_members(members, block), point=last.number)
         state = replace(state, check=check)
         if not check.agrees and not (check.cosine is not None and check.cosine > 0):
-            g = _agreed(members, geo.base)  # the members point apart: where do they agree?
+            d = _agreed(members, block)  # the members point apart: where do they agree?
         elif not check.agrees:
-            g = mean_direction(members)  # one member dominates the mean: average directions
-    if g is None or exploding:
+            d = mean_direction(members)  # one member dominates the mean: average directions
+    if g is None or d is None or exploding:
         why = "exploding" if exploding else "contradicted"
         state = replace(state, handover=why)
         return scale_fallback(state, geo, cfg, down=exploding) if first else edge(state, geo, cfg)
@@ -72,37 +78,57 @@ def after_climb_gradient(
         change = [b - a for a, b in zip(state.line.g, g, strict=True)]
         if _dot(step, change) > 1e-12 * norm(step) * norm(change):
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
-    return _climb_line(state, g, last.number, tuple(at), geo, cfg)
+    return _climb_line(state, g, d, block, last.number, tuple(at), geo, cfg)
+
+
+def line_block(geo: Geometry, line: int, g: Sequence[float]) -> list[bool]:
+    """The params the climb's ``line``-th line moves (from 1): the learning rate's on odd
+    lines, the other first-stage params (momentum, weight decay, ...) on even ones, so a step
+    in one block never compounds with a step in the other; a block the hypergradient ``g``
+    has no slope in gives way to the other."""
+    lr = geo.lr_mask
+    others = [b and not m for b, m in zip(geo.base, lr, strict=True)]
+    blocks = (lr, others) if line % 2 else (others, lr)
+    for block in blocks:
+        if norm(_masked(g, block)) > 0:
+            return block
+    return lr
 
 
 def _climb_line(
     state: SearchState,
     g: list[float],
+    descent: list[float],
+    block: list[bool],
     point: int,
     at: tuple[float, ...],
     geo: Geometry,
     cfg: SearchConfig,
 ) -> Step:
-    """The first probe of a line from the incumbent along the hypergradient ``g`` (per unit)
-    taken at ``point`` (``at``, in units): quasi-Newton (L-BFGS over the climb's earlier
-    hypergradients) when it has curvature pairs, steepest descent otherwise. The first probe
-    moves the fastest log-scale param by a factor of ``SCALE_FACTOR`` (a quasi-Newton step of
-    its own length, up to 4 such steps); each further one doubles the step."""
-    d, slope = _direction(g, geo.base)
+    """The first probe of a line from the incumbent along ``descent`` (the hypergradient ``g``
+    per unit, taken at ``point``, ``at`` in units, over the line's ``block``): quasi-Newton
+    (L-BFGS over the climb's earlier hypergradients) when it has curvature pairs in the block,
+    steepest descent otherwise. The line's spacing moves the fastest log-scale param by a
+    factor of ``SCALE_FACTOR`` (a doubling); the first line's first probe is one spacing, a
+    later line's half of one (a quasi-Newton step of its own length, up to 4 spacings); each
+    further probe doubles the step."""
+    d, slope = _direction(descent, block)
     h = _lead_step(geo, cfg, d)
-    p = _quasi_newton(g, geo.base, state.memory) if state.memory else None
+    p = _quasi_newton(g, block, state.memory) if state.memory else None
     if p is not None and norm(p) > 0 and math.isfinite(norm(p)) and _dot(g, p) < 0:
         n = norm(p)
         d, slope = [pi / n for pi in p], _dot(g, p) / n
         h = _lead_step(geo, cfg, d)
-        h = min(max(n, h), 4 * h)
+        first = min(max(n, h / 2), 4 * h)
+    else:  # a later line starts half as far: its origin is a line's minimum
+        first = h if state.outer_step <= 1 else h / 2
     best = best_of(state)
-    x = geo.along(best.x, d, h)
+    x = geo.along(best.x, d, first)
     if slope == 0.0 or tuple(x) == best.x:
         return edge(replace(state, handover="blocked"), geo, cfg)
     line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, point, at=at, spacing=h)
     state = replace(state, phase="climb", line=line)
-    return propose(state, x, Probe("climb", alpha=h, origin=best.x))
+    return propose(state, x, Probe("climb", alpha=first, origin=best.x))
 
 
 def _lead_step(geo: Geometry, cfg: SearchConfig, d: Sequence[float]) -> float:
@@ -128,9 +154,10 @@ def _direction(g: Sequence[float], mask: Sequence[bool]) -> tuple[list[float], f
 def after_climb_probe(
     state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
 ) -> Step:
-    """After a plain probe of the climb: twice as far while each probe improves;
-    differentiate the bracket's vertex once one does not; hand over when the line finds
-    nothing down to half a step."""
+    """After a plain probe of the climb: twice as far while each probe improves; once one does
+    not, refine the bracket around the best step (golden section in log step) down to a
+    doubling of the fastest lr; then differentiate the line's minimum. Hand over when the line
+    finds nothing down to half a step."""
     assert state.line is not None and state.probe.alpha is not None
     line, alpha = state.line, state.probe.alpha
     step = cfg.step if line.spacing is None else line.spacing
@@ -141,6 +168,8 @@ def after_climb_probe(
         check = replace(check_probe(line.slope * alpha, value - line.f0), point=line.grad_point)
         line = replace(line, trusted=check.agrees)
         state = replace(state, check=check)
+    if line.refined or (len(line.probes) > 1 and alpha != max(a for a, _ in line.probes)):
+        line = replace(line, refined=line.refined + 1)
     state = replace(state, line=line)
     pts = sorted([(0.0, line.f0), *line.probes])
     ab = min((f, a) for a, f in pts)[1]
@@ -150,66 +179,72 @@ def after_climb_probe(
             nxt = shortest / 2
             return propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
         return edge(replace(state, handover="contradicted"), geo, cfg)
-    longer = [a for a, _ in pts if a > ab]
-    t: float | None
-    if not longer:  # the longest step is the best so far: twice as far
-        if len(line.probes) < CLIMB_PROBES - 1:
+    if ab == pts[-1][0] and not line.refined:  # the longest step is the best: twice as far
+        if len(line.probes) < CLIMB_PROBES:
             x = geo.along(line.origin, line.d, ab + max(step, ab))
             if tuple(x) != best_of(state).x:
                 return propose(state, x, _climb_probe(ab + max(step, ab), line))
-        t = ab + step / 2 if len(line.probes) < CLIMB_PROBES else None
-    else:
-        t = _bracket_vertex(pts, ab, line.cliff)
-    if t is None or tuple(geo.along(line.origin, line.d, t)) == best_of(state).x:
-        lower = max(a for a, _ in pts if a < ab)
-        t = (lower + ab) / 2
-    x = geo.along(line.origin, line.d, t)
-    return propose(state, x, Probe("bracket", alpha=t, origin=line.origin))
+    elif line.refined < REFINE_PROBES:
+        t = _refine(pts, ab, step, line.cliff)
+        if t is not None:
+            x = geo.along(line.origin, line.d, t)
+            if all(tuple(x) != geo.along(line.origin, line.d, a) for a, _ in pts):
+                return propose(state, x, _climb_probe(t, line))
+    # the line's minimum (its best step): differentiated for the next line
+    x = geo.along(line.origin, line.d, ab)
+    return propose(state, x, Probe("bracket", alpha=ab, origin=line.origin))
 
 
 def _climb_probe(alpha: float, line: Line) -> Probe:
     return Probe("climb", alpha=alpha, origin=line.origin)
 
 
-def _bracket_vertex(
-    pts: Sequence[tuple[float, float]], ab: float, cliff: float | None
+def _refine(
+    pts: Sequence[tuple[float, float]], ab: float, step: float, cliff: float | None
 ) -> float | None:
-    """Where to differentiate around the best step ``ab`` of a line's ``(step, value)``
-    points: the vertex of the parabola through it and its neighbours, kept at least a fifth of
-    the gap from ``ab``; next to a step that diverged (``cliff``), half-way back towards the
-    shorter neighbour (a margin from the cliff)."""
-    i = [a for a, _ in pts].index(ab)
-    (a, fa), (c, fc) = pts[i - 1], pts[i + 1]
-    if cliff is not None and c >= cliff:
-        return (a + ab) / 2
-    t = parabola([(a, fa), (ab, pts[i][1]), (c, fc)])
-    if t is None:
-        return (ab + c) / 2 if c - ab > ab - a else (a + ab) / 2
-    lo, hi = ab - 0.8 * (ab - a), ab + 0.8 * (c - ab)
-    t = min(max(t, lo), hi)
-    if abs(t - ab) < 0.2 * min(ab - a, c - ab):
-        t = ab + 0.2 * (c - ab) if c - ab > ab - a else ab - 0.2 * (ab - a)
-    return t
+    """The next step of a golden-section search in log step around the best step ``ab`` of a
+    line's sorted ``(step, value)`` points (``None``: the bracket is refined). A step is a
+    doubling of the fastest lr per ``step``; no probe above ``ab`` lies within a doubling of
+    it or of a step that diverged (``cliff``), so the line's minimum keeps a doubling's
+    margin from any divergence it saw."""
+    steps = [a for a, _ in pts]
+    i = steps.index(ab)
+    lo = steps[i - 1]
+    hi = steps[i + 1] if i + 1 < len(steps) else math.inf
+    if cliff is not None:
+        hi = min(hi, cliff - step)
+    below = math.log(ab / lo) if lo > 0 else math.inf
+    up = hi
+    if ab < hi < math.inf:
+        up = max(ab * math.exp(GOLDEN * math.log(hi / ab)), ab + step)
+    above = math.log(hi / ab) if up < hi else 0.0  # room above for a probe with its margin
+    if ab - lo < step / 2 and not above:  # half a doubling below, none free above: refined
+        return None
+    if above > below or (above and below == math.inf and hi - ab > ab - lo):
+        return up
+    if lo == 0.0:
+        return ab - GOLDEN * ab
+    return ab * math.exp(-GOLDEN * below)
 
 
 def after_bracket(
     state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
 ) -> Step:
-    """The bracket point's value and hypergradient: the line's accepted point is the best of
-    its probes (the bracket point included), the step it took is the next line's first; the
+    """The line's minimum differentiated: the step it took is the next line's first; the
     guide keeps the line's hypergradient when its first probe confirmed it."""
     line = state.line
     assert line is not None and state.probe.alpha is not None
-    t = state.probe.alpha
-    line = replace(line, probes=(*line.probes, (t, value)))
-    pts = sorted((f, a) for a, f in line.probes if math.isfinite(f))
-    state = replace(state, line=line)
+    pts = sorted((f, a) for a, f in (*line.probes, (state.probe.alpha, value)) if math.isfinite(f))
     if pts and pts[0][0] < line.f0:
         alpha = abs(pts[0][1])
         state = replace(state, alpha=alpha, climbed=state.climbed + 1)
     if line.trusted:
         state = replace(state, guide=(*state.guide, line.g)[-GUIDE:])
-    return after_climb_gradient(_margin(state, last, value), last, geo, cfg)
+    return after_climb_gradient(state, last, geo, cfg)
+
+
+def _masked(v: Sequence[float], mask: Sequence[bool]) -> list[float]:
+    return [x if m else 0.0 for x, m in zip(v, mask, strict=True)]
 
 
 def _units(geo: Geometry, cfg: SearchConfig, x: Sequence[float]) -> list[float]:
@@ -247,30 +282,6 @@ def _quasi_newton(
         b = _dot(yv, q) / _dot(sv, yv)
         q = [qi + (a - b) * si for qi, si in zip(q, sv, strict=True)]
     return [-qi for qi in q]
-
-
-def _margin(state: SearchState, last: Point | None, value: float) -> SearchState:
-    """Next to a step that diverged, the bracket point (half-way back) replaces the best step
-    as the incumbent unless it is worse by more than ``MARGIN`` of its value; the best step is
-    listed among the cliffs, never returned as best."""
-    line = state.line
-    assert line is not None
-    if line.cliff is None or last is None or last.x is None or not math.isfinite(value):
-        return state
-    best = best_of(state)
-    if best.trial == last.number:  # the bracket point is the best: the margin holds
-        return state
-    steps = [a for a, f in line.probes[:-1] if a > 0]
-    values = dict(line.probes[:-1])
-    ab = min(steps, key=lambda a: (values[a], a), default=None)
-    longer = [a for a in steps if ab is not None and a > ab]
-    if ab is None or not longer or min(longer) < line.cliff:
-        return state
-    if best.trial is not None:
-        state = replace(state, cliffs=(*state.cliffs, best.trial))
-    if value <= best.f + MARGIN * abs(best.f):
-        state = replace(state, incumbent=Incumbent(tuple(last.x), value, last.number))
-    return state
 
 
 def _agreed(members: list[list[float]], mask: Sequence[bool]) -> list[float] | None:
