@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..engine import matched_classes
 from ..objective import COUNTS_ATTR
 from ..space import ScheduleSpace
+from ._layout import add_note
 from ._schedules import (
     TrialSchedule,
     _fitted_range,
     _get_schedule_info,
-    _note,
     _stairs,
     class_weight_entries,
 )
@@ -327,7 +327,7 @@ def plot_class_weights(study: optuna.Study, *, space: ScheduleSpace | None = Non
     if info.best is None:
         fig = go.Figure()
         fig.update_layout(title="Class weights", height=360)
-        _note(fig, info.note, middle=True)
+        add_note(fig, info.note, middle=True)
         return fig
     fig = make_subplots(
         rows=1,

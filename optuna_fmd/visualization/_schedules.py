@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import math
-import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..space import ScheduleSpace
+from ._layout import Stack, add_note, lay_out, log_ticks, note_lines, series_colors, stack
 from ._study import (
     BestIterate,
     StudyNames,
@@ -29,7 +30,7 @@ __all__ = [
     "class_weight_entries",
     "draw_order",
     "iterate_means",
-    "note_lines",
+    "legend_name",
     "plot_hypergradients",
     "plot_schedules",
     "trial_ticks",
@@ -67,11 +68,19 @@ def _schedule_rows(hypers: list[str], space: ScheduleSpace | None) -> list[tuple
 
 
 class TrialSchedule(NamedTuple):
-    """One trial's schedules: ``{hyper: [window values]}`` and its objective value."""
+    """One trial's schedules: ``{hyper: [window values]}`` and its objective value; with a
+    population, ``members`` are the trial numbers of its outer iterate (``number`` first), which
+    share its schedules (``()`` outside a population)."""
 
     number: int
     value: float | None
     schedules: dict[str, list[float]]
+    members: tuple[int, ...] = ()
+
+    @property
+    def numbers(self) -> tuple[int, ...]:
+        """The trials this schedule stands for: its iterate's members, else itself."""
+        return self.members or (self.number,)
 
 
 class ScheduleInfo(NamedTuple):
@@ -83,7 +92,9 @@ class ScheduleInfo(NamedTuple):
         steps: The episode length (from the trials' ``steps`` user attr), or ``None``.
         trials: Completed trials with a full schedule, in trial order; with a population, one
             per outer iterate (its first member: the members share the schedules).
-        latest: Number of the latest of them (highlighted), or ``None`` if there is none.
+        latest: Number of the completed trial with a schedule that finished last (by its
+            completion time, then by number), or ``None`` if there is none; the schedule of
+            its iterate is highlighted.
         best: Number of the best of them: the first trial of the iterate with the best mean
             value over its members (the best trial without a population), or ``None``.
         best_label: The best iterate of a population in words (``best iterate: mean 0.1072
@@ -187,25 +198,6 @@ def _fitted_range(values: list[float]) -> tuple[float, float]:
     return lo - pad, hi + pad
 
 
-def _log_ticks(values: list[float]) -> list[float]:
-    """Tick values of a log axis over ``values``: the 1-2-5 steps inside their range, or (when
-    fewer than three fall inside) the range's ends and its geometric middle."""
-    pos = [v for v in values if v > 0 and math.isfinite(v)]
-    if not pos:
-        return []
-    lo, hi = min(pos), max(pos)
-    ticks = [
-        m * 10.0**e
-        for e in range(math.floor(math.log10(lo)) - 1, math.ceil(math.log10(hi)) + 1)
-        for m in (1.0, 2.0, 5.0)
-        if lo * (1 - 1e-9) <= m * 10.0**e <= hi * (1 + 1e-9)
-    ]
-    if len(ticks) >= 3:
-        return ticks
-    ends = sorted({lo, math.sqrt(lo * hi), hi})
-    return [float(f"{v:.2g}") for v in ends]
-
-
 def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) -> ScheduleInfo:
     """Gather each completed trial's window schedules, read through the study's space."""
     from optuna.distributions import FloatDistribution
@@ -215,17 +207,20 @@ def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) 
     hypers: list[str] = []
     log: dict[str, bool] = {}
     trials: list[TrialSchedule] = []
-    seen_iterates: set[int] = set()
+    members: dict[int, list[int]] = {}  # the trials of each iterate drawn
+    finished: list[tuple[datetime.datetime, int]] = []
     steps: int | None = None
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         schedules = names.schedules(trial.params, trial.user_attrs)
         if not schedules:
             continue
+        finished.append((trial.datetime_complete or datetime.datetime.min, trial.number))
         slot = trial_iterate(trial)
         if slot is not None:  # the members of an iterate share its schedules: draw it once
-            if slot[0] in seen_iterates:
+            if slot[0] in members:
+                members[slot[0]].append(trial.number)
                 continue
-            seen_iterates.add(slot[0])
+            members[slot[0]] = [trial.number]
         for h in schedules:
             if h not in hypers:
                 hypers.append(h)
@@ -241,12 +236,15 @@ def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) 
         if isinstance(s, int) and s > 0:
             steps = s
         trials.append(TrialSchedule(trial.number, trial.value, schedules))
+    # each iterate's members, now that all are known (one of them alone: no population shown)
+    by_first = {m[0]: tuple(m) for m in members.values() if len(m) > 1}
+    trials = [t._replace(members=by_first.get(t.number, ())) for t in trials]
     best = best_iterate(study)
     drawn = {t.number for t in trials}
     best_number = None
     if best is not None:
         best_number = next((n for n in best.numbers if n in drawn), None)
-    latest = trials[-1].number if trials else None
+    latest = max(finished)[1] if finished else None
     ranges: dict[str, tuple[float, float] | None] = {}
     for h in hypers:
         values = [v for t in trials for v in t.schedules.get(h, []) if math.isfinite(v)]
@@ -260,7 +258,7 @@ def _best_label(best: BestIterate | None) -> str:
     """How a legend names the best iterate of a population (``""``: a single best trial)."""
     if best is None or len(best.numbers) < 2:
         return ""
-    return f"best iterate: mean {best.value:.4g} of trials {', '.join(map(str, best.numbers))}"
+    return f"best iterate (mean {best.value:.4g}): trials {', '.join(map(str, best.numbers))}"
 
 
 def _row_of(names: StudyNames, name: str) -> tuple[str, tuple[int, int | str]]:
@@ -329,72 +327,54 @@ def _stairs(values: Sequence[float], steps: int | None) -> tuple[list[float], li
 
 def draw_order(info: ScheduleInfo) -> list[tuple[int, TrialSchedule, str]]:
     """``(index, trial, role)`` in the order the schedules are drawn: the other trials first,
-    then the latest (``"latest"``), then the best (``"best"``, dashed), on top of everything,
-    so that the latest line never hides it; a trial that is both is drawn in both roles."""
+    then the latest (``"latest"``: the schedule of the trial that finished last), then the best
+    (``"best"``, dashed), on top of everything, so that the latest line never hides it; a
+    trial that is both is drawn in both roles."""
+    roles = [("latest", info.latest), ("best", info.best)]
     others = [
         (i, t, "other")
         for i, t in enumerate(info.trials)
-        if t.number not in (info.latest, info.best)
+        if not any(n is not None and n in t.numbers for _, n in roles)
     ]
     top = [
         (i, t, role)
-        for role, number in (("latest", info.latest), ("best", info.best))
+        for role, number in roles
         for i, t in enumerate(info.trials)
-        if t.number == number
+        if number is not None and number in t.numbers
     ]
     return others + top
 
 
-def _best_name(info: ScheduleInfo) -> str:
-    return info.best_label or "best"
+def legend_name(info: ScheduleInfo, trial: TrialSchedule, role: str, newline: str = " ") -> str:
+    """How a legend names ``trial`` drawn as ``role`` (see :func:`draw_order`): ``"trial 23
+    (latest)"`` (the trial that finished last, whichever member of its iterate is drawn),
+    ``"trial 1 (best)"`` or ``"best iterate (mean 0.114):`` ``newline`` ``trials 20, 21"``,
+    ``"trial 3"`` or ``"trials 4, 5"`` (an iterate's members)."""
+    if role == "latest":
+        return f"trial {info.latest} (latest)"
+    if role == "best":
+        if info.best_label:
+            return info.best_label.replace("): ", "):" + newline, 1)
+        return f"trial {trial.number} (best)"
+    numbers = trial.numbers
+    return f"trial{'s' if len(numbers) > 1 else ''} {', '.join(map(str, numbers))}"
 
 
-#: Characters per line of a figure's note (the subtitle): about 600 pixels at its font size, so
-#: that it fits the narrowest figure it is drawn on (a dashboard card) and is never cut off.
-NOTE_WIDTH = 90
-#: The top margin (pixels) of a figure with a title and no note; each line of a note adds
-#: :data:`NOTE_LINE`.
-TOP_MARGIN = 80
-NOTE_LINE = 16
+#: The colours of the schedules: the latest's, the best's and the others'.
+ROLE_COLORS = {"other": "#1f77b4", "latest": "#d62728", "best": "#2ca02c"}
+#: The order of the schedules' legend: the latest, the best, then one entry for the others.
+LEGEND_RANKS = {"latest": 1, "best": 2, "other": 3}
 
 
-def note_lines(text: str, width: int = NOTE_WIDTH) -> list[str]:
-    """``text`` wrapped into lines of at most ``width`` characters (words kept whole)."""
-    return textwrap.wrap(text, width) if text else []
-
-
-def _note(fig: Any, text: str, *, middle: bool) -> None:
-    """``text`` on the figure, wrapped so that it is never cut off: in the middle of an empty
-    figure, else under the title (the top margin grows to hold it)."""
-    lines = note_lines(text)
-    if not lines:
-        return
-    fig.add_annotation(
-        text="<br>".join(lines),
-        xref="paper",
-        yref="paper",
-        x=0.5,
-        y=0.5 if middle else 1.0,
-        yanchor="middle" if middle else "bottom",
-        yshift=0 if middle else 24,
-        showarrow=False,
-        align="center",
-        font={"color": "#555", "size": 13 if middle else 11},
-        name="note",
-    )
-    if middle:
-        fig.update_xaxes(visible=False)
-        fig.update_yaxes(visible=False)
-    else:
-        fig.update_layout(margin={"t": TOP_MARGIN + 24 + NOTE_LINE * len(lines)})
-
-
-def _schedule_yaxes(fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str]]]) -> None:
-    """Each row's y axis: log ticks for a log-scale entry, else a range fitted to its values."""
+def _schedule_yaxes(
+    fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str]]], st: Stack
+) -> None:
+    """Each row's y axis: log ticks for a log-scale entry, else a range fitted to its values;
+    as many ticks as the panel holds apart."""
     for r, (_, entries) in enumerate(rows, start=1):
         if any(info.log.get(h) for h in entries):
             values = [v for t in info.trials for h in entries for v in t.schedules.get(h, [])]
-            ticks = _log_ticks(values)
+            ticks = log_ticks(values, st.ticks)
             fig.update_yaxes(
                 type="log",
                 tickvals=ticks or None,
@@ -402,7 +382,9 @@ def _schedule_yaxes(fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str
                 row=r,
                 col=1,
             )
-        elif len(entries) > 1:  # the class weights' row: fitted to all of them
+            continue
+        fig.update_yaxes(nticks=st.ticks, row=r, col=1)
+        if len(entries) > 1:  # the class weights' row: fitted to all of them
             values = [
                 v
                 for t in info.trials
@@ -416,17 +398,23 @@ def _schedule_yaxes(fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str
             fig.update_yaxes(range=list(rng), exponentformat="power", row=r, col=1)
 
 
-def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
+def plot_schedules(
+    study: optuna.Study, *, space: ScheduleSpace | None = None, height: int | None = None
+) -> Any:
     """Each completed trial's schedules over training, the latest highlighted, the best dashed.
 
     Params are read through ``space`` (default: the study's FMDSampler's, else what the
     objective stored); with a population, each outer iterate is drawn once and the best is the
-    iterate with the best mean over its members.
+    iterate with the best mean over its members. The latest is the schedule of the completed
+    trial that finished last. The legend names the latest and the best, and holds the other
+    trials in one entry (their numbers show on hover).
 
     Args:
         study: A study whose trials suggest a :class:`~optuna_fmd.ScheduleSpace`'s params
             (e.g. with :class:`~optuna_fmd.HypergradientObjective`).
         space: The study's space, if its sampler does not hold it.
+        height: The figure's height in pixels, its panels sharing what the title and the axes
+            leave (default: a fixed height per panel).
 
     Returns:
         A ``plotly.graph_objects.Figure`` with one row per scheduled entry, except the class
@@ -444,85 +432,91 @@ def plot_schedules(study: optuna.Study, *, space: ScheduleSpace | None = None) -
     info = _get_schedule_info(study, space)
     row_entries = _schedule_rows(info.hypers, space)
     rows = max(len(row_entries), 1)
+    st = stack(rows, height=height)
     titles = [title for title, _ in row_entries] or None
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles)
+    fig = make_subplots(
+        rows=rows, cols=1, shared_xaxes=True, subplot_titles=titles, vertical_spacing=st.spacing
+    )
+    lay_out(fig, "Schedules per trial", st)
     n = len(info.trials)
+    shown: set[str] = set()  # one legend entry per role: the others share theirs
     for i, trial, role in draw_order(info):
-        legend = True  # one legend item per trial and role
+        name = legend_name(info, trial, role, newline="<br>")
+        key = "others" if role == "other" else f"{trial.number}/{role}"
+        members = ", ".join(map(str, trial.numbers))
         for r, (_, entries) in enumerate(row_entries, start=1):
             for hyper in entries:
                 values = trial.schedules.get(hyper)
                 if values is None:
                     continue
                 xs, ys = _stairs(values, info.steps)
-                fade = 0.15 + 0.55 * (i + 1) / max(n, 1)
-                name = (
-                    f"trial {trial.number}"
-                    + {
-                        "other": "",
-                        "latest": " (latest)",
-                        "best": f" ({_best_name(info)})",
-                    }[role]
-                )
                 fig.add_trace(
                     go.Scatter(
                         x=xs,
                         y=ys,
                         mode="lines",
-                        name=name,
-                        legendgroup=f"{trial.number}/{role}",
-                        showlegend=legend,
-                        opacity=fade if role == "other" else 1.0,
+                        name="other trials (older: fainter)" if role == "other" else name,
+                        legendgroup=key,
+                        legendrank=LEGEND_RANKS[role],
+                        showlegend=key not in shown,
+                        opacity=0.15 + 0.55 * (i + 1) / max(n, 1) if role == "other" else 1.0,
                         line={
                             "width": (3 if len(entries) == 1 else 2) if role == "latest" else 2,
-                            "color": {"other": "#1f77b4", "latest": "#d62728", "best": "#2ca02c"}[
-                                role
-                            ],
+                            "color": ROLE_COLORS[role],
                             "dash": "dash" if role == "best" else "solid",
                         },
-                        hovertemplate=f"trial {trial.number}<br>{hyper} = %{{y:.4g}}"
-                        "<extra></extra>",
+                        hovertemplate=f"trial{'s' if len(trial.numbers) > 1 else ''} {members}"
+                        f"<br>{hyper} = %{{y:.4g}}<extra></extra>",
                     ),
                     row=r,
                     col=1,
                 )
-                legend = False
-    _schedule_yaxes(fig, info, row_entries)
+                shown.add(key)
+    _schedule_yaxes(fig, info, row_entries, st)
     fig.update_xaxes(
         title_text="training step" if info.steps is not None else "fraction of training",
         row=rows,
         col=1,
     )
-    fig.update_layout(title="Schedules per trial", height=260 * rows + 80)
-    _note(fig, info.note, middle=True)
+    add_note(fig, info.note, middle=True)
     return fig
 
 
-def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = None) -> Any:
+def plot_hypergradients(
+    study: optuna.Study, *, space: ScheduleSpace | None = None, height: int | None = None
+) -> Any:
     """The hypergradient of each param over the outer steps (trials): a row per entry's
     windows (``lr_0`` ...) or family parameters (``lr_peak`` ...), one per refiner's
-    corrections (``lr_delta_k``). A figure without any hypergradient says why in words.
+    corrections (``lr_delta_k``), each param in a colour of its own. A figure without any
+    hypergradient says why in words.
 
     Args:
         study: The FMD study.
         space: The study's space, if its sampler does not hold it.
+        height: The figure's height in pixels, its panels sharing what the title, the note and
+            the axes leave (default: a fixed height per panel).
 
     Returns:
         A ``plotly.graph_objects.Figure``.
     """
-    import plotly.colors  # lazily: plotly is optional
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazily: plotly is optional
     from plotly.subplots import make_subplots
 
     info = _get_hypergradient_info(study, space)
     rows = max(len(info.hypers), 1)
-    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, subplot_titles=info.hypers or None)
-    palette = plotly.colors.qualitative.Plotly
+    lines = len(note_lines(info.note)) if info.numbers else 0  # an empty figure: in its middle
+    st = stack(rows, note=lines, height=height)
+    fig = make_subplots(
+        rows=rows,
+        cols=1,
+        shared_xaxes=True,
+        subplot_titles=info.hypers or None,
+        vertical_spacing=st.spacing,
+    )
+    lay_out(fig, "Hypergradients per param", st)
+    colors = series_colors([name for h in info.hypers for name in info.labels[h]])
     for r, hyper in enumerate(info.hypers, start=1):
-        for k, (name, series) in enumerate(
-            zip(info.labels[hyper], info.values[hyper], strict=True)
-        ):
-            color = palette[k % len(palette)]
+        for name, series in zip(info.labels[hyper], info.values[hyper], strict=True):
             means = iterate_means(info, series)
             # the path over the outer steps: one point per iterate (its members' mean) ...
             fig.add_trace(
@@ -532,7 +526,7 @@ def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = No
                     mode="lines",
                     name=name,
                     legendgroup=f"{hyper}/{name}",
-                    line={"color": color, "width": 1.5},
+                    line={"color": colors[name], "width": 1.5},
                     customdata=[", ".join(map(str, m)) for m in means.members],
                     hovertemplate=f"mean of trials %{{customdata}}<br>dL/d{name} = "
                     "%{y:.4g}<extra></extra>",
@@ -549,7 +543,7 @@ def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = No
                     name=name,
                     legendgroup=f"{hyper}/{name}",
                     showlegend=False,
-                    marker={"color": color, "size": 6},
+                    marker={"color": colors[name], "size": 6},
                     hovertemplate=f"trial %{{x}}<br>dL/d{name} = %{{y:.4g}}<extra></extra>",
                 ),
                 row=r,
@@ -559,6 +553,6 @@ def plot_hypergradients(study: optuna.Study, *, space: ScheduleSpace | None = No
     ticks = trial_ticks(info.numbers)
     fig.update_xaxes(tickmode="array", tickvals=ticks, ticktext=[str(t) for t in ticks])
     fig.update_xaxes(title_text="trial (outer step)", row=rows, col=1)
-    fig.update_layout(title="Hypergradients per param", height=260 * rows + 80)
-    _note(fig, info.note, middle=not info.numbers)
+    fig.update_yaxes(nticks=st.ticks)
+    add_note(fig, info.note, middle=not info.numbers)
     return fig

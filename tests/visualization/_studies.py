@@ -51,3 +51,46 @@ def mixed_study(name: str = "fmd", storage: Any = None) -> optuna.Study:
     s.add_trial(trial(float("inf"), (0.9, 0.9), 0.9, at=6, attrs={"diverged": True}))
     s.add_trial(trial(0.6, (0.12, 0.03), 0.8, {"lr_0": "x"}, at=8))
     return s
+
+
+#: The hypergradient params of a default family space (lr: a cosine refined in 5 windows).
+FAMILY_GRADS = (
+    *("lr_peak", "lr_warmup", "lr_final"),
+    *(f"lr_delta_{k}" for k in range(5)),
+    *("momentum_value", "weight_decay_value"),
+)
+
+
+def crowded_study(iterates: int = 12) -> optuna.Study:
+    """A study as a default ``optuna-fmd run`` leaves it: iterates of two members whose lr
+    windows span four decades (2.5e-4 to 1), the hypergradients of a family space (four rows,
+    ten series) on the first two iterates, the best iterate 8 (trials 16, 17); the second
+    member of an iterate finishes after the first (the last trial finishes last, while its
+    iterate is drawn by its first member)."""
+    dist = {
+        **{f"lr_{k}": FloatDistribution(1e-4, 1.0, log=True) for k in range(5)},
+        "momentum_0": FloatDistribution(0.0, 0.99),
+        "weight_decay_0": FloatDistribution(0.0, 1e-2),
+    }
+    s = optuna.create_study(study_name="crowded")
+    for number in range(2 * iterates):
+        it, member = divmod(number, 2)
+        peak = min(0.001 * 2.0**it, 0.997)
+        params = {f"lr_{k}": peak * (1.0 - 0.2 * k) for k in range(5)}
+        params["lr_4"] = 0.00025 if it == 0 else params["lr_4"]
+        params |= {"momentum_0": 0.5 + 0.04 * it, "weight_decay_0": 5e-4 - 1e-6 * it}
+        attrs: dict[str, Any] = {"steps": 100, "iterate": it, "member": member}
+        if it < 2:
+            attrs["hypergradient"] = {
+                name: -0.1 * (j + 1) - member for j, name in enumerate(FAMILY_GRADS)
+            }
+        t = create_trial(
+            params=params,
+            distributions=dist,
+            value=0.1 + 0.1 * abs(it - 8) + 0.05 * member,
+            user_attrs=attrs,
+        )
+        t.datetime_start = T0 + datetime.timedelta(seconds=10 * it)
+        t.datetime_complete = T0 + datetime.timedelta(seconds=10 * it + 4 + member)
+        s.add_trial(t)
+    return s

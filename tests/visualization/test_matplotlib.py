@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 
 from optuna_fmd.visualization import matplotlib as vm
 
-from ._studies import mixed_study, trial
+from ._studies import crowded_study, mixed_study, trial
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +55,9 @@ def test_schedules_step_shaped_log_axis_latest_highlighted() -> None:
     assert lr.get_ylabel() == "lr" and mom.get_xlabel() == "training step"
     stairs = lr.patches
     assert len(stairs) == 4  # four completed trials with a schedule; the failed one left out
-    values, edges, _ = stairs[-1].get_data()
-    assert list(edges) == [0.0, 50.0, 100.0] and list(values) == [0.12, 0.03]
     latest = [p for p in stairs if "(latest" in p.get_label()]
+    values, edges, _ = latest[0].get_data()
+    assert list(edges) == [0.0, 50.0, 100.0] and list(values) == [0.12, 0.03]
     best = [p for p in stairs if p.get_label() == "trial 1 (best)"]
     assert len(latest) == 1 and latest[0].get_linewidth() > stairs[0].get_linewidth()
     assert len(best) == 1 and best[0].get_linestyle() == "--"
@@ -149,3 +149,23 @@ def test_the_schedule_title_is_clear_of_the_legend() -> None:
     assert not _overlap(title, legend)
     box, frame = legend.get_window_extent(), fig.bbox
     assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0  # all of it shown
+
+
+def test_each_hypergradient_series_has_the_plotly_figures_colour() -> None:
+    from matplotlib.colors import to_hex
+
+    from optuna_fmd.visualization import plot_hypergradients
+
+    study = crowded_study()
+    lines = [
+        line
+        for ax in vm.plot_hypergradients(study)
+        for line in ax.get_lines()
+        if line.get_label() and not line.get_label().startswith("_")
+    ]
+    colors = {line.get_label(): to_hex(line.get_color()) for line in lines}
+    assert len(colors) == len(set(colors.values())) == 10  # no two series alike
+    plotly = {
+        t.name: t.line.color.lower() for t in plot_hypergradients(study).data if t.line.color
+    }
+    assert colors == plotly

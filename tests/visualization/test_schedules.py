@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import math
+from typing import Any
 
 import optuna
 import pytest
@@ -10,12 +13,20 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from optuna_fmd.visualization import plot_hypergradients, plot_schedules
-from optuna_fmd.visualization._schedules import (
+from optuna_fmd.visualization._layout import (
+    NOTE_LINE,
     NOTE_WIDTH,
+    ROW_TITLE,
+    TICK_SPACING,
+    TITLE_ROOM,
+)
+from optuna_fmd.visualization._schedules import (
     _get_hypergradient_info,
     _get_schedule_info,
     draw_order,
 )
+
+from ._studies import crowded_study
 
 DIST = {
     "lr_0": FloatDistribution(1e-3, 1.0, log=True),
@@ -184,13 +195,15 @@ def test_a_long_subtitle_is_wrapped_and_the_margin_holds_it() -> None:
     lines = annotation.text.split("<br>")
     assert " ".join(lines) == note  # all of it, nothing cut
     assert all(len(line) <= NOTE_WIDTH for line in lines)
-    assert fig.layout.margin.t >= 80 + 16 * len(lines)
+    # the top margin holds the title, the note's lines and the first panel's title
+    assert fig.layout.margin.t >= TITLE_ROOM + NOTE_LINE * len(lines) + ROW_TITLE
+    assert annotation.yshift >= ROW_TITLE
 
 
 def test_the_best_schedule_is_drawn_last_over_the_latest() -> None:
     s = _population_study()
     info = _get_schedule_info(s)
-    assert (info.best, info.latest) == (0, 2)
+    assert (info.best, info.latest) == (0, 3)  # trial 3 finished last: its iterate's line
     assert [(t.number, role) for _, t, role in draw_order(info)] == [(2, "latest"), (0, "best")]
     fig = plot_schedules(s)
     names = [t.name for t in fig.data]
@@ -202,3 +215,73 @@ def test_the_best_schedule_is_drawn_last_over_the_latest() -> None:
     roles = [role for _, _, role in draw_order(_get_schedule_info(solo))]
     assert roles == ["latest", "best"]
     assert [t.line.dash for t in plot_schedules(solo).data][-1] == "dash"
+
+
+def _plot_px(fig: Any) -> float:
+    """The height of the plot area (all panels and the gaps between them), in pixels."""
+    return float(fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
+
+
+def _y_axes(fig: Any) -> list[Any]:
+    """The figure's y axes, top panel first."""
+    axes = [fig.layout[k] for k in fig.layout if k.startswith("yaxis")]
+    return sorted(axes, key=lambda a: -a.domain[1])
+
+
+def _check_panels(fig: Any) -> None:
+    """Each panel's y ticks at least ``TICK_SPACING`` pixels apart; between two panels room
+    for the lower one's title and not much more."""
+    plot = _plot_px(fig)
+    axes = _y_axes(fig)
+    for axis in axes:
+        panel = (axis.domain[1] - axis.domain[0]) * plot
+        ticks = len(axis.tickvals) if axis.tickvals is not None else axis.nticks
+        assert ticks is not None and ticks >= 2 and ticks * TICK_SPACING <= panel, (ticks, panel)
+    for upper, lower in itertools.pairwise(axes):
+        gap = (upper.domain[0] - lower.domain[1]) * plot
+        assert ROW_TITLE - 1 <= gap <= ROW_TITLE + 10, gap
+
+
+def test_report_figures_have_readable_ticks_and_no_blank_gaps() -> None:
+    study = crowded_study()
+    schedules = plot_schedules(study)
+    assert schedules.layout.yaxis.type == "log"
+    assert list(schedules.layout.yaxis.tickvals) == [0.001, 0.01, 0.1]  # lr over 4 decades
+    _check_panels(schedules)
+    hypergradients = plot_hypergradients(study)
+    assert len(_y_axes(hypergradients)) == 4
+    _check_panels(hypergradients)
+
+
+def test_each_hypergradient_series_has_a_colour_of_its_own() -> None:
+    fig = plot_hypergradients(crowded_study())
+    lines = {t.name: t.line.color for t in fig.data if t.mode == "lines"}
+    assert list(lines) == [
+        *("lr_final", "lr_peak", "lr_warmup"),
+        *(f"lr_delta_{k}" for k in range(5)),
+        *("momentum_value", "weight_decay_value"),
+    ]
+    assert len(set(lines.values())) == 10  # no two series alike, across the rows too
+    for t in fig.data:  # each trial's marker in its series' colour
+        assert t.mode == "lines" or t.marker.color == lines[t.name]
+
+
+def test_the_latest_is_the_trial_that_finished_last() -> None:
+    study = crowded_study()  # trial 23 finished last; its iterate (22, 23) is drawn once
+    info = _get_schedule_info(study)
+    assert info.latest == 23 and info.trials[-1].numbers == (22, 23)
+    fig = plot_schedules(study)
+    latest = [t for t in fig.data if t.legendgroup == "22/latest"]
+    assert latest and latest[0].name == "trial 23 (latest)" and latest[0].showlegend
+    assert "trials 22, 23" in latest[0].hovertemplate
+    # without a population, by completion time, not by number; a failed trial is not drawn
+    s = optuna.create_study()
+    t0 = datetime.datetime(2026, 1, 1)
+    done, failed = TrialState.COMPLETE, TrialState.FAIL
+    for number, (seconds, state) in enumerate([(1, done), (9, done), (5, done), (20, failed)]):
+        t = trial(0.5 if state == TrialState.COMPLETE else None, (0.1, 0.05), 0.9, state=state)
+        t.datetime_start = t0
+        t.datetime_complete = t0 + datetime.timedelta(seconds=seconds + number)
+        s.add_trial(t)
+    assert _get_schedule_info(s).latest == 1
+    assert "trial 1 (latest)" in [t.name for t in plot_schedules(s).data]

@@ -194,7 +194,7 @@ def test_the_report_shows_each_check_and_counts_the_contradicted_ones(
 
 
 def test_log_axes_get_a_few_readable_ticks() -> None:
-    from optuna_fmd.visualization._schedules import _log_ticks
+    from optuna_fmd.visualization._layout import log_ticks as _log_ticks
 
     assert _log_ticks([0.001, 0.3]) == [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
     narrow = _log_ticks([0.0073, 0.0427, 0.0854])  # a cosine's windows, peak 0.1
@@ -202,3 +202,7 @@ def test_log_axes_get_a_few_readable_ticks() -> None:
     tight = _log_ticks([0.03, 0.04])
     assert tight == [0.03, 0.035, 0.04]
     assert _log_ticks([0.0, -1.0]) == []
+    # as many as the panel holds: the powers of ten, then every second one
+    assert _log_ticks([0.00025, 0.997], most=6) == [0.001, 0.01, 0.1]
+    assert _log_ticks([0.00025, 0.997], most=2) == [0.001, 0.1]
+    assert _log_ticks([0.0015, 0.09], most=3) == [0.002, 0.01, 0.05]  # one power of ten inside

@@ -6,13 +6,15 @@ import math
 import textwrap
 from typing import TYPE_CHECKING, Any
 
+from .._layout import note_lines, series_colors
 from .._schedules import (
     HypergradientInfo,
     ScheduleInfo,
     _get_hypergradient_info,
     _get_schedule_info,
+    draw_order,
     iterate_means,
-    note_lines,
+    legend_name,
 )
 from ._axes import BEST_COLOR, LATEST_COLOR, empty, new_axes, result
 
@@ -46,28 +48,22 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
     cmap = matplotlib.colormaps["viridis"]
     numbers = [t.number for t in info.trials]
     norm = Normalize(vmin=min(numbers), vmax=max(max(numbers), min(numbers) + 1))
+    styles: dict[str, dict[str, Any]] = {  # the best dashed, above the latest: never hidden
+        "latest": {"color": LATEST_COLOR, "linewidth": 2.6, "zorder": 4},
+        "best": {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 5},
+    }
     for ax, hyper in zip(axes, info.hypers, strict=True):
-        for t in info.trials:
+        for _, t, role in draw_order(info):
             values = t.schedules.get(hyper)
             if values is None:
                 continue
             edges = _edges(len(values), info.steps)
-            latest = t.number == info.latest
-            best = t.number == info.best
-            best_name = info.best_label or "best"
-            if latest:
-                style: dict[str, Any] = {"color": LATEST_COLOR, "linewidth": 2.6, "zorder": 4}
-                ax.stairs(
-                    values, edges, baseline=None, label=f"trial {t.number} (latest)", **style
-                )
-            if best:  # dashed, above the latest: never hidden under its line
-                style = {"color": BEST_COLOR, "linewidth": 1.8, "linestyle": "--", "zorder": 5}
-                ax.stairs(
-                    values, edges, baseline=None, label=f"trial {t.number} ({best_name})", **style
-                )
-            if not latest and not best:
+            label = legend_name(info, t, role)
+            if role == "other":  # out of the legend: the colour bar tells the trials apart
                 style = {"color": cmap(norm(t.number)), "linewidth": 1.2, "alpha": 0.85}
-                ax.stairs(values, edges, baseline=None, label=f"_trial {t.number}", **style)
+                ax.stairs(values, edges, baseline=None, label=f"_{label}", **style)
+            else:
+                ax.stairs(values, edges, baseline=None, label=label, **styles[role])
         ax.use_sticky_edges = False  # room above and below the highest and lowest schedule
         ax.margins(y=0.08)
         if info.log.get(hyper):
@@ -90,10 +86,9 @@ def _draw_schedules(info: ScheduleInfo, axes: Any, *, title: str = "Schedules pe
 
 
 def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
-    """One line per param over the outer steps, coloured by its place in the row, around a
-    zero line."""
-    import matplotlib
-
+    """One line per param over the outer steps, each param in a colour of its own
+    (:func:`~optuna_fmd.visualization._layout.series_colors`, as the plotly figure's), around
+    a zero line."""
     if not info.numbers:
         axes[0].set_title(TITLE)
         empty(axes[0], textwrap.fill(info.note or "no trial with a hypergradient yet", 70))
@@ -106,11 +101,11 @@ def _draw_hypergradients(info: HypergradientInfo, axes: Any) -> None:
         axes[0].set_title(note, fontsize="small", color="grey", loc="left")
     else:
         axes[0].set_title(TITLE)
-    cmap = matplotlib.colormaps["plasma"]
+    colors = series_colors([name for h in info.hypers for name in info.labels[h]])
     for ax, hyper in zip(axes, info.hypers, strict=True):
         series = info.values[hyper]
-        for k, (name, ys) in enumerate(zip(info.labels[hyper], series, strict=True)):
-            color = cmap(0.85 * k / max(len(series) - 1, 1))
+        for name, ys in zip(info.labels[hyper], series, strict=True):
+            color = colors[name]
             points = [(n, y) for n, y in zip(info.numbers, ys, strict=True) if not math.isnan(y)]
             means = iterate_means(info, ys)  # the path: one point per iterate, not per member
             ax.plot(means.x, means.y, linewidth=1.4, color=color, label=name)
