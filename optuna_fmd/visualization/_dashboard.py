@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..sampler import FMDSampler
 from ..space import ScheduleSpace
 from ._classes import plot_class_weights
+from ._layout import DASHBOARD_HEIGHT
 from ._schedules import (
     ScheduleInfo,
     TrialSchedule,
@@ -30,7 +31,13 @@ from ._study import StudyNames, best_of, space_of
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["DashboardCallback", "best_note", "note_with_section", "save_best_note"]
+__all__ = [
+    "DashboardCallback",
+    "best_note",
+    "dashboard_figures",
+    "note_with_section",
+    "save_best_note",
+]
 
 #: Stable ids of the study's figures in optuna-dashboard (each refresh overwrites its figure).
 SCHEDULES_FIGURE = "fmd-schedules"
@@ -332,23 +339,27 @@ def save_best_note(study: optuna.Study) -> bool:
     return True
 
 
-#: optuna-dashboard draws user-defined figures in cards of this height (pixels).
-DASHBOARD_HEIGHT = 450
+def dashboard_figures(
+    study: optuna.Study, space: ScheduleSpace | None = None
+) -> list[tuple[str, Any]]:
+    """``(figure id, plotly figure)`` of each of the study's figures in optuna-dashboard, laid
+    out for its cards of :data:`DASHBOARD_HEIGHT` pixels: the schedules, the hypergradients
+    and, when the space has class weights, the class weights."""
+    space = space_of(study, space)
+    figures = [
+        (SCHEDULES_FIGURE, plot_schedules(study, space=space, height=DASHBOARD_HEIGHT)),
+        (HYPERGRADIENTS_FIGURE, plot_hypergradients(study, space=space, height=DASHBOARD_HEIGHT)),
+    ]
+    if class_weight_entries(space):
+        fig = plot_class_weights(study, space=space)
+        fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": 70, "b": 50})
+        figures.append((CLASS_WEIGHTS_FIGURE, fig))
+    return figures
 
 
 def refresh_figures(study: optuna.Study, space: ScheduleSpace | None = None) -> None:
-    """Save the study's schedule and hypergradient plotly figures for optuna-dashboard, and
-    its class weights' figure when its space has class weights."""
+    """Save the study's :func:`dashboard_figures` for optuna-dashboard."""
     from optuna_dashboard import save_plotly_graph_object  # lazily: an optional dependency
 
-    space = space_of(study, space)
-    figures = [
-        (SCHEDULES_FIGURE, plot_schedules(study, space=space)),
-        (HYPERGRADIENTS_FIGURE, plot_hypergradients(study, space=space)),
-    ]
-    if class_weight_entries(space):
-        figures.append((CLASS_WEIGHTS_FIGURE, plot_class_weights(study, space=space)))
-    for fig_id, fig in figures:
-        top = max(70, fig.layout.margin.t or 0)  # room for a figure's note under its title
-        fig.update_layout(height=DASHBOARD_HEIGHT, margin={"l": 60, "r": 20, "t": top, "b": 50})
+    for fig_id, fig in dashboard_figures(study, space):
         save_plotly_graph_object(study, fig, graph_object_id=fig_id)

@@ -45,6 +45,9 @@ PANEL = 190
 LEAST_PANEL = 40
 #: The least pixels between two y tick labels (a label is about 14 pixels high).
 TICK_SPACING = 30
+#: Pixels of a legend entry of one line (font size 11), and of each further line of its name.
+LEGEND_ENTRY = 20
+LEGEND_LINE = 15
 #: optuna-dashboard draws user-defined figures in cards of this height (pixels).
 DASHBOARD_HEIGHT = 450
 #: A colour per series: plotly's qualitative palette, then its 24 darker colours.

@@ -18,10 +18,13 @@ from optuna_fmd.visualization._dashboard import (
     HYPERGRADIENTS_FIGURE,
     SCHEDULES_FIGURE,
     _trial_schedule_info,
+    dashboard_figures,
 )
+from optuna_fmd.visualization._layout import DASHBOARD_HEIGHT
 from optuna_fmd.visualization._schedules import _get_schedule_info
 
-from ._studies import DIST, mixed_study
+from ._figures import check_panels, legend_entries, legend_px, plot_px, y_axes
+from ._studies import DIST, crowded_study, mixed_study
 
 
 def test_trial_schedule_info_adds_the_running_trial_as_latest() -> None:
@@ -168,3 +171,20 @@ def test_the_study_note_shows_the_best_iterate_and_keeps_the_users_text() -> Non
     again = get_note(study)
     assert again.count("## Best iterate") == 1 and again.endswith("## Later\n\nmore of mine")
     assert not save_best_note(optuna.create_study())  # not an FMD study: nothing written
+
+
+def test_the_dashboard_figures_fit_their_cards() -> None:
+    figures = dict(dashboard_figures(crowded_study()))
+    assert set(figures) == {SCHEDULES_FIGURE, HYPERGRADIENTS_FIGURE}
+    for fig in figures.values():
+        assert fig.layout.height == DASHBOARD_HEIGHT
+        check_panels(fig)  # y tick labels apart, no blank gaps
+        # the legend right of the panels, from their top, all of its entries in view
+        legend = fig.layout.legend
+        assert legend.x >= 1.0 and legend.y == 1.0 and legend.yanchor == "top"
+        assert legend_px(fig) <= plot_px(fig)
+    schedules = figures[SCHEDULES_FIGURE]
+    names = [t.name for t in legend_entries(schedules)]
+    assert names[:2] == ["trial 23 (latest)", "best iterate (mean 0.125):<br>trials 16, 17"]
+    lr = y_axes(schedules)[0]
+    assert lr.type == "log" and len(lr.tickvals) <= 3

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import datetime
-import itertools
 import math
-from typing import Any
 
 import optuna
 import pytest
@@ -17,7 +15,6 @@ from optuna_fmd.visualization._layout import (
     NOTE_LINE,
     NOTE_WIDTH,
     ROW_TITLE,
-    TICK_SPACING,
     TITLE_ROOM,
 )
 from optuna_fmd.visualization._schedules import (
@@ -26,6 +23,7 @@ from optuna_fmd.visualization._schedules import (
     draw_order,
 )
 
+from ._figures import check_panels, y_axes
 from ._studies import crowded_study
 
 DIST = {
@@ -217,40 +215,15 @@ def test_the_best_schedule_is_drawn_last_over_the_latest() -> None:
     assert [t.line.dash for t in plot_schedules(solo).data][-1] == "dash"
 
 
-def _plot_px(fig: Any) -> float:
-    """The height of the plot area (all panels and the gaps between them), in pixels."""
-    return float(fig.layout.height - fig.layout.margin.t - fig.layout.margin.b)
-
-
-def _y_axes(fig: Any) -> list[Any]:
-    """The figure's y axes, top panel first."""
-    axes = [fig.layout[k] for k in fig.layout if k.startswith("yaxis")]
-    return sorted(axes, key=lambda a: -a.domain[1])
-
-
-def _check_panels(fig: Any) -> None:
-    """Each panel's y ticks at least ``TICK_SPACING`` pixels apart; between two panels room
-    for the lower one's title and not much more."""
-    plot = _plot_px(fig)
-    axes = _y_axes(fig)
-    for axis in axes:
-        panel = (axis.domain[1] - axis.domain[0]) * plot
-        ticks = len(axis.tickvals) if axis.tickvals is not None else axis.nticks
-        assert ticks is not None and ticks >= 2 and ticks * TICK_SPACING <= panel, (ticks, panel)
-    for upper, lower in itertools.pairwise(axes):
-        gap = (upper.domain[0] - lower.domain[1]) * plot
-        assert ROW_TITLE - 1 <= gap <= ROW_TITLE + 10, gap
-
-
 def test_report_figures_have_readable_ticks_and_no_blank_gaps() -> None:
     study = crowded_study()
     schedules = plot_schedules(study)
     assert schedules.layout.yaxis.type == "log"
     assert list(schedules.layout.yaxis.tickvals) == [0.001, 0.01, 0.1]  # lr over 4 decades
-    _check_panels(schedules)
+    check_panels(schedules)
     hypergradients = plot_hypergradients(study)
-    assert len(_y_axes(hypergradients)) == 4
-    _check_panels(hypergradients)
+    assert len(y_axes(hypergradients)) == 4
+    check_panels(hypergradients)
 
 
 def test_each_hypergradient_series_has_a_colour_of_its_own() -> None:
