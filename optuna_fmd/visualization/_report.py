@@ -96,8 +96,13 @@ def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) ->
     names = StudyNames(space)
     best = best_iterate(study)
     best_numbers = set(best.numbers) if best is not None else set()
+    trials = study.get_trials(deepcopy=False)
+    members: dict[int, list[int]] = {}  # the trials of each outer iterate
+    for trial in trials:
+        if (slot := trial_iterate(trial)) is not None:
+            members.setdefault(slot[0], []).append(trial.number)
     rows, before = [], None
-    for trial in study.get_trials(deepcopy=False):
+    for trial in trials:
         order = space.param_names() if space is not None else list(trial.distributions)
         raw = trial.system_attrs.get(STATE_KEY)
         kind, why = origin_words(raw, order)
@@ -117,7 +122,7 @@ def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) ->
                 schedules=names.schedules(trial.params, trial.user_attrs),
                 why=why,
                 hypergradient=hypergradient_status(trial),
-                check=check_words(trial),
+                check=check_words(trial, members),
                 iterate=trial_iterate(trial),
                 params=names.family_params(trial.params, trial.user_attrs),
                 best=trial.number in best_numbers,
@@ -163,6 +168,7 @@ def _table(rows: Sequence[OuterStep]) -> str:
         if population:
             cells.append("" if r.iterate is None else f"{r.iterate[0]}.{r.iterate[1]}")
         cells += [r.state]
+        tips = {1: f"outer iterate {r.iterate[0]}, member {r.iterate[1]}"} if r.iterate else {}
         origin = html.escape(r.origin)
         if r.why and r.why != r.origin:
             origin += f'<br><span class="why">{html.escape(r.why)}</span>'
@@ -179,7 +185,14 @@ def _table(rows: Sequence[OuterStep]) -> str:
             c for c, on in (("fail", r.state == "FAIL" or r.diverged), ("best", r.best)) if on
         ]
         cls = f' class="{" ".join(classes)}"' if classes else ""
-        out.append(f"<tr{cls}>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells))
+        out.append(
+            f"<tr{cls}>"
+            + "".join(
+                (f'<td title="{html.escape(tips[i])}">' if i in tips else "<td>")
+                + f"{html.escape(c)}</td>"
+                for i, c in enumerate(cells)
+            )
+        )
         out.append(f'<td class="origin">{origin}</td>')
         out.append("".join(f"<td>{c}</td>" for c in tail))
         if families:
@@ -187,6 +200,71 @@ def _table(rows: Sequence[OuterStep]) -> str:
         out.append(f'<td class="sched">{scheds}</td></tr>')
     out.append("</tbody></table>")
     return "\n".join(out)
+
+
+#: What each kind of plain probe tries, in words (the report's legend of its table).
+_PROBES = {
+    "climb": "a step along the hypergradient from the best point, each further one twice as "
+    "far while the value improves",
+    "scale": "the start's lr scaled up or down, to find its scale",
+    "vertex": "the lr scale at the vertex of a parabola through the best scales",
+    "explore": "a random move around the best point (then its mirror)",
+    "pattern": "one param moved up or down from the best point (a coarse pass first)",
+    "line": "a step along the hypergradient",
+    "converged": "the best point again",
+}
+
+
+def _steps_legend(rows: Sequence[OuterStep]) -> str:
+    """What the columns of the outer steps' table mean, in words, for this study: its iterate
+    numbers (with a population), its plain probes and the checks of its hypergradients."""
+    items = []
+    iterates: dict[int, list[int]] = {}
+    for r in rows:
+        if r.iterate is not None:
+            iterates.setdefault(r.iterate[0], []).append(r.number)
+    if iterates:
+        size = max(len(m) for m in iterates.values())
+        k, trials = [(k, m) for k, m in iterates.items() if len(m) == size][-1]
+        names = "0 and 1" if size == 2 else f"0 to {size - 1}"
+        items.append(
+            f"<b>iterate</b>: <code>{k}.1</code> reads outer iterate {k}, member 1. The "
+            f"sampler runs each point it tries (an outer iterate) as {size} trials, its members "
+            f"{names}: the same params and schedules, each on a seed of its own. It "
+            "compares iterates by their members' mean value and averages their "
+            f"hypergradients: trials {', '.join(map(str, trials))} are one point, iterate {k}."
+        )
+    items.append("<b>origin</b>: how the sampler proposed the trial, and why (in grey).")
+    kinds = [
+        r.origin for r in rows if r.hypergradient == "no: plain probe" and r.origin in _PROBES
+    ]
+    probes = "; ".join(f"<i>{k}</i>: {_PROBES[k]}" for k in dict.fromkeys(kinds))
+    items.append(
+        "<b>hypergradient</b>: <i>yes</i>: the episode computed the hypergradient, the "
+        "derivative of the validation loss with respect to each param, alongside training; "
+        "the sampler steps along it. <i>no: plain probe</i>: a plain training episode (no "
+        "hypergradient, so cheaper) that only measures the value at a point the sampler "
+        "wants to try; the best point moves to a probe that beats it."
+    )
+    if probes:
+        items.append(f"<b>plain probes</b> in this study: {probes}.")
+    items.append(
+        "<b>check</b> (grey, under the hypergradient, on the trials proposed right after "
+        "it): the sampler's check of the latest hypergradient, against the first probe along "
+        "it (the change of the value it predicted over the step, and the change the probe "
+        "found) or, with a population, between the iterate's members (the smallest cosine "
+        "between two of their hypergradients, 1 for one direction, and how many times "
+        "larger the largest is than the smallest); where they disagree, the probes decide."
+    )
+    items.append(
+        "<b>params</b>: the family parameters (a refiner's corrections as delta); "
+        "<b>schedules</b>: the window values they stand for. Shaded: the best iterate."
+    )
+    return (
+        '<ul class="note" id="outer-steps-legend">'
+        + "".join(f"<li>{item}</li>" for item in items)
+        + "</ul>"
+    )
 
 
 def _summary(studies: Sequence[optuna.Study]) -> str:
@@ -233,7 +311,8 @@ th { background: #f4f4f4; } tr.fail td { color: #b22; }
 td.sched { font-family: ui-monospace, monospace; font-size: 0.85em; }
 tr.best td { background: #eef7ee; } .why { color: #555; font-size: 0.85em; }
 p.best { font-size: 1.05em; }
-.note { color: #666; font-size: 0.85em; }
+.note { color: #666; font-size: 0.85em; } ul.note { padding-left: 1.2em; }
+ul.note li { margin-bottom: 0.3em; }
 """
 
 
@@ -360,15 +439,9 @@ def write_report(
         parts.append(f"<noscript>{_png_tag(png, title)}</noscript>")
         parts.append(f'<p class="note">Static image: <a href="{stem}.png">{stem}.png</a></p>')
     parts.append('<h2 id="outer-steps">Outer steps</h2>')
-    parts.append(
-        '<p class="note">origin: how the sampler proposed the trial and why; hypergradient: '
-        "whether the episode computed one (plain probes do not), and the sampler's check of "
-        "the latest one against the first probe along it (or of an iterate's members "
-        "against each other); params: the family "
-        "parameters (a refiner's corrections as delta); schedules: the window values they "
-        "stand for. Shaded: the best iterate.</p>"
-    )
-    parts.append(_table(_get_outer_steps(study, space)))
+    steps = _get_outer_steps(study, space)
+    parts.append(_steps_legend(steps))
+    parts.append(_table(steps))
     stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     parts.append(f'<p class="note">Written by optuna-fmd on {stamp}.</p>')
     parts.append("</body></html>")

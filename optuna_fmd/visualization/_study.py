@@ -292,24 +292,56 @@ def hypergradient_status(trial: optuna.trial.FrozenTrial) -> str:
     return "no: missing"
 
 
-def check_words(trial: optuna.trial.FrozenTrial) -> str:
+def check_words(
+    trial: optuna.trial.FrozenTrial, members: Mapping[int, Sequence[int]] | None = None
+) -> str:
     """The sampler's check of the latest hypergradient, stored on ``trial``
-    (``user_attrs["hypergradient_check"]``), in words; ``""`` when it carries none."""
+    (``user_attrs["hypergradient_check"]``), in words; ``""`` when it carries none.
+
+    The check names the point whose hypergradient it checked: with a population the outer
+    iterate (``iterate 3 (trials 6, 7)``, its trials from ``members``: iterate -> trial
+    numbers), else the trial (``trial 7``). A probe check compares the change of the value the
+    hypergradient predicted over the step with the one the first probe along it found; a
+    members check compares the members' hypergradients with each other (the smallest cosine
+    between two of them, the largest size over the smallest).
+
+    Example:
+        >>> check_words(trial, {0: [0, 1]})  # doctest: +SKIP
+        "the hypergradients of iterate 0's members (trials 0, 1) agree (cosine 1.00, ...)"
+    """
     check = read_check(trial.user_attrs.get(CHECK_ATTR))
     if check is None:
         return ""
-    at = "" if check.point is None else f" of {check.point}"
+    whose = _point_words(check.point, trial_iterate(trial) is not None, members or {})
     if isinstance(check, MembersCheck):
         ratio = check.norm_ratio
         size = "" if ratio is None else f", sizes {ratio:.3g}x apart"
         cos = "cosine ?" if check.cosine is None else f"cosine {check.cosine:.2f}"
+        head = f"the hypergradients of {whose[0]}'s members{whose[1]}"
         if check.agrees:
-            return f"members' hypergradients{at} agree ({cos}{size})"
-        return f"members' hypergradients{at} disagree ({cos}{size}): the probes decide"
+            return f"{head} agree ({cos}{size})"
+        return f"{head} disagree ({cos}{size}): the probes decide"
     pred = "?" if check.predicted is None else f"{check.predicted:+.3g}"
     got = "a failed episode" if check.found is None else f"{check.found:+.3g}"
     verdict = "agrees" if check.agrees else "contradicts it: the probes decide"
-    return f"hypergradient{at} predicted {pred}, the probe found {got}: {verdict}"
+    return (
+        f"the hypergradient of {whose[0]}{whose[1]} predicted {pred}, the first probe along "
+        f"it found {got}: {verdict}"
+    )
+
+
+def _point_words(
+    point: int | None, population: bool, members: Mapping[int, Sequence[int]]
+) -> tuple[str, str]:
+    """``("iterate 3", " (trials 6, 7)")``, ``("trial 7", "")``; ``("the latest point", "")``
+    when the check does not say."""
+    if point is None:
+        return "the latest point", ""
+    if not population:
+        return f"trial {point}", ""
+    trials = members.get(point, ())
+    listed = f" (trials {', '.join(map(str, trials))})" if trials else ""
+    return f"iterate {point}", listed
 
 
 def hypergradient_note(study: optuna.Study, drawn: int) -> str:

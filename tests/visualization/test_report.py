@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import create_trial
 
-from optuna_fmd.sampler import STATE_KEY
+from optuna_fmd.sampler import CHECK_ATTR, STATE_KEY
 from optuna_fmd.visualization import write_report
 from optuna_fmd.visualization._report import _get_outer_steps
 
@@ -75,3 +76,33 @@ def test_report_of_a_single_trial_and_of_an_empty_study(tmp_path: Path) -> None:
     assert "one&lt;&amp;&gt;" in html and len(_cells(html)) == 1
     empty = write_report(optuna.create_study(study_name="empty"), tmp_path / "empty")
     assert _cells(empty.read_text()) == [] and (tmp_path / "empty" / "regret.png").exists()
+
+
+def test_the_outer_steps_explain_iterates_probes_and_checks(tmp_path: Path) -> None:
+    study = optuna.create_study(study_name="pop")
+    members = {"kind": "members", "point": 0, "cosine": 0.99, "norm_ratio": 1.2, "agrees": True}
+    probe = {"kind": "probe", "point": 1, "predicted": -0.04, "found": -0.06, "agrees": True}
+    for number in range(6):
+        it, member = divmod(number, 2)
+        attrs: dict[str, Any] = {"iterate": it, "member": member}
+        attrs |= {CHECK_ATTR: [None, members, probe][it]} if it else {}
+        t = trial(0.5 - 0.1 * it, (0.1, 0.05), 0.9, at=number, attrs=attrs)
+        state = {"origin": "init", "hypergradient": it == 0}
+        state |= {"probe": {"kind": "climb", "alpha": 0.1}} if it else {}
+        t.system_attrs = {STATE_KEY: state}
+        study.add_trial(t)
+    page = write_report(study, tmp_path).read_text()
+    legend = page.split('id="outer-steps-legend">', 1)[1].split("</ul>", 1)[0]
+    # the iterate numbers in words, with this study's own example
+    assert "<code>2.1</code> reads outer iterate 2, member 1" in legend
+    assert "as 2 trials, its members 0 and 1" in legend and "trials 4, 5 are one point" in legend
+    # what a plain probe is, and each kind this study ran
+    assert "<i>no: plain probe</i>: a plain training episode" in legend
+    assert "<i>climb</i>: a step along the hypergradient" in legend
+    assert "smallest cosine" in legend and "the probes decide" in legend
+    # the checks name the iterate they checked, and its trials
+    rows = _cells(page)
+    assert [r[1] for r in rows] == ["0.0", "0.1", "1.0", "1.1", "2.0", "2.1"]
+    assert "the hypergradients of iterate 0&#x27;s members (trials 0, 1) agree" in rows[2][4]
+    assert "the hypergradient of iterate 1 (trials 2, 3) predicted -0.04" in rows[4][4]
+    assert " of 0 " not in page and 'title="outer iterate 2, member 1"' in page

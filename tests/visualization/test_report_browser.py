@@ -79,6 +79,7 @@ def _open(browser: Any, path: Path) -> dict[str, Any]:
         "best": browser.find_element("id", "best").text,
         "hg_note": browser.find_element("id", "hypergradients-note").text,
         "hg_figure": browser.find_element("id", "fig-hypergradients").text,
+        "legend": browser.find_element("id", "outer-steps-legend").text,
         "rows": rows,
     }
 
@@ -102,7 +103,9 @@ def _check_climb_panel(page: dict[str, Any]) -> None:
     assert [r["hypergradient"].split("\n")[0] for r in page["rows"]] == ["yes"] * 2 + [
         "no: plain probe"
     ] * 2
-    assert "hypergradients of 0 agree" in page["rows"][2]["hypergradient"]
+    check = page["rows"][2]["hypergradient"]
+    assert "the hypergradients of iterate 0's members (trials 0, 1) agree" in check
+    assert "reads outer iterate 1, member 1" in page["legend"]  # the iterate numbers in words
     assert [r["origin"].split("\n")[0] for r in page["rows"]] == ["start"] * 2 + ["climb"] * 2
 
 

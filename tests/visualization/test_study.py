@@ -143,14 +143,19 @@ def test_check_words_say_whether_the_probes_agreed_with_the_hypergradient() -> N
 
     agree = {"kind": "probe", "point": 7, "predicted": -0.004, "found": -0.003, "ratio": 0.75}
     assert check_words(trial({**agree, "agrees": True})) == (
-        "hypergradient of 7 predicted -0.004, the probe found -0.003: agrees"
+        "the hypergradient of trial 7 predicted -0.004, the first probe along it found -0.003: "
+        "agrees"
     )
     lie = {"kind": "probe", "point": 7, "predicted": -1.7, "found": None, "agrees": False}
     assert "contradicts it: the probes decide" in check_words(trial(lie))
     assert "a failed episode" in check_words(trial(lie))
+    # with a population, the point checked is an outer iterate, named with its trials
     apart = {"kind": "members", "point": 3, "cosine": -0.8, "norm_ratio": 40.0, "agrees": False}
-    assert check_words(trial(apart)) == (
-        "members' hypergradients of 3 disagree (cosine -0.80, sizes 40x apart): the probes decide"
+    member = trial(apart)
+    member.user_attrs.update(iterate=4, member=1)
+    assert check_words(member, {3: [6, 7], 4: [8, 9]}) == (
+        "the hypergradients of iterate 3's members (trials 6, 7) disagree (cosine -0.80, sizes "
+        "40x apart): the probes decide"
     )
     assert check_words(trial("garbage")) == "" and check_words(trial({"agrees": 1})) == ""
 
@@ -188,7 +193,8 @@ def test_the_report_shows_each_check_and_counts_the_contradicted_ones(
     assert probes and not any(c["agrees"] for c in probes)  # both members lie alike
     against = [c for c in checks if not c["agrees"]]
     page = write_report(study, tmp_path).read_text()
-    assert page.count("the probes decide") == len(against)
+    table = page.split('<table class="steps">', 1)[1]
+    assert table.count("the probes decide") == len(against)
     m = population or 1
     assert f"contradicted {len(against) // m} of the {len(checks) // m} checked" in page
 
