@@ -43,8 +43,9 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
 4. *A margin from divergence*: when a step along a line diverges (a member's training or
    hypergradient became non-finite), no later probe of the line lies within a doubling of the
    fastest lr below it, and a probe above the best step lies a doubling above it at least, so
-   the line's minimum keeps a doubling's margin from every divergence the line saw (``SearchState.cliffs``, iterates
-   never returned as best, is kept for states stored by earlier releases).
+   the line's minimum keeps a doubling's margin from every divergence the line saw
+   (``SearchState.cliffs``, iterates never returned as best, is kept for states stored by
+   earlier releases).
 
 Without hypergradients (``cfg.hypergradients`` False, the ablation) the search starts at the
 plain lr-scale search of item 2 and goes on as in item 3.
