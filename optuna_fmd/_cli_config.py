@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,16 +21,19 @@ __all__ = [
     "CONFIG_FLAGS",
     "CONFIG_KEY",
     "SPACE_KINDS",
+    "absolute_storage",
     "add_worker_args",
     "artifact_dir",
     "check_config",
     "check_worker_flags",
+    "dashboard_argv",
     "dashboard_command",
     "default_artifact_dir",
     "default_hypers",
     "default_init",
     "make_space",
     "open_cli_storage",
+    "report_argv",
     "resolve_defaults",
     "stored_flags",
     "stored_space",
@@ -100,10 +104,6 @@ def default_init(optimizer: str, hyper: str) -> float | None:
     """The start of ``hyper`` in ``optimizer``'s default space (``None``: it has none)."""
     bounds = DEFAULT_BOUNDS.get(optimizer, {}).get(hyper)
     return None if bounds is None else bounds[3]
-
-
-#: What ``--space`` may name.
-SPACE_KINDS = ("family", "windows")
 
 
 #: What ``--space`` may name.
@@ -181,13 +181,29 @@ def space_distributions(space: ScheduleSpace) -> dict[str, Any]:
     }
 
 
-def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
+def absolute_storage(storage: str) -> str:
+    """``storage`` as it reads from any directory: a relative SQLite path made absolute."""
     prefix = "sqlite:///"
     if storage.startswith(prefix) and not storage.startswith(prefix + "/"):
-        storage = prefix + os.path.abspath(storage[len(prefix) :])
-    if artifact_dir is None:
-        return f"optuna-dashboard {storage}"
-    return f"optuna-dashboard {storage} --artifact-dir {os.path.abspath(artifact_dir)}"
+        return prefix + os.path.abspath(storage[len(prefix) :])
+    return storage
+
+
+def dashboard_argv(storage: str, artifact_dir: str | None = None) -> list[str]:
+    """The optuna-dashboard command that shows ``storage`` (and its schedule images)."""
+    argv = ["optuna-dashboard", absolute_storage(storage)]
+    return (
+        argv if artifact_dir is None else [*argv, "--artifact-dir", os.path.abspath(artifact_dir)]
+    )
+
+
+def report_argv(storage: str, study_name: str) -> list[str]:
+    """The ``optuna-fmd report`` command of study ``study_name`` in ``storage``."""
+    return ["optuna-fmd", "report", "--storage", absolute_storage(storage), "--study", study_name]
+
+
+def dashboard_command(storage: str, artifact_dir: str | None = None) -> str:
+    return shlex.join(dashboard_argv(storage, artifact_dir))
 
 
 #: Directory of the schedule images (optuna-dashboard artifacts), next to a SQLite file.

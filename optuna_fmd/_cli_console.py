@@ -4,8 +4,13 @@ flags' help, in words a person reads without the source."""
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
+import shutil
 import sys
+import textwrap
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -17,17 +22,41 @@ from .space import Family, Refiner, Schedule, ScheduleSpace
 from .visualization._study import search_events
 
 __all__ = [
+    "WIDTH",
     "HelpFormatter",
     "best_words",
+    "command_lines",
     "describe_entry",
     "describe_setup",
     "describe_space",
     "describe_trial",
     "format_values",
     "legend",
+    "next_steps",
     "print_best",
+    "program",
     "progress_wanted",
+    "wrap",
 ]
+
+#: Columns the command line's own lines keep within (progress bars fit the terminal by
+#: themselves).
+WIDTH = 100
+
+
+def wrap(text: str, indent: str = "", first: str = "") -> str:
+    """``text`` in lines of at most :data:`WIDTH` columns: the first starts with ``first``, the
+    others with ``indent``; a word longer than a line (a path, a URL) stays whole."""
+    return "\n".join(
+        textwrap.wrap(
+            text,
+            WIDTH,
+            initial_indent=first,
+            subsequent_indent=indent,
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+    )
 
 
 def format_values(values: Sequence[float]) -> str:
@@ -35,10 +64,14 @@ def format_values(values: Sequence[float]) -> str:
 
 
 def describe_trial(
-    trial: optuna.trial.FrozenTrial, space: ScheduleSpace, population: int | None = None
+    trial: optuna.trial.FrozenTrial,
+    space: ScheduleSpace,
+    population: int | None = None,
+    best: str = "",
 ) -> str:
-    """One line per trial: number, how it was proposed (with a population: iterate.member), value,
-    schedules."""
+    """A trial in a few lines within :data:`WIDTH` columns: its number, how it was proposed (with
+    a population: iterate.member), its value and ``best`` (the best so far, in words), then its
+    schedules, indented under the label."""
     view = read_view(trial.system_attrs.get(STATE_KEY)) or StateView(origin="other")
     member = bool(population and population > 1 and view.iterate is not None)
     origin = f"{view.origin} {view.iterate}.{view.member or 0}" if member else view.origin
@@ -51,10 +84,13 @@ def describe_trial(
         schedules = space.from_params(trial.params)
     except ValueError:  # a trial that did not suggest every param of the space
         schedules = {}
-    scheds = [f"{name}={format_values(values)}" for name, values in schedules.items()]
-    return f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}  " + " ".join(
-        scheds
-    )
+    scheds = " ".join(f"{name}={format_values(values)}" for name, values in schedules.items())
+    head = f"trial {trial.number:3d} {origin:9s} val_loss {value}{acc_s}{secs_s}"
+    under = " " * len(f"trial {trial.number:3d} ")
+    lines = [wrap(head + (f"  ({best})" if best else ""), indent=under)]
+    if scheds:
+        lines.append(wrap(scheds, indent=under, first=under))
+    return "\n".join(lines)
 
 
 def search_lines(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[str]:
@@ -66,7 +102,8 @@ def search_lines(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[s
     storage = study._storage
     prev = storage.get_trial_id_from_study_id_trial_number(study._study_id, trial.number - 1)
     before = storage.get_trial_system_attrs(prev).get(STATE_KEY)
-    return [f"  -> {e}" for e in search_events(before, trial.system_attrs.get(STATE_KEY))]
+    events = search_events(before, trial.system_attrs.get(STATE_KEY))
+    return [wrap(e, indent="     ", first="  -> ") for e in events]
 
 
 def best_words(point: tuple[float, dict[str, float], list[int]] | None) -> str:
@@ -117,7 +154,12 @@ def describe_setup(
 
 
 def legend(population: int | None) -> str:
-    """What the short labels of a trial line mean, printed once under the header."""
+    """What the short labels of a trial line mean, printed once under the header (wrapped
+    within :data:`WIDTH` columns)."""
+    return wrap(_legend_words(population), indent="  ")
+
+
+def _legend_words(population: int | None) -> str:
     if population and population > 1:
         return (
             "legend: `init 0.1` = how the sampler proposed the trial (init: the start, with its "
@@ -152,9 +194,69 @@ def print_best(sampler: FMDSampler, study: optuna.Study, space: ScheduleSpace, o
         )
         print(f"best: {which}, validation loss {value:.4f}", file=out)
         for name, values in space.from_params(params).items():
-            print(f"  {name}: {format_values(values)}", file=out)
+            print(wrap(f"{name}: {format_values(values)}", indent="    ", first="  "), file=out)
     if sampler.is_converged(study):
         print("the outer loop reported convergence (no step improves any more)", file=out)
+
+
+def program(name: str) -> str:
+    """How to call the console script ``name`` from here: the script beside this Python when
+    there is one and ``name`` on PATH is not it (``.venv/bin/optuna-fmd`` after ``make demo``,
+    relative when under the working directory), else ``name``."""
+    beside = Path(sys.executable).parent / name
+    if not beside.is_file():
+        return name
+    found = shutil.which(name)
+    if found is not None and os.path.samefile(found, beside):
+        return name
+    relative = os.path.relpath(beside)
+    return str(beside) if relative.startswith("..") else relative
+
+
+def command_lines(argv: Sequence[str], indent: str = "  ") -> list[str]:
+    """``argv`` as shell lines to paste: its program found by :func:`program`, every word quoted,
+    a flag kept with its value where they fit on a line, and lines broken with `` \\`` within
+    :data:`WIDTH` columns (a word longer than a line sits on a line of its own)."""
+    words = [shlex.quote(program(argv[0])), *(shlex.quote(w) for w in argv[1:])]
+    pieces: list[list[str]] = []
+    for word in words:
+        last = pieces[-1] if pieces else []
+        if len(last) == 1 and last[0].startswith("--") and not word.startswith("--"):
+            last.append(word)  # the flag's value
+        else:
+            pieces.append([word])
+    lines = [indent + words[0]]
+    more = indent + "    "
+
+    def fits(line: str, text: str) -> bool:
+        return len(line) + 1 + len(text) + 2 <= WIDTH  # room for " \\"
+
+    for piece in pieces[1:]:
+        text = " ".join(piece)
+        parts = [text] if fits(more, text) or len(piece) == 1 else piece
+        for part in parts:
+            if fits(lines[-1], part):
+                lines[-1] += " " + part
+            else:
+                lines[-1] += " \\"
+                lines.append(more + part)
+    return lines
+
+
+def next_steps(report: Sequence[str], dashboard: Sequence[str], out_dir: str) -> str:
+    """The last lines of ``optuna-fmd run`` and ``demo``: the commands that show the study,
+    its report (written to ``out_dir``) and optuna-dashboard, ready to paste."""
+    return "\n".join(
+        [
+            wrap(
+                f"see the study: its report, an HTML page and PNGs in {out_dir}/ (the best "
+                "schedules, the hypergradients, why each trial was proposed):"
+            ),
+            *command_lines(report),
+            "or every trial in optuna-dashboard (in the browser, live while a study runs):",
+            *command_lines(dashboard),
+        ]
+    )
 
 
 def progress_wanted(no_progress: bool, stream: Any = None) -> bool:

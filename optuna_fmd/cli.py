@@ -33,10 +33,12 @@ from ._cli_config import (
     artifact_dir,
     check_config,
     check_worker_flags,
+    dashboard_argv,
     dashboard_command,
     default_artifact_dir,
     make_space,
     open_cli_storage,
+    report_argv,
     resolve_defaults,
     stored_flags,
     stored_space,
@@ -46,9 +48,11 @@ from ._cli_console import (
     describe_setup,
     describe_trial,
     legend,
+    next_steps,
     print_best,
     progress_wanted,
     search_lines,
+    wrap,
 )
 from .objective import HypergradientObjective
 from .sampler import FMDSampler
@@ -167,12 +171,9 @@ def run_study(
         checkpoint_every=checkpoint_every,
         checkpoint_dir=checkpoint_dir,
     )
-    print(
-        f"study {study_name!r} on {storage}: {describe_setup(task, space, outer, population)}, "
-        f"{len(study.trials)} earlier trials",
-        file=out,
-        flush=True,
-    )
+    header = f"study {study_name!r} ({len(study.trials)} earlier trials) on {storage}"
+    print(wrap(header, indent="  "), file=out)
+    print(wrap(describe_setup(task, space, outer, population), indent="  ", first="  "), file=out)
     if trials or total is not None:
         print(legend(population), file=out, flush=True)
     bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress)  # on stderr
@@ -204,7 +205,7 @@ def _reporter(
         bar.set_postfix(best="-" if point is None else f"{point[0]:.4f}")
         for line in search_lines(study, trial):
             tqdm.write(line, file=out)
-        tqdm.write(describe_trial(trial, space, population) + f"  ({best_words(point)})", file=out)
+        tqdm.write(describe_trial(trial, space, population, best_words(point)), file=out)
 
     return report
 
@@ -377,15 +378,29 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     _study_from_args(args, args.study)
-    print(f"view it: {dashboard_command(args.storage, artifact_dir(args))}")
+    _print_next_steps(args, args.study)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
     name = args.study or "demo-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     _study_from_args(args, name)
-    print(f"view it: {dashboard_command(args.storage, artifact_dir(args))}")
+    _print_next_steps(args, name)
     return 0
+
+
+def _print_next_steps(args: argparse.Namespace, study_name: str) -> None:
+    """The report and optuna-dashboard commands of the study just run, with its name and
+    storage, as the last lines."""
+    report, dashboard = report_argv(args.storage, study_name), dashboard_argv(args.storage)
+    if artifact_dir(args) is not None:
+        dashboard = dashboard_argv(args.storage, artifact_dir(args))
+    print(next_steps(report, dashboard, _report_dir(study_name)))
+
+
+def _report_dir(study_name: str) -> str:
+    """Where ``optuna-fmd report`` writes without ``--out``."""
+    return f"report-{study_name}"
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -407,7 +422,7 @@ def _report(args: argparse.Namespace) -> int:
         )
     study, *vs = (optuna.load_study(study_name=n, storage=storage) for n in [args.study, *args.vs])
     path = write_report(
-        study, args.out or f"report-{args.study}", vs=vs, space=stored_space(storage, args.study)
+        study, args.out or _report_dir(args.study), vs=vs, space=stored_space(storage, args.study)
     )
     print(f"report: {path}")
     for png in sorted(path.parent.glob("*.png")):

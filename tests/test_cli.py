@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd import cli
+from optuna_fmd._cli_console import WIDTH, command_lines, program
 from optuna_fmd._storage import open_storage
 from optuna_fmd.tasks import MODELS, _vision
 
@@ -55,27 +57,89 @@ def test_run_prints_each_outer_step_and_continues(
     out = capsys.readouterr().out
     assert "trial   0 init      val_loss" in out and "lr=[0.05] momentum=[0.9]" in out
     assert "trial   1 step" in out
-    assert f"optuna-dashboard {url}" in out
+    assert f"optuna-dashboard {url}" in _pasted(out)
     args[args.index("--trials") + 1] = "1"
     assert cli.main(args) == 0
     out = capsys.readouterr().out
-    assert "2 earlier trials" in out and "trial   2 step" in out
+    assert "(2 earlier trials)" in out and "trial   2 step" in out
     study = optuna.load_study(study_name="s", storage=url)
     assert len(study.trials) == 3
     assert "hypergradient" in study.trials[2].user_attrs
 
 
-def test_demo_uses_embedded_sqlite_and_prints_dashboard_command(
+def _pasted(out: str) -> str:
+    """``out`` with each shell command's continuation lines (`` \\`` then an indent) joined."""
+    return re.sub(r" \\\n +", " ", out)
+
+
+def _commands(out: str) -> list[list[str]]:
+    """The shell commands ``out`` prints (indented lines naming optuna-fmd or
+    optuna-dashboard), as argument lists."""
+    found = []
+    for line in _pasted(out).splitlines():
+        first = line.split()[0] if line.startswith("  ") else ""
+        if Path(first).name in ("optuna-fmd", "optuna-dashboard"):
+            words = shlex.split(line)
+            found.append([Path(words[0]).name, *words[1:]])
+    return found
+
+
+def _check_width(out: str) -> None:
+    too_wide = [line for line in out.splitlines() if len(line) > WIDTH]
+    assert too_wide == []
+
+
+def test_demo_ends_with_the_report_and_dashboard_commands_of_its_study(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    assert cli.main(["demo", *TINY, *WINDOWS_SIGN, "--trials", "2"]) == 0  # with progress bars
+    assert cli.main(["demo", *TINY, "--trials", "4"]) == 0  # with progress bars
     out = capsys.readouterr().out
-    assert (tmp_path / "optuna-fmd.db").exists()
-    assert f"optuna-dashboard sqlite:///{tmp_path / 'optuna-fmd.db'}" in out
-    summaries = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna-fmd.db'}")
+    db = tmp_path / "optuna-fmd.db"
+    assert db.exists()
+    summaries = optuna.get_all_study_summaries(f"sqlite:///{db}")
     assert len(summaries) == 1 and summaries[0].study_name.startswith("demo-")
-    assert summaries[0].n_trials == 2
+    assert summaries[0].n_trials == 4
+    name = summaries[0].study_name
+    report = ["optuna-fmd", "report", "--storage", f"sqlite:///{db}", "--study", name]
+    dashboard = ["optuna-dashboard", f"sqlite:///{db}", "--artifact-dir"]
+    dashboard.append(str(tmp_path / "optuna-fmd-artifacts"))
+    assert _commands(out) == [report, dashboard]
+    assert _pasted(out).splitlines()[-1].endswith(shlex.join(dashboard[1:]))  # the last line
+    _check_width(out)
+    assert out.count("legend:") == 1
+    # the report command works as printed, from any directory
+    monkeypatch.chdir(tmp_path.parent)
+    assert cli.main(report[1:]) == 0
+    assert (tmp_path.parent / f"report-{name}" / "report.html").exists()
+    capsys.readouterr()
+
+
+def test_a_command_is_printed_as_it_runs_from_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "optuna-fmd").write_text("#!/bin/sh\n")
+    (bin_dir / "optuna-fmd").chmod(0o755)
+    monkeypatch.setattr(sys, "executable", str(bin_dir / "python"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # the venv not activated, as after `make demo`
+    assert program("optuna-fmd") == "venv/bin/optuna-fmd"
+    assert program("optuna-dashboard") == "optuna-dashboard"  # none beside: its name
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin")
+    assert program("optuna-fmd") == "optuna-fmd"
+    long_path = "/data/" + "x" * 65 + "/study.db"  # fits a line with its flag
+    lines = command_lines(["optuna-fmd", "report", "--storage", long_path, "--study", "s 1"])
+    assert lines == [
+        "  optuna-fmd report \\",
+        f"      --storage {long_path} \\",
+        "      --study 's 1'",
+    ]
+    longer = long_path + "y" * 10  # does not: the path on its own line
+    lines = command_lines(["optuna-fmd", "report", "--storage", longer, "--study", "s"])
+    assert lines == ["  optuna-fmd report --storage \\", f"      {longer} \\", "      --study s"]
+    assert all(len(line) <= WIDTH for line in lines)
 
 
 def test_auto_task_prefers_fashion_mnist_when_available(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -201,7 +265,8 @@ def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
     ]
     assert cli.main(args) == 0
     artifacts = tmp_path / "optuna-fmd-artifacts"  # next to the SQLite file by default
-    assert f"optuna-dashboard {url} --artifact-dir {artifacts}\n" in capsys.readouterr().out
+    out = _pasted(capsys.readouterr().out)
+    assert f"optuna-dashboard {url} --artifact-dir {artifacts}\n" in out
     study = optuna.load_study(study_name="a", storage=url)
     for trial in study.trials:
         (meta,) = get_all_artifact_meta(trial, storage=study._storage)
@@ -213,10 +278,11 @@ def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
     other = tmp_path / "elsewhere"
     args[args.index("--study") + 1] = "b"
     assert cli.main([*args, "--artifact-dir", str(other), "--trials", "1"]) == 0
-    assert f"--artifact-dir {other}\n" in capsys.readouterr().out and any(other.iterdir())
+    assert f"--artifact-dir {other}\n" in _pasted(capsys.readouterr().out)
+    assert any(other.iterdir())
     args[args.index("--study") + 1] = "c"
     assert cli.main([*args, "--no-artifacts", "--trials", "1"]) == 0
-    assert capsys.readouterr().out.rstrip().endswith(f"optuna-dashboard {url}")
+    assert _pasted(capsys.readouterr().out).rstrip().endswith(f"optuna-dashboard {url}")
     study = optuna.load_study(study_name="c", storage=url)
     assert get_all_artifact_meta(study.trials[0], storage=study._storage) == []
     assert cli.default_artifact_dir("postgresql://u@h/db") == str(Path.cwd() / artifacts.name)
@@ -365,18 +431,21 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
     # two seeds per iterate: the start on seeds 0 and 1, then the search's first iterate
     assert "trial   1 init 0.1" in out and re.search(r"trial   2 \w+ 1\.0 ", out)
     assert "lr=[" in out and "momentum=[0.9]" in out
-    # the header in words, the short labels explained once, the best said to be a mean
-    header = out.splitlines()[0]
-    assert (
-        "Digits mlp (sgd), 20 steps, batch 32, outer rule 'search', 2 seeds per iterate" in header
-    )
-    assert header.endswith(
+    # the header in words, the short labels explained once, the best said to be a mean, all
+    # within the terminal's columns
+    _check_width(out)
+    setup, rest = out.split("\nlegend: ")
+    assert " ".join(setup.split()) == (
+        f"study 'optuna-fmd' (0 earlier trials) on {url} "
+        "Digits mlp (sgd), 20 steps, batch 32, outer rule 'search', 2 seeds per iterate, "
         "6 hyperparameters (lr: a cosine times 2 window corrections (5 params), "
-        "momentum: a constant), 0 earlier trials"
+        "momentum: a constant)"
     )
-    assert out.count("legend: `init 0.1` = how the sampler proposed the trial") == 1
-    assert "outer iterate 0, member 1 (each iterate runs 2 seeds" in out
-    assert "(best: mean " in out.splitlines()[3]
+    legend = " ".join(rest.split("\ntrial ")[0].split())
+    assert legend.startswith("`init 0.1` = how the sampler proposed the trial")
+    assert "outer iterate 0, member 1 (each iterate runs 2 seeds" in legend
+    assert out.count("legend:") == 1
+    assert re.search(r"^trial   1 init 0\.1 .*\(best: mean ", out, re.M)
     study = optuna.load_study(study_name="optuna-fmd", storage=url)
     assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 0, 1]
     assert sorted(study.trials[0].params) == [
