@@ -188,7 +188,7 @@ def after_climb_probe(
         t = _refine(pts, ab, step, line.cliff)
         if t is not None:
             x = geo.along(line.origin, line.d, t)
-            if all(tuple(x) != geo.along(line.origin, line.d, a) for a, _ in pts):
+            if all(x != geo.along(line.origin, line.d, a) for a, _ in pts):
                 return propose(state, x, _climb_probe(t, line))
     # the line's minimum (its best step): differentiated for the next line
     x = geo.along(line.origin, line.d, ab)
