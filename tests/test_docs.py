@@ -54,3 +54,25 @@ def test_the_readme_links_every_docs_page() -> None:
     linked = {(ROOT / t.partition("#")[0]).resolve() for t in _links(ROOT / "README.md")}
     missing = [p.name for p in DOCS.glob("*.md") if p.resolve() not in linked]
     assert missing == []
+
+
+def _shell(page: Path) -> str:
+    """The commands of ``page``'s ```bash and ```shell blocks."""
+    blocks = re.findall(r"^```(?:bash|shell)\n(.*?)^```", page.read_text(), flags=re.M | re.S)
+    return "\n".join(blocks)
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_commands_name_python3_which_every_system_has(page: Path) -> None:
+    # many systems have no `python`, only `python3`
+    assert re.findall(r"(?:^|[\s;&|(])(python -m \S+)", _shell(page), flags=re.M) == []
+
+
+def test_the_readme_install_offers_the_cpu_build_of_torch_and_says_what_each_costs() -> None:
+    commands = _shell(ROOT / "README.md")
+    assert "python3 -m venv .venv" in commands
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in (
+        commands
+    )
+    prose = " ".join((ROOT / "README.md").read_text().split())
+    assert "the CUDA build: a 5.9 GB `.venv`" in prose and "a `.venv` of about 1.5 GB" in prose

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
+import os
 import re
+import runpy
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
 
 import optuna
+import pytest
 
 HUB = Path(__file__).resolve().parents[2] / "hub" / "samplers" / "fmd"
 
@@ -68,3 +73,51 @@ def test_the_requirements_install_from_an_index_and_match_the_package() -> None:
     assert not any(re.match(r"optuna[-_]fmd\b", r) for r in reqs)
     readme = (HUB / "README.md").read_text()
     assert "pip install /path/to/optuna-fmd" in readme and "not on PyPI" in readme
+
+
+def test_the_example_script_loads_this_folder_without_the_network(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = []
+
+    def load_local_module(package: str, *, registry_root: str = os.sep) -> ModuleType:
+        calls.append((package, registry_root))
+        return _load(Path(registry_root) / package / "__init__.py", "optuna_fmd_hub_local")
+
+    def load_module(package: str, **kwargs: object) -> ModuleType:
+        raise OSError("fatal: unable to access the registry: Could not resolve host: github.com")
+
+    fake = ModuleType("optunahub")
+    fake.load_local_module = load_local_module  # type: ignore[attr-defined]
+    fake.load_module = load_module  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "optunahub", fake)
+    monkeypatch.setattr(sys, "argv", ["example.py", "--trials", "2", "--steps", "10"])
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    runpy.run_path(str(HUB / "example.py"), run_name="__main__")
+    assert calls == [("samplers/fmd", str(HUB.parents[1]))]
+    assert "best: trials [0, 1], mean validation loss" in capsys.readouterr().out
+
+
+def test_the_readme_and_the_example_load_offline_with_optunahub_itself(tmp_path: Path) -> None:
+    optunahub = pytest.importorskip("optunahub")
+    import optuna_fmd
+
+    # the README's call, with the checkout's hub/ as its registry_root
+    readme = (HUB / "README.md").read_text()
+    call = re.search(r"optunahub\.load_local_module\(\s*package=\"samplers/fmd\", (\w+)=", readme)
+    assert call and call.group(1) in inspect.signature(optunahub.load_local_module).parameters
+    fmd = optunahub.load_local_module(package="samplers/fmd", registry_root=str(HUB.parents[1]))
+    assert fmd.FMDSampler is optuna_fmd.FMDSampler
+    # the script as a person runs it, every web request failing (a dead proxy)
+    dead = "http://127.0.0.1:9"
+    env = {**os.environ, **{k: dead for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY")}}
+    proc = subprocess.run(
+        [sys.executable, str(HUB / "example.py"), "--trials", "2", "--steps", "10"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        env=env,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "best: trials [0, 1]" in proc.stdout

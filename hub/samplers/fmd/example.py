@@ -1,8 +1,17 @@
 """FMDSampler on scikit-learn's digits: a cosine lr with corrections and two constants, two
-seeds per outer iterate, exact hypergradients through each 200-step training run."""
+seeds per outer iterate, exact hypergradients through each 200-step training run.
+
+Run it from a checkout of optuna-fmd (``pip install`` it first), offline: this folder is loaded as
+the registry loads it, with ``optunahub.load_local_module``::
+
+    python hub/samplers/fmd/example.py            # 24 trials of 200 steps
+    python hub/samplers/fmd/example.py --trials 6 --steps 20
+"""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 from types import ModuleType
 
 import optuna
@@ -22,4 +31,12 @@ def main(fmd: ModuleType, trials: int = 24, steps: int = 200) -> float:
 if __name__ == "__main__":
     import optunahub
 
-    main(optunahub.load_module(package="samplers/fmd"))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=24, help="trials (default: 24)")
+    parser.add_argument("--steps", type=int, default=200, help="steps per run (default: 200)")
+    args = parser.parse_args()
+    # The registry's root is two folders up (hub/ here, package/ in optunahub-registry), so the
+    # module loads from disk; `optunahub.load_module(package="samplers/fmd")` fetches it instead.
+    root = Path(__file__).resolve().parents[2]
+    fmd = optunahub.load_local_module(package="samplers/fmd", registry_root=str(root))
+    main(fmd, trials=args.trials, steps=args.steps)
