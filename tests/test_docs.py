@@ -76,3 +76,19 @@ def test_the_readme_install_offers_the_cpu_build_of_torch_and_says_what_each_cos
     )
     prose = " ".join((ROOT / "README.md").read_text().split())
     assert "the CUDA build: a 5.9 GB `.venv`" in prose and "a `.venv` of about 1.5 GB" in prose
+
+
+def test_the_readme_first_screen_speaks_plainly_and_the_quick_start_is_two_commands() -> None:
+    text = (ROOT / "README.md").read_text()
+    first, _, rest = text.partition("## Quick start")
+    prose = " ".join(first.split())
+    # the benchmarks' own words stay in the benchmarks: no budget unit, test or method name there
+    jargon = ["PEE", "runs' worth", "ablation", "Holm", "fresh-seed", "fmd-pop2", "protocol v"]
+    assert [word for word in jargon if word in prose] == []
+    for said in ("**When to use it.**", "**When not.**", "`optuna-fmd report"):
+        assert said in prose
+    # the honest reading of the current tables, with a link to them
+    assert "#what-users-run-instead-protocol-v6s-anchor-table-cpu" in prose
+    assert "TPE and CMA-ES" in prose and "hypergradients switched off" in prose
+    quick = re.search(r"```bash\n(.*?)```", rest, re.S)
+    assert quick and quick.group(1).split("\n")[:-1] == ["make demo", "make test"]
