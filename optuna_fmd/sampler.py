@@ -118,10 +118,6 @@ class FMDSampler(BaseSampler):
             ``best_params`` of a TPE study over the same space): each one named replaces its
             param's start, the others keep theirs (a refiner's corrections stay 0). Checked
             here: every name must be a param of the space and every value inside its bounds.
-        **legacy: The rule settings of an earlier release (``step_size``, ``trust_region``,
-            ``min_step``, ``backtrack_tol``, ``max_backtracks``, ``betas``, ``clip``,
-            ``hypergradients``, ``explore``), applied to ``outer``'s settings with a
-            ``FutureWarning``; pass them to :mod:`optuna_fmd.outer`'s factory instead.
 
     Example:
         >>> import optuna, optuna_fmd as fmd
@@ -147,19 +143,11 @@ class FMDSampler(BaseSampler):
         independent_sampler: BaseSampler | None = None,
         warn_independent_sampling: bool = True,
         start: Mapping[str, float] | None = None,
-        **legacy: Any,
     ) -> None:
         if not isinstance(space, ScheduleSpace):
             raise TypeError(f"`space` must be a ScheduleSpace, but got {type(space).__name__}.")
         check_population(population, quorum, population_timeout, poll_interval)
-        settings = rule_settings(outer, legacy).resolved(space.layered(), population)
-        if legacy:
-            warnings.warn(
-                f"FMDSampler({', '.join(f'{k}=' for k in legacy)}...) is deprecated: pass "
-                f"outer=fmd.outer.{settings.name}(...) with the rule's settings instead.",
-                FutureWarning,
-                stacklevel=2,
-            )
+        settings = rule_settings(outer).resolved(space.layered(), population)
         if independent_sampler is not None and not isinstance(independent_sampler, BaseSampler):
             raise TypeError(
                 "`independent_sampler` must be an optuna BaseSampler or None, "

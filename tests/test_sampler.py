@@ -527,29 +527,26 @@ def test_n_jobs_two() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "match"),
+    ("make", "match"),
     [
-        ({"outer": "sgd"}, "`outer` must be one of"),
-        ({"step_size": 0.0}, "`step` must be positive"),
-        ({"outer": "sign", "trust_region": -1.0}, "`trust_region` must be positive"),
-        ({"outer": "sign", "max_backtracks": -1}, "`max_backtracks` must be a non-negative int"),
-        ({"outer": "adam", "betas": (0.9, 1.0)}, "`betas` must be two floats"),
-        ({"trust_region": 0.1}, "`trust_region` is not a setting of the 'search' rule"),
+        (lambda: fmd.FMDSampler(SPACE, outer="sgd"), "`outer` must be one of"),
+        (lambda: fmd.outer.search(step=0.0), "`step` must be positive"),
+        (lambda: fmd.outer.sign(trust_region=-1.0), "`trust_region` must be positive"),
+        (lambda: fmd.outer.sign(max_backtracks=-1), "`max_backtracks` must be a non-negative"),
+        (lambda: fmd.outer.adam(betas=(0.9, 1.0)), "`betas` must be two floats"),
     ],
 )
-def test_bad_arguments(kwargs: dict, match: str) -> None:
-    with pytest.raises(ValueError, match=match), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # the earlier release's keywords
-        fmd.FMDSampler(SPACE, **kwargs)
+def test_bad_arguments(make: Callable[[], object], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make()
 
 
-def test_the_earlier_releases_rule_keywords_still_work_with_a_warning() -> None:
-    with pytest.warns(FutureWarning, match=r"outer=fmd\.outer\.sign\(\.\.\.\)"):
-        old = fmd.FMDSampler(SPACE, outer="sign", step_size=0.3, min_step=0.01)
-    new = fmd.FMDSampler(SPACE, outer=fmd.outer.sign(step_size=0.3, min_step=0.01))
-    assert params_seq(run(old, 6)) == params_seq(run(new, 6))
-    with pytest.raises(TypeError, match="unexpected keyword argument 'step'"):
-        fmd.FMDSampler(SPACE, step=0.1)
+def test_a_rule_setting_passed_to_the_sampler_itself_is_refused() -> None:
+    """The rules' settings belong to their factories (``fmd.outer.sign(step_size=...)``); the
+    sampler takes none of them as its own keyword."""
+    for keyword in ("step_size", "trust_region", "explore", "hypergradients"):
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+            fmd.FMDSampler(SPACE, **{keyword: 0.1})
 
 
 def test_the_rule_and_its_settings_are_told_apart_by_the_state() -> None:
@@ -704,9 +701,6 @@ def test_the_ablation_without_hypergradients_never_asks_for_one() -> None:
     )
     assert not any(state_of(t)["hypergradient"] for t in study.trials)
     assert study.best_value < study.trials[0].value
-    with pytest.raises(ValueError, match="needs outer='search'"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        fmd.FMDSampler(FAMILY_SPACE, outer="sign", hypergradients=False)
 
 
 @pytest.mark.parametrize("outer", ["search", "sign"])

@@ -16,9 +16,9 @@ never asks which rule it holds.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any, ClassVar, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import ClassVar, Protocol
 
 from .._checks import non_negative_int, positive
 from ._geometry import FIRST_STEP, Geometry
@@ -29,7 +29,6 @@ from .search import SearchConfig, search_step
 from .search._explore import probes_for
 
 __all__ = [
-    "LEGACY",
     "OUTER_RULES",
     "RULES",
     "AdamSettings",
@@ -255,57 +254,15 @@ RULES: dict[str, Callable[[], Settings]] = {
 }
 #: The outer rules :class:`~optuna_fmd.FMDSampler` offers: the search rule and the paper's.
 OUTER_RULES = tuple(RULES)
-#: FMDSampler's keywords of an earlier release that now belong to a rule's settings.
-LEGACY = (
-    "step_size",
-    "trust_region",
-    "min_step",
-    "backtrack_tol",
-    "max_backtracks",
-    "betas",
-    "clip",
-    "hypergradients",
-    "explore",
-)
-
-
-def rule_settings(outer: object, legacy: Mapping[str, Any] | None = None) -> Settings:
-    """The settings ``outer`` names (a rule's name: its defaults) or is, with the keywords of
-    an earlier release (``legacy``, :data:`LEGACY`) applied to them."""
+def rule_settings(outer: object) -> Settings:
+    """The settings ``outer`` names (a rule's name: its defaults) or is."""
     if isinstance(outer, str):
         if outer not in RULES:
             raise ValueError(f"`outer` must be one of {OUTER_RULES}, but got {outer!r}.")
-        settings = RULES[outer]()
-    elif isinstance(outer, (SearchSettings, SignSettings, AdamSettings)):
-        settings = outer
-    else:
-        raise TypeError(
-            f"`outer` must be a rule's name {OUTER_RULES} or its settings "
-            f"(fmd.outer.search(...)), but got {type(outer).__name__}."
-        )
-    legacy = dict(legacy or {})
-    unknown = sorted(set(legacy) - set(LEGACY))
-    if unknown:
-        raise TypeError(f"FMDSampler() got an unexpected keyword argument {unknown[0]!r}")
-    if isinstance(settings, SearchSettings):
-        if "step_size" in legacy:
-            legacy["step"] = legacy.pop("step_size")
-    else:
-        if legacy.pop("hypergradients", True) is not True:
-            raise ValueError(
-                "`hypergradients=False` needs outer='search'; the other rules step "
-                "along the hypergradient only."
-            )
-        if legacy.pop("explore", None):
-            raise ValueError(
-                f"`explore` needs outer='search'; the {settings.name!r} rule steps along the "
-                "hypergradient from the first trial."
-            )
-    own = {f.name for f in fields(settings)}
-    foreign = sorted(set(legacy) - own)
-    if foreign:
-        raise ValueError(
-            f"`{foreign[0]}` is not a setting of the {settings.name!r} rule; its settings: "
-            f"{sorted(own)}."
-        )
-    return replace(settings, **legacy) if legacy else settings
+        return RULES[outer]()
+    if isinstance(outer, (SearchSettings, SignSettings, AdamSettings)):
+        return outer
+    raise TypeError(
+        f"`outer` must be a rule's name {OUTER_RULES} or its settings "
+        f"(fmd.outer.search(...)), but got {type(outer).__name__}."
+    )

@@ -13,7 +13,6 @@ import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
 from optuna_fmd.outer._point import Point, Proposal
 from optuna_fmd.outer._rules import (
-    LEGACY,
     OUTER_RULES,
     RULES,
     AdamSettings,
@@ -94,27 +93,14 @@ def test_bad_settings_are_refused_when_made(make, match: str) -> None:
         make()
 
 
-def test_rule_settings_take_a_name_or_settings_and_the_earlier_keywords() -> None:
+def test_rule_settings_take_a_name_or_settings() -> None:
     assert rule_settings("sign") == fmd.outer.sign()
     own = fmd.outer.adam(clip=2.0)
     assert rule_settings(own) is own
-    assert rule_settings("search", {"step_size": 0.2, "explore": 4}) == fmd.outer.search(
-        step=0.2, explore=4
-    )
-    assert rule_settings(own, {"betas": (0.5, 0.9)}) == fmd.outer.adam(clip=2.0, betas=(0.5, 0.9))
-    assert set(LEGACY) >= {"step_size", "explore", "hypergradients", "clip"}
     with pytest.raises(ValueError, match="must be one of"):
         rule_settings("lbfgs")
     with pytest.raises(TypeError, match="a rule's name"):
         rule_settings(3)
-    with pytest.raises(ValueError, match="needs outer='search'"):
-        rule_settings("adam", {"hypergradients": False})
-    with pytest.raises(ValueError, match="`explore` needs outer='search'"):
-        rule_settings("sign", {"explore": 4})
-    with pytest.raises(ValueError, match="`betas` is not a setting of the 'sign' rule"):
-        rule_settings("sign", {"betas": (0.9, 0.99)})
-    with pytest.raises(TypeError, match="unexpected keyword argument 'stepsize'"):
-        rule_settings("sign", {"stepsize": 0.1})
 
 
 @pytest.mark.parametrize("name", OUTER_RULES)
