@@ -366,11 +366,16 @@ ROLE_COLORS = {"other": "#1f77b4", "latest": "#d62728", "best": "#2ca02c"}
 LEGEND_RANKS = {"latest": 1, "best": 2, "other": 3}
 
 
-def _schedule_yaxes(
+def _schedule_axes(
     fig: Any, info: ScheduleInfo, rows: list[tuple[str, list[str]]], st: Stack
 ) -> None:
-    """Each row's y axis: log ticks for a log-scale entry, else a range fitted to its values;
-    as many ticks as the panel holds apart."""
+    """The bottom row's x axis title, and each row's y axis: log ticks for a log-scale entry,
+    else a range fitted to its values; as many ticks as the panel holds apart."""
+    fig.update_xaxes(
+        title_text="training step" if info.steps is not None else "fraction of training",
+        row=max(len(rows), 1),
+        col=1,
+    )
     for r, (_, entries) in enumerate(rows, start=1):
         if any(info.log.get(h) for h in entries):
             values = [v for t in info.trials for h in entries for v in t.schedules.get(h, [])]
@@ -443,13 +448,17 @@ def plot_schedules(
     for i, trial, role in draw_order(info):
         name = legend_name(info, trial, role, newline="<br>")
         key = "others" if role == "other" else f"{trial.number}/{role}"
-        members = ", ".join(map(str, trial.numbers))
         for r, (_, entries) in enumerate(row_entries, start=1):
             for hyper in entries:
                 values = trial.schedules.get(hyper)
                 if values is None:
                     continue
                 xs, ys = _stairs(values, info.steps)
+                line = {
+                    "width": (3 if len(entries) == 1 else 2) if role == "latest" else 2,
+                    "color": ROLE_COLORS[role],
+                    "dash": "dash" if role == "best" else "solid",
+                }
                 fig.add_trace(
                     go.Scatter(
                         x=xs,
@@ -460,26 +469,24 @@ def plot_schedules(
                         legendrank=LEGEND_RANKS[role],
                         showlegend=key not in shown,
                         opacity=0.15 + 0.55 * (i + 1) / max(n, 1) if role == "other" else 1.0,
-                        line={
-                            "width": (3 if len(entries) == 1 else 2) if role == "latest" else 2,
-                            "color": ROLE_COLORS[role],
-                            "dash": "dash" if role == "best" else "solid",
-                        },
-                        hovertemplate=f"trial{'s' if len(trial.numbers) > 1 else ''} {members}"
-                        f"<br>{hyper} = %{{y:.4g}}<extra></extra>",
+                        line=line,
+                        hovertemplate=_hover(trial.numbers, hyper),
                     ),
                     row=r,
                     col=1,
                 )
                 shown.add(key)
-    _schedule_yaxes(fig, info, row_entries, st)
-    fig.update_xaxes(
-        title_text="training step" if info.steps is not None else "fraction of training",
-        row=rows,
-        col=1,
-    )
+    _schedule_axes(fig, info, row_entries, st)
     add_note(fig, info.note, middle=True)
     return fig
+
+
+def _hover(numbers: list[int] | tuple[int, ...], hyper: str) -> str:
+    """A schedule's hover text: its trial (an iterate's members) and the hyper's value."""
+    members = ", ".join(map(str, numbers))
+    return (
+        f"trial{'s' if len(numbers) > 1 else ''} {members}<br>{hyper} = %{{y:.4g}}<extra></extra>"
+    )
 
 
 def plot_hypergradients(
