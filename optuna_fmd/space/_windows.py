@@ -1,8 +1,8 @@
 """Window schedules: ``K`` free values, each shared over a contiguous window of steps.
 
 The sibling of the families (:mod:`optuna_fmd.space._families`); import :class:`Schedule` from
-:mod:`optuna_fmd.space`, which re-exports it and owns the space, the trial params' names and
-the conversion between params and schedules.
+:mod:`optuna_fmd.space`, which re-exports it beside the space (``_space``: the conversion
+between params and schedules) and the trial params' names (``_names``).
 """
 
 from __future__ import annotations
