@@ -16,10 +16,10 @@ from typing import Any
 import optuna
 
 from . import tasks
-from .outer._state import STATE_KEY, StateView, read_view
+from .outer import STATE_KEY, StateView, read_view
 from .sampler import FMDSampler
 from .space import Family, Refiner, Schedule, ScheduleSpace
-from .visualization._study import search_events
+from .visualization import search_events
 
 __all__ = [
     "WIDTH",

@@ -18,14 +18,12 @@ from typing import Any
 import optuna
 
 from ._checks import optional_positive_int
+from ._imbalanced import COUNTS_ATTR
 from .engine import LOSS_HYPERS, make_loss_side, make_partitions, split_groups
 from .episode import EpisodeResult, check_engine, run_episode
-from .outer._state import STATE_KEY, StateView, read_view
+from .outer import STATE_KEY, StateView, read_view
 from .space import ScheduleSpace
 from .tasks import Task
-
-#: The study user attr with the training examples per class of an imbalanced task.
-COUNTS_ATTR = "class_counts"
 
 
 def _note_class_counts(study: optuna.Study, task: Task) -> None:

@@ -28,18 +28,24 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 from optuna.samplers import BaseSampler, RandomSampler
 from optuna.trial import FrozenTrial, TrialState
 
-from .outer._geometry import check_start, geometry_of
-from .outer._point import Point, best_group
-from .outer._population import Population, check_population, is_slot, study_sense
-from .outer._rules import Settings, rule_settings
-from .outer._state import (
+from .outer import (
     CHECK_ATTR,
     STATE_KEY,
     OuterState,
+    Point,
+    Population,
+    Settings,
     StateError,
     StateView,
+    best_group,
     check_json,
+    check_population,
+    check_start,
+    geometry_of,
+    is_slot,
     read_view,
+    rule_settings,
+    study_sense,
 )
 from .space import ScheduleSpace
 

@@ -1,5 +1,6 @@
-"""The package's layout rules: private names stay in their module; imports sit at the top;
-modules and functions stay short; the outer state's keys are spelled in its owner only."""
+"""The package's layout rules: private names stay in their module and private modules in their
+package; imports sit at the top; modules and functions stay short; the outer state's keys are
+spelled in its owner only; the plots load neither the engine nor torch."""
 
 from __future__ import annotations
 
@@ -272,3 +273,142 @@ def test_the_outer_loop_and_the_space_do_not_import_the_modules_that_use_them() 
                         f"line {node.lineno}: {'.' * node.level}{node.module or ''}"
                     )
     assert found == {}
+
+
+def _module_of(path: Path) -> tuple[str, ...]:
+    """``optuna_fmd/outer/_state.py`` -> ``("optuna_fmd", "outer", "_state")``; a package's
+    ``__init__.py`` -> the package."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def _file_of(module: tuple[str, ...]) -> Path | None:
+    """The file of a module of the package (``None``: not a module of the package)."""
+    base = PACKAGE.parent.joinpath(*module)
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def _loaded(path: Path, node: ast.Import | ast.ImportFrom) -> list[tuple[str, ...]]:
+    """The modules of the package an import statement of ``path`` loads:
+    ``from ..outer._state import X`` the module ``optuna_fmd.outer._state``,
+    ``from . import tasks`` the module ``tasks`` too."""
+    if isinstance(node, ast.Import):
+        found = [tuple(a.name.split(".")) for a in node.names]
+    else:
+        here = _module_of(path) if path.name == "__init__.py" else _module_of(path)[:-1]
+        base = here[: len(here) - node.level + 1] if node.level else ()
+        module = base + tuple(node.module.split(".")) if node.module else base
+        found = [module, *((*module, a.name) for a in node.names)]
+    return [m for m in found if m[:1] == (PACKAGE.name,) and _file_of(m) is not None]
+
+
+def _owner(module: tuple[str, ...]) -> tuple[str, ...] | None:
+    """The package a private module belongs to: the subpackage of ``optuna_fmd`` it lies in
+    (``outer`` for ``outer/_state.py`` and ``outer/search/_climb.py``), or the top package for
+    its own (``_checks.py``); ``None`` for a public module."""
+    private = [i for i, part in enumerate(module) if part.startswith("_")]
+    if not private:
+        return None
+    return module[:2] if private[0] >= 2 else module[:1]
+
+
+def test_no_module_imports_a_private_module_of_another_package() -> None:
+    """A package's modules may import each other's private modules (``outer/_rules.py`` its
+    ``search/_explore.py``, anyone ``_checks.py``); another package imports the names it
+    needs from the package's public face (``from .outer import read_view``), lazy imports
+    too."""
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        here = _module_of(path)
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            for module in _loaded(path, node):
+                owner = _owner(module)
+                if owner is not None and here[: len(owner)] != owner:
+                    found.setdefault(str(path.relative_to(PACKAGE)), []).append(
+                        f"line {node.lineno}: {'.'.join(module)}"
+                    )
+    assert found == {}, f"private modules of another package (import its public face): {found}"
+
+
+def _imports_on_load(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """The import statements that run when a module is imported: at its top level, in its
+    top-level ``if``, ``try`` and ``with`` blocks and its class bodies; not in functions nor
+    under ``if TYPE_CHECKING:``."""
+    out: list[ast.Import | ast.ImportFrom] = []
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                out.append(node)
+            elif isinstance(node, ast.If):
+                if not ast.unparse(node.test).endswith("TYPE_CHECKING"):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, node.orelse, node.finalbody, *node.handlers):
+                    visit(block if isinstance(block, list) else block.body)
+            elif isinstance(node, (ast.With, ast.ClassDef)):
+                visit(node.body)
+
+    visit(tree.body)
+    return out
+
+
+#: What the plots must not load: the engine, and torch with it.
+HEAVY = ("torch", "torchvision")
+ENGINE = (PACKAGE.name, "engine")
+
+
+def _heavy_chain(start: Path) -> list[str] | None:
+    """The chain of module-level imports by which ``start`` loads the engine or torch
+    (``["visualization._classes", "objective", "engine"]``), following the package's own
+    modules and the packages above each; ``None`` if it loads neither."""
+    first = _module_of(start)
+    came_from: dict[tuple[str, ...], tuple[str, ...] | None] = {first: None}
+    todo = [first]
+    while todo:
+        module = todo.pop()
+        path = _file_of(module)
+        assert path is not None
+        imports = _imports_on_load(ast.parse(path.read_text()))
+        heavy = module[: len(ENGINE)] == ENGINE or any(
+            name.split(".")[0] in HEAVY
+            for node in imports
+            for name in (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if node.level == 0
+                else []
+            )
+        )
+        if heavy:
+            chain: list[str] = []
+            step: tuple[str, ...] | None = module
+            while step is not None:
+                chain.insert(0, ".".join(step[1:]) or step[0])
+                step = came_from[step]
+            return chain
+        for node in imports:
+            for target in _loaded(path, node):
+                for n in range(1, len(target) + 1):
+                    if target[:n] not in came_from:
+                        came_from[target[:n]] = module
+                        todo.append(target[:n])
+    return None
+
+
+def test_the_plots_load_neither_the_engine_nor_torch() -> None:
+    """Plotting a stored study needs no torch: nothing under ``visualization/`` imports the
+    engine or torch when it is loaded, directly or through the modules it imports."""
+    found = {}
+    for path in sorted((PACKAGE / "visualization").rglob("*.py")):
+        chain = _heavy_chain(path)
+        if chain is not None:
+            found[str(path.relative_to(PACKAGE))] = " -> ".join(chain)
+    assert found == {}, f"plots that load the engine or torch: {found}"

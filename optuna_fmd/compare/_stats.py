@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ..outer._point import iterate_groups
+from ..outer import iterate_groups
 
 __all__ = [
     "best_curve",
@@ -127,7 +127,7 @@ def iterate_records(
     its members' mean value, ending when its last member ended, numbered by its first member;
     an iterate counts once all ``population`` members completed with a value. Without a
     population the trials themselves. ``cliffs``: iterates (trials, without a population)
-    left out, unless nothing else is left (:func:`~optuna_fmd.outer._point.iterate_groups`).
+    left out, unless nothing else is left (:func:`~optuna_fmd.outer.iterate_groups`).
 
     Example:
         >>> ts = [{"number": 0, "iterate": 0, "end": 1.0, "value": 0.5, "state": "COMPLETE"},

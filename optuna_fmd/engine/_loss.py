@@ -12,19 +12,22 @@ schedule names keeps weight 1; without label smoothing ``eps = 0``.
 
 Class groups: ``groups`` entries ``{name: ("class_weight", patterns)}`` give the classes whose
 index, written in decimal, matches a pattern (``fnmatch``: ``"3"``, ``"[5-9]"``, ``"*"``) the
-weight schedule ``name`` (the last matching group wins), as layer groups do for parameters.
+weight schedule ``name`` (the last matching group wins), as layer groups do for parameters;
+:func:`~optuna_fmd.engine.matched_classes` is that rule, defined without torch so that the
+class-weight plot reads it too.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-__all__ = ["LOSS_HYPERS", "LossSide", "make_loss_side", "matched_classes", "split_groups"]
+from .._imbalanced import matched_classes
+
+__all__ = ["LOSS_HYPERS", "LossSide", "make_loss_side", "split_groups"]
 
 #: The loss-side hyperparameters a schedule may set, with the value they take when none does.
 LOSS_HYPERS: Mapping[str, float] = {"class_weight": 1.0, "label_smoothing": 0.0}
@@ -108,9 +111,3 @@ def make_loss_side(
             weights[c] = table_names.index(name)
     smoothing = table_names.index("label_smoothing") if "label_smoothing" in table_names else None
     return LossSide(tuple(weights), smoothing)
-
-
-def matched_classes(patterns: Sequence[str], n_classes: int) -> list[int]:
-    """The classes of ``0 ... n_classes - 1`` whose index, written in decimal, matches one of
-    the ``fnmatch`` patterns: the classes a class group sets."""
-    return [c for c in range(n_classes) if any(fnmatch.fnmatchcase(str(c), p) for p in patterns)]

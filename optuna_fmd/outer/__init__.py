@@ -10,14 +10,77 @@ the paper's sign and Adam rules of ``_paper``) steps a typed, frozen state (``_s
 only at the storage edge) in each param's coordinate (``_geometry``), and the sampler stores
 the state on the trial it proposes. ``_population`` is the one part that speaks to Optuna: it
 claims the members' slots of an iterate across workers. Nothing here imports torch.
+
+The rest of the package imports what it needs of the outer loop from here, never from its
+private modules: the sampler its geometry, points, population, rules and state; the objective,
+the command line and the plots the stored state (:func:`read_view`); the plots and the
+comparison the best iterate (:func:`best_group`, :func:`iterate_groups`).
 """
 
 from __future__ import annotations
 
-from ._geometry import FIRST_STEP
-from ._rules import AdamSettings, SearchSettings, SignSettings
+import importlib
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["AdamSettings", "SearchSettings", "SignSettings", "adam", "search", "sign"]
+from ._geometry import FIRST_STEP, check_start, geometry_of
+from ._point import Point, best_group, iterate_groups, sense_sign
+from ._rules import AdamSettings, SearchSettings, Settings, SignSettings, rule_settings
+from ._state import (
+    CHECK_ATTR,
+    STATE_KEY,
+    MembersCheck,
+    OuterState,
+    StateError,
+    StateView,
+    check_json,
+    read_check,
+    read_view,
+)
+
+if TYPE_CHECKING:
+    from ._population import Population, check_population, is_slot, study_sense
+
+#: The names of ``_population``, imported on first use: the one module here that imports
+#: Optuna, so that the rules and the state load without it.
+_LAZY = ("Population", "check_population", "is_slot", "study_sense")
+
+__all__ = [
+    "CHECK_ATTR",
+    "STATE_KEY",
+    "AdamSettings",
+    "MembersCheck",
+    "OuterState",
+    "Point",
+    "Population",
+    "SearchSettings",
+    "Settings",
+    "SignSettings",
+    "StateError",
+    "StateView",
+    "adam",
+    "best_group",
+    "check_json",
+    "check_population",
+    "check_start",
+    "geometry_of",
+    "is_slot",
+    "iterate_groups",
+    "read_check",
+    "read_view",
+    "rule_settings",
+    "search",
+    "sense_sign",
+    "sign",
+    "study_sense",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module("._population", __name__), name)
+    globals()[name] = value
+    return value
 
 
 def search(

@@ -11,6 +11,7 @@ from ._dashboard import DashboardCallback, save_best_note
 from ._regret import plot_regret
 from ._report import write_report
 from ._schedules import plot_hypergradients, plot_schedules
+from ._study import search_events
 
 __all__ = [
     "DashboardCallback",
@@ -19,5 +20,6 @@ __all__ = [
     "plot_regret",
     "plot_schedules",
     "save_best_note",
+    "search_events",
     "write_report",
 ]

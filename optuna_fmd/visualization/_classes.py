@@ -12,8 +12,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ..engine import matched_classes
-from ..objective import COUNTS_ATTR
+from .._imbalanced import COUNTS_ATTR, matched_classes
 from ..space import ScheduleSpace
 from ._layout import add_note
 from ._schedules import (

@@ -13,8 +13,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
 
-from ..outer._point import best_group, sense_sign
-from ..outer._state import CHECK_ATTR, STATE_KEY, MembersCheck, StateView, read_check, read_view
+from ..outer import (
+    CHECK_ATTR,
+    STATE_KEY,
+    MembersCheck,
+    StateView,
+    best_group,
+    read_check,
+    read_view,
+    sense_sign,
+)
 from ..space import ParamRef, ScheduleSpace, parse_param
 
 if TYPE_CHECKING:
@@ -204,7 +212,7 @@ _ORIGINS = {
 
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
     """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
-    a :class:`~optuna_fmd.outer._state.StateView`): the proposal's kind (``start``, ``climb``,
+    a :class:`~optuna_fmd.outer.StateView`): the proposal's kind (``start``, ``climb``,
     ``bracket``, ``scale``, ``vertex``, ``explore``, ``pattern``, ``grad`` and ``line`` (earlier
     releases), ``converged``, ``step``,
     ``backtrack``, ``retry``) and why the sampler chose it, in words. ``names`` are the
@@ -245,7 +253,7 @@ _HANDOVER = {
 
 def search_events(before: object, after: object) -> list[str]:
     """What the search rule decided between two consecutive proposals, in words, from the
-    states stored on them (raw, or :class:`~optuna_fmd.outer._state.StateView` s): a climb step
+    states stored on them (raw, or :class:`~optuna_fmd.outer.StateView` s): a climb step
     taken (a line along the hypergradient found a better point), or the climb's hand-over
     (a hypergradient dropped, and why). ``[]`` when nothing of the kind happened.
 
