@@ -219,6 +219,7 @@ class SearchState:
     guide: tuple[Vector, ...] = ()  # the latest trusted hypergradients, per unit
     memory: tuple[tuple[Vector, Vector], ...] = ()  # quasi-Newton (step, gradient change) pairs
     cliffs: tuple[int, ...] = ()  # trials (iterates) next to a divergence: never returned as best
+    below: bool = False  # the start was contradicted and the climb began again a tenth below it
     explore: Explore | None = field(default=None, metadata=ABSENT)  # the exploration, if any
     # the check of a hypergradient made for this proposal
     check: Check | None = field(default=None, metadata=ABSENT)

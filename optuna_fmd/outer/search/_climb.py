@@ -20,6 +20,7 @@ from ._trust import check_members, check_probe, mean_direction, norm
 
 __all__ = [
     "AGREED",
+    "BELOW",
     "CLIMB_OTHERS",
     "CLIMB_PROBES",
     "EXPLODE",
@@ -38,6 +39,7 @@ REFINE_PROBES = 4  # golden-section probes refining a line's bracket
 GOLDEN = 1.0 - 2.0 / (1.0 + math.sqrt(5.0))  # 0.382: where the next probe cuts the wider side
 CLIMB_OTHERS = 0.25  # a climb's first step moves a non-log param by at most this many units
 MEMORY = 5  # quasi-Newton (L-BFGS) pairs kept
+BELOW = 0.1  # a contradicted start: the climb begins again from every lr at this factor
 AGREED = 0.1  # members pointing apart: climb on where they agree if it holds this much length
 
 
@@ -69,6 +71,8 @@ def after_climb_gradient(
             d = mean_direction(members)  # one member dominates the mean: average directions
     if g is None or d is None or exploding:
         why = "exploding" if exploding else "contradicted"
+        if first and not exploding and not state.below and any(geo.scale):
+            return _below(state, geo)
         state = replace(state, handover=why)
         return scale_fallback(state, geo, cfg, down=exploding) if first else edge(state, geo, cfg)
     assert last is not None and last.x is not None
@@ -78,7 +82,17 @@ def after_climb_gradient(
         change = [b - a for a, b in zip(state.line.g, g, strict=True)]
         if _dot(step, change) > 1e-12 * norm(step) * norm(change):
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
-    return _climb_line(state, g, d, block, last.number, tuple(at), geo, cfg)
+    f0 = best_of(state).f if last.value is None else float(last.value)
+    return _climb_line(state, g, d, block, (tuple(last.x), f0), last.number, tuple(at), geo, cfg)
+
+
+def _below(state: SearchState, geo: Geometry) -> Step:
+    """The start's hypergradient is contradicted (its members point apart: a start at or above
+    the good lr): the climb begins again from every lr at ``BELOW`` of the start's, where the
+    hypergradient is the slope, with a hypergradient there."""
+    x = geo.shift_scale(best_of(state).x, BELOW)
+    state = replace(state, below=True, outer_step=0, check=state.check)
+    return propose(state, x, Probe("start"))
 
 
 def line_block(geo: Geometry, line: int, g: Sequence[float]) -> list[bool]:
@@ -100,13 +114,15 @@ def _climb_line(
     g: list[float],
     descent: list[float],
     block: list[bool],
+    origin: tuple[tuple[float, ...], float],
     point: int,
     at: tuple[float, ...],
     geo: Geometry,
     cfg: SearchConfig,
 ) -> Step:
-    """The first probe of a line from the incumbent along ``descent`` (the hypergradient ``g``
-    per unit, taken at ``point``, ``at`` in units, over the line's ``block``): quasi-Newton
+    """The first probe of a line along ``descent`` (the hypergradient ``g`` per unit, taken at
+    ``point``, ``at`` in units, over the line's ``block``) from where it was taken (``origin``:
+    params and value; the incumbent, but after a contradicted start's drop): quasi-Newton
     (L-BFGS over the climb's earlier hypergradients) when it has curvature pairs in the block,
     steepest descent otherwise. The line's spacing moves the fastest log-scale param by a
     factor of ``SCALE_FACTOR`` (a doubling); the first line's first probe is one spacing, a
@@ -122,13 +138,13 @@ def _climb_line(
         first = min(max(n, h / 2), 4 * h)
     else:  # a later line starts half as far: its origin is a line's minimum
         first = h if state.outer_step <= 1 else h / 2
-    best = best_of(state)
-    x = geo.along(best.x, d, first)
-    if slope == 0.0 or tuple(x) == best.x:
+    start, f0 = origin
+    x = geo.along(start, d, first)
+    if slope == 0.0 or tuple(x) == start:
         return edge(replace(state, handover="blocked"), geo, cfg)
-    line = Line(tuple(g), tuple(d), slope, best.f, (), best.x, point, at=at, spacing=h)
+    line = Line(tuple(g), tuple(d), slope, f0, (), start, point, at=at, spacing=h)
     state = replace(state, phase="climb", line=line)
-    return propose(state, x, Probe("climb", alpha=first, origin=best.x))
+    return propose(state, x, Probe("climb", alpha=first, origin=start))
 
 
 def _lead_step(geo: Geometry, cfg: SearchConfig, d: Sequence[float]) -> float:

@@ -216,19 +216,45 @@ def test_an_exploding_first_hypergradient_scales_the_lr_down() -> None:
     assert not any(r[3] for r in run[1:])  # plain episodes from the edge on
 
 
-def test_members_that_point_apart_at_the_start_hand_over_to_the_scale_search() -> None:
+def test_members_that_point_apart_at_the_start_climb_again_from_a_tenth_below() -> None:
     """Two members whose hypergradients have opposite signs at the start (a start above the
-    edge): the check is stored and the plain lr-scale search takes over."""
+    edge): the check is stored and the climb starts again, differentiated, from every lr at a
+    tenth of the start's; when that start's members point apart too, the plain lr-scale search
+    takes over from the best point."""
     geo = _geometry()
+
+    def apart(x: list[float], state: SearchState, number: int) -> Point:
+        g = _grad(_tilted, x)
+        members = [g, [-v for v in g]]
+        mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)]
+        return Point(number, x, _tilted(x), False, mean, _stored(state), members=members)
+
     x, state = search_step(None, None, geo, CFG)
-    g = _grad(_tilted, x)
-    members = [g, [-v for v in g]]
-    mean = [0.5 * (a + b) for a, b in zip(*members, strict=True)]
-    last = Point(0, x, _tilted(x), False, mean, _stored(state), members=members)
-    x, state = search_step(state, last, geo, CFG)
+    x, state = search_step(state, apart(x, state, 0), geo, CFG)
     assert isinstance(state.check, MembersCheck) and not state.check.agrees
+    assert state.probe.kind == "start" and state.below and state.wants_hypergradient
+    assert x[0] == pytest.approx(0.005) and x[1] == 0.9 and not state.edge
+    x, state = search_step(state, apart(x, state, 1), geo, CFG)
     assert state.probe.kind == "scale" and state.edge and x[0] == pytest.approx(0.1)
     assert not state.wants_hypergradient
+
+
+def test_a_climb_from_a_tenth_below_goes_up_along_the_hypergradient() -> None:
+    """After the drop the line starts where its hypergradient was taken, not at the
+    incumbent (the contradicted start), and a point of it better than the start is taken."""
+    geo = _geometry()
+    f = _bowl([0.05, 0.9])
+    x, state = search_step(None, None, geo, CFG)
+    g = _grad(f, x)
+    members = [[1.0, 0.0], [-1.0, 0.0]]
+    last = Point(0, x, f(x), False, [0.0, 0.0], _stored(state), members=members)
+    x, state = search_step(state, last, geo, CFG)
+    assert state.below and x[0] == pytest.approx(0.005)
+    g = _grad(f, x)
+    last = Point(1, x, f(x), False, g, _stored(state), members=[g, g])
+    x, state = search_step(state, last, geo, CFG)
+    assert state.probe.kind == "climb" and state.line.origin == tuple(last.x)
+    assert x[0] == pytest.approx(0.01)  # a doubling up from the tenth
 
 
 def test_a_contradicted_hypergradient_after_the_climb_hands_over_to_plain_episodes() -> None:
