@@ -254,6 +254,8 @@ RULES: dict[str, Callable[[], Settings]] = {
 }
 #: The outer rules :class:`~optuna_fmd.FMDSampler` offers: the search rule and the paper's.
 OUTER_RULES = tuple(RULES)
+
+
 def rule_settings(outer: object) -> Settings:
     """The settings ``outer`` names (a rule's name: its defaults) or is."""
     if isinstance(outer, str):
