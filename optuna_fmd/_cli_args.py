@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from . import compare, tasks
 from ._cli_config import SPACE_KINDS, add_worker_args, default_hypers, default_init
 from ._cli_console import HelpFormatter
+from .outer import rule_names
 from .space import DEFAULT_BOUNDS
 from .tasks import MODELS
 
@@ -113,7 +114,7 @@ def _add_study_args(
     p.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     p.add_argument(
         "--outer",
-        choices=("search", "sign", "adam"),
+        choices=rule_names(),
         default="search",
         help="outer rule (search: a climb along the hypergradient while it is the slope, "
         "then plain probes)",

@@ -108,7 +108,7 @@ class FMDSampler(BaseSampler):
     Args:
         space: The schedules to optimise; trial params are named ``<hyper>_<k>``.
         outer: The outer rule: its settings (``fmd.outer.search(explore=8)``) or its name
-            (``"search"``, ``"sign"``, ``"adam"``: its defaults).
+            (one of :func:`~optuna_fmd.outer.rule_names`, e.g. ``"sign"``: its defaults).
         population: Members (seeds) per outer iterate whose hypergradients are averaged
             (``None``: one trial per outer step, each stepping from the latest finished trial).
         quorum: Members that suffice after ``population_timeout`` (default: a majority).

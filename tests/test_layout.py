@@ -7,11 +7,16 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
+import sys
+import typing
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
+from optuna_fmd import outer
 from optuna_fmd.outer import _state
+from optuna_fmd.outer._registry import rules
 
 PACKAGE = Path(__file__).resolve().parents[1] / "optuna_fmd"
 #: The documentation's page on the package's layout.
@@ -121,24 +126,48 @@ def test_no_function_is_over_the_size_limit() -> None:
     )
 
 
-#: The outer state's owner: the only module that spells the keys of its stored JSON.
+#: The outer state's owner: with each rule's state module (:func:`_rule_state_modules`), the
+#: only modules that spell the keys of its stored JSON.
 STATE_OWNER = PACKAGE / "outer" / "_state.py"
 #: Words of the state's layout that also name a field of another record these modules read
 #: by key, with the record: they are left out of the check.
 SHARED_WORDS = {"space": "the study's stored config in cli.py (the kind of space)"}
 
 
+def _rule_state_modules() -> list[ModuleType]:
+    """The module of each registered rule's state type (``_sign``, ``search/_state``)."""
+    return [sys.modules[rule.state.__module__] for rule in rules()]
+
+
+def _state_types(cls: type, seen: set[type]) -> set[type]:
+    """``cls`` and the state types its fields hold, through unions and tuples."""
+
+    def walk(hint: object) -> None:
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and hint not in seen:
+            seen.add(hint)
+            for field_hint in typing.get_type_hints(hint).values():
+                walk(field_hint)
+        for arg in typing.get_args(hint):
+            walk(arg)
+
+    walk(cls)
+    return seen
+
+
 def _state_keys() -> set[str]:
-    """Every key of the stored state: the fields of the owner's state types (the rule's name
-    is stored as ``rule``, a slot's fields at the top level) and the keys the owner adds."""
-    types = [
+    """Every key of the stored state: the fields of the owner's state types and of each
+    registered rule's state with its parts (the rule's name is stored as ``rule``, a slot's
+    fields at the top level) and the keys the owner adds."""
+    types = {
         t
         for t in vars(_state).values()
         if isinstance(t, type)
         and dataclasses.is_dataclass(t)
         and t.__module__ == _state.__name__
         and t is not _state.StateView
-    ]
+    }
+    for rule in rules():
+        types |= _state_types(rule.state, set())
     names = {f.name for t in types for f in dataclasses.fields(t)} - {"name", "slot"}
     return (names | {"version", "rule", "hypergradient", "kind"}) - set(SHARED_WORDS)
 
@@ -192,8 +221,9 @@ def test_the_outer_states_keys_are_spelled_only_in_its_owner() -> None:
     keys = _state_keys()
     assert {"incumbent", "probe", "claim", "retry_of", "origin", "x"} <= keys
     found = {}
+    owners = {STATE_OWNER, *(Path(m.__file__ or "") for m in _rule_state_modules())}
     for path in sorted(PACKAGE.rglob("*.py")):
-        if path == STATE_OWNER:
+        if path in owners:
             continue
         tree = ast.parse(path.read_text())
         literals = (_state.STATE_KEY, _state.CHECK_ATTR)
@@ -316,8 +346,8 @@ def _owner(module: tuple[str, ...]) -> tuple[str, ...] | None:
 
 
 def test_no_module_imports_a_private_module_of_another_package() -> None:
-    """A package's modules may import each other's private modules (``outer/_rules.py`` its
-    ``search/_explore.py``, anyone ``_checks.py``); another package imports the names it
+    """A package's modules may import each other's private modules (``search/_state.py`` its
+    ``outer/_state.py``, anyone ``_checks.py``); another package imports the names it
     needs from the package's public face (``from .outer import read_view``), lazy imports
     too."""
     found = {}
@@ -412,3 +442,68 @@ def test_the_plots_load_neither_the_engine_nor_torch() -> None:
         if chain is not None:
             found[str(path.relative_to(PACKAGE))] = " -> ".join(chain)
     assert found == {}, f"plots that load the engine or torch: {found}"
+
+
+def _room(module: str) -> str:
+    """The room of an outer rule's module: the module itself (``outer._sign``), or the
+    subpackage of the outer loop it lies in (``outer.search`` for ``outer.search._rule``)."""
+    parts = module.split(".")
+    assert parts[:2] == ["optuna_fmd", "outer"], module
+    return ".".join(parts[:3])
+
+
+def test_each_outer_rule_is_one_room() -> None:
+    """Every registered rule's settings, state type and factory (``fmd.outer.<name>``) are
+    defined in one module of the outer loop (``_sign.py``), or one subpackage of it for a
+    rule with phases (``search/``), which registers the rule: adding a rule adds one room."""
+    found = {}
+    for rule in rules():
+        factory = getattr(outer, rule.name, None)
+        assert callable(factory), f"fmd.outer.{rule.name} is not the rule's factory"
+        assert isinstance(factory(), rule.settings), rule.name
+        where = {
+            "settings": rule.settings.__module__,
+            "state": rule.state.__module__,
+            "factory": factory.__module__,
+        }
+        rooms = {_room(m) for m in where.values()}
+        source = "".join(
+            Path(m.__file__ or "").read_text()
+            for m in map(sys.modules.get, set(where.values()))
+            if m is not None
+        )
+        if len(rooms) != 1 or rooms == {"optuna_fmd.outer"} or "register(" not in source:
+            found[rule.name] = where
+    assert found == {}, f"rules spread over several modules (or not registered there): {found}"
+
+
+def test_no_list_of_the_outer_rules_names_is_typed_outside_the_registry() -> None:
+    """A tuple, list, set or dict keys of two or more rules' names (``("search", "sign")``)
+    is a second registry: read :func:`~optuna_fmd.outer.rule_names` instead (``__all__``
+    names the factories, not the rules)."""
+    names = {rule.name for rule in rules()}
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        exported = {
+            id(node.value)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign)
+            and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+        }
+        for node in ast.walk(tree):
+            if id(node) in exported:
+                continue
+            items = (
+                node.keys
+                if isinstance(node, ast.Dict)
+                else node.elts
+                if isinstance(node, (ast.Tuple, ast.List, ast.Set))
+                else []
+            )
+            literals = {i.value for i in items if isinstance(i, ast.Constant)}
+            if len(literals & names) >= 2:
+                found.setdefault(str(path.relative_to(PACKAGE)), []).append(
+                    f"line {node.lineno}: {ast.unparse(node)[:60]}"
+                )
+    assert found == {}

@@ -1,13 +1,14 @@
-"""The FDS paper's outer rules, ``"sign"`` and ``"adam"``, as pure functions.
+"""What the FDS paper's outer rules, ``"sign"`` (``_sign``) and ``"adam"`` (``_adam``), share:
+the backtracking wrapper :func:`decide` around a rule's own step, as pure functions.
 
 Each proposal is a step from one point along its hypergradient, in the transformed coordinates
-of the geometry (:class:`~optuna_fmd.outer._geometry.Coord`). Each rule is its step alone, with
-its own state: :class:`SignStep` moves every coordinate by its own step, halved when its
-hypergradient's sign flips (the paper's rule; :class:`~optuna_fmd.outer._state.SignState`);
-:class:`AdamStep` takes bias-corrected moment ratios (:class:`~optuna_fmd.outer._state.
-AdamState`). :func:`decide` wraps either in what they share: the trust region, and
-backtracking (a failed or clearly worse proposal is retried from the best point with half the
-step, up to a limit; :class:`~optuna_fmd.outer._state.Backtracked`).
+of the geometry (:class:`~optuna_fmd.outer._geometry.Coord`). A paper rule is its step alone
+(a :class:`GradientStep`), with its own state, a :class:`Backtracked`: the sign rule moves
+every coordinate by its own step, halved when its hypergradient's sign flips; Adam takes
+bias-corrected moment ratios. :func:`decide` wraps either in what they share: the trust region,
+and backtracking (a failed or clearly worse proposal is retried from the best point with half
+the step, up to a limit). :class:`PaperSettings` is what their settings share, and builds the
+rule (:class:`PaperRule`).
 
 No torch and no Optuna here: the states are frozen (stored in the trial by
 :class:`~optuna_fmd.FMDSampler`), the points seen are :class:`~optuna_fmd.outer._point.Point`
@@ -17,21 +18,28 @@ and the warnings come back as :class:`~optuna_fmd.outer._point.Note` values for 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import ClassVar
+from typing import Any, ClassVar, Protocol
 
-from ._geometry import Coord
+from .._checks import non_negative_int, positive
+from ._codec import StateError
+from ._geometry import Coord, Geometry
 from ._point import Note, Point, Proposal
-from ._state import AdamState, GradientState, SignState, Summit
+from ._registry import OuterRule
+from ._state import RuleState
 
 __all__ = [
     "MAX_HYPERGRADIENT",
-    "AdamStep",
+    "Backtracked",
     "GradientRule",
-    "SignStep",
+    "GradientStep",
+    "PaperRule",
+    "PaperSettings",
+    "Summit",
     "decide",
     "fresh_state",
+    "same_sizes",
 ]
 
 #: Larger transformed hypergradient coordinates are clipped.
@@ -39,85 +47,77 @@ MAX_HYPERGRADIENT = 1e100
 
 
 @dataclass(frozen=True)
-class SignStep:
-    """The sign rule's step: ``u <- u - sign(g) * s`` per coordinate, ``s`` halved whenever the
-    sign of its hypergradient flips; converged once every step is below ``min_step``."""
+class Summit:
+    """The best point known to a sign or Adam step, in the study's own units."""
 
-    step_size: float
-    min_step: float
-    name: ClassVar[str] = SignState.name
+    trial: int  # its trial (with a population: its outer iterate)
+    value: float
 
-    def fresh(self, n: int) -> SignState:
-        return SignState(s=(self.step_size,) * n, sign=(0,) * n)
+
+@dataclass(frozen=True, kw_only=True)
+class Backtracked:
+    """What the backtracking wrapper around a paper rule keeps (:func:`decide`): the step
+    scale, halved at each backtrack, the backtracks in a row, the steps taken, whether it
+    stopped, the point the proposal steps from and the best one known. A rule's state adds
+    its own vectors (:class:`~optuna_fmd.outer._sign.SignState`) and its ``name``."""
+
+    name: ClassVar[str]
+    scale: float = 1.0
+    backtracks: int = 0
+    outer_step: int = 0
+    converged: bool = False  # from now on the best point is proposed
+    base: int | None = None  # the trial (iterate) the proposal steps from
+    best: Summit | None = None
+
+    wants_hypergradient: ClassVar[bool] = True
+    cliffs: ClassVar[tuple[int, ...]] = ()  # no point is set aside by these rules
+    check: ClassVar[None] = None  # nor is a hypergradient checked
+
+    @property
+    def width(self) -> int:
+        """Params the state is for."""
+        raise NotImplementedError
+
+    @property
+    def vectors(self) -> Mapping[str, tuple[object, ...]]:
+        """The rule's own vectors by field name, one entry per param each."""
+        raise NotImplementedError
+
+
+def same_sizes(state: Backtracked) -> None:
+    """A paper rule's stored vectors hold one entry per param each (the registry's check)."""
+    sizes = [len(v) for v in state.vectors.values()]
+    if len(set(sizes)) > 1:
+        names = " and ".join(f"`state.{k}`" for k in state.vectors)
+        have = " and ".join(str(n) for n in sizes)
+        raise StateError(f"{names} must have one entry per param, but have {have}.")
+
+
+class GradientStep(Protocol):
+    """A paper rule's own step (``SignStep``, ``AdamStep``), with its own state."""
+
+    @property
+    def name(self) -> str:
+        """The rule's name."""
+        ...
+
+    def fresh(self, n: int) -> Backtracked:
+        """The state before the first step, for ``n`` params."""
+        ...
 
     def __call__(
-        self, mem: SignState, g: list[float], scale: float, trust: float, number: int
-    ) -> tuple[list[float], SignState, bool, list[Note]]:
-        """The move per coordinate (in coordinate units, before each coordinate's unit), the
-        new state, whether the rule converged, and its notes."""
-        s, signs = list(mem.s), list(mem.sign)
-        delta = [0.0] * len(g)
-        for i, gi in enumerate(g):
-            sg = _sign(gi)
-            if sg != 0 and signs[i] != 0 and sg != signs[i]:
-                s[i] *= 0.5
-            if sg != 0:
-                signs[i] = sg
-            delta[i] = -sg * min(s[i] * scale, trust)
-        converged = max(si * scale for si in s) < self.min_step
-        return delta, replace(mem, s=tuple(s), sign=tuple(signs)), converged, []
-
-
-@dataclass(frozen=True)
-class AdamStep:
-    """Adam's step (Kingma & Ba, ICLR 2015) on the hypergradient, each coordinate clipped to
-    ``clip`` times its running RMS (``None``: never)."""
-
-    step_size: float
-    betas: tuple[float, float] = (0.9, 0.999)
-    clip: float | None = 5.0
-    name: ClassVar[str] = AdamState.name
-
-    def fresh(self, n: int) -> AdamState:
-        return AdamState(m=(0.0,) * n, v=(0.0,) * n)
-
-    def __call__(
-        self, mem: AdamState, g: list[float], scale: float, trust: float, number: int
-    ) -> tuple[list[float], AdamState, bool, list[Note]]:
-        """As :meth:`SignStep.__call__`; Adam never converges by itself."""
-        b1, b2 = self.betas
-        t, m, v2, notes = mem.t, list(mem.m), list(mem.v), []
-        g = list(g)
-        if t > 0 and self.clip is not None:
-            for i in range(len(g)):
-                rms = math.sqrt(v2[i] / (1.0 - b2**t))
-                if rms > 0 and abs(g[i]) > self.clip * rms:
-                    notes.append(
-                        Note(
-                            "adam-clip",
-                            f"the hypergradient of trial {number} exceeds {self.clip:g} "
-                            "times its running RMS in some coordinates; FMDSampler clips them "
-                            "(`clip`).",
-                        )
-                    )
-                    g[i] = min(max(g[i], -self.clip * rms), self.clip * rms)
-        t += 1
-        delta = [0.0] * len(g)
-        for i in range(len(g)):
-            m[i] = b1 * m[i] + (1.0 - b1) * g[i]
-            v2[i] = b2 * v2[i] + (1.0 - b2) * g[i] * g[i]
-            m_hat = m[i] / (1.0 - b1**t)
-            v_hat = v2[i] / (1.0 - b2**t)
-            ratio = m_hat / (math.sqrt(v_hat) + 1e-30) if v_hat > 0 else 0.0
-            step = self.step_size * scale * ratio
-            delta[i] = -min(max(step, -trust), trust)
-        return delta, replace(mem, m=tuple(m), v=tuple(v2), t=t), False, notes
+        self, mem: Any, g: list[float], scale: float, trust: float, number: int
+    ) -> tuple[list[float], Backtracked, bool, list[Note]]:
+        """The move per coordinate (in coordinate units, before each coordinate's unit) from
+        the state ``mem`` (the rule's own type) along the hypergradient ``g`` of trial
+        ``number``, the new state, whether the rule converged, and its notes."""
+        ...
 
 
 @dataclass(frozen=True)
 class GradientRule:
-    """A paper rule: its step (:class:`SignStep` or :class:`AdamStep`) inside the backtracking
-    wrapper of :func:`decide`.
+    """A paper rule: its step (a :class:`GradientStep`) inside the backtracking wrapper of
+    :func:`decide`.
 
     Attributes:
         step: The rule's own step and state.
@@ -128,7 +128,7 @@ class GradientRule:
         max_backtracks: Consecutive backtracks before the rule stops at the best point.
     """
 
-    step: SignStep | AdamStep
+    step: GradientStep
     coords: Sequence[Coord]
     start: Sequence[float]
     trust: float
@@ -140,14 +140,80 @@ class GradientRule:
         return self.step.name
 
 
-def fresh_state(rule: GradientRule) -> GradientState:
+def fresh_state(rule: GradientRule) -> Backtracked:
     """The state before the first step."""
     return rule.step.fresh(len(rule.coords))
 
 
-def _memory(point: Point) -> GradientState:
+@dataclass(frozen=True)
+class PaperRule:
+    """A paper rule (:func:`decide`) as the sampler asks for it (an ``OuterRule``)."""
+
+    rule: GradientRule
+
+    @property
+    def name(self) -> str:
+        return self.rule.name
+
+    def init(self) -> RuleState:
+        return fresh_state(self.rule)
+
+    def accepts(self, state: RuleState) -> bool:
+        fresh = self.init()
+        return (
+            type(state) is type(fresh)
+            and isinstance(state, Backtracked)
+            and state.width == len(self.rule.coords)
+        )
+
+    def step(self, state: RuleState | None, seen: Sequence[Point], sense: float) -> Proposal:
+        assert state is None or isinstance(state, Backtracked)
+        return decide(self.rule, seen, sense, latest=state)
+
+
+class PaperSettings:
+    """What a paper rule's settings share: a frozen dataclass with these fields (and its own),
+    checked when made, its rule's ``name`` and its :meth:`step`; it builds the rule, the step
+    inside the backtracking wrapper (:func:`decide`) those fields configure."""
+
+    name: ClassVar[str]
+    step_size: float  # the first step, in coordinate units
+    trust_region: float  # the largest move of one coordinate per step, in coordinate units
+    backtrack_tol: float  # a proposal worse than the best by this fraction is backtracked from
+    max_backtracks: int  # consecutive backtracks before the rule stops at the best point
+
+    def __post_init__(self) -> None:
+        positive("step_size", self.step_size)
+        positive("trust_region", self.trust_region)
+        positive("backtrack_tol", self.backtrack_tol, allow_zero=True)
+        non_negative_int("max_backtracks", self.max_backtracks)
+
+    def step(self) -> GradientStep:
+        """The rule's own step."""
+        raise NotImplementedError
+
+    def resolved(self, layered: bool, population: int | None) -> PaperSettings:
+        return self
+
+    def tags(self, seed: int | None) -> list[object]:
+        return []
+
+    def build(self, geometry: Geometry, seed: int) -> OuterRule:
+        return PaperRule(
+            GradientRule(
+                self.step(),
+                geometry.coords,
+                list(geometry.start),
+                trust=float(self.trust_region),
+                backtrack_tol=float(self.backtrack_tol),
+                max_backtracks=self.max_backtracks,
+            )
+        )
+
+
+def _memory(point: Point) -> Backtracked:
     """The rule's state stored with ``point`` (one the rule proposed)."""
-    assert point.state is not None and isinstance(point.state.rule, GradientState)
+    assert point.state is not None and isinstance(point.state.rule, Backtracked)
     return point.state.rule
 
 
@@ -155,7 +221,7 @@ def decide(
     rule: GradientRule,
     seen: Sequence[Point],
     sense: float,
-    latest: GradientState | None = None,
+    latest: Backtracked | None = None,
 ) -> Proposal:
     """The next point, its state and the warnings, from the points seen so far.
 
@@ -180,11 +246,11 @@ def decide(
         None if best is None or best.value is None else Summit(best.number, sense * best.value)
     )
 
-    def info(x: list[float], state: GradientState, origin: str, base: Point | None) -> Proposal:
+    def info(x: list[float], state: Backtracked, origin: str, base: Point | None) -> Proposal:
         state = replace(state, base=None if base is None else base.number, best=summit)
         return Proposal(x, state, origin, notes)
 
-    def step(mem: GradientState, base: Point, origin: str) -> Proposal:
+    def step(mem: Backtracked, base: Point, origin: str) -> Proposal:
         return info(*_step(rule, mem, base, notes), origin, base)
 
     start = list(rule.start)
@@ -247,13 +313,9 @@ _NO_GRAD = (
 )
 
 
-def _sign(v: float) -> int:
-    return 1 if v > 0 else (-1 if v < 0 else 0)
-
-
 def _step(
-    rule: GradientRule, mem: GradientState, base: Point, notes: list[Note]
-) -> tuple[list[float], GradientState]:
+    rule: GradientRule, mem: Backtracked, base: Point, notes: list[Note]
+) -> tuple[list[float], Backtracked]:
     """One step of the rule from ``base`` along its hypergradient, with the memory ``mem``."""
     assert base.x is not None and base.grad is not None
     coords = rule.coords
@@ -269,7 +331,7 @@ def _step(
             )
         )
         g = [min(max(gi, -MAX_HYPERGRADIENT), MAX_HYPERGRADIENT) for gi in g]
-    moves, state, converged, own = rule.step(mem, g, mem.scale, rule.trust, base.number)  # type: ignore[arg-type]
+    moves, state, converged, own = rule.step(mem, g, mem.scale, rule.trust, base.number)
     notes.extend(own)
     x = []
     for c, ui, di, xi in zip(coords, u, moves, base.x, strict=True):

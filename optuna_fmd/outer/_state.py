@@ -10,15 +10,14 @@ they return a new one (``dataclasses.replace``).
 - :class:`OuterState`: what every proposed trial carries: the rule's state, why the trial was
   proposed (``origin``), its params, the space's fingerprint, a population member's
   :class:`Slot` and the failed trial a retry stands for.
-- :class:`SearchState`: the ``"search"`` rule's state (:mod:`optuna_fmd.outer.search`) with its
-  parts: :class:`Incumbent`, :class:`Probe`, :class:`Bracket`, :class:`Line`,
-  :class:`Pattern`, :class:`Explore` and a :data:`Check` (:class:`ProbeCheck`,
-  :class:`MembersCheck`).
-- :class:`SignState` and :class:`AdamState`: the paper's ``"sign"`` and ``"adam"`` rules'
-  states (:mod:`optuna_fmd.outer._paper`), each with its own vectors beside what the
-  backtracking wrapper keeps (:class:`Backtracked`: the step scale, the best point it knew, a
-  :class:`Summit`). States of earlier releases, which stored both rules' vectors, load (the
-  other rule's vectors are left out).
+- :class:`RuleState`: what it asks of a rule's state. Each rule's state type lives in its
+  rule's module, registered with it (:mod:`optuna_fmd.outer._registry`): the ``"search"``
+  rule's in ``search/_state.py``, the paper's ``"sign"`` and ``"adam"`` rules' in ``_sign.py``
+  and ``_adam.py`` (beside what their backtracking wrapper keeps, ``_paper.Backtracked``).
+  States of earlier releases, which stored both paper rules' vectors, load (the other rule's
+  vectors are left out). The rules' types are read here by name too (``_state.SignState``).
+- A :data:`Check` (:class:`ProbeCheck`, :class:`MembersCheck`): the check of a hypergradient
+  the search rule made, stored in its state and in a user attribute (:data:`CHECK_ATTR`).
 
 Layout (:data:`VERSION` 1, the flat JSON object the sampler has always written): every type is
 a JSON object of its fields by name (tuples as lists; ``None`` as null, or left out for the
@@ -33,9 +32,10 @@ version, or a hand-made one, leniently, through :func:`read_view` and :func:`rea
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from ._codec import (
     ABSENT,
@@ -48,31 +48,20 @@ from ._codec import (
     short,
     string,
 )
+from ._registry import rule_names, rule_of, rules
 
 __all__ = [
     "CHECK_ATTR",
     "STATE_KEY",
     "VERSION",
-    "AdamState",
-    "Backtracked",
-    "Bracket",
     "Check",
-    "Explore",
-    "GradientState",
-    "Incumbent",
-    "Line",
     "MembersCheck",
     "OuterState",
-    "Pattern",
-    "Probe",
     "ProbeCheck",
     "RuleState",
-    "SearchState",
-    "SignState",
     "Slot",
     "StateError",
     "StateView",
-    "Summit",
     "check_json",
     "read_check",
     "read_view",
@@ -90,85 +79,7 @@ Vector = tuple[float, ...]
 T = TypeVar("T")
 
 
-# -- the search rule ---------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Incumbent:
-    """The best point the search has accepted."""
-
-    x: Vector  # params, in space order
-    f: float  # value (lower is better)
-    trial: int | None  # its trial (with a population: its outer iterate)
-
-
-@dataclass(frozen=True)
-class Probe:
-    """What a proposed trial is for: ``start``, ``scale``, ``vertex``, ``explore``,
-    ``pattern``, ``climb``, ``bracket`` or ``converged`` (``grad`` and ``line`` in earlier
-    releases)."""
-
-    kind: str
-    # scale, vertex: log of the lr factor from the start
-    offset: float | None = field(default=None, metadata=ABSENT)
-    # line: the step along the line's direction, in units
-    alpha: float | None = field(default=None, metadata=ABSENT)
-    # line: the params the line starts from
-    origin: Vector | None = field(default=None, metadata=ABSENT)
-
-
-@dataclass(frozen=True)
-class Bracket:
-    """The lr-scale search."""
-
-    dir: int  # +1: searching up, -1: down
-    offset: float  # the best log-factor so far
-    points: tuple[tuple[float, float], ...] = ()  # every (log-factor, value) probed
-
-
-@dataclass(frozen=True)
-class Line:
-    """A line search along a hypergradient."""
-
-    g: Vector  # the hypergradient per coordinate unit
-    d: Vector  # the unit direction searched along
-    slope: float  # the directional derivative along d
-    f0: float  # the value at the origin
-    probes: tuple[tuple[float, float], ...]  # every (alpha, value) probed
-    origin: Vector  # the params it starts from
-    grad_point: int | None  # the trial (iterate) whose hypergradient it follows
-    trusted: bool = True  # whether its first probe agreed with the hypergradient
-    # the shortest step whose episode diverged (None: none did)
-    cliff: float | None = field(default=None, metadata=ABSENT)
-    # where its hypergradient was taken, per unit (for the quasi-Newton pairs)
-    at: Vector | None = field(default=None, metadata=ABSENT)
-    spacing: float | None = field(default=None, metadata=ABSENT)  # between probes, in units
-    refined: int = 0  # probes refining its bracket so far
-
-
-@dataclass(frozen=True)
-class Pattern:
-    """The pattern search over the family's params: one move at a time, +h then -h."""
-
-    h: float  # the step, in units
-    i: int = 0  # the move it is at
-    sign: int = 1  # +1: up next, -1: down next
-    once: bool = False  # the coarse pass: one pass, no halving
-    # the move (index, sign) back to the point the last improving move left: already trained
-    back: tuple[int, int] | None = field(default=None, metadata={"absent": True})
-
-
-@dataclass(frozen=True)
-class Explore:
-    """The exploration before the first hypergradient: Gaussian draws around the incumbent
-    (:mod:`optuna_fmd.outer.search._explore`), each followed by its mirror when it does not
-    improve."""
-
-    sigma: float  # the draws' standard deviation per param, in units
-    draws: int = 0  # directions drawn so far
-    probes: int = 0  # probes proposed so far
-    mirror: bool = False  # the proposed probe is the latest draw's mirror
-    guide: tuple[Vector, ...] = ()  # an orthonormal basis the draws are stretched along
-
-
+# -- the check of a hypergradient (the search rule's; a user attr too) -------------------
 @dataclass(frozen=True)
 class ProbeCheck:
     """The first plain probe along a hypergradient against the change it predicted: it agrees
@@ -197,103 +108,38 @@ class MembersCheck:
 Check = ProbeCheck | MembersCheck
 
 
-@dataclass(frozen=True)
-class SearchState:
-    """The ``"search"`` rule's state (:func:`optuna_fmd.outer.search.search_step`)."""
+# -- what every proposed trial carries -------------------------------------------------------
+class RuleState(Protocol):
+    """What the outer state asks of a rule's state: a frozen dataclass of the codec's field
+    types (``_codec``), its rule's ``name`` a class variable (stored as ``rule``), registered
+    with its rule (:func:`~optuna_fmd.outer.register`)."""
 
-    name: ClassVar[str] = "search"
-    phase: str  # climb, scale, explore or pattern
-    incumbent: Incumbent | None
-    probe: Probe  # what the proposed trial is for
-    bracket: Bracket  # the lr-scale search
-    line: Line | None  # the climb's line
-    alpha: float  # the next line's first step, in units
-    outer_step: int = 0  # hypergradients taken
-    converged: bool = False  # from now on the incumbent is proposed
-    coarse_done: bool = False  # the coarse pass over the family's other params is done
-    pattern: Pattern | None = None
-    climbed: int = 0  # lines of the climb that found a better point
-    edge: bool = False  # a hypergradient was contradicted: plain episodes from now on
-    # why the climb handed over: contradicted, exploding or blocked (None: it has not)
-    handover: str | None = field(default=None, metadata=ABSENT)
-    guide: tuple[Vector, ...] = ()  # the latest trusted hypergradients, per unit
-    memory: tuple[tuple[Vector, Vector], ...] = ()  # quasi-Newton (step, gradient change) pairs
-    cliffs: tuple[int, ...] = ()  # trials (iterates) next to a divergence: never returned as best
-    below: bool = False  # the start was contradicted and the climb began again a tenth below it
-    explore: Explore | None = field(default=None, metadata=ABSENT)  # the exploration, if any
-    # the check of a hypergradient made for this proposal
-    check: Check | None = field(default=None, metadata=ABSENT)
+    @property
+    def name(self) -> str:
+        """Its rule's name."""
+        ...
+
+    @property
+    def converged(self) -> bool:
+        """Whether the rule stopped: it proposes its best point from now on."""
+        ...
 
     @property
     def wants_hypergradient(self) -> bool:
-        """The climb's start and bracket points need the hypergradient; the other probes
-        are plain episodes."""
-        kind = self.probe.kind
-        return kind == "bracket" or (kind == "start" and self.phase == "climb")
-
-
-# -- the sign and Adam rules -------------------------------------------------------------------
-@dataclass(frozen=True)
-class Summit:
-    """The best point known to a sign or Adam step, in the study's own units."""
-
-    trial: int  # its trial (with a population: its outer iterate)
-    value: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class Backtracked:
-    """What the backtracking wrapper around a paper rule keeps (:func:`optuna_fmd.outer._paper.
-    decide`): the step scale, halved at each backtrack, the backtracks in a row, the steps
-    taken, whether it stopped, the point the proposal steps from and the best one known."""
-
-    scale: float = 1.0
-    backtracks: int = 0
-    outer_step: int = 0
-    converged: bool = False  # from now on the best point is proposed
-    base: int | None = None  # the trial (iterate) the proposal steps from
-    best: Summit | None = None
-
-    wants_hypergradient: ClassVar[bool] = True
-    cliffs: ClassVar[tuple[int, ...]] = ()  # no point is set aside by these rules
-
-
-@dataclass(frozen=True, kw_only=True)
-class SignState(Backtracked):
-    """The ``"sign"`` rule's state: each param's step and the sign of its latest
-    hypergradient (0: none yet)."""
-
-    name: ClassVar[str] = "sign"
-    s: Vector
-    sign: tuple[int, ...]
+        """Whether the trial proposed with it needs the hypergradient."""
+        ...
 
     @property
-    def width(self) -> int:
-        """Params the state is for."""
-        return len(self.s)
-
-
-@dataclass(frozen=True, kw_only=True)
-class AdamState(Backtracked):
-    """The ``"adam"`` rule's state: each param's first and second moments, and the steps."""
-
-    name: ClassVar[str] = "adam"
-    m: Vector
-    v: Vector
-    t: int = 0
+    def cliffs(self) -> tuple[int, ...]:
+        """Trials (iterates) next to a divergence: never returned as best."""
+        ...
 
     @property
-    def width(self) -> int:
-        """Params the state is for."""
-        return len(self.m)
+    def check(self) -> Check | None:
+        """The check of a hypergradient made for this proposal, if any."""
+        ...
 
 
-#: The paper rules' states.
-GradientState = SignState | AdamState
-RuleState = SearchState | SignState | AdamState
-
-
-# -- what every proposed trial carries -------------------------------------------------------
 @dataclass(frozen=True)
 class Slot:
     """A population member's claim on member ``member`` of outer iterate ``iterate``."""
@@ -340,7 +186,7 @@ class OuterState:
     @property
     def check(self) -> Check | None:
         """The check of a hypergradient made for this proposal (search rule), if any."""
-        return self.rule.check if isinstance(self.rule, SearchState) else None
+        return self.rule.check
 
     def has_x(self, n: int) -> bool:
         """Whether ``x`` holds ``n`` finite params."""
@@ -363,30 +209,26 @@ class OuterState:
         version, name = raw.get("version"), raw.get("rule")
         if version != VERSION or isinstance(version, bool):
             raise StateError(f"`state.version` must be {VERSION}, but got {short(version)}.")
-        rule: RuleState
-        if name == SearchState.name:
-            rule = decode(SearchState, raw, "state")
-        elif name == SignState.name:
-            rule = decode(SignState, raw, "state")
-            _same_sizes({"s": rule.s, "sign": rule.sign})
-        elif name == AdamState.name:
-            rule = decode(AdamState, raw, "state")
-            _same_sizes({"m": rule.m, "v": rule.v})
-        else:
-            raise StateError(
-                f"`state.rule` must be 'search', 'sign' or 'adam', but got {short(name)}."
-            )
+        known = rule_of(name)
+        if known is None:
+            names = [repr(n) for n in rule_names()]
+            listed = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+            raise StateError(f"`state.rule` must be {listed}, but got {short(name)}.")
+        rule: RuleState = decode(known.state, raw, "state")
+        if known.check is not None:
+            known.check(rule)
         slot = None if raw.get("iterate") is None else decode(Slot, raw, "state")
         return decode(cls, raw, "state", rule=rule, slot=slot)
 
 
-def _same_sizes(vectors: Mapping[str, tuple[object, ...]]) -> None:
-    """A paper rule's vectors hold one entry per param each."""
-    sizes = [len(v) for v in vectors.values()]
-    if len(set(sizes)) > 1:
-        names = " and ".join(f"`state.{k}`" for k in vectors)
-        have = " and ".join(str(n) for n in sizes)
-        raise StateError(f"{names} must have one entry per param, but have {have}.")
+def __getattr__(name: str) -> Any:
+    """A type of a registered rule's state module by its name (``SignState``, ``Probe``), as
+    this module held them before they moved to their rules' modules."""
+    for rule in rules():
+        module = sys.modules[rule.state.__module__]
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- lenient reads for displays ----------------------------------------------------------------

@@ -8,10 +8,12 @@ import sys
 
 import pytest
 
+from optuna_fmd.outer._adam import AdamStep
 from optuna_fmd.outer._geometry import Coord
-from optuna_fmd.outer._paper import AdamStep, GradientRule, SignStep, decide, fresh_state
+from optuna_fmd.outer._paper import Backtracked, GradientRule, Summit, decide, fresh_state
 from optuna_fmd.outer._point import Point
-from optuna_fmd.outer._state import GradientState, OuterState, Summit
+from optuna_fmd.outer._sign import SignStep
+from optuna_fmd.outer._state import OuterState
 
 
 def _rule(name: str, **kw: float) -> GradientRule:
@@ -30,7 +32,7 @@ def _g(x: list[float]) -> list[float]:
     return [2 * math.log(x[0] / 0.2) / x[0], 2 * (x[1] - 0.3)]
 
 
-def _stored(state: GradientState, origin: str = "init") -> OuterState:
+def _stored(state: Backtracked, origin: str = "init") -> OuterState:
     """``state`` as the sampler stores it, through JSON and back."""
     return OuterState.from_json(OuterState(state, origin).to_json())
 
@@ -96,7 +98,7 @@ def test_warnings_come_back_as_notes_and_a_maximize_best_is_in_study_units() -> 
 
 def test_the_rules_import_neither_torch_nor_optuna() -> None:
     code = (
-        "import sys; import optuna_fmd.outer._paper; "
+        "import sys; import optuna_fmd.outer._sign, optuna_fmd.outer._adam; "
         "print('torch' in sys.modules, 'optuna' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

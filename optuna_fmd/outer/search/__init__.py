@@ -55,81 +55,16 @@ plain lr-scale search of item 2 and goes on as in item 3.
 
 from __future__ import annotations
 
-import math
-from dataclasses import replace
+from ._common import SearchConfig, Step
+from ._rule import SearchRule, SearchSettings, search, search_step
+from ._state import SearchState
 
-from .._geometry import Geometry
-from .._point import Point
-from .._state import Bracket, Incumbent, Probe, SearchState
-from ._climb import after_bracket, after_climb_gradient, after_climb_probe
-from ._common import SearchConfig, Step, propose
-from ._edge import edge, hand_over
-from ._explore import after_probe, explore_next
-from ._pattern import after_pattern_probe
-from ._scale import after_scale_probe
-
-__all__ = ["SearchConfig", "Step", "search_step"]
-
-
-def search_step(
-    prev: SearchState | None, last: Point | None, geo: Geometry, cfg: SearchConfig
-) -> Step:
-    """The next params and state of the ``"search"`` rule.
-
-    Args:
-        prev: The state stored on the latest trial the rule proposed (``None``: none yet).
-        last: That trial as finished (``None``: none yet). Its value and hypergradient are
-            what ``prev.probe`` asked for.
-        geo: The space's geometry.
-
-    Returns:
-        The params to evaluate next and the state to store with them;
-        ``state.wants_hypergradient`` says whether that trial needs the hypergradient.
-    """
-    if prev is None:
-        return propose(_fresh(geo, cfg), geo.start, Probe("start"))
-    state = replace(prev, check=None)
-    if state.converged:
-        return propose(
-            state, geo.start if state.incumbent is None else state.incumbent.x, Probe("converged")
-        )
-    value = math.inf
-    if last is not None and last.value is not None and not last.bad:
-        value = float(last.value)
-    x = list(last.x) if last is not None and last.x is not None else None
-    best = state.incumbent
-    improved = x is not None and value < (math.inf if best is None else best.f)
-    if improved:
-        assert x is not None and last is not None
-        state = replace(state, incumbent=Incumbent(tuple(x), value, last.number))
-    kind = state.probe.kind
-    if state.incumbent is None:  # the start itself failed: nothing to step from
-        return propose(replace(state, converged=True), geo.start, Probe("converged"))
-    if kind == "start" and state.phase == "climb":
-        return after_climb_gradient(state, last, geo, cfg)
-    if kind == "climb":
-        return after_climb_probe(state, last, value, geo, cfg)
-    if kind == "bracket":
-        return after_bracket(state, last, value, geo, cfg)
-    if kind in ("start", "scale"):
-        return after_scale_probe(state, value, improved, geo, cfg)
-    if kind == "pattern":
-        return after_pattern_probe(state, improved, geo, cfg)
-    if kind == "vertex":
-        return hand_over(state, geo, cfg)
-    if kind == "explore":
-        assert state.explore is not None
-        return explore_next(replace(state, explore=after_probe(state.explore, improved)), geo, cfg)
-    # a state of an earlier release, stepping along a hypergradient: plain episodes from here
-    return edge(replace(state, handover="contradicted"), geo, cfg)
-
-
-def _fresh(geo: Geometry, cfg: SearchConfig) -> SearchState:
-    return SearchState(
-        phase="climb" if cfg.hypergradients else "scale",
-        incumbent=None,
-        probe=Probe("start"),
-        bracket=Bracket(1, 0.0),
-        line=None,
-        alpha=cfg.step,
-    )
+__all__ = [
+    "SearchConfig",
+    "SearchRule",
+    "SearchSettings",
+    "SearchState",
+    "Step",
+    "search",
+    "search_step",
+]

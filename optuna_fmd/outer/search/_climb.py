@@ -11,11 +11,11 @@ from dataclasses import replace
 
 from .._geometry import Geometry
 from .._point import Point
-from .._state import Line, Probe, SearchState
 from ._common import SearchConfig, Step, best_of, propose
 from ._edge import edge
 from ._explore import GUIDE
 from ._scale import SCALE_FACTOR, scale_fallback
+from ._state import Line, Probe, SearchState
 from ._trust import check_members, check_probe, mean_direction, norm
 
 __all__ = [

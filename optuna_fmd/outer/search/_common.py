@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from .._geometry import FIRST_STEP
-from .._state import Incumbent, Probe, SearchState
+from ._state import Incumbent, Probe, SearchState
 
 __all__ = ["SearchConfig", "Step", "best_of", "parabola", "propose"]
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .._geometry import Geometry
-from .._state import Pattern, SearchState
 from ._common import SearchConfig, Step
 from ._explore import explore_next
 from ._explore import start as explore_start
 from ._pattern import COARSE_STEP, descend, next_pattern_probe
+from ._state import Pattern, SearchState
 
 __all__ = ["edge", "hand_over"]
 

@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .._geometry import Geometry
-from .._state import Explore, Probe, SearchState
 from ._common import SearchConfig, Step, best_of, propose
 from ._pattern import descend
+from ._state import Explore, Probe, SearchState
 
 __all__ = [
     "ALPHA",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .._geometry import Geometry
-from .._state import Pattern, Probe, SearchState
 from ._common import SearchConfig, Step, best_of, propose
+from ._state import Pattern, Probe, SearchState
 
 __all__ = [
     "COARSE_STEP",

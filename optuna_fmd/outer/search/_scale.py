@@ -8,10 +8,10 @@ import math
 from dataclasses import replace
 
 from .._geometry import Geometry
-from .._state import Bracket, Probe, SearchState
 from ._common import SearchConfig, Step, best_of, parabola, propose
 from ._edge import hand_over
 from ._pattern import descend
+from ._state import Bracket, Probe, SearchState
 
 __all__ = ["SCALE_FACTOR", "after_scale_probe", "scale_fallback"]
 

@@ -11,8 +11,9 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd.outer._geometry import Coord, Geometry
-from optuna_fmd.outer._state import STATE_KEY, Explore
+from optuna_fmd.outer._state import STATE_KEY
 from optuna_fmd.outer.search import SearchConfig, _explore
+from optuna_fmd.outer.search._state import Explore
 
 from .test_search import _drive
 

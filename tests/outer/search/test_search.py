@@ -11,8 +11,8 @@ import pytest
 
 from optuna_fmd.outer._geometry import Coord, Geometry, geometry_of
 from optuna_fmd.outer._point import Point
-from optuna_fmd.outer._state import MembersCheck, OuterState, SearchState
-from optuna_fmd.outer.search import SearchConfig, search_step
+from optuna_fmd.outer._state import MembersCheck, OuterState
+from optuna_fmd.outer.search import SearchConfig, SearchState, search_step
 from optuna_fmd.outer.search._climb import line_block
 from optuna_fmd.space import per_layer_space
 
