@@ -32,7 +32,6 @@ version, or a hand-made one, leniently, through :func:`read_view` and :func:`rea
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
@@ -48,7 +47,7 @@ from ._codec import (
     short,
     string,
 )
-from ._registry import rule_names, rule_of, rules
+from ._registry import rule_names, rule_of
 
 __all__ = [
     "CHECK_ATTR",
@@ -219,16 +218,6 @@ class OuterState:
             known.check(rule)
         slot = None if raw.get("iterate") is None else decode(Slot, raw, "state")
         return decode(cls, raw, "state", rule=rule, slot=slot)
-
-
-def __getattr__(name: str) -> Any:
-    """A type of a registered rule's state module by its name (``SignState``, ``Probe``), as
-    this module held them before they moved to their rules' modules."""
-    for rule in rules():
-        module = sys.modules[rule.state.__module__]
-        if name in getattr(module, "__all__", ()):
-            return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- lenient reads for displays ----------------------------------------------------------------

@@ -21,22 +21,20 @@ import pytest
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
+from optuna_fmd.outer._adam import AdamState
+from optuna_fmd.outer._sign import SignState
 from optuna_fmd.outer._state import (
     STATE_KEY,
-    AdamState,
-    Bracket,
     MembersCheck,
     OuterState,
-    Probe,
     ProbeCheck,
-    SearchState,
-    SignState,
     Slot,
     StateError,
     check_json,
     read_check,
     read_view,
 )
+from optuna_fmd.outer.search._state import Bracket, Probe, SearchState
 from optuna_fmd.space import default_family_space, default_space
 
 from ..integration.test_sequence_pin import _cases, _objective
