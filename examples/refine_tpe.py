@@ -49,15 +49,14 @@ def main() -> None:
         storage=STORAGE, study_name=f"digits-cosine-refined-{stamp}", sampler=sampler
     )
     study.optimize(fmd.HypergradientObjective(task, refined), n_trials=8 if TINY else 80)
-    point = sampler.best_iterate(study)
-    assert point is not None
-    value, params, numbers = point
+    best = sampler.best_iterate(study)
+    assert best is not None
     first = [t.value for t in study.trials[:4] if t.value is not None]
     print(
-        f"fmd: best mean validation loss {value:.4f} over seeds 0-3 (trials {numbers}), "
-        f"from {sum(first) / len(first):.4f} at TPE's best"
+        f"fmd: best mean validation loss {best.value:.4f} over seeds 0-3 (trials "
+        f"{list(best.trials)}), from {sum(first) / len(first):.4f} at TPE's best"
     )
-    lr = refined.from_params(params)["lr"]
+    lr = refined.from_params(best.params)["lr"]
     print("refined lr schedule: " + " ".join(f"{v:.3g}" for v in lr))
     print(f"view both: optuna-dashboard {STORAGE}")
 

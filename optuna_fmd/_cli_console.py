@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from . import tasks
-from .outer import STATE_KEY, StateView, read_view
+from .outer import STATE_KEY, BestIterate, StateView, read_view
 from .sampler import FMDSampler
 from .space import Family, Refiner, Schedule, ScheduleSpace
 from .visualization import search_events
@@ -106,15 +106,14 @@ def search_lines(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> list[s
     return [wrap(e, indent="     ", first="  -> ") for e in events]
 
 
-def best_words(point: tuple[float, dict[str, float], list[int]] | None) -> str:
+def best_words(best: BestIterate | None) -> str:
     """The best so far in a few words: ``best 0.5199, trial 3`` or, for an iterate of several
     seeds, ``best: mean 0.5199 of trials 18, 19``."""
-    if point is None:
+    if best is None:
         return "best: none yet"
-    value, _, numbers = point
-    if len(numbers) == 1:
-        return f"best {value:.4f}, trial {numbers[0]}"
-    return f"best: mean {value:.4f} of trials {', '.join(map(str, numbers))}"
+    if best.members == 1:
+        return f"best {best.value:.4f}, trial {best.trials[0]}"
+    return f"best: mean {best.value:.4f} of trials {', '.join(map(str, best.trials))}"
 
 
 def describe_entry(entry: Schedule | Family, n_params: int) -> str:
@@ -182,18 +181,17 @@ def _legend_words(population: int | None) -> str:
 
 def print_best(sampler: FMDSampler, study: optuna.Study, space: ScheduleSpace, out: Any) -> None:
     """Print the best iterate (trials, validation loss, schedules) and any convergence."""
-    best_point = sampler.best_iterate(study)
-    if best_point is None:
+    best = sampler.best_iterate(study)
+    if best is None:
         print("no trial with a finite validation loss yet", file=out)
     else:
-        value, params, numbers = best_point
         which = (
-            f"trial {numbers[0]}"
-            if len(numbers) == 1
-            else f"trials {', '.join(map(str, numbers))} (mean over {len(numbers)} seeds)"
+            f"trial {best.trials[0]}"
+            if best.members == 1
+            else f"trials {', '.join(map(str, best.trials))} (mean over {best.members} seeds)"
         )
-        print(f"best: {which}, validation loss {value:.4f}", file=out)
-        for name, values in space.from_params(params).items():
+        print(f"best: {which}, validation loss {best.value:.4f}", file=out)
+        for name, values in space.from_params(best.params).items():
             print(wrap(f"{name}: {format_values(values)}", indent="    ", first="  "), file=out)
     if sampler.is_converged(study):
         print("the outer loop reported convergence (no step improves any more)", file=out)

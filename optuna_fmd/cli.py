@@ -201,11 +201,11 @@ def _reporter(
 
     def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         bar.update(1)
-        point = sampler.best_iterate(study)
-        bar.set_postfix(best="-" if point is None else f"{point[0]:.4f}")
+        best = sampler.best_iterate(study)
+        bar.set_postfix(best="-" if best is None else f"{best.value:.4f}")
         for line in search_lines(study, trial):
             tqdm.write(line, file=out)
-        tqdm.write(describe_trial(trial, space, population, best_words(point)), file=out)
+        tqdm.write(describe_trial(trial, space, population, best_words(best)), file=out)
 
     return report
 

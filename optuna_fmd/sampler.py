@@ -31,13 +31,14 @@ from optuna.trial import FrozenTrial, TrialState
 from .outer import (
     CHECK_ATTR,
     STATE_KEY,
+    BestIterate,
     OuterState,
     Point,
     Population,
     Settings,
     StateError,
     StateView,
-    best_group,
+    best_iterate,
     check_json,
     check_population,
     check_start,
@@ -224,32 +225,32 @@ class FMDSampler(BaseSampler):
         view = _stored_view(trial)
         return view is None or view.hypergradient
 
-    def best_iterate(self, study: Study) -> tuple[float, dict[str, float], list[int]] | None:
-        """The best point so far: its value, params and trial numbers (``None``: none yet).
+    @property
+    def population(self) -> int | None:
+        """Members (seeds) per outer iterate (``None``: one trial per outer step)."""
+        return self._population
+
+    def best_iterate(self, study: Study) -> BestIterate | None:
+        """The best point so far (``None``: none yet): its mean value, params and trials.
 
         Without a population this is ``study.best_trial``. With ``population=M`` it is the outer
         iterate with the best mean value over its members (every member COMPLETE with a finite
         value), which is what the sampler compares; ``study.best_trial`` would instead be the
-        single luckiest member.
+        single luckiest member. The plots read the same record
+        (:func:`optuna_fmd.outer.best_iterate`).
+
+        Example:
+            >>> best = sampler.best_iterate(study)  # doctest: +SKIP
+            >>> best.value, best.trials, best.params  # doctest: +SKIP
+            (0.1072, (6, 7), {'lr_peak': 0.21, ...})
         """
-        sense = study_sense(study)
-        points = []
-        by_number: dict[int, FrozenTrial] = {}
-        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.value is None or not math.isfinite(t.value):
-                continue
-            state = self._read_state(t, warn=False) if self._population else None
-            slot = state.slot if state is not None and is_slot(state, self._population) else None
-            it = None if slot is None else slot.iterate
-            points.append((t.number, it, float(t.value)))
-            by_number[t.number] = t
-        latest = self.outer_state(study)
-        cliffs = () if latest is None else latest.rule.cliffs
-        best = best_group(points, self._population, sense, cliffs)
-        if best is None:
+        return best_iterate(study, self._population, self._own_view)
+
+    def _own_view(self, trial: FrozenTrial) -> StateView | None:
+        """The state stored on ``trial`` when this sampler's space and rule wrote it."""
+        if self._read_state(trial, warn=False) is None:
             return None
-        value, numbers = best
-        return value, dict(by_number[numbers[0]].params), numbers
+        return read_view(trial.system_attrs.get(STATE_KEY))
 
     def set_aside(self, trial: Any) -> tuple[int, ...]:
         """The trials (with a population: iterates) the search had set aside as next to a

@@ -507,3 +507,57 @@ def test_no_list_of_the_outer_rules_names_is_typed_outside_the_registry() -> Non
                     f"line {node.lineno}: {ast.unparse(node)[:60]}"
                 )
     assert found == {}
+
+
+def _best_iterate_call(node: ast.AST | None) -> bool:
+    """Whether ``node`` calls ``best_iterate`` (a function or a method)."""
+    if not isinstance(node, ast.Call):
+        return False
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name == "best_iterate"
+
+
+def _positional_uses_of_the_best_point(tree: ast.AST) -> list[int]:
+    """Lines that unpack a ``best_iterate(...)`` result by position: a tuple target assigned
+    the call (or a name holding it), or a name holding it indexed or iterated."""
+    held: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and _best_iterate_call(node.value):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            held |= {t.id for t in targets if isinstance(t, ast.Name)}
+    found = []
+    for node in ast.walk(tree):
+        value = getattr(node, "value", None)
+        held_value = isinstance(value, ast.Name) and value.id in held
+        if isinstance(node, ast.Assign) and (_best_iterate_call(value) or held_value):
+            if any(isinstance(t, (ast.Tuple, ast.List, ast.Starred)) for t in node.targets):
+                found.append(node.lineno)
+        elif isinstance(node, ast.Subscript) and held_value:
+            found.append(node.lineno)
+        elif isinstance(node, (ast.For, ast.comprehension)) and (
+            _best_iterate_call(node.iter)
+            or (isinstance(node.iter, ast.Name) and node.iter.id in held)
+        ):
+            found.append(getattr(node, "lineno", 0))
+    return found
+
+
+def test_no_module_unpacks_the_best_point_by_position() -> None:
+    """``best_iterate`` returns one record (:class:`~optuna_fmd.outer.BestIterate`): every
+    caller reads its fields by name."""
+    root = PACKAGE.parent
+    paths = [
+        *PACKAGE.rglob("*.py"),
+        *(root / "tests").rglob("*.py"),
+        *(root / "examples").rglob("*.py"),
+        *(root / "hub").rglob("*.py"),
+    ]
+    found = [
+        f"{path.relative_to(root)}:{line}"
+        for path in paths
+        for line in _positional_uses_of_the_best_point(ast.parse(path.read_text()))
+    ]
+    assert found == []
+    assert dataclasses.is_dataclass(outer.BestIterate)
+    assert outer.BestIterate.__dataclass_params__.frozen  # type: ignore[attr-defined]

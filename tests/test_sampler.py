@@ -756,7 +756,9 @@ def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction:
 
     study = optuna.create_study(direction=direction, sampler=sampler)
     study.optimize(objective, n_trials=12)
-    value, params, numbers = sampler.best_iterate(study)  # type: ignore[misc]
+    best = sampler.best_iterate(study)
+    assert best is not None
+    value, params, numbers = best.value, best.params, list(best.trials)
     by_iterate: dict[int, list[optuna.trial.FrozenTrial]] = {}
     for t in study.trials:
         by_iterate.setdefault(t.system_attrs[STATE_KEY]["iterate"], []).append(t)
@@ -773,8 +775,9 @@ def test_best_iterate_is_the_best_member_mean_not_the_luckiest_member(direction:
     single = fmd.FMDSampler(space, outer=fmd.outer.search(hypergradients=False), seed=0)
     one = optuna.create_study(direction=direction, sampler=single)
     one.optimize(objective, n_trials=4)
-    v, _, ns = single.best_iterate(one)  # type: ignore[misc]
-    assert ns == [one.best_trial.number] and v == one.best_value
+    alone = single.best_iterate(one)
+    assert alone is not None and alone.trials == (one.best_trial.number,)
+    assert alone.value == one.best_value and alone.members == 1
     assert single.best_iterate(optuna.create_study(sampler=single)) is None
 
 

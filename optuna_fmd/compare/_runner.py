@@ -23,6 +23,7 @@ import torch
 from .._storage import open_storage
 from ..episode import run_episode
 from ..evaluation import evaluate_schedule
+from ..outer import best_group
 from ..sampler import FMDSampler
 from ..tasks import Task
 from . import _stats
@@ -149,17 +150,35 @@ def _trial(st: Study, clock: Callable[[], float]) -> tuple[dict[str, Any], float
 def _best(
     trials: Sequence[Mapping[str, Any]], budget: float, population: int | None = None
 ) -> Mapping[str, Any] | None:
-    """The best trial that ended within ``budget`` (the earlier of equals); with a population
-    the best outer iterate, by its members' mean (:func:`_stats.iterate_records`). Points the
-    search knew, within the budget, to be next to a divergence are left out."""
+    """The best trial that ended within ``budget``; with a population the best outer iterate,
+    by its members' mean, as its first member's record ending when its last member ended
+    (:func:`_stats.iterate_records`). Points the search knew, within the budget, to be next to
+    a divergence are left out. :func:`~optuna_fmd.outer.best_group` picks it, with the
+    comparison's tie rule: of equal values, the point that ended first (not the one whose
+    first trial came first, the sampler's rule), so a stored comparison reports the same."""
     within = [t for t in trials if t["end"] <= budget]
     cliffs = {n for t in within for n in t.get("set_aside", ())}
-    done = [
-        t
-        for t in _stats.iterate_records(within, population, cliffs)
-        if t["state"] == "COMPLETE" and t["value"] is not None
+    if not population:  # trials alone: their cliffs left out while another trial has a value
+        within, cliffs = list(_stats.iterate_records(within, None, cliffs)), set()
+    done = {
+        t["number"]: t
+        for t in within
+        if t["state"] == "COMPLETE"
+        and t["value"] is not None
+        and (not population or t.get("iterate") is not None)
+    }
+    points = [
+        (n, t["iterate"] if population else None, float(t["value"])) for n, t in done.items()
     ]
-    return min(done, key=lambda t: (t["value"], t["end"])) if done else None
+
+    def end(numbers: Sequence[int]) -> float:
+        return max(float(done[n]["end"]) for n in numbers)
+
+    best = best_group(points, population, cliffs=cliffs, tie=end)
+    if best is None:
+        return None
+    first = done[best.trials[0]]
+    return {**first, "value": best.value, "end": end(best.trials)} if population else first
 
 
 def retrain_seeds(cfg: CompareConfig, seed: int) -> tuple[int, ...]:

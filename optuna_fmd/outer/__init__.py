@@ -17,7 +17,8 @@ imports torch.
 The rest of the package imports what it needs of the outer loop from here, never from its
 private modules: the sampler its geometry, points, population, rules and state; the objective,
 the command line and the plots the stored state (:func:`read_view`); the plots and the
-comparison the best iterate (:func:`best_group`, :func:`iterate_groups`).
+comparison the best iterate (:class:`BestIterate`, read from a study by :func:`best_iterate`;
+:func:`best_group`, :func:`iterate_groups`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._geometry import check_start, geometry_of
 from ._paper import Backtracked, GradientStep, PaperSettings
-from ._point import Point, best_group, iterate_groups, sense_sign
+from ._point import BestIterate, Group, Point, best_group, iterate_groups, sense_sign
 from ._registry import Settings, register, rule_names, rule_settings, unregister
 from ._state import (
     CHECK_ATTR,
@@ -51,18 +52,34 @@ from ._adam import AdamSettings, adam
 # isort: on
 
 if TYPE_CHECKING:
-    from ._population import Population, check_population, is_slot, study_sense
+    from ._population import (
+        Population,
+        best_iterate,
+        check_population,
+        is_slot,
+        stored_view,
+        study_sense,
+    )
 
 #: The names of ``_population``, imported on first use: the one module here that imports
 #: Optuna, so that the rules and the state load without it.
-_LAZY = ("Population", "check_population", "is_slot", "study_sense")
+_LAZY = (
+    "Population",
+    "best_iterate",
+    "check_population",
+    "is_slot",
+    "stored_view",
+    "study_sense",
+)
 
 __all__ = [
     "CHECK_ATTR",
     "STATE_KEY",
     "AdamSettings",
     "Backtracked",
+    "BestIterate",
     "GradientStep",
+    "Group",
     "MembersCheck",
     "OuterState",
     "PaperSettings",
@@ -75,6 +92,7 @@ __all__ = [
     "StateView",
     "adam",
     "best_group",
+    "best_iterate",
     "check_json",
     "check_population",
     "check_start",
@@ -89,6 +107,7 @@ __all__ = [
     "search",
     "sense_sign",
     "sign",
+    "stored_view",
     "study_sense",
     "unregister",
 ]

@@ -12,6 +12,7 @@ members' mean value and hypergradient, and the next iterate is the outer rule's 
 from __future__ import annotations
 
 import datetime
+import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -23,8 +24,8 @@ from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from .._checks import positive, positive_int
-from ._point import Point, sense_sign
-from ._state import STATE_KEY, OuterState, Slot
+from ._point import BestIterate, Point, best_group, sense_sign
+from ._state import STATE_KEY, OuterState, Slot, StateView, read_view
 
 if TYPE_CHECKING:
     import random
@@ -76,6 +77,57 @@ def is_slot(state: OuterState, population: int | None) -> bool:
 def study_sense(study: Study) -> float:
     """:func:`~optuna_fmd.outer._point.sense_sign` of an Optuna study's direction."""
     return sense_sign(study.direction == StudyDirection.MAXIMIZE)
+
+
+def stored_view(trial: FrozenTrial) -> StateView | None:
+    """The state stored on ``trial``, read leniently (:func:`~optuna_fmd.outer.read_view`)."""
+    return read_view(trial.system_attrs.get(STATE_KEY))
+
+
+def best_iterate(
+    study: Study,
+    population: int | None,
+    read: Callable[[FrozenTrial], StateView | None] = stored_view,
+) -> BestIterate | None:
+    """The best point of ``study`` as the sampler compares points (``None``: no trial
+    completed with a finite value yet): with a population of ``population`` members the outer
+    iterate with the best mean value over its members, every one of them complete
+    (:func:`~optuna_fmd.outer.best_group`), a trial that claims no member slot a point of its
+    own; without one (``None``) the best trial. The earlier point on a tie.
+
+    A trial's outer iterate and member are those of the state ``read`` returns for it (default:
+    the one stored on it); the points next to a divergence (``cliffs``) that the latest state
+    naming any set aside are left out, unless nothing else is left. The one computation of the
+    best point: :meth:`~optuna_fmd.FMDSampler.best_iterate` passes its population and reads
+    only its own states, the plots the population the sampler stored.
+    """
+    points: list[tuple[int, int | None, float]] = []
+    done: dict[int, FrozenTrial] = {}
+    cliffs: tuple[int, ...] = ()
+    for t in study.get_trials(deepcopy=False):
+        view = read(t)
+        cliffs = view.cliffs if view is not None and view.cliffs else cliffs
+        if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
+            continue
+        iterate = view.iterate if view is not None and _claims(view, population) else None
+        points.append((t.number, iterate, float(t.value)))
+        done[t.number] = t
+    best = best_group(points, population, study_sense(study), cliffs)
+    if best is None:
+        return None
+    return BestIterate(best.value, dict(done[best.trials[0]].params), tuple(best.trials))
+
+
+def _claims(view: StateView, population: int | None) -> bool:
+    """Whether ``view`` names a member slot of a population of ``population``
+    (:func:`is_slot` of a state read leniently)."""
+    member = 0 if view.member is None else view.member
+    return (
+        population is not None
+        and view.iterate is not None
+        and view.iterate >= 0
+        and 0 <= member < population
+    )
 
 
 class Population:

@@ -163,7 +163,7 @@ def _get_class_weight_info(
         return empty._replace(entries=entries, labels=labels, steps=info.steps, note=note)
     done = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     iterate = best_iterate(study)
-    best_numbers = iterate.numbers if iterate is not None else [best.number]
+    best_numbers = list(iterate.trials) if iterate is not None else [best.number]
     start_numbers = _members(done, start.number)
     best_label = _words("best iterate" if len(best_numbers) > 1 else "best", best_numbers)
     if start.number == best.number:

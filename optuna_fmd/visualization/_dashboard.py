@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..outer import best_group
 from ..sampler import FMDSampler
 from ..space import ScheduleSpace
 from ._classes import plot_class_weights
@@ -26,7 +27,7 @@ from ._schedules import (
     plot_hypergradients,
     plot_schedules,
 )
-from ._study import StudyNames, best_of, space_of
+from ._study import StudyNames, space_of
 
 if TYPE_CHECKING:
     import optuna
@@ -97,8 +98,8 @@ def _trial_schedule_info(
     points = [p for p in earlier if p[0] < number]
     if finite is not None:
         points.append((number, iterate, finite))
-    best = best_of(points, population)
-    best_number = None if best is None else best.numbers[0]
+    best = best_group(points, population)
+    best_number = None if best is None else best.trials[0]
     if best_number is not None and best_number not in {t.number for t in trials}:
         best_number = None
     ranges: dict[str, tuple[float, float] | None] = {}
@@ -106,7 +107,11 @@ def _trial_schedule_info(
         values = [v for t in trials for v in t.schedules.get(h, []) if math.isfinite(v)]
         ranges[h] = None if log.get(h) or not values else _fitted_range(values)
     own_steps = steps if isinstance(steps, int) and steps > 0 else info.steps
-    label = _best_label(best) if best_number is not None else ""
+    label = (
+        _best_label(best.value, best.trials)
+        if best is not None and best_number is not None
+        else ""
+    )
     return ScheduleInfo(hypers, log, own_steps, trials, number, best_number, label, ranges)
 
 
@@ -210,15 +215,14 @@ class DashboardCallback:
         from optuna.artifacts import upload_artifact
         from optuna.trial import TrialState
 
-        from ._study import trial_iterate
+        from ._study import stored_population, trial_iterate
         from .matplotlib._schedules import _schedules_axes
 
         study = trial.study
         space = space_of(study, self.space)
-        earlier, population = [], 1
+        earlier, population = [], stored_population(study)
         for t in study.get_trials(deepcopy=False):
             slot = trial_iterate(t)
-            population = max(population, 1 if slot is None else slot[1] + 1)
             if t.state == TrialState.COMPLETE and t.value is not None and math.isfinite(t.value):
                 earlier.append((t.number, None if slot is None else slot[0], float(t.value)))
         own = trial_iterate(study._storage.get_trial(trial._trial_id))
@@ -278,27 +282,26 @@ def best_note(study: optuna.Study) -> str | None:
     sampler = getattr(study, "sampler", None)
     if not isinstance(sampler, FMDSampler):
         return None
-    point = sampler.best_iterate(study)
+    best = sampler.best_iterate(study)
     lines = [NOTE_HEADING, ""]
-    if point is None:
+    if best is None:
         return "\n".join([*lines, "No trial with a finite value yet."])
-    value, params, numbers = point
-    if len(numbers) == 1:
-        lines.append(f"**Trial {numbers[0]}**: value **{value:.4f}**.")
+    if best.members == 1:
+        lines.append(f"**Trial {best.trials[0]}**: value **{best.value:.4f}**.")
     else:
-        which = ", ".join(map(str, numbers))
+        which = ", ".join(map(str, best.trials))
         lines.append(
-            f"**Trials {which}**: mean value **{value:.4f}** over the iterate's "
-            f"{len(numbers)} seeds, what the sampler compares."
+            f"**Trials {which}**: mean value **{best.value:.4f}** over the iterate's "
+            f"{best.members} seeds, what the sampler compares."
         )
-        best = study.best_trial
-        if best.number not in numbers and best.value is not None:
+        lucky = study.best_trial
+        if lucky.number not in best.trials and lucky.value is not None:
             lines.append(
-                f"The Best Trial card shows trial {best.number} ({best.value:.4f}), the "
+                f"The Best Trial card shows trial {lucky.number} ({lucky.value:.4f}), the "
                 "luckiest single seed, not the best iterate."
             )
     try:
-        schedules = sampler.space.from_params(params)
+        schedules = sampler.space.from_params(best.params)
     except ValueError:
         schedules = {}
     if schedules:

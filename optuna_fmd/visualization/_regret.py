@@ -6,6 +6,8 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ..outer import best_group, sense_sign
+
 if TYPE_CHECKING:
     import optuna
 
@@ -41,13 +43,13 @@ def _get_regret_info(
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    from ._study import best_of, trial_iterate
+    from ._study import stored_population, trial_iterate
 
     curves = []
     for study in studies:
         maximize = len(study.directions) == 1 and study.direction == StudyDirection.MAXIMIZE
         slots = {t.number: trial_iterate(t) for t in study.get_trials(deepcopy=False)}
-        size = max((s[1] + 1 for s in slots.values() if s is not None), default=1)
+        size = stored_population(study)
         done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         times: list[tuple[float, optuna.trial.FrozenTrial]] = []
         if time_attr is None:
@@ -70,7 +72,7 @@ def _get_regret_info(
             if t.value is not None and math.isfinite(t.value):
                 slot = slots.get(t.number)
                 points.append((t.number, None if slot is None else slot[0], float(t.value)))
-                found = best_of(points, size, maximize)
+                found = best_group(points, size, sense_sign(maximize))
                 current = math.nan if found is None else found.value
             seconds.append(x)
             best.append(current)

@@ -22,12 +22,12 @@ from ._schedules import (
     plot_schedules,
 )
 from ._study import (
-    BestIterate,
     StudyNames,
     best_iterate,
     check_words,
     describe_best,
     hypergradient_status,
+    luckiest,
     origin_words,
     search_events,
     space_of,
@@ -95,7 +95,7 @@ def _get_outer_steps(study: optuna.Study, space: ScheduleSpace | None = None) ->
     space = space_of(study, space)
     names = StudyNames(space)
     best = best_iterate(study)
-    best_numbers = set(best.numbers) if best is not None else set()
+    best_numbers = set(best.trials) if best is not None else set()
     trials = study.get_trials(deepcopy=False)
     members: dict[int, list[int]] = {}  # the trials of each outer iterate
     for trial in trials:
@@ -276,17 +276,14 @@ def _summary(studies: Sequence[optuna.Study]) -> str:
     for study in studies:
         trials = study.get_trials(deepcopy=False)
         states = [t.state.name for t in trials]
-        best: BestIterate | None = best_iterate(study)
+        best = best_iterate(study)
         if best is None:
             which = value = lucky = ""
         else:
             which = describe_best(best).rsplit(", value ", 1)[0]
             value = f"{best.value:.4f}"
-            lucky = (
-                ""
-                if best.luckiest is None
-                else (f"trial {best.luckiest[0]}: {best.luckiest[1]:.4f} (one seed)")
-            )
+            single = luckiest(study, best)
+            lucky = "" if single is None else f"trial {single[0]}: {single[1]:.4f} (one seed)"
         cells = (
             study.study_name,
             str(len(trials)),
@@ -316,16 +313,18 @@ ul.note li { margin-bottom: 0.3em; }
 """
 
 
-def _best_paragraph(best: BestIterate | None) -> str:
+def _best_paragraph(study: optuna.Study) -> str:
+    best = best_iterate(study)
     if best is None:
         return '<p class="best" id="best">No trial with a finite value yet.</p>'
     text = f"Best: {describe_best(best)}"
-    if len(best.numbers) > 1:
+    if best.members > 1:
         text += " (the iterate with the best mean over its seeds, as the sampler compares them)"
     text += "."
-    if best.luckiest is not None:
+    single = luckiest(study, best)
+    if single is not None:
         text += (
-            f" The luckiest single trial, {best.luckiest[0]} ({best.luckiest[1]:.4f} on one "
+            f" The luckiest single trial, {single[0]} ({single[1]:.4f} on one "
             "seed), is not what the sampler compares."
         )
     return f'<p class="best" id="best">{html.escape(text)}</p>'
@@ -425,7 +424,7 @@ def write_report(
         f"<style>{_CSS}</style></head><body>",
         f"<h1>optuna-fmd report: {name}</h1>",
         _summary(studies),
-        _best_paragraph(best_iterate(study)),
+        _best_paragraph(study),
     ]
     for i, (stem, title, fig, axes) in enumerate(figures):
         png = outdir / f"{stem}.png"

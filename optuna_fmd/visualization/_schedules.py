@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..space import ScheduleSpace
 from ._layout import Stack, add_note, lay_out, log_ticks, note_lines, series_colors, stack
 from ._study import (
-    BestIterate,
     StudyNames,
     best_iterate,
     hypergradient_note,
@@ -243,22 +242,27 @@ def _get_schedule_info(study: optuna.Study, space: ScheduleSpace | None = None) 
     drawn = {t.number for t in trials}
     best_number = None
     if best is not None:
-        best_number = next((n for n in best.numbers if n in drawn), None)
+        best_number = next((n for n in best.trials if n in drawn), None)
     latest = max(finished)[1] if finished else None
     ranges: dict[str, tuple[float, float] | None] = {}
     for h in hypers:
         values = [v for t in trials for v in t.schedules.get(h, []) if math.isfinite(v)]
         ranges[h] = None if log.get(h) or not values else _fitted_range(values)
     note = "" if trials else "no completed trial with a schedule yet"
-    label = _best_label(best) if best_number is not None else ""
+    label = (
+        _best_label(best.value, best.trials)
+        if best is not None and best_number is not None
+        else ""
+    )
     return ScheduleInfo(hypers, log, steps, trials, latest, best_number, label, ranges, note)
 
 
-def _best_label(best: BestIterate | None) -> str:
-    """How a legend names the best iterate of a population (``""``: a single best trial)."""
-    if best is None or len(best.numbers) < 2:
+def _best_label(value: float, trials: Sequence[int]) -> str:
+    """How a legend names the best iterate of a population, its mean ``value`` over its
+    ``trials`` (``""``: a single best trial)."""
+    if len(trials) < 2:
         return ""
-    return f"best iterate (mean {best.value:.4g}): trials {', '.join(map(str, best.numbers))}"
+    return f"best iterate (mean {value:.4g}): trials {', '.join(map(str, trials))}"
 
 
 def _row_of(names: StudyNames, name: str) -> tuple[str, tuple[int, int | str]]:

@@ -11,31 +11,36 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeGuard
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from ..outer import (
     CHECK_ATTR,
     STATE_KEY,
+    BestIterate,
     MembersCheck,
     StateView,
-    best_group,
     read_check,
     read_view,
     sense_sign,
+    stored_view,
 )
+from ..outer import best_iterate as outer_best_iterate
+from ..sampler import FMDSampler
 from ..space import ParamRef, ScheduleSpace, parse_param
 
 if TYPE_CHECKING:
     import optuna
 
 __all__ = [
-    "BestIterate",
     "StudyNames",
     "best_iterate",
     "check_words",
     "hypergradient_status",
+    "luckiest",
     "origin_words",
     "search_events",
+    "stored_population",
 ]
 
 
@@ -107,21 +112,6 @@ class StudyNames:
         return out
 
 
-class BestIterate(NamedTuple):
-    """The best outer iterate of a study.
-
-    Attributes:
-        value: Its mean value over its members (the value itself without a population).
-        numbers: Its trial numbers (one without a population).
-        luckiest: ``(number, value)`` of the single best trial when that is another trial
-            than the iterate's members (with a population, ``study.best_trial``), else ``None``.
-    """
-
-    value: float
-    numbers: list[int]
-    luckiest: tuple[int, float] | None
-
-
 def trial_iterate(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
     """``(iterate, member)`` of a population member, from the sampler state or the objective's
     user attrs; ``None`` for a trial outside a population."""
@@ -134,57 +124,63 @@ def trial_iterate(trial: optuna.trial.FrozenTrial) -> tuple[int, int] | None:
     return None
 
 
-def best_of(
-    points: Sequence[tuple[int, int | None, float]],
-    size: int,
-    maximize: bool = False,
-    cliffs: Sequence[int] = (),
-) -> BestIterate | None:
-    """The best group of ``(number, iterate, value)`` points (finite values), as
-    :meth:`optuna_fmd.FMDSampler.best_iterate` compares them: iterates of ``size`` members by
-    their mean, trials outside an iterate alone, the search's ``cliffs`` left out."""
-    sense = sense_sign(maximize)
-    best = best_group(points, size, sense, cliffs)
-    if best is None:
-        return None
-    value, numbers = best
-    single = min(points, key=lambda p: (sense * p[2], p[0]))
-    luckiest = None if single[0] in numbers and len(numbers) == 1 else (single[0], single[2])
-    return BestIterate(value, numbers, luckiest)
+def stored_population(study: optuna.Study) -> int:
+    """Members per outer iterate, as the sampler stored them: the population of the study's
+    own :class:`~optuna_fmd.FMDSampler` when it runs one, else the most members an iterate's
+    stored claims name (a claimed member counts; 1: none)."""
+    own = getattr(study, "sampler", None)
+    if isinstance(own, FMDSampler) and own.population is not None:
+        return own.population
+    slots = (trial_iterate(t) for t in study.get_trials(deepcopy=False))
+    return max((s[1] + 1 for s in slots if s is not None), default=1)
+
+
+def _member_view(trial: optuna.trial.FrozenTrial) -> StateView | None:
+    """The state stored on ``trial``, its iterate and member those :func:`trial_iterate`
+    reads (the objective's user attrs where the state names none)."""
+    view = stored_view(trial)
+    slot = trial_iterate(trial)
+    if slot is None:
+        return view
+    return replace(view or StateView(), iterate=slot[0], member=slot[1])
 
 
 def best_iterate(study: optuna.Study) -> BestIterate | None:
-    """The study's best outer iterate by member mean (``None``: no finite value yet).
+    """The study's best point, the record :meth:`optuna_fmd.FMDSampler.best_iterate` returns
+    (``None``: no finite value yet): with a population, the outer iterate with the best mean
+    value over its members (:func:`stored_population` of them); else the best trial."""
+    if len(study.directions) != 1:
+        return None
+    return outer_best_iterate(study, stored_population(study), _member_view)
 
-    The population size is the most members any iterate holds (a claimed member counts).
-    """
+
+def luckiest(study: optuna.Study, best: BestIterate) -> tuple[int, float] | None:
+    """``(number, value)`` of the study's single best trial (the earlier on a tie) when it is
+    not ``best`` itself (with a population, ``study.best_trial`` is a lucky member), else
+    ``None``."""
     from optuna.study import StudyDirection
     from optuna.trial import TrialState
 
-    if len(study.directions) != 1:
+    sense = sense_sign(study.direction == StudyDirection.MAXIMIZE)
+    done = [
+        (t.number, float(t.value))
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.value is not None and math.isfinite(t.value)
+    ]
+    if not done:
         return None
-    points, size = [], 1
-    cliffs: tuple[int, ...] = ()
-    for t in study.get_trials(deepcopy=False):
-        view = read_view(t.system_attrs.get(STATE_KEY))
-        cliffs = view.cliffs if view is not None and view.cliffs else cliffs
-        slot = trial_iterate(t)
-        if slot is not None:
-            size = max(size, slot[1] + 1)
-        if t.state != TrialState.COMPLETE or t.value is None or not math.isfinite(t.value):
-            continue
-        points.append((t.number, None if slot is None else slot[0], float(t.value)))
-    return best_of(points, size, study.direction == StudyDirection.MAXIMIZE, cliffs)
+    single = min(done, key=lambda p: (sense * p[1], p[0]))
+    return None if best.trials == (single[0],) else single
 
 
 def describe_best(best: BestIterate | None) -> str:
     """One line: ``trials 6, 7 (mean over 2 seeds), value 0.1072``."""
     if best is None:
         return "no trial with a finite value yet"
-    if len(best.numbers) == 1:
-        which = f"trial {best.numbers[0]}"
+    if best.members == 1:
+        which = f"trial {best.trials[0]}"
     else:
-        which = f"trials {', '.join(map(str, best.numbers))} (mean over {len(best.numbers)} seeds)"
+        which = f"trials {', '.join(map(str, best.trials))} (mean over {best.members} seeds)"
     return f"{which}, value {best.value:.4f}"
 
 

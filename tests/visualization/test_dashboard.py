@@ -157,7 +157,9 @@ def test_the_study_note_shows_the_best_iterate_and_keeps_the_users_text() -> Non
         return (lr[0] - 0.3) ** 2 + (lr[1] - 0.3) ** 2 + luck.get(t.number, 0.0)
 
     study.optimize(objective, n_trials=6, callbacks=[DashboardCallback("unused")])
-    value, params, numbers = sampler.best_iterate(study)
+    best = sampler.best_iterate(study)
+    assert best is not None
+    value, params, numbers = best.value, best.params, best.trials
     note = get_note(study)
     assert note.startswith("my own words\n\n## Best iterate (optuna-fmd)")
     assert f"**Trials {', '.join(map(str, numbers))}**: mean value **{value:.4f}**" in note

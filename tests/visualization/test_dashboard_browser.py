@@ -199,7 +199,7 @@ def test_dashboard_renders_study_schedule_figure_and_artifact(
         "the best iterate in the study's note",
     )
     body = browser.find_element("tag name", "body").text
-    assert f"{point[0]:.4f}" in body and "window values" in body
+    assert f"{point.value:.4f}" in body and "window values" in body
     _save(browser, tmp_path, "dashboard-note.png")
 
     # The trials page: lr_0 ... parameters and trial 2's schedule image from the artifact store.

@@ -177,7 +177,7 @@ def test_report_of_a_layer_group_study_read_without_its_space(
         assert row["schedules"].splitlines()[1].startswith("lr_out ")
     point = sampler.best_iterate(study)
     assert point is not None
-    assert _numbers(page["best"]) == (point[2], f"{point[0]:.4f}")
+    assert _numbers(page["best"]) == (list(point.trials), f"{point.value:.4f}")
     _check_climb_panel(page)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import optuna
@@ -9,16 +10,20 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from optuna_fmd.sampler import STATE_KEY
-from optuna_fmd.space import default_family_space
+from optuna_fmd._cli_console import best_words, print_best
+from optuna_fmd.outer import BestIterate, search
+from optuna_fmd.sampler import STATE_KEY, FMDSampler
+from optuna_fmd.space import Schedule, ScheduleSpace, default_family_space
 from optuna_fmd.visualization._schedules import _fitted_range, _get_schedule_info
 from optuna_fmd.visualization._study import (
     StudyNames,
     best_iterate,
-    best_of,
+    describe_best,
     hypergradient_note,
     hypergradient_status,
+    luckiest,
     origin_words,
+    stored_population,
 )
 
 
@@ -41,16 +46,25 @@ def test_names_read_a_refiner_through_the_space_or_the_stored_windows() -> None:
     assert StudyNames().schedules(params, {}) == {}
 
 
-def test_best_of_compares_iterates_by_their_mean_and_names_the_luckiest() -> None:
-    points = [(0, 0, 0.30), (1, 0, 0.50), (2, 1, 0.34), (3, 1, 0.36), (4, 2, 0.1)]
-    best = best_of(points, 2)  # iterate 2 is short of a member: left out
-    assert best is not None and best.numbers == [2, 3] and math.isclose(best.value, 0.35)
-    assert best.luckiest == (4, 0.1)
-    top = best_of(points, 2, maximize=True)
-    assert top is not None and top.numbers == [0, 1] and top.luckiest == (1, 0.5)
-    single = best_of([(0, None, 0.2), (1, None, 0.1)], 1)
-    assert single is not None and single.numbers == [1] and single.luckiest is None
-    assert best_of([], 2) is None
+def test_best_iterate_compares_iterates_by_their_mean_and_names_the_luckiest() -> None:
+    def study(values: list[float], direction: str = "minimize", size: int = 2) -> optuna.Study:
+        s = optuna.create_study(direction=direction)
+        for number, value in enumerate(values):
+            slot = {"iterate": number // size, "member": number % size} if size > 1 else None
+            s.add_trial(_trial(value, slot))
+        return s
+
+    low = study([0.30, 0.50, 0.34, 0.36, 0.1])  # iterate 2 is short of a member: left out
+    best = best_iterate(low)
+    assert best is not None and best.trials == (2, 3) and math.isclose(best.value, 0.35)
+    assert best.members == 2 and luckiest(low, best) == (4, 0.1)
+    high = study([0.30, 0.50, 0.34, 0.36, 0.1], "maximize")
+    top = best_iterate(high)
+    assert top is not None and top.trials == (0, 1) and luckiest(high, top) == (1, 0.5)
+    alone = study([0.2, 0.1], size=1)
+    single = best_iterate(alone)
+    assert single is not None and single.trials == (1,) and luckiest(alone, single) is None
+    assert best_iterate(optuna.create_study()) is None
 
 
 def _trial(value: float | None, state: dict | None, **attrs: object) -> optuna.trial.FrozenTrial:
@@ -70,7 +84,7 @@ def test_best_iterate_reads_the_members_from_the_sampler_state() -> None:
     for number, value in enumerate([0.3, 0.5, 0.34, 0.36]):
         s.add_trial(_trial(value, {"iterate": number // 2, "member": number % 2}))
     best = best_iterate(s)
-    assert best is not None and best.numbers == [2, 3] and best.luckiest == (0, 0.3)
+    assert best is not None and best.trials == (2, 3) and luckiest(s, best) == (0, 0.3)
     assert _get_schedule_info(s).best == 2  # the plots' best is the same iterate
 
 
@@ -212,3 +226,49 @@ def test_log_axes_get_a_few_readable_ticks() -> None:
     assert _log_ticks([0.00025, 0.997], most=6) == [0.001, 0.01, 0.1]
     assert _log_ticks([0.00025, 0.997], most=2) == [0.001, 0.1]
     assert _log_ticks([0.0015, 0.09], most=3) == [0.002, 0.01, 0.05]  # one power of ten inside
+
+
+def _one_best_study(population: int | None, trials: int) -> tuple[FMDSampler, optuna.Study]:
+    space = ScheduleSpace({"lr": Schedule(windows=1, low=1e-3, high=1.0, log=True, init=0.05)})
+    sampler = FMDSampler(space, outer=search(hypergradients=False), population=population, seed=0)
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("lr_0", 1e-3, 1.0, log=True)
+        lucky = -0.8 if trial.number == 1 else 0.0  # a lucky member of the start
+        return math.log(lr / 0.12) ** 2 + lucky
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=sampler)
+    study.optimize(objective, n_trials=trials)
+    return sampler, study
+
+
+@pytest.mark.parametrize("population", [None, 2])
+def test_the_sampler_the_plots_and_the_cli_read_one_best_record(population: int | None) -> None:
+    sampler, study = _one_best_study(population, 8)
+    best = sampler.best_iterate(study)
+    assert isinstance(best, BestIterate)
+    assert best.members == (population or 1) == len(best.trials)
+    assert best.params == study.trials[best.trials[0]].params
+    # the plots: the same record, in the sampler's process and from the storage alone
+    assert best_iterate(study) == best
+    stored = optuna.load_study(
+        study_name=study.study_name,
+        storage=study._storage,
+        sampler=optuna.samplers.RandomSampler(),
+    )
+    assert best_iterate(stored) == best
+    # the command line prints that record
+    out = io.StringIO()
+    print_best(sampler, study, sampler.space, out)
+    which = describe_best(best).rsplit(", value ", 1)[0]
+    assert out.getvalue().startswith(f"best: {which}, validation loss {best.value:.4f}\n")
+    assert best_words(best).startswith("best")
+
+
+def test_the_plots_read_the_population_the_sampler_has_not_the_members_seen() -> None:
+    # two of three members done: no iterate is complete, for the sampler and the plots alike
+    sampler, study = _one_best_study(3, 2)
+    assert sampler.best_iterate(study) is None
+    assert stored_population(study) == 3
+    assert best_iterate(study) is None

@@ -23,9 +23,11 @@ def main(fmd: ModuleType, trials: int = 24, steps: int = 200) -> float:
     sampler = fmd.FMDSampler(space, seed=0, population=2)
     study = optuna.create_study(sampler=sampler)
     study.optimize(fmd.HypergradientObjective(task, space, seed=0), n_trials=trials)
-    value, params, numbers = sampler.best_iterate(study)
-    print(f"best: trials {numbers}, mean validation loss {value:.4f}, params {params}")
-    return float(value)
+    best = sampler.best_iterate(study)
+    assert best is not None
+    print(f"best: trials {list(best.trials)}, mean validation loss {best.value:.4f}")
+    print(f"params {dict(best.params)}")
+    return float(best.value)
 
 
 if __name__ == "__main__":

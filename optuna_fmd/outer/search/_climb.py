@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from .._geometry import Geometry
 from .._point import Point
-from ._common import SearchConfig, Step, best_of, propose
+from ._common import SearchConfig, Step, incumbent_of, propose
 from ._edge import edge
 from ._explore import GUIDE
 from ._scale import SCALE_FACTOR, scale_fallback
@@ -50,7 +50,7 @@ def after_climb_gradient(
     part, or, when that is contradicted, hand over (the very first one: to the scale search)."""
     first = state.outer_step == 0
     state = replace(state, outer_step=state.outer_step + 1)
-    best = best_of(state)
+    best = incumbent_of(state)
     g: list[float] | None = None
     block = geo.lr_mask
     exploding = last is not None and last.diverged
@@ -82,7 +82,7 @@ def after_climb_gradient(
         change = [b - a for a, b in zip(state.line.g, g, strict=True)]
         if _dot(step, change) > 1e-12 * norm(step) * norm(change):
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
-    f0 = best_of(state).f if last.value is None else float(last.value)
+    f0 = incumbent_of(state).f if last.value is None else float(last.value)
     return _climb_line(state, g, d, block, (tuple(last.x), f0), last.number, tuple(at), geo, cfg)
 
 
@@ -90,7 +90,7 @@ def _below(state: SearchState, geo: Geometry) -> Step:
     """The start's hypergradient is contradicted (its members point apart: a start at or above
     the good lr): the climb begins again from every lr at ``BELOW`` of the start's, where the
     hypergradient is the slope, with a hypergradient there."""
-    x = geo.shift_scale(best_of(state).x, BELOW)
+    x = geo.shift_scale(incumbent_of(state).x, BELOW)
     state = replace(state, below=True, outer_step=0, check=state.check)
     return propose(state, x, Probe("start"))
 
@@ -198,7 +198,7 @@ def after_climb_probe(
     if ab == pts[-1][0] and not line.refined:  # the longest step is the best: twice as far
         if len(line.probes) < CLIMB_PROBES:
             x = geo.along(line.origin, line.d, ab + max(step, ab))
-            if tuple(x) != best_of(state).x:
+            if tuple(x) != incumbent_of(state).x:
                 return propose(state, x, _climb_probe(ab + max(step, ab), line))
     elif line.refined < REFINE_PROBES:
         t = _refine(pts, ab, step, line.cliff)

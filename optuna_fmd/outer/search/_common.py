@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from .._geometry import FIRST_STEP
 from ._state import Incumbent, Probe, SearchState
 
-__all__ = ["SearchConfig", "Step", "best_of", "parabola", "propose"]
+__all__ = ["SearchConfig", "Step", "incumbent_of", "parabola", "propose"]
 
 #: The params to evaluate next and the search state to store with them.
 Step = tuple[list[float], SearchState]
@@ -30,7 +30,9 @@ def propose(state: SearchState, x: Sequence[float], probe: Probe) -> Step:
     return [float(v) for v in x], replace(state, probe=probe)
 
 
-def best_of(state: SearchState) -> Incumbent:
+def incumbent_of(state: SearchState) -> Incumbent:
+    """The search's incumbent: the point it accepted and steps from (set once the start is
+    seen). Not the study's best iterate (:class:`~optuna_fmd.outer.BestIterate`)."""
     assert state.incumbent is not None
     return state.incumbent
 

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from .._geometry import Geometry
-from ._common import SearchConfig, Step, best_of, propose
+from ._common import SearchConfig, Step, incumbent_of, propose
 from ._pattern import descend
 from ._state import Explore, Probe, SearchState
 
@@ -144,7 +144,7 @@ def after_probe(ex: Explore, improved: bool) -> Explore:
 def explore_next(state: SearchState, geo: Geometry, cfg: SearchConfig) -> Step:
     """The exploration's next draw around the best point, or, once it is spent, descend."""
     assert state.explore is not None
-    nxt = next_probe(state.explore, best_of(state).x, geo, cfg)
+    nxt = next_probe(state.explore, incumbent_of(state).x, geo, cfg)
     if nxt is None:
         return descend(state, geo, cfg)
     x, ex = nxt

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .._geometry import Geometry
-from ._common import SearchConfig, Step, best_of, propose
+from ._common import SearchConfig, Step, incumbent_of, propose
 from ._state import Pattern, Probe, SearchState
 
 __all__ = [
@@ -51,7 +51,7 @@ def next_pattern_probe(state: SearchState, geo: Geometry, cfg: SearchConfig) -> 
     assert state.pattern is not None
     pat = state.pattern
     coords = _pattern_coords(geo, cfg, pat.once)
-    x = best_of(state).x
+    x = incumbent_of(state).x
     while pat.h >= MIN_PATTERN_STEP:
         while pat.i < len(coords):
             d = [0.0] * len(x)

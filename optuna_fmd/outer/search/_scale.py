@@ -8,7 +8,7 @@ import math
 from dataclasses import replace
 
 from .._geometry import Geometry
-from ._common import SearchConfig, Step, best_of, parabola, propose
+from ._common import SearchConfig, Step, incumbent_of, parabola, propose
 from ._edge import hand_over
 from ._pattern import descend
 from ._state import Bracket, Probe, SearchState
@@ -37,7 +37,7 @@ def after_scale_probe(
     nxt = sc.offset + sc.dir * h
     if any(p[0] == nxt for p in sc.points):  # already seen: the bracket is closed
         return _vertex(state, geo, cfg)
-    best = best_of(state)
+    best = incumbent_of(state)
     moved = geo.shift_scale(best.x, math.exp(nxt - sc.offset))
     if tuple(moved) == best.x:  # at the bound already
         return _vertex(state, geo, cfg)
@@ -54,7 +54,7 @@ def _vertex(state: SearchState, geo: Geometry, cfg: SearchConfig) -> Step:
     t = parabola(near) if len(near) == 3 else None
     if t is None or abs(t - at) < h / 8:
         return hand_over(state, geo, cfg)
-    moved = geo.shift_scale(best_of(state).x, math.exp(t - at))
+    moved = geo.shift_scale(incumbent_of(state).x, math.exp(t - at))
     return propose(state, moved, Probe("vertex", offset=t))
 
 
@@ -62,7 +62,7 @@ def scale_fallback(state: SearchState, geo: Geometry, cfg: SearchConfig, *, down
     """The very first hypergradient is contradicted (a start at or above the edge): the plain
     lr-scale search, downwards first when it exploded."""
     state = replace(state, edge=True, phase="scale", line=None)
-    best = best_of(state)
+    best = incumbent_of(state)
     if not any(geo.scale):
         return hand_over(state, geo, cfg)
     h = math.log(SCALE_FACTOR)
