@@ -60,7 +60,7 @@ def main() -> None:
                 if engine == "plain":
                     fmd.run_episode(task, sched, hypergradient=False)
                 else:
-                    fmd.run_episode(task, sched, engine=engine)
+                    fmd.run_episode(task, sched, options=fmd.EngineOptions(engine))
                 times[engine].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
         best = min(med["forward"], med["reverse"])

@@ -31,12 +31,13 @@ def task(t):
         return fmd.tasks.Digits(steps=t, batch_size=32)
     return fmd.tasks.Synthetic(shape=(784,), steps=t, batch_size=128, n_train=4096)
 sched = lambda k: {"lr": [0.05] * k, "momentum": [0.9] * k, "weight_decay": [1e-4] * k}
-fmd.run_episode(task(max(windows, 20)), sched(windows), engine=engine)   # warm-up
+options = fmd.EngineOptions(engine)
+fmd.run_episode(task(max(windows, 20)), sched(windows), options=options)   # warm-up
 def rss_kb():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * resource.getpagesize() // 1024
 before = rss_kb()
-res = fmd.run_episode(task(steps), sched(windows), engine=engine)
+res = fmd.run_episode(task(steps), sched(windows), options=options)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"steps": steps, "N": 3 * windows, "engine": engine, "peak_rss_mb": peak / 1024,
                   "growth_mb": max(peak - before, 0) / 1024, "seconds": res.seconds}))

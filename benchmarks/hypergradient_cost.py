@@ -56,7 +56,11 @@ def main() -> None:
         kinds = {
             "plain": {"hypergradient": False},
             "default": {},
-            "reverse_sqrt": {"engine": "reverse", "checkpoint_every": segments},
+            "reverse_sqrt": {
+                "options": fmd.EngineOptions(
+                    "reverse", reverse=fmd.ReverseOptions(checkpoint_every=segments)
+                )
+            },
         }
         engine = fmd.run_episode(task, sched).engine  # warm-up, and the default engine
         fmd.run_episode(task, sched, hypergradient=False)

@@ -466,7 +466,7 @@ def run_job(job: dict[str, Any]) -> dict[str, Any]:
         seed=job["seed"],
         hypergradient=hyper,
         groups=layout.groups,
-        discount=discount,
+        options=fmd.EngineOptions(discount=discount),
     )
     cpu, wall = time.process_time() - t0, time.perf_counter() - w0
     out = {

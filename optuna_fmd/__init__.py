@@ -20,12 +20,17 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it (a module itself where the name is the module's).
 _WHERE = {
+    "EngineOptions": "engine",
     "EpisodeResult": "episode",
     "EvaluationResult": "evaluation",
     "FMDSampler": "sampler",
+    "ForwardOptions": "engine",
     "HypergradientObjective": "objective",
+    "PlainOptions": "engine",
+    "ReverseOptions": "engine",
     "Schedule": "space",
     "ScheduleSpace": "space",
+    "SnapshotOptions": "episode",
     "evaluate_schedule": "evaluation",
     "run_episode": "episode",
     "baselines": None,
@@ -36,12 +41,17 @@ _WHERE = {
 }
 
 __all__ = [
+    "EngineOptions",
     "EpisodeResult",
     "EvaluationResult",
     "FMDSampler",
+    "ForwardOptions",
     "HypergradientObjective",
+    "PlainOptions",
+    "ReverseOptions",
     "Schedule",
     "ScheduleSpace",
+    "SnapshotOptions",
     "baselines",
     "evaluate_schedule",
     "outer",
@@ -53,7 +63,8 @@ __all__ = [
 
 if TYPE_CHECKING:
     from . import baselines, outer, space, tasks, visualization
-    from .episode import EpisodeResult, run_episode
+    from .engine import EngineOptions, ForwardOptions, PlainOptions, ReverseOptions
+    from .episode import EpisodeResult, SnapshotOptions, run_episode
     from .evaluation import EvaluationResult, evaluate_schedule
     from .objective import HypergradientObjective
     from .sampler import FMDSampler

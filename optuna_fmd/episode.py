@@ -21,12 +21,9 @@ from .engine import (
     Choice,
     EngineOptions,
     EngineResult,
-    ForwardOptions,
     FunctionalModel,
     HyperTable,
     InnerProblem,
-    PlainOptions,
-    ReverseOptions,
     Snapshot,
     Snapshots,
     check_discount,
@@ -41,6 +38,7 @@ __all__ = [
     "ENGINES",
     "EpisodeResult",
     "Minibatches",
+    "SnapshotOptions",
     "build_episode",
     "check_engine",
     "check_schedules",
@@ -277,19 +275,10 @@ def run_episode(
     *,
     seed: int = 0,
     hypergradient: bool = True,
-    engine: str = "auto",
-    chunk_size: int | None = None,
-    compile: bool | None = None,
-    checkpoint_every: int | None = None,
-    memory_budget: int | None = None,
+    options: EngineOptions | None = None,
     groups: Groups | None = None,
     progress: bool = False,
-    snapshot_every: int | None = None,
-    on_snapshot: Callable[[Snapshot], None] | None = None,
-    resume: Snapshot | bytes | None = None,
-    validate_every: int | None = None,
-    on_validation: Callable[[int, float], None] | None = None,
-    discount: float = 1.0,
+    snapshots: SnapshotOptions | None = None,
 ) -> EpisodeResult:
     """Train ``task`` for ``task.steps`` steps under ``schedules``; return an
     :class:`EpisodeResult`: the validation loss and its exact hypergradient per window value.
@@ -301,23 +290,26 @@ def run_episode(
             named here with its own values.
         seed: Seeds initial weights, validation split, minibatch order and dropout.
         hypergradient, progress: Compute the hypergradient (else train only); show a progress bar.
-        engine: ``"forward"`` (cost growing with the number of columns), ``"reverse"`` (cost flat
-            in it), ``"auto"`` (the cheaper by the cost model), or the references ``"bptt"`` and
-            ``"fds"`` (their functions in :mod:`optuna_fmd.engine` say how each runs).
-        chunk_size, compile: Forward mode's: at most this many tangent columns at once; one
-            compiled graph (``None``: on CUDA without snapshots).
-        checkpoint_every, memory_budget: Reverse mode's: a checkpoint every this many steps, or
-            checkpoints within this many bytes (neither: every state when they fit).
+        options: How the engine runs (default: ``EngineOptions()``): ``engine`` is
+            ``"forward"`` (cost growing with the number of columns), ``"reverse"`` (cost flat in
+            it), ``"auto"`` (the cheaper by the cost model), or the references ``"bptt"`` and
+            ``"fds"`` (their functions in :mod:`optuna_fmd.engine` say how each runs);
+            ``forward`` (:class:`~optuna_fmd.engine.ForwardOptions`: ``chunk_size``, at most this
+            many tangent columns at once; ``compile``, one compiled graph, ``None``: on CUDA
+            without snapshots); ``reverse`` (:class:`~optuna_fmd.engine.ReverseOptions`: a
+            checkpoint every ``checkpoint_every`` steps, or checkpoints within ``memory_budget``
+            bytes; neither: every state when they fit); ``plain``
+            (:class:`~optuna_fmd.engine.PlainOptions`, plain training only: hand
+            ``(steps_done, val_loss)`` to ``on_validation`` every ``validate_every`` steps; raise
+            ``optuna.TrialPruned`` there to prune); ``discount``, 1 (exact) or discounted
+            tangents: a step's term times ``discount**k`` k steps on.
         groups: Per-layer-group schedules ``{name: (hyper, globs)}`` (``ScheduleSpace.groups()``).
-        snapshot_every, on_snapshot: Hand a :class:`~optuna_fmd.engine.Snapshot` to
-            ``on_snapshot`` about every this many steps; keep ``snapshot.to_bytes()`` somewhere
-            durable (raising there stops the episode).
-        resume: A snapshot of this episode (or its bytes) to continue from, bit for bit (same
-            ``chunk_size`` and ``checkpoint_every``; ``"auto"`` takes the snapshot's engine);
-            one of another episode raises ``ValueError`` before any training.
-        validate_every, on_validation: Plain training only: hand ``(steps_done, val_loss)`` to
-            ``on_validation`` every this many steps (raise ``optuna.TrialPruned`` there to prune).
-        discount: 1 (exact) or discounted tangents: a step's term times ``discount**k`` k steps on.
+        snapshots: Take and resume snapshots (:class:`SnapshotOptions`): hand a
+            :class:`~optuna_fmd.engine.Snapshot` to ``on_snapshot`` about every ``every`` steps
+            (keep ``snapshot.to_bytes()`` somewhere durable; raising there stops the episode);
+            continue from ``resume``, a snapshot of this episode (or its bytes), bit for bit
+            (same ``chunk_size`` and ``checkpoint_every``; ``"auto"`` takes the snapshot's
+            engine); one of another episode raises ``ValueError`` before any training.
 
     Example:
         >>> import optuna_fmd as fmd
@@ -326,29 +318,24 @@ def run_episode(
         >>> sorted(res.hypergradient)
         ['lr']
     """
+    options = options or EngineOptions()
     opts = _Options(
         hypergradient=hypergradient,
-        engine=EngineOptions(
-            check_engine(engine),
-            ForwardOptions(chunk_size=chunk_size, compile=compile),
-            ReverseOptions(checkpoint_every, memory_budget),
-            PlainOptions(validate_every, on_validation),
-            check_discount(discount),
+        engine=replace(
+            options, engine=check_engine(options.engine), discount=check_discount(options.discount)
         ),
-        snapshot_every=snapshot_every,
-        on_snapshot=on_snapshot,
-        resume=_as_snapshot(resume),
+        snapshots=snapshots or SnapshotOptions(),
     )
     start = time.perf_counter()
     problem, table, state0 = build_episode(task, schedules, seed=seed, groups=groups)
     choice = opts.choose(table, state0)
-    snapshots = None
+    kept = None
     if opts.resumable:
         fingerprint = _fingerprint(task, schedules, seed, choice.engine, opts, groups)
-        snapshots = opts.snapshots(choice.engine, fingerprint, problem.steps)
+        kept = opts.kept(choice.engine, fingerprint, problem.steps)
     bar = _progress(problem.steps, opts.resume, progress)
     with bar as callback, torch.random.fork_rng(devices=[]):
-        result = opts.run(problem, table, state0, choice, callback, snapshots)
+        result = opts.run(problem, table, state0, choice, callback, kept)
     return _episode_result(problem, table, result, choice, seed, time.perf_counter() - start)
 
 
@@ -376,39 +363,70 @@ def _episode_result(
 
 
 @dataclass(frozen=True)
+class SnapshotOptions:
+    """An episode's snapshots (:func:`run_episode`'s ``snapshots``), checked when made.
+
+    Args:
+        every: Hand a :class:`~optuna_fmd.engine.Snapshot` to ``on_snapshot`` about every this
+            many inner steps (``None``: take none; given with ``on_snapshot`` or not at all).
+        on_snapshot: Called with each snapshot; keep ``snapshot.to_bytes()`` somewhere durable
+            (raising there stops the episode).
+        resume: A snapshot of the episode (or its bytes, read here) to continue from.
+
+    Example:
+        >>> saved = []
+        >>> every_100 = SnapshotOptions(every=100, on_snapshot=saved.append)
+        >>> # after a crash: run_episode(..., snapshots=SnapshotOptions(resume=saved[-1]))
+    """
+
+    every: int | None = None
+    on_snapshot: Callable[[Snapshot], None] | None = None
+    resume: Snapshot | bytes | None = None
+
+    def __post_init__(self) -> None:
+        every = self.every
+        if every is not None and (
+            isinstance(every, bool) or not isinstance(every, int) or every < 1
+        ):
+            raise ValueError(f"`every` must be a positive int or None, but got {every!r}.")
+        if (every is None) != (self.on_snapshot is None):
+            raise ValueError(
+                "`every` and `on_snapshot` must be given together, but got "
+                f"every={every!r} and on_snapshot={self.on_snapshot!r}."
+            )
+        object.__setattr__(self, "resume", _as_snapshot(self.resume))
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The snapshot to resume from (``resume``, read from its bytes if need be)."""
+        return self.resume if isinstance(self.resume, Snapshot) else None
+
+
+@dataclass(frozen=True)
 class _Options:
     """:func:`run_episode`'s options, checked once, before any data is loaded: the engine's
     (:class:`~optuna_fmd.engine.EngineOptions`) and the episode's own (snapshots)."""
 
     hypergradient: bool
     engine: EngineOptions
-    snapshot_every: int | None
-    on_snapshot: Callable[[Snapshot], None] | None
-    resume: Snapshot | None
+    snapshots: SnapshotOptions
 
     def __post_init__(self) -> None:
         size = self.engine.forward.chunk_size
         if size is not None and (isinstance(size, bool) or size < 1):
             raise ValueError(f"`chunk_size` must be a positive int or None, but got {size!r}.")
-        every = self.snapshot_every
-        if every is not None and (
-            isinstance(every, bool) or not isinstance(every, int) or every < 1
-        ):
-            raise ValueError(
-                f"`snapshot_every` must be a positive int or None, but got {every!r}."
-            )
-        if (every is None) != (self.on_snapshot is None):
-            raise ValueError(
-                "`snapshot_every` and `on_snapshot` must be given together, but got "
-                f"snapshot_every={every!r} and on_snapshot={self.on_snapshot!r}."
-            )
         plain = self.engine.plain
         _check_validation(plain.validate_every, plain.on_validation, self.hypergradient)
 
     @property
+    def resume(self) -> Snapshot | None:
+        """The snapshot the episode resumes from, if any."""
+        return self.snapshots.snapshot
+
+    @property
     def resumable(self) -> bool:
         """The episode takes or resumes snapshots."""
-        return self.snapshot_every is not None or self.resume is not None
+        return self.snapshots.every is not None or self.resume is not None
 
     def choose(self, table: HyperTable, state0: Sequence[Tensor]) -> Choice:
         """The engine of the episode: :data:`~optuna_fmd.engine.PLAIN` without hypergradient
@@ -443,12 +461,12 @@ class _Options:
             snapshots=snapshots,
         )
 
-    def snapshots(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
+    def kept(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
         """Where the snapshots of an episode of ``engine`` go (and the one it resumes from)."""
         _check_resume(self.resume, engine, fingerprint)
         return Snapshots(
-            every=2 * steps if self.snapshot_every is None else self.snapshot_every,  # never
-            save=self.on_snapshot or _discard,
+            every=2 * steps if self.snapshots.every is None else self.snapshots.every,  # never
+            save=self.snapshots.on_snapshot or _discard,
             resume=self.resume,
             fingerprint=fingerprint,
         )

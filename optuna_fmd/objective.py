@@ -19,8 +19,8 @@ import optuna
 
 from ._checks import optional_positive_int
 from ._imbalanced import COUNTS_ATTR
-from .engine import LOSS_HYPERS, make_loss_side, make_partitions, split_groups
-from .episode import EpisodeResult, check_engine, run_episode
+from .engine import LOSS_HYPERS, EngineOptions, make_loss_side, make_partitions, split_groups
+from .episode import EpisodeResult, SnapshotOptions, check_engine, run_episode
 from .outer import STATE_KEY, StateView, read_view
 from .space import ScheduleSpace
 from .tasks import Task
@@ -234,9 +234,8 @@ class HypergradientObjective:
                 trial_id, WORKER_KEY, {"host": socket.gethostname(), "pid": os.getpid()}
             )
         checkpoints = _Checkpoints(self, trial, attrs, view)
-        kwargs: dict[str, Any] = {}
-        if checkpoints.enabled:
-            kwargs = {"snapshot_every": self.checkpoint_every, "on_snapshot": checkpoints.save}
+        every = self.checkpoint_every if checkpoints.enabled else None
+        save = checkpoints.save if checkpoints.enabled else None
         resume = checkpoints.latest()
 
         def episode(snapshot: bytes | None) -> EpisodeResult:
@@ -245,11 +244,10 @@ class HypergradientObjective:
                 schedules,
                 seed=seed,
                 hypergradient=wants,
-                engine=self.engine,
+                options=EngineOptions(engine=self.engine),
                 groups=self.groups or None,
                 progress=self.progress,
-                resume=snapshot,
-                **kwargs,
+                snapshots=SnapshotOptions(every=every, on_snapshot=save, resume=snapshot),
             )
 
         try:

@@ -128,8 +128,7 @@ def test_checkpoint_of_another_episode_is_not_used(tmp_path: Path) -> None:
     fmd.run_episode(
         other,
         {"lr": [0.05, 0.05], "momentum": [0.9, 0.9]},
-        snapshot_every=10,
-        on_snapshot=lambda s: snaps.append(s.to_bytes()),
+        snapshots=fmd.SnapshotOptions(every=10, on_snapshot=lambda s: snaps.append(s.to_bytes())),
     )
     store.write("foreign", io.BytesIO(snaps[1]))
     study = optuna.create_study(sampler=fmd.FMDSampler(SPACE, outer="sign"))
@@ -159,9 +158,8 @@ def test_a_retry_resumes_from_the_most_advanced_snapshot_not_the_largest_step(
     fmd.run_episode(
         TASK,
         {"lr": [0.05, 0.05], "momentum": [0.9, 0.9]},
-        engine="reverse",
-        snapshot_every=10,
-        on_snapshot=snaps.append,
+        options=fmd.EngineOptions("reverse"),
+        snapshots=fmd.SnapshotOptions(every=10, on_snapshot=snaps.append),
     )
     early = next(s for s in snaps if s.phase == "forward" and s.step >= 20)
     late = next(s for s in snaps if s.phase == "backward" and s.step < early.step)

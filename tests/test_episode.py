@@ -6,7 +6,14 @@ import pytest
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd import episode
+from optuna_fmd import (
+    EngineOptions,
+    ForwardOptions,
+    PlainOptions,
+    ReverseOptions,
+    SnapshotOptions,
+    episode,
+)
 
 
 @pytest.fixture
@@ -50,16 +57,28 @@ def test_bad_schedules_are_refused_before_training(
         ({"seed": -1}, r"`seed` must be a non-negative int, but got -1"),
         ({"seed": 1.5}, r"`seed` must be a non-negative int, but got 1.5"),
         (
-            {"engine": "magic"},
+            {"options": EngineOptions("magic")},
             r"`engine` must be one of \('auto', 'forward', 'reverse', 'bptt', 'fds'\)",
         ),
-        ({"chunk_size": 0}, r"`chunk_size` must be a positive int or None, but got 0"),
+        (
+            {"options": EngineOptions(forward=ForwardOptions(chunk_size=0))},
+            r"`chunk_size` must be a positive int or None, but got 0",
+        ),
     ],
 )
 def test_bad_episode_arguments(no_training: None, kwargs: dict, match: str) -> None:
     task = fmd.tasks.Digits(steps=20, batch_size=16)
     with pytest.raises(ValueError, match=match):
         fmd.run_episode(task, {"lr": [0.1]}, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "keyword", ["engine", "chunk_size", "checkpoint_every", "resume", "validate_every", "enigne"]
+)
+def test_an_old_or_misspelled_keyword_is_a_type_error(no_training: None, keyword: str) -> None:
+    task = fmd.tasks.Digits(steps=20, batch_size=16)
+    with pytest.raises(TypeError, match=rf"unexpected keyword argument '{keyword}'"):
+        fmd.run_episode(task, {"lr": [0.1]}, **{keyword: None})  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -112,16 +131,16 @@ def test_fixed_hypers_come_from_the_task() -> None:
 def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16)
     sched = {"lr": [0.1, 0.05], "momentum": [0.9, 0.8]}
-    kw = {"seed": 2, "checkpoint_every": 3}
-    whole = fmd.run_episode(task, sched, engine=engine, **kw)
+    every_3 = ReverseOptions(checkpoint_every=3)
+    options = EngineOptions(engine, reverse=every_3)
+    whole = fmd.run_episode(task, sched, seed=2, options=options)
     saved: list[bytes] = []
     fmd.run_episode(
         task,
         sched,
-        engine=engine,
-        snapshot_every=4,
-        on_snapshot=lambda s: saved.append(s.to_bytes()),
-        **kw,
+        seed=2,
+        options=options,
+        snapshots=SnapshotOptions(every=4, on_snapshot=lambda s: saved.append(s.to_bytes())),
     )
     steps = [(s.step, s.phase) for s in map(fmd.engine.Snapshot.from_bytes, saved)]
     if engine == "forward":  # after steps 4 and 8 (12 is the end: nothing left to resume)
@@ -136,7 +155,13 @@ def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> No
         ]
     for resume in (saved[-1], fmd.engine.Snapshot.from_bytes(saved[0])):
         # engine="auto" goes on with the snapshot's engine (it would pick reverse mode here)
-        res = fmd.run_episode(task, sched, resume=resume, **kw)
+        res = fmd.run_episode(
+            task,
+            sched,
+            seed=2,
+            options=EngineOptions(reverse=every_3),
+            snapshots=SnapshotOptions(resume=resume),
+        )
         assert (res.val_loss, res.val_accuracy, res.train_loss) == (
             whole.val_loss,
             whole.val_accuracy,
@@ -149,14 +174,24 @@ def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> No
 def test_snapshot_of_another_episode_is_refused_before_training(no_training: None) -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16)
     snap = fmd.engine.Snapshot("forward", 4, [], float("nan"), 2, fingerprint="x")
-    with pytest.raises(ValueError, match=r"`resume` is a snapshot of another episode"):
-        fmd.run_episode(task, {"lr": [0.1, 0.05]}, engine="forward", resume=snap)
-    with pytest.raises(ValueError, match=r"snapshot of engine 'forward', but this episode runs"):
-        fmd.run_episode(task, {"lr": [0.1, 0.05]}, engine="reverse", resume=snap)
-    with pytest.raises(ValueError, match=r"`snapshot_every` and `on_snapshot` must be given"):
-        fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=5)
-    with pytest.raises(ValueError, match=r"`snapshot_every` must be a positive int or None"):
-        fmd.run_episode(task, {"lr": [0.1]}, snapshot_every=0, on_snapshot=print)
+    refused = {
+        "forward": r"`resume` is a snapshot of another episode",
+        "reverse": r"snapshot of engine 'forward', but this episode runs",
+    }
+    for engine, match in refused.items():
+        with pytest.raises(ValueError, match=match):
+            fmd.run_episode(
+                task,
+                {"lr": [0.1, 0.05]},
+                options=EngineOptions(engine),
+                snapshots=SnapshotOptions(resume=snap),
+            )
+    with pytest.raises(ValueError, match=r"`every` and `on_snapshot` must be given"):
+        SnapshotOptions(every=5)
+    with pytest.raises(ValueError, match=r"`every` must be a positive int or None"):
+        SnapshotOptions(every=0, on_snapshot=print)
+    with pytest.raises(TypeError, match=r"`resume` must be a Snapshot, its bytes or None"):
+        SnapshotOptions(resume="x")  # type: ignore[arg-type]
 
 
 def test_intermediate_validation_reports_and_stops_without_changing_the_trajectory() -> None:
@@ -168,8 +203,9 @@ def test_intermediate_validation_reports_and_stops_without_changing_the_trajecto
         task,
         sched,
         hypergradient=False,
-        validate_every=20,
-        on_validation=lambda t, v: seen.append((t, v)),
+        options=EngineOptions(
+            plain=PlainOptions(validate_every=20, on_validation=lambda t, v: seen.append((t, v)))
+        ),
     )
     assert watched.val_loss == plain.val_loss  # bitwise: evaluation consumes no randomness
     assert [t for t, _ in seen] == [20, 40]
@@ -182,7 +218,12 @@ def test_intermediate_validation_reports_and_stops_without_changing_the_trajecto
         raise Stop(t)
 
     with pytest.raises(Stop, match="20"):
-        fmd.run_episode(task, sched, hypergradient=False, validate_every=20, on_validation=stop)
+        fmd.run_episode(
+            task,
+            sched,
+            hypergradient=False,
+            options=EngineOptions(plain=PlainOptions(validate_every=20, on_validation=stop)),
+        )
 
 
 @pytest.mark.parametrize(
@@ -196,6 +237,11 @@ def test_intermediate_validation_reports_and_stops_without_changing_the_trajecto
 def test_bad_validation_arguments_are_refused_before_training(
     no_training: None, kwargs: dict[str, object], match: str
 ) -> None:
-    kwargs.setdefault("hypergradient", False)
+    hypergradient = bool(kwargs.pop("hypergradient", False))
     with pytest.raises(ValueError, match=match):
-        fmd.run_episode(fmd.tasks.Digits(steps=20), {"lr": [0.1]}, **kwargs)  # type: ignore[arg-type]
+        fmd.run_episode(
+            fmd.tasks.Digits(steps=20),
+            {"lr": [0.1]},
+            hypergradient=hypergradient,
+            options=EngineOptions(plain=PlainOptions(**kwargs)),  # type: ignore[arg-type]
+        )

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
 
 import optuna
 
+from ..engine import EngineOptions, PlainOptions
 from ..episode import run_episode
 from ..tasks import Task
 
@@ -50,7 +50,7 @@ class FamilyObjective:
             for n, (lo, hi, log) in self.params.items()
         }
         schedules = self.to_schedules(values)
-        kwargs: dict[str, Any] = {}
+        options = None
         if self.rungs:
 
             def report(step: int, loss: float) -> None:
@@ -64,10 +64,15 @@ class FamilyObjective:
 
             rungs = self.rungs
             every = max(1, self.task.steps // rungs)
-            kwargs = {"validate_every": every, "on_validation": report}
+            options = EngineOptions(plain=PlainOptions(validate_every=every, on_validation=report))
         groups = {n: g for n, g in self.groups.items() if n in schedules} or None
         result = run_episode(
-            self.task, schedules, seed=self.seed, hypergradient=False, groups=groups, **kwargs
+            self.task,
+            schedules,
+            seed=self.seed,
+            hypergradient=False,
+            options=options,
+            groups=groups,
         )
         diverged = bool(result.diverged) or not math.isfinite(result.val_loss)
         trial.set_user_attr("steps", int(result.steps))

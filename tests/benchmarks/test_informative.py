@@ -136,7 +136,7 @@ def test_variant_jobs_run_their_discount_and_dtype(monkeypatch) -> None:
     seen = []
 
     def fake_episode(task, schedules, **kw):
-        seen.append((kw["discount"], task.dtype))
+        seen.append((kw["options"].discount, task.dtype))
         return fmd.episode.EpisodeResult(
             val_loss=1.0, val_accuracy=0.5, hypergradient={}, steps=task.steps, seconds=0.0,
             seed=kw["seed"], train_loss=1.0, diverged=False, engine="reverse",

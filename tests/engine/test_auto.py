@@ -137,8 +137,9 @@ def test_run_episode_runs_the_chosen_engine_and_agrees() -> None:
     _, tab, state0 = fmd.episode.build_episode(task, sched)
     expected = choose_engine(tab, state0).engine
     auto = fmd.run_episode(task, sched)
-    fwd = fmd.run_episode(task, sched, engine="forward")
-    rev = fmd.run_episode(task, sched, engine="reverse", checkpoint_every=7)
+    fwd = fmd.run_episode(task, sched, options=fmd.EngineOptions("forward"))
+    every_7 = fmd.ReverseOptions(checkpoint_every=7)
+    rev = fmd.run_episode(task, sched, options=fmd.EngineOptions("reverse", reverse=every_7))
     assert (auto.engine, fwd.engine, rev.engine) == (expected, "forward", "reverse")
     assert auto.hypergradient is not None and fwd.hypergradient is not None
     assert rev.hypergradient is not None

@@ -4,6 +4,8 @@ a discount of 1 is the exact hypergradient to the bit; bad discounts are refused
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -84,8 +86,8 @@ def test_a_small_discount_keeps_only_the_last_steps() -> None:
 def test_a_discount_of_one_is_the_exact_hypergradient_to_the_bit(engine: str) -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16, dtype=F64)
     sched = {"lr": [0.1, 0.05], "momentum": [0.9]}
-    exact = fmd.run_episode(task, sched, engine=engine)
-    one = fmd.run_episode(task, sched, engine=engine, discount=1.0)
+    exact = fmd.run_episode(task, sched, options=fmd.EngineOptions(engine))
+    one = fmd.run_episode(task, sched, options=fmd.EngineOptions(engine, discount=1.0))
     assert exact.hypergradient is not None and one.hypergradient is not None
     for name in exact.hypergradient:
         assert exact.hypergradient[name] == one.hypergradient[name]
@@ -94,9 +96,9 @@ def test_a_discount_of_one_is_the_exact_hypergradient_to_the_bit(engine: str) ->
 def test_episodes_pass_the_discount_to_the_engine() -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16, dtype=F64)
     sched = {"lr": [0.1, 0.05], "momentum": [0.9]}
-    fwd = fmd.run_episode(task, sched, engine="forward", discount=0.8)
-    rev = fmd.run_episode(task, sched, engine="reverse", discount=0.8)
-    exact = fmd.run_episode(task, sched, engine="reverse")
+    fwd = fmd.run_episode(task, sched, options=fmd.EngineOptions("forward", discount=0.8))
+    rev = fmd.run_episode(task, sched, options=fmd.EngineOptions("reverse", discount=0.8))
+    exact = fmd.run_episode(task, sched, options=fmd.EngineOptions("reverse"))
     assert fwd.hypergradient is not None and rev.hypergradient is not None
     assert exact.hypergradient is not None
     for name in fwd.hypergradient:
@@ -110,31 +112,38 @@ def test_discounted_episodes_resume_bitwise_and_refuse_other_discounts(engine: s
     task = fmd.tasks.Digits(steps=12, batch_size=16, dtype=F64)
     sched = {"lr": [0.1, 0.05]}
     snaps: list[Snapshot] = []
-    kw = {"engine": engine, "discount": 0.8}
-    if engine == "reverse":
-        kw["checkpoint_every"] = 3
-    full = fmd.run_episode(task, sched, snapshot_every=3, on_snapshot=snaps.append, **kw)
+    every = 3 if engine == "reverse" else None
+    options = fmd.EngineOptions(
+        engine, reverse=fmd.ReverseOptions(checkpoint_every=every), discount=0.8
+    )
+    taking = fmd.SnapshotOptions(every=3, on_snapshot=snaps.append)
+    full = fmd.run_episode(task, sched, options=options, snapshots=taking)
     assert len(snaps) >= 2
     for snap in snaps:
-        again = fmd.run_episode(task, sched, resume=snap, **kw)
+        resume = fmd.SnapshotOptions(resume=snap)
+        again = fmd.run_episode(task, sched, options=options, snapshots=resume)
         assert again.hypergradient == full.hypergradient
         assert again.val_loss == full.val_loss
-    other = {**kw, "discount": 0.9}
+    other = dataclasses.replace(options, discount=0.9)
     with pytest.raises(ValueError, match="another episode"):
-        fmd.run_episode(task, sched, resume=snaps[0], **other)
+        fmd.run_episode(task, sched, options=other, snapshots=fmd.SnapshotOptions(resume=snaps[0]))
 
 
 @pytest.mark.parametrize("discount", [0, 0.0, -0.5, 1.5, float("nan"), True, "0.9"])
 def test_bad_discounts_are_refused_before_training(discount: object) -> None:
     task = fmd.tasks.Digits(steps=5, batch_size=16)
     with pytest.raises(ValueError, match="discount"):
-        fmd.run_episode(task, {"lr": [0.1]}, discount=discount)  # type: ignore[arg-type]
+        fmd.run_episode(
+            task,
+            {"lr": [0.1]},
+            options=fmd.EngineOptions(discount=discount),  # type: ignore[arg-type]
+        )
 
 
 def test_fds_and_the_compiled_path_refuse_a_discount() -> None:
     task = fmd.tasks.Digits(steps=5, batch_size=16, dtype=F64)
     with pytest.raises(ValueError, match="FDS"):
-        fmd.run_episode(task, {"lr": [0.1]}, engine="fds", discount=0.9)
+        fmd.run_episode(task, {"lr": [0.1]}, options=fmd.EngineOptions("fds", discount=0.9))
     problem, table, state0 = build_episode(task, {"lr": [0.1]})
     with pytest.raises(ValueError, match="exact tangents"):
         run_forward(problem, table, state0, compile=True, discount=0.9)

@@ -132,7 +132,9 @@ def test_no_loss_hyper_leaves_training_bitwise_unchanged() -> None:
 def test_the_fds_reference_refuses_loss_hypers() -> None:
     task = fmd.tasks.Digits(steps=5, batch_size=16, dtype=F64)
     with pytest.raises(ValueError, match="class weights or label smoothing"):
-        fmd.run_episode(task, {"lr": [0.1], "label_smoothing": [0.1]}, engine="fds")
+        fmd.run_episode(
+            task, {"lr": [0.1], "label_smoothing": [0.1]}, options=fmd.EngineOptions("fds")
+        )
 
 
 def test_unknown_schedule_names_both_kinds_of_hyper() -> None:
