@@ -26,7 +26,7 @@ from .engine import (
     InnerProblem,
     Snapshot,
     Snapshots,
-    check_discount,
+    choose_engine,
     make_loss_side,
     make_partitions,
     run_hypergradient,
@@ -40,7 +40,6 @@ __all__ = [
     "Minibatches",
     "SnapshotOptions",
     "build_episode",
-    "check_engine",
     "check_schedules",
     "check_seed",
     "class_accuracy",
@@ -92,13 +91,6 @@ def class_accuracy(problem: InnerProblem, state: Sequence[Tensor]) -> tuple[floa
     if not problem.balanced and problem.loss_side is None:
         return None
     return tuple(problem.class_accuracy(state))
-
-
-def check_engine(engine: object) -> str:
-    """``engine`` if it is one of :data:`ENGINES`; otherwise one clear ``ValueError``."""
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}.")
-    return str(engine)
 
 
 def check_seed(seed: object) -> int:
@@ -318,12 +310,9 @@ def run_episode(
         >>> sorted(res.hypergradient)
         ['lr']
     """
-    options = options or EngineOptions()
     opts = _Options(
         hypergradient=hypergradient,
-        engine=replace(
-            options, engine=check_engine(options.engine), discount=check_discount(options.discount)
-        ),
+        engine=options or EngineOptions(),
         snapshots=snapshots or SnapshotOptions(),
     )
     start = time.perf_counter()
@@ -412,11 +401,11 @@ class _Options:
     snapshots: SnapshotOptions
 
     def __post_init__(self) -> None:
-        size = self.engine.forward.chunk_size
-        if size is not None and (isinstance(size, bool) or size < 1):
-            raise ValueError(f"`chunk_size` must be a positive int or None, but got {size!r}.")
-        plain = self.engine.plain
-        _check_validation(plain.validate_every, plain.on_validation, self.hypergradient)
+        if self.engine.plain.validate_every is not None and self.hypergradient:
+            raise ValueError(
+                "`validate_every` needs plain training (hypergradient=False): intermediate "
+                "validation losses are for multi-fidelity baselines, not hypergradient episodes."
+            )
 
     @property
     def resume(self) -> Snapshot | None:
@@ -439,7 +428,7 @@ class _Options:
         if options.engine == "auto" and resumed in ("forward", "reverse"):
             # a resumed episode goes on with the engine it started with
             options = replace(options, engine=str(resumed))
-        return options.choose(table, state0, snapshots=self.resumable)
+        return choose_engine(table, state0, options, snapshots=self.resumable)
 
     def run(
         self,
@@ -495,23 +484,6 @@ def _progress(
         yield callback
     finally:
         bar.close()
-
-
-def _check_validation(
-    every: int | None, on_validation: Callable[[int, float], None] | None, hypergradient: bool
-) -> None:
-    if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
-        raise ValueError(f"`validate_every` must be a positive int or None, but got {every!r}.")
-    if (every is None) != (on_validation is None):
-        raise ValueError(
-            "`validate_every` and `on_validation` must be given together, but got "
-            f"validate_every={every!r} and on_validation={on_validation!r}."
-        )
-    if every is not None and hypergradient:
-        raise ValueError(
-            "`validate_every` needs plain training (hypergradient=False): intermediate "
-            "validation losses are for multi-fidelity baselines, not hypergradient episodes."
-        )
 
 
 def _as_snapshot(resume: Snapshot | bytes | None) -> Snapshot | None:

@@ -20,7 +20,7 @@ import optuna
 from ._checks import optional_positive_int
 from ._imbalanced import COUNTS_ATTR
 from .engine import LOSS_HYPERS, EngineOptions, make_loss_side, make_partitions, split_groups
-from .episode import EpisodeResult, SnapshotOptions, check_engine, run_episode
+from .episode import EpisodeResult, SnapshotOptions, run_episode
 from .outer import STATE_KEY, StateView, read_view
 from .space import ScheduleSpace
 from .tasks import Task
@@ -139,7 +139,7 @@ class HypergradientObjective:
             make_loss_side(list(class_groups), class_groups, task.data().n_classes)
         if not isinstance(hypergradient, bool):
             raise TypeError(f"`hypergradient` must be a bool, but got {hypergradient!r}.")
-        check_engine(engine)  # here, before any trial runs
+        self.options = EngineOptions(engine=engine)  # checked here, before any trial runs
         if isinstance(seed, bool) or not (
             seed is None
             or seed == "trial"
@@ -244,7 +244,7 @@ class HypergradientObjective:
                 schedules,
                 seed=seed,
                 hypergradient=wants,
-                options=EngineOptions(engine=self.engine),
+                options=self.options,
                 groups=self.groups or None,
                 progress=self.progress,
                 snapshots=SnapshotOptions(every=every, on_snapshot=save, resume=snapshot),

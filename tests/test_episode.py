@@ -56,20 +56,25 @@ def test_bad_schedules_are_refused_before_training(
     [
         ({"seed": -1}, r"`seed` must be a non-negative int, but got -1"),
         ({"seed": 1.5}, r"`seed` must be a non-negative int, but got 1.5"),
-        (
-            {"options": EngineOptions("magic")},
-            r"`engine` must be one of \('auto', 'forward', 'reverse', 'bptt', 'fds'\)",
-        ),
-        (
-            {"options": EngineOptions(forward=ForwardOptions(chunk_size=0))},
-            r"`chunk_size` must be a positive int or None, but got 0",
-        ),
     ],
 )
 def test_bad_episode_arguments(no_training: None, kwargs: dict, match: str) -> None:
     task = fmd.tasks.Digits(steps=20, batch_size=16)
     with pytest.raises(ValueError, match=match):
         fmd.run_episode(task, {"lr": [0.1]}, **kwargs)
+
+
+def test_bad_engine_options_are_refused_where_they_are_made() -> None:
+    """The engine and its options are checked once, where they enter: their constructors."""
+    engines = r"`engine` must be one of \('auto', 'forward', 'reverse', 'bptt', 'fds'\)"
+    with pytest.raises(ValueError, match=engines + r", but got 'magic'"):
+        EngineOptions("magic")
+    with pytest.raises(
+        ValueError, match=r"`chunk_size` must be a positive int or None, but got 0"
+    ):
+        ForwardOptions(chunk_size=0)
+    with pytest.raises(ValueError, match=r"`discount` must be in \(0, 1\], but got 2"):
+        EngineOptions(discount=2)
 
 
 @pytest.mark.parametrize(

@@ -561,3 +561,52 @@ def test_no_module_unpacks_the_best_point_by_position() -> None:
     assert found == []
     assert dataclasses.is_dataclass(outer.BestIterate)
     assert outer.BestIterate.__dataclass_params__.frozen  # type: ignore[attr-defined]
+
+
+#: No signature of these entry points has more parameters than this (``self`` not counted):
+#: options that travel together are one object (``EngineOptions``, ``SnapshotOptions``,
+#: ``Snapshot``), as torch.func's ``vmap`` takes a few.
+MAX_PARAMETERS = 8
+#: ``module.py:function`` (or ``module.py:Class.method``) of the entry points checked.
+THIN_CALLS = (
+    "episode.py:run_episode",
+    "engine/_auto.py:choose_engine",
+    "engine/_snapshot.py:Snapshots.take",
+)
+
+
+def _parameters(name: str) -> list[str]:
+    """The parameters of the function ``module.py:[Class.]function``, ``self`` left out."""
+    module, _, qualname = name.partition(":")
+    node: ast.AST = ast.parse((PACKAGE / module).read_text())
+    for part in qualname.split("."):
+        node = next(
+            n
+            for n in ast.iter_child_nodes(node)
+            if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and n.name == part
+        )
+    assert isinstance(node, ast.FunctionDef)
+    args = node.args
+    every = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    every += [a for a in (args.vararg, args.kwarg) if a is not None]
+    return [a.arg for a in every if a.arg != "self"]
+
+
+@pytest.mark.parametrize("name", THIN_CALLS)
+def test_the_entry_points_take_few_parameters(name: str) -> None:
+    params = _parameters(name)
+    assert len(params) <= MAX_PARAMETERS, (
+        f"{name} takes {len(params)} parameters (at most {MAX_PARAMETERS}): group the ones that "
+        f"travel together into an options object: {params}"
+    )
+
+
+def test_the_engine_strings_check_is_written_in_one_place() -> None:
+    """The engine is checked once, where it enters (``EngineOptions``), and trusted inside."""
+    message = "`engine` must be one of {ENGINES}"
+    places = [
+        str(p.relative_to(PACKAGE))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if message in p.read_text()
+    ]
+    assert places == ["engine/_options.py"], f"{message!r} written in {places}"

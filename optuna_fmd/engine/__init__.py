@@ -4,20 +4,15 @@ Pure torch.func; imports neither Optuna nor the tasks.
 """
 
 from .._imbalanced import matched_classes
-from ._auto import ENGINES, PLAIN, Choice, choose_engine
+from ._auto import PLAIN, Choice, choose_engine
 from ._common import EngineResult, check_discount
 from ._compiled import CompileOptions
-from ._dispatch import (
-    EngineOptions,
-    ForwardOptions,
-    PlainOptions,
-    ReverseOptions,
-    run_hypergradient,
-)
+from ._dispatch import run_hypergradient
 from ._forward import run_forward, run_plain
 from ._functional import FunctionalModel, unsupported_reason
 from ._loss import LOSS_HYPERS, LossSide, make_loss_side, split_groups
 from ._optim import SGD, Adam, InnerOptimizer
+from ._options import ENGINES, EngineOptions, ForwardOptions, PlainOptions, ReverseOptions
 from ._problem import HyperTable, InnerProblem, make_partitions
 from ._reference import run_bptt, run_fds
 from ._registry import OPTIMIZERS, make_optimizer

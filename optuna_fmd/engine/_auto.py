@@ -36,14 +36,12 @@ from torch import Tensor
 
 from ._common import available_bytes as _available_bytes
 from ._common import state_nbytes
-from ._compiled import CompileOptions, use_compiled
+from ._compiled import use_compiled
+from ._options import ENGINES, EngineOptions
 from ._problem import HyperTable
 from ._reverse import CheckpointPlan, plan_checkpoints
 
 __all__ = ["ENGINES", "PLAIN", "Choice", "choose_engine", "mean_active_columns"]
-
-#: Engines an episode can run: the exact two, ``"auto"`` between them, and the references.
-ENGINES = ("auto", "forward", "reverse", "bptt", "fds")
 
 # CPU fits (benchmarks/results/engine_auto_cpu.json, hypergradient_cost_cpu.json).
 FORWARD_BASE = 4.0
@@ -110,35 +108,34 @@ def reverse_cost(plan: CheckpointPlan, steps: int) -> float:
 def choose_engine(
     table: HyperTable,
     state: Sequence[Tensor],
+    options: EngineOptions | None = None,
     *,
-    engine: str = "auto",
-    compile: bool | CompileOptions | None = None,
-    method: str = "auto",
     snapshots: bool = False,
-    checkpoint_every: int | None = None,
-    memory_budget: int | float | None = None,
     available_bytes: int | None = None,
-    discount: float = 1.0,
 ) -> Choice:
     """Pick the engine of one episode, and how it runs, by the cost model above.
 
     Args:
         table: The run's columns and horizon.
         state: The initial flat state (its bytes and device).
-        engine: ``"auto"`` chooses; any other engine of :data:`ENGINES` is kept (the figures are
-            still filled in).
-        compile: As in :func:`~optuna_fmd.engine.run_forward`: whether forward mode may run
-            compiled (``None``: where :func:`~optuna_fmd.engine._compiled.use_compiled` says).
-        method: Forward mode's tangent method (``"hvp"`` cannot run compiled).
+        options: The engine and its options, checked where they were made (default: ``"auto"``,
+            every default). ``engine="auto"`` chooses; any other engine of :data:`ENGINES` is
+            kept (the figures are still filled in). ``forward.compile``: as in
+            :func:`~optuna_fmd.engine.run_forward`, whether forward mode may run compiled
+            (``None``: where :func:`~optuna_fmd.engine._compiled.use_compiled` says);
+            ``forward.method``: its tangent method (``"hvp"`` cannot run compiled);
+            ``reverse.checkpoint_every`` and ``reverse.memory_budget``: reverse mode's segment
+            length or budget for stored states, if the caller fixes them; ``discount``: the run's
+            discounted tangents (below 1: no compiled path).
         snapshots: The run takes or resumes snapshots (no compiled path; reverse mode keeps
             ``ceil(sqrt(T))``-step segments unless told otherwise).
-        checkpoint_every: Reverse mode's segment length, if the caller fixes it.
-        memory_budget: Reverse mode's budget for stored states, if the caller fixes it.
         available_bytes: Memory available (default: measured on the state's device).
-        discount: The run's discounted tangents (below 1: no compiled path).
     """
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {ENGINES}, but got {engine!r}.")
+    options = options or EngineOptions()
+    engine, discount = options.engine, options.discount
+    compile, method = options.forward.compile, options.forward.method
+    checkpoint_every = options.reverse.checkpoint_every
+    memory_budget = options.reverse.memory_budget
     device = state[0].device if state else torch.device("cpu")
     if available_bytes is None:
         available_bytes = _available_bytes(device)

@@ -2,7 +2,7 @@
 batched jvp of a step, the memory figures the engines are planned by.
 
 The engine modules import this one (and :mod:`._problem`), never each other in a circle:
-``_common <- _forward, _reverse, _compiled, _reference <- _auto <- _dispatch``.
+``_common <- _forward, _reverse, _compiled, _reference, _options <- _auto <- _dispatch``.
 """
 
 from __future__ import annotations

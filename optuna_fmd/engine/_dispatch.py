@@ -4,8 +4,7 @@ for."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from torch import Tensor
 
@@ -13,76 +12,13 @@ from ._auto import PLAIN, Choice, choose_engine
 from ._common import EngineResult, Progress
 from ._compiled import CompileOptions
 from ._forward import run_forward, run_plain
+from ._options import EngineOptions
 from ._problem import HyperTable, InnerProblem
 from ._reference import run_bptt, run_fds
 from ._reverse import run_reverse
 from ._snapshot import Snapshots
 
-__all__ = [
-    "PLAIN",
-    "EngineOptions",
-    "ForwardOptions",
-    "PlainOptions",
-    "ReverseOptions",
-    "run_hypergradient",
-]
-
-
-@dataclass(frozen=True)
-class ForwardOptions:
-    """Forward mode's options (:func:`~optuna_fmd.engine.run_forward`): the tangent method,
-    at most ``chunk_size`` tangent columns at once, and whether it may run one compiled graph
-    (``None``: on CUDA without snapshots)."""
-
-    method: str = "auto"
-    chunk_size: int | None = None
-    compile: bool | CompileOptions | None = None
-
-
-@dataclass(frozen=True)
-class ReverseOptions:
-    """Reverse mode's options (:func:`~optuna_fmd.engine.run_reverse`): a checkpoint every
-    ``checkpoint_every`` steps, or checkpoints within ``memory_budget`` bytes (neither: every
-    state when they fit)."""
-
-    checkpoint_every: int | None = None
-    memory_budget: int | float | None = None
-
-
-@dataclass(frozen=True)
-class PlainOptions:
-    """Plain training's options (:func:`~optuna_fmd.engine.run_plain`): hand
-    ``(steps_done, val_loss)`` to ``on_validation`` every ``validate_every`` steps."""
-
-    validate_every: int | None = None
-    on_validation: Callable[[int, float], None] | None = None
-
-
-@dataclass(frozen=True)
-class EngineOptions:
-    """How an episode runs: the engine (one of :data:`~._auto.ENGINES`; ``"auto"``: the
-    fastest by the cost model of :mod:`._auto`), each engine's own options, and the discount
-    of the tangents (1: exact; forward, reverse and BPTT)."""
-
-    engine: str = "auto"
-    forward: ForwardOptions = field(default_factory=ForwardOptions)
-    reverse: ReverseOptions = field(default_factory=ReverseOptions)
-    plain: PlainOptions = field(default_factory=PlainOptions)
-    discount: float = 1.0
-
-    def choose(self, table: HyperTable, state0: Sequence[Tensor], *, snapshots: bool) -> Choice:
-        """The engine :func:`~._auto.choose_engine` picks for these options."""
-        return choose_engine(
-            table,
-            state0,
-            engine=self.engine,
-            compile=self.forward.compile,
-            method=self.forward.method,
-            snapshots=snapshots,
-            checkpoint_every=self.reverse.checkpoint_every,
-            memory_budget=self.reverse.memory_budget,
-            discount=self.discount,
-        )
+__all__ = ["PLAIN", "run_hypergradient"]
 
 
 def run_hypergradient(
@@ -101,14 +37,14 @@ def run_hypergradient(
     Args:
         problem, table, state0: The episode, as for :func:`~optuna_fmd.engine.run_forward`.
         options: The engine and its options (default: ``"auto"``, every default).
-        choice: A :class:`~._auto.Choice` of :meth:`EngineOptions.choose` (``options.engine``
+        choice: A :class:`~._auto.Choice` of :func:`~._auto.choose_engine` (``options.engine``
             then ignored).
         progress: Called as ``progress(t, train_loss)`` after each step.
         snapshots: Take and resume snapshots (forward and reverse mode and plain training).
     """
     options = options or EngineOptions()
     if choice is None:
-        choice = options.choose(table, state0, snapshots=snapshots is not None)
+        choice = choose_engine(table, state0, options, snapshots=snapshots is not None)
     if choice.engine == "plain":
         plain = options.plain
         return run_plain(

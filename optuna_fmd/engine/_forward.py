@@ -27,7 +27,7 @@ from ._common import (
 )
 from ._compiled import CompileOptions, run_compiled, use_compiled
 from ._problem import HyperTable, InnerProblem
-from ._snapshot import Snapshots
+from ._snapshot import Snapshot, Snapshots
 
 __all__ = ["TANGENT_METHODS", "run_forward", "run_plain", "tangent_method", "tangent_step"]
 
@@ -76,7 +76,7 @@ def run_plain(
             if diverged(loss_value):
                 return finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
             if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
-                snapshots.take("plain", t + 1, state, loss_value, table.n_columns)
+                snapshots.take(Snapshot("plain", t + 1, state, loss_value, table.n_columns))
             due = validate_every and (t + 1) % validate_every == 0 and t + 1 < problem.steps
             if on_validation is not None and due:
                 on_validation(t + 1, float(problem.val_loss(state)[0]))
@@ -192,7 +192,10 @@ def run_forward(
         if diverged(loss_value):
             return finish(problem, state, None, t + 1, True, loss_value, table.n_columns)
         if snapshots is not None and t + 1 < problem.steps and snapshots.due(t, t + 1):
-            snapshots.take("forward", t + 1, state, loss_value, table.n_columns, tangents=tangents)
+            taken = Snapshot(
+                "forward", t + 1, state, loss_value, table.n_columns, tangents=tangents
+            )
+            snapshots.take(taken)
     tangents = grow(tangents, table.n_columns)
     return finish(problem, state, tangents, problem.steps, False, loss_value, table.n_columns)
 

@@ -353,13 +353,15 @@ class _ForwardSweep:
         snapshots = self.snapshots
         if snapshots is not None and t > self.first and snapshots.due(self.seen, t):
             snapshots.take(
-                "reverse",
-                t,
-                self.state,
-                self.loss_value,
-                self.table.n_columns,
-                checkpoints=self.checkpoints,
-                checkpoint_every=self.c,
+                Snapshot(
+                    "reverse",
+                    t,
+                    self.state,
+                    self.loss_value,
+                    self.table.n_columns,
+                    checkpoints=self.checkpoints,
+                    checkpoint_every=self.c,
+                )
             )
         self.seen = t
         self.checkpoints.append(self.state)
@@ -409,18 +411,20 @@ def _backward_sweep(
         segment = None
         if snapshots is not None and start > 0 and snapshots.due(seen, 2 * steps - start):
             snapshots.take(
-                "reverse",
-                start,
-                result_state,
-                loss_value,
-                table.n_columns,
-                phase="backward",
-                checkpoints=checkpoints[:index],
-                checkpoint_every=c,
-                adjoint=adjoint,
-                h_bar=h_bar,
-                val_loss=val_loss,
-                val_accuracy=val_acc,
+                Snapshot(
+                    "reverse",
+                    start,
+                    result_state,
+                    loss_value,
+                    table.n_columns,
+                    phase="backward",
+                    checkpoints=checkpoints[:index],
+                    checkpoint_every=c,
+                    adjoint=adjoint,
+                    h_bar=h_bar,
+                    val_loss=val_loss,
+                    val_accuracy=val_acc,
+                )
             )
         seen = 2 * steps - start
     hg = _scatter_columns(table, h_bar)

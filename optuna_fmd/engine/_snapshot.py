@@ -169,40 +169,26 @@ class Snapshots:
         """Whether progress from ``before`` to ``after`` steps passed a multiple of ``every``."""
         return after // self.every > before // self.every
 
-    def take(
-        self,
-        engine: str,
-        step: int,
-        state: Sequence[Tensor],
-        train_loss: float,
-        n_columns: int,
-        *,
-        phase: str = "forward",
-        tangents: Sequence[Tensor] | None = None,
-        checkpoints: Sequence[Sequence[Tensor]] = (),
-        checkpoint_every: int = 0,
-        adjoint: Sequence[Tensor] | None = None,
-        h_bar: Tensor | None = None,
-        val_loss: float = math.nan,
-        val_accuracy: float = math.nan,
-    ) -> None:
-        """Copy the run's tensors to the CPU as a :class:`Snapshot` and hand it to ``save``."""
+    def take(self, snapshot: Snapshot) -> None:
+        """Copy ``snapshot``'s tensors to the CPU, stamp it with :attr:`fingerprint` and hand
+        it to ``save``."""
+        snap = snapshot
         self.save(
             Snapshot(
-                engine=engine,
-                step=step,
-                state=_cpu(state),
-                train_loss=train_loss,
-                n_columns=n_columns,
+                engine=snap.engine,
+                step=snap.step,
+                state=_cpu(snap.state),
+                train_loss=snap.train_loss,
+                n_columns=snap.n_columns,
                 fingerprint=self.fingerprint,
-                phase=phase,
-                tangents=None if tangents is None else _cpu(tangents),
-                checkpoints=[_cpu(c) for c in checkpoints],
-                checkpoint_every=checkpoint_every,
-                adjoint=None if adjoint is None else _cpu(adjoint),
-                h_bar=None if h_bar is None else h_bar.detach().to("cpu", copy=True),
-                val_loss=val_loss,
-                val_accuracy=val_accuracy,
+                phase=snap.phase,
+                tangents=None if snap.tangents is None else _cpu(snap.tangents),
+                checkpoints=[_cpu(c) for c in snap.checkpoints],
+                checkpoint_every=snap.checkpoint_every,
+                adjoint=None if snap.adjoint is None else _cpu(snap.adjoint),
+                h_bar=None if snap.h_bar is None else snap.h_bar.detach().to("cpu", copy=True),
+                val_loss=snap.val_loss,
+                val_accuracy=snap.val_accuracy,
             )
         )
 

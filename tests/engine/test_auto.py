@@ -9,7 +9,15 @@ import pytest
 import torch
 
 import optuna_fmd as fmd
-from optuna_fmd.engine import HyperTable, _auto, choose_engine, plan_checkpoints
+from optuna_fmd.engine import (
+    EngineOptions,
+    ForwardOptions,
+    HyperTable,
+    ReverseOptions,
+    _auto,
+    choose_engine,
+    plan_checkpoints,
+)
 from optuna_fmd.engine._auto import forward_cost, mean_active_columns
 
 STATE = [torch.zeros(1000), torch.zeros(1000)]
@@ -39,6 +47,16 @@ class _FakeCuda:
         return 4
 
 
+def every(steps: int) -> EngineOptions:
+    """Options with reverse mode's segment length fixed at ``steps``."""
+    return EngineOptions(reverse=ReverseOptions(checkpoint_every=steps))
+
+
+def compiling(engine: str) -> EngineOptions:
+    """Options of ``engine`` that ask for forward mode's compiled path."""
+    return EngineOptions(engine, forward=ForwardOptions(compile=True))
+
+
 def test_mean_active_columns() -> None:
     assert mean_active_columns(table(1)) == 3.0
     # 10 windows of 10 steps for 3 hypers: 3 * (10 + 9 + ... + 1) * 10 / 100
@@ -65,19 +83,21 @@ def test_choice_follows_the_cost_model(
 def test_reverse_keeps_every_state_when_it_fits_and_recomputes_otherwise() -> None:
     tab = table(10, steps=400)
     everything = plan_checkpoints(400, 8000, checkpoint_every=1).stored_bytes
-    roomy = choose_engine(tab, STATE, engine="reverse", available_bytes=4 * everything)
+    roomy = choose_engine(tab, STATE, EngineOptions("reverse"), available_bytes=4 * everything)
     assert roomy.memory_budget is not None and roomy.reverse_bytes == everything
     assert roomy.predicted_reverse == _auto.REVERSE
-    tight = choose_engine(tab, STATE, engine="reverse", available_bytes=everything)
+    tight = choose_engine(tab, STATE, EngineOptions("reverse"), available_bytes=everything)
     sqrt_plan = plan_checkpoints(400, 8000)
     assert tight.memory_budget is None and tight.reverse_bytes == sqrt_plan.stored_bytes
     extra = _auto.RECOMPUTE * sqrt_plan.recomputed_steps / 400
     assert tight.predicted_reverse == round(_auto.REVERSE + extra, 2)
     # snapshots keep sqrt(T) segments (a resumed run must find the same plan)
-    snap = choose_engine(tab, STATE, engine="reverse", snapshots=True, available_bytes=PLENTY)
+    snap = choose_engine(
+        tab, STATE, EngineOptions("reverse"), snapshots=True, available_bytes=PLENTY
+    )
     assert snap.memory_budget is None and snap.reverse_bytes == sqrt_plan.stored_bytes
     # so do the caller's own settings
-    own = choose_engine(tab, STATE, checkpoint_every=7, available_bytes=PLENTY)
+    own = choose_engine(tab, STATE, every(7), available_bytes=PLENTY)
     assert own.memory_budget is None
     assert own.reverse_bytes == plan_checkpoints(400, 8000, checkpoint_every=7).stored_bytes
 
@@ -93,21 +113,25 @@ def test_forward_costs_are_compiled_only_where_this_run_compiles() -> None:
     assert on.predicted_forward == round(compiled, 2)
     assert on.engine == "forward" and on.compiled
     for kwargs in ({"compile": False}, {"snapshots": True}, {"method": "hvp"}):
-        off = choose_engine(tab, cuda, available_bytes=PLENTY, **kwargs)  # type: ignore[arg-type]
+        snapshots = bool(kwargs.pop("snapshots", False))
+        options = EngineOptions(forward=ForwardOptions(**kwargs))  # type: ignore[arg-type]
+        off = choose_engine(tab, cuda, options, snapshots=snapshots, available_bytes=PLENTY)  # type: ignore[arg-type]
         assert off.predicted_forward == round(eager, 2), kwargs
         assert not off.compiled and off.engine == "reverse", kwargs
     # on the CPU compiling is off unless asked for
     cpu = choose_engine(tab, STATE, available_bytes=PLENTY)
     assert cpu.predicted_forward == round(eager, 2) and not cpu.compiled
-    asked = choose_engine(tab, STATE, engine="forward", compile=True, available_bytes=PLENTY)
+    asked = choose_engine(tab, STATE, compiling("forward"), available_bytes=PLENTY)
     assert asked.compiled
     assert asked.predicted_forward == round(forward_cost(active, STATE[0].device, True), 2)
 
 
 def test_an_impossible_compile_request_raises_for_forward_only() -> None:
     with pytest.raises(ValueError, match="takes no snapshots"):
-        choose_engine(table(3), STATE, engine="forward", compile=True, snapshots=True)
-    auto = choose_engine(table(3), STATE, compile=True, snapshots=True, available_bytes=PLENTY)
+        choose_engine(table(3), STATE, compiling("forward"), snapshots=True)
+    auto = choose_engine(
+        table(3), STATE, compiling("auto"), snapshots=True, available_bytes=PLENTY
+    )
     assert not auto.compiled
 
 
@@ -117,17 +141,17 @@ def test_memory_overrides_the_time_model(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(_auto, "REVERSE", 5.0)
     # time says reverse (30 columns), but only forward's 2N + 2 states fit -> forward
     many = table(10, steps=10_000)
-    c = choose_engine(many, STATE, checkpoint_every=100, available_bytes=PLENTY)
+    c = choose_engine(many, STATE, every(100), available_bytes=PLENTY)
     assert c.engine == "reverse" and c.reverse_bytes > c.forward_bytes
     small = 2 * c.forward_bytes + 16
-    tight = choose_engine(many, STATE, checkpoint_every=100, available_bytes=small)
+    tight = choose_engine(many, STATE, every(100), available_bytes=small)
     assert tight.engine == "forward"
     # time says forward (1 column), but only reverse's checkpoints fit -> reverse
     short = table(1, hypers=1, steps=4)
-    f = choose_engine(short, STATE, checkpoint_every=2, available_bytes=PLENTY)
+    f = choose_engine(short, STATE, every(2), available_bytes=PLENTY)
     assert f.engine == "forward" and f.forward_bytes > f.reverse_bytes
     fits = 2 * f.reverse_bytes + 16
-    tight = choose_engine(short, STATE, checkpoint_every=2, available_bytes=fits)
+    tight = choose_engine(short, STATE, every(2), available_bytes=fits)
     assert tight.engine == "reverse"
 
 
