@@ -171,6 +171,7 @@ def merge_results(
     parts: Sequence[dict[str, Any]],
     rename: dict[str, str] | None = None,
     keep: Sequence[str] | None = None,
+    budgets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """One comparison from runs of the same protocol on different commits (e.g. a new FMD
     against baselines run earlier): each unit's methods from every run, the last run's primary
@@ -187,7 +188,8 @@ def merge_results(
     earlier run did not have is filled, for a method of that run that stopped on its own (a
     grid done, a search converged) within it, by its best at its last budget, since it would
     have spent no more; a method still searching at that point cannot be compared there
-    (``SystemExit``: leave it out with ``keep``).
+    (``SystemExit``: leave it out with ``keep``, or compare at the other budgets only:
+    ``budgets``, names of the last run's budgets).
     """
     if len(parts) == 1 and keep is None:
         return parts[0]
@@ -228,11 +230,17 @@ def merge_results(
         methods = [m for m in methods if m in keep]
         for u in units.values():
             u["methods"] = {m: r for m, r in u["methods"].items() if m in keep}
-    budgets = last["config"]["budgets"]
+    given = last["config"]["budgets"]
+    unknown_budgets = [b for b in budgets or () if b not in given]
+    if unknown_budgets:
+        raise SystemExit(
+            f"error: --budgets {unknown_budgets} not among the last run's budgets {list(given)}"
+        )
+    chosen = {b: v for b, v in given.items() if budgets is None or b in budgets}
     for (task, seed), u in units.items():
         for m, record in u["methods"].items():
-            _fill_budgets(record, budgets, f"{m} on {task} seed {seed}")
-    config = {**last["config"], "methods": methods}
+            _fill_budgets(record, chosen, f"{m} on {task} seed {seed}")
+    config = {**last["config"], "methods": methods, "budgets": chosen}
     provenance = {
         **last["provenance"],
         "dirty": any(p.get("dirty") for p in provs),
@@ -376,7 +384,9 @@ def main(args: argparse.Namespace) -> int:
         keep = None
         if args.methods:  # these methods of the runs only
             keep = [m.strip() for m in args.methods.split(",") if m.strip()]
-        results = merge_results(parts, rename, keep)
+        # with --budgets NAME=PEE ...: the merged comparison at those budgets of the last run
+        only = [w.split("=", 1)[0] for w in args.budgets] if args.budgets else None
+        results = merge_results(parts, rename, keep, only)
         if args.primary:
             methods = results["config"]["methods"]
             if (

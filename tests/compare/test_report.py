@@ -261,3 +261,9 @@ def test_a_run_with_a_longer_budget_merges_with_the_methods_that_had_stopped_bef
     assert grid["long"] == grid["short"] and grid["long"]["value"] == pytest.approx(0.5)
     with pytest.raises(SystemExit, match="not in the runs' methods"):
         merge_results([old, new], keep=["random"])
+    # or every method at the budgets they share only
+    shared = merge_results([old, new], budgets=["short"])
+    assert shared["config"]["budgets"] == short
+    assert shared["config"]["methods"] == ["tpe", "cosine-grid", "fmd"]
+    with pytest.raises(SystemExit, match="not among the last run's budgets"):
+        merge_results([old, new], budgets=["first"])
