@@ -3,12 +3,17 @@
 ``fmd``."""
 
 from optuna_fmd import (
+    EngineOptions,
     EpisodeResult,
     EvaluationResult,
     FMDSampler,
+    ForwardOptions,
     HypergradientObjective,
+    PlainOptions,
+    ReverseOptions,
     Schedule,
     ScheduleSpace,
+    SnapshotOptions,
     baselines,
     evaluate_schedule,
     outer,
@@ -19,12 +24,17 @@ from optuna_fmd import (
 )
 
 __all__ = [
+    "EngineOptions",
     "EpisodeResult",
     "EvaluationResult",
     "FMDSampler",
+    "ForwardOptions",
     "HypergradientObjective",
+    "PlainOptions",
+    "ReverseOptions",
     "Schedule",
     "ScheduleSpace",
+    "SnapshotOptions",
     "baselines",
     "evaluate_schedule",
     "outer",
