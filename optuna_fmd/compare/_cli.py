@@ -230,13 +230,7 @@ def merge_results(
         methods = [m for m in methods if m in keep]
         for u in units.values():
             u["methods"] = {m: r for m, r in u["methods"].items() if m in keep}
-    given = last["config"]["budgets"]
-    unknown_budgets = [b for b in budgets or () if b not in given]
-    if unknown_budgets:
-        raise SystemExit(
-            f"error: --budgets {unknown_budgets} not among the last run's budgets {list(given)}"
-        )
-    chosen = {b: v for b, v in given.items() if budgets is None or b in budgets}
+    chosen = _chosen_budgets(last["config"]["budgets"], budgets)
     for (task, seed), u in units.items():
         for m, record in u["methods"].items():
             _fill_budgets(record, chosen, f"{m} on {task} seed {seed}")
@@ -252,6 +246,16 @@ def merge_results(
         "provenance": provenance,
         "units": [units[k] for k in sorted(units)],
     }
+
+
+def _chosen_budgets(given: dict[str, float], names: Sequence[str] | None) -> dict[str, float]:
+    """The last run's budgets named in ``names`` (``None``: all of them)."""
+    unknown = [b for b in names or () if b not in given]
+    if unknown:
+        raise SystemExit(
+            f"error: --budgets {unknown} not among the last run's budgets {list(given)}"
+        )
+    return {b: v for b, v in given.items() if names is None or b in names}
 
 
 def _budget_clash(a: dict[str, float], b: dict[str, float]) -> list[str]:
