@@ -171,7 +171,7 @@ def after_climb_probe(
     state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
 ) -> Step:
     """After a plain probe of the climb: twice as far while each probe improves; once one does
-    not, refine the bracket around the best step (golden section in log step) down to a
+    not, refine the bracket around the best step (golden section in log step) down to half a
     doubling of the fastest lr; then differentiate the line's minimum. Hand over when the line
     finds nothing down to half a step."""
     assert state.line is not None and state.probe.alpha is not None
