@@ -29,9 +29,10 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    point (a first probe that does not improve is followed by one half as long). Members that point
    apart still give a slope over the coordinates where every member has the same sign, if those
    hold ``AGREED`` of the mean's length (a learning rate at its edge, the others below theirs). A
-   contradicted hypergradient marks the *edge*. If the very first one's members point apart (a
-   start at or above the good lr) the climb begins again once, differentiated, from every lr at
-   ``BELOW`` (a tenth) of the start's, where the hypergradient is the slope. If that one is
+   contradicted hypergradient marks the *edge*. If the very first one's members point apart, or
+   the first line along it finds nothing (a start at or above the good lr), the climb begins
+   again once, differentiated, from every lr at ``BELOW`` (a tenth) of the start's, where the
+   hypergradient is the slope. If that one is
    contradicted too, or the first exploded, the plain lr-scale search takes over: factors of 2
    from the start (downwards first when it exploded) and one probe at the vertex of the parabola
    through the best scale and its neighbours (log scale).

@@ -87,11 +87,12 @@ def after_climb_gradient(
 
 
 def _below(state: SearchState, geo: Geometry) -> Step:
-    """The start's hypergradient is contradicted (its members point apart: a start at or above
-    the good lr): the climb begins again from every lr at ``BELOW`` of the start's, where the
-    hypergradient is the slope, with a hypergradient there."""
+    """The start's hypergradient is contradicted (its members point apart, or the first line
+    along it finds nothing: a start at or above the good lr): the climb begins again from every
+    lr at ``BELOW`` of the start's, where the hypergradient is the slope, with a hypergradient
+    there (no quasi-Newton pair across the drop)."""
     x = geo.shift_scale(incumbent_of(state).x, BELOW)
-    state = replace(state, below=True, outer_step=0, check=state.check)
+    state = replace(state, below=True, outer_step=0, line=None, check=state.check)
     return propose(state, x, Probe("start"))
 
 
@@ -194,6 +195,8 @@ def after_climb_probe(
         if shortest > step / 2:  # one shorter step, half the first
             nxt = shortest / 2
             return propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
+        if state.outer_step == 1 and not state.below and any(geo.scale):
+            return _below(state, geo)  # the start's own line is barren: from a tenth below
         return edge(replace(state, handover="contradicted"), geo, cfg)
     if ab == pts[-1][0] and not line.refined:  # the longest step is the best: twice as far
         if len(line.probes) < CLIMB_PROBES:

@@ -92,7 +92,8 @@ def test_corrections_stay_frozen_until_the_family_stalls() -> None:
     def with_deltas(x: list[float]) -> float:
         return f(x) + 0.1 * (x[2] - 0.5) ** 2
 
-    run = _drive(with_deltas, _geometry(n_delta=1), 20)
+    # (the barren first line drops every lr to a tenth and climbs back before the edge)
+    run = _drive(with_deltas, _geometry(n_delta=1), 30)
     # the corrections move first in the pattern search over every param (not the coarse pass)
     first_full = next(
         i for i, r in enumerate(run) if r[2].pattern is not None and not r[2].pattern.once
@@ -237,6 +238,30 @@ def test_members_that_point_apart_at_the_start_climb_again_from_a_tenth_below() 
     x, state = search_step(state, apart(x, state, 1), geo, CFG)
     assert state.probe.kind == "scale" and state.edge and x[0] == pytest.approx(0.1)
     assert not state.wants_hypergradient
+
+
+def test_a_first_line_that_finds_nothing_climbs_again_from_a_tenth_below() -> None:
+    """The start's members agree, but the line along their hypergradient finds nothing down
+    to half its first step (a start just past the basin's edge): the climb begins again from
+    every lr at a tenth, differentiated, with no quasi-Newton pair across the drop; a second
+    barren line after that hands over to plain episodes."""
+    geo = _geometry()
+    f = _bowl([0.05, 0.9])
+
+    def uphill(fn: Fn, x: list[float]) -> list[float]:
+        return [-v - 1.0 for v in _grad(fn, x)]  # points away from the minimum at the start
+
+    run = _drive(f, geo, 8, uphill)
+    kinds = [r[2].probe.kind for r in run]
+    assert kinds[:4] == ["start", "climb", "climb", "start"]
+    assert run[1][1] > run[0][1] and run[2][1] > run[0][1]
+    drop = run[3]
+    assert drop[2].below and drop[3] and drop[2].line is None and not drop[2].edge
+    assert drop[0][0] == pytest.approx(0.005) and drop[0][1] == 0.9
+    assert not any(r[2].edge for r in run[:4])
+    later = next(i for i, r in enumerate(run) if r[2].edge)
+    assert run[later][2].handover == "contradicted" and later > 4
+    assert all(r[2].below for r in run[3:])
 
 
 def test_a_climb_from_a_tenth_below_goes_up_along_the_hypergradient() -> None:
