@@ -13,16 +13,16 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
 
 1. *Climb*: the start computes the hypergradient (of every member, with a population). Plain
    episodes probe along its descent direction in units over one block of params: the learning
-   rate's (every layer group's, every family param) on the first line and every odd one, the
-   other first-stage params (momentum, weight decay, ...) on the even ones, so that a step in
-   momentum never compounds with one in the lr (:func:`~._climb.line_block`). The first line's
-   first probe multiplies the fastest log-scale param by ``SCALE_FACTOR`` (a later line's by
-   its square root; no other param moves by more than ``CLIMB_OTHERS`` units per doubling), and
-   each next probe doubles the step's length from the line's origin, so a line crosses orders of
-   magnitude in a few probes. Once a probe does not improve, golden-section probes in log step
-   refine the bracket around the best step down to half a doubling (at most
-   ``REFINE_PROBES``); the line's minimum is then differentiated for the next line
-   (quasi-Newton: L-BFGS over the climb's hypergradients, within the block).
+   rate's (every layer group's, every family param) on the first line and every odd one, the other
+   first-stage params (momentum, weight decay, ...) on the even ones, so that a step in momentum
+   never compounds with one in the lr (:func:`~._climb.line_block`). The first line's first probe
+   multiplies the fastest log-scale param by ``SCALE_FACTOR`` squared (``FIRST_PROBE`` doublings; a
+   later line's by its square root; no other param moves by more than ``CLIMB_OTHERS`` units per
+   doubling), and each next probe doubles the step's length from the line's origin, so a line
+   crosses orders of magnitude in a few probes. Once a probe does not improve, golden-section
+   probes in log step refine the bracket around the best step down to half a doubling (at most
+   ``REFINE_PROBES``); the line's minimum is then differentiated for the next line (quasi-Newton:
+   L-BFGS over the climb's hypergradients, within the block).
 2. *Trust* (``_trust``): the climb goes on while its hypergradients are the slope: an iterate's
    members point the same way (positive cosine), it does not explode (a first-order change over the
    step of more than ``EXPLODE`` times the value, or a non-finite one), and a line finds a better

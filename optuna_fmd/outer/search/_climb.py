@@ -24,6 +24,7 @@ __all__ = [
     "CLIMB_OTHERS",
     "CLIMB_PROBES",
     "EXPLODE",
+    "FIRST_PROBE",
     "GOLDEN",
     "MEMORY",
     "REFINE_PROBES",
@@ -35,6 +36,7 @@ __all__ = [
 
 EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
 CLIMB_PROBES = 7  # probes doubling along one hypergradient
+FIRST_PROBE = 2.0  # the first line's first probe, in spacings (doublings of the fastest lr)
 REFINE_PROBES = 4  # golden-section probes refining a line's bracket
 GOLDEN = 1.0 - 2.0 / (1.0 + math.sqrt(5.0))  # 0.382: where the next probe cuts the wider side
 CLIMB_OTHERS = 0.25  # a climb's first step moves a non-log param by at most this many units
@@ -126,7 +128,8 @@ def _climb_line(
     params and value; the incumbent, but after a contradicted start's drop): quasi-Newton
     (L-BFGS over the climb's earlier hypergradients) when it has curvature pairs in the block,
     steepest descent otherwise. The line's spacing moves the fastest log-scale param by a
-    factor of ``SCALE_FACTOR`` (a doubling); the first line's first probe is one spacing, a
+    factor of ``SCALE_FACTOR`` (a doubling); the first line's first probe is ``FIRST_PROBE``
+    spacings (the lr x4: a line from far below reaches x256 in three probes), a
     later line's half of one (a quasi-Newton step of its own length, up to 4 spacings); each
     further probe doubles the step."""
     d, slope = _direction(descent, block)
@@ -138,7 +141,7 @@ def _climb_line(
         h = _lead_step(geo, cfg, d)
         first = min(max(n, h / 2), 4 * h)
     else:  # a later line starts half as far: its origin is a line's minimum
-        first = h if state.outer_step <= 1 else h / 2
+        first = FIRST_PROBE * h if state.outer_step <= 1 else h / 2
     start, f0 = origin
     x = geo.along(start, d, first)
     if slope == 0.0 or tuple(x) == start:
@@ -192,7 +195,7 @@ def after_climb_probe(
     ab = min((f, a) for a, f in pts)[1]
     if ab == 0.0:  # no step along the line improved
         shortest = min(a for a, _ in line.probes)
-        if shortest > step / 2:  # one shorter step, half the first
+        if len(line.probes) == 1 and shortest > step / 2:  # one shorter step, half the first
             nxt = shortest / 2
             return propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
         if state.outer_step == 1 and not state.below and any(geo.scale):

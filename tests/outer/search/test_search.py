@@ -22,15 +22,16 @@ CFG = SearchConfig()
 PLAIN = SearchConfig(hypergradients=False)
 
 
-def _geometry(n_delta: int = 0) -> Geometry:
-    """lr peak (log, scale), momentum-like (linear), and ``n_delta`` corrections."""
+def _geometry(n_delta: int = 0, lr: float = 0.05) -> Geometry:
+    """lr peak (log, scale; starting at ``lr``), momentum-like (linear), and ``n_delta``
+    corrections."""
     coords = [Coord("log", 1e-3, 1.0), Coord("linear", 0.0, 0.99)]
     coords += [Coord("linear", -2.0, 2.0)] * n_delta
     return Geometry(
         coords,
         scale=[True, False] + [False] * n_delta,
         base=[True, True] + [False] * n_delta,
-        start=[0.05, 0.9] + [0.0] * n_delta,
+        start=[lr, 0.9] + [0.0] * n_delta,
     )
 
 
@@ -151,11 +152,11 @@ def test_a_failed_first_step_up_searches_downwards() -> None:
 
 def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
     """From below the good lr: the start is differentiated, plain probes step along the
-    learning rate's descent direction (the momentum held), the first multiplying the lr by 2,
-    each next one doubling the step (lr x 2, 4, 16), then golden-section probes refine the
+    learning rate's descent direction (the momentum held), the first multiplying the lr by 4,
+    each next one doubling the step (lr x 4, 16, 256), then golden-section probes refine the
     bracket, and the line's best point is differentiated next."""
-    geo = _geometry()
-    run = _drive(_bowl([0.4, 0.6]), geo, 9)
+    geo = _geometry(lr=0.001)
+    run = _drive(_bowl([0.012, 0.6]), geo, 9)
     kinds = [r[2].probe.kind for r in run]
     assert kinds[0] == "start" and run[0][3]
     n = kinds.index("bracket")
@@ -163,13 +164,13 @@ def test_the_climb_starts_with_a_hypergradient_and_doubles_along_it() -> None:
     assert not any(r[3] for r in run[1:n]) and run[n][3]
     lrs = [r[0][0] for r in run[:n]]
     doublings = [math.log2(lr / lrs[0]) for lr in lrs[1:]]
-    assert doublings[:3] == pytest.approx([1.0, 2.0, 4.0])  # lr 0.1, 0.2, 0.8
-    refined = doublings[3:]  # inside the bracket (x2^1, x2^4) around its best step x2^2
-    assert refined and all(1.0 < t < 4.0 for t in refined)
+    assert doublings[:3] == pytest.approx([2.0, 4.0, 8.0])  # lr 0.004, 0.016, 0.256
+    refined = doublings[3:]  # inside the bracket (x2^4, x2^8) around its best step x2^4
+    assert refined and all(2.0 < t < 8.0 for t in refined)
     assert all(r[0][1] == 0.9 for r in run[: n + 1])  # the momentum waits for the edge
     # the differentiated point is the line's best, found within a fifth of a doubling
     assert run[n][0] == min(run[1:n], key=lambda r: r[1])[0]
-    assert abs(math.log2(run[n][0][0] / 0.4)) < 0.2
+    assert abs(math.log2(run[n][0][0] / 0.012)) < 0.2
     assert run[n][1] < run[0][1]
 
 
@@ -279,7 +280,7 @@ def test_a_climb_from_a_tenth_below_goes_up_along_the_hypergradient() -> None:
     last = Point(1, x, f(x), False, g, _stored(state), members=[g, g])
     x, state = search_step(state, last, geo, CFG)
     assert state.probe.kind == "climb" and state.line.origin == tuple(last.x)
-    assert x[0] == pytest.approx(0.01)  # a doubling up from the tenth
+    assert x[0] == pytest.approx(0.02)  # two doublings up from the tenth
 
 
 def test_a_contradicted_hypergradient_after_the_climb_hands_over_to_plain_episodes() -> None:
