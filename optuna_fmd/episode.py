@@ -301,7 +301,8 @@ def run_episode(
             (keep ``snapshot.to_bytes()`` somewhere durable; raising there stops the episode);
             continue from ``resume``, a snapshot of this episode (or its bytes), bit for bit
             (same ``chunk_size`` and ``checkpoint_every``; ``"auto"`` takes the snapshot's
-            engine); one of another episode raises ``ValueError`` before any training.
+            engine); one of another episode (its task, schedules, seed, engine, hypergradient
+            flag, groups or discount differ) raises ``ValueError`` before any training step.
 
     Example:
         >>> import optuna_fmd as fmd
@@ -321,7 +322,7 @@ def run_episode(
     kept = None
     if opts.resumable:
         fingerprint = _fingerprint(task, schedules, seed, choice.engine, opts, groups)
-        kept = opts.kept(choice.engine, fingerprint, problem.steps)
+        kept = opts.kept(fingerprint, problem.steps)
     bar = _progress(problem.steps, opts.resume, progress)
     with bar as callback, torch.random.fork_rng(devices=[]):
         result = opts.run(problem, table, state0, choice, callback, kept)
@@ -450,9 +451,9 @@ class _Options:
             snapshots=snapshots,
         )
 
-    def kept(self, engine: str, fingerprint: str, steps: int) -> Snapshots:
-        """Where the snapshots of an episode of ``engine`` go (and the one it resumes from)."""
-        _check_resume(self.resume, engine, fingerprint)
+    def kept(self, fingerprint: str, steps: int) -> Snapshots:
+        """Where the episode's snapshots go, stamped with ``fingerprint``, and the one it resumes
+        from (the engine refuses one of another engine or fingerprint before its first step)."""
         return Snapshots(
             every=2 * steps if self.snapshots.every is None else self.snapshots.every,  # never
             save=self.snapshots.on_snapshot or _discard,
@@ -527,23 +528,3 @@ def _fingerprint(
     if opts.engine.discount != 1.0:
         spec["discount"] = opts.engine.discount
     return hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()
-
-
-def _check_resume(snap: Snapshot | None, engine: str, fingerprint: str) -> None:
-    if engine not in ("plain", "forward", "reverse"):
-        raise ValueError(
-            "snapshots need engine 'forward' or 'reverse' (or no hypergradient), "
-            f"but got engine={engine!r}."
-        )
-    if snap is None:
-        return
-    if snap.engine != engine:
-        raise ValueError(
-            f"`resume` is a snapshot of engine {snap.engine!r}, but this episode runs engine "
-            f"{engine!r}."
-        )
-    if snap.fingerprint != fingerprint:
-        raise ValueError(
-            "`resume` is a snapshot of another episode: its task, schedules, seed, hypergradient "
-            f"or groups differ (fingerprint {snap.fingerprint!r}, this episode's {fingerprint!r})."
-        )

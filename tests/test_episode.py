@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -23,6 +25,22 @@ def no_training(monkeypatch: pytest.MonkeyPatch) -> None:
 
     for name in ("run_hypergradient",):  # the one entry to every engine, plain training too
         monkeypatch.setattr(episode, name, boom)
+
+
+@pytest.fixture
+def no_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine starts but may draw no minibatch: every engine's step t draws
+    ``problem.batch_at(t)`` first."""
+    build = episode.build_episode
+
+    def boom(t: int) -> object:
+        raise AssertionError("training started")
+
+    def stepless(*args: object, **kwargs: object) -> object:
+        problem, table, state0 = build(*args, **kwargs)  # type: ignore[arg-type]
+        return dataclasses.replace(problem, batch_at=boom), table, state0
+
+    monkeypatch.setattr(episode, "build_episode", stepless)
 
 
 @pytest.mark.parametrize(
@@ -176,12 +194,14 @@ def test_resumed_episode_equals_the_uninterrupted_one_bitwise(engine: str) -> No
         assert (res.steps, res.engine) == (whole.steps, engine)
 
 
-def test_snapshot_of_another_episode_is_refused_before_training(no_training: None) -> None:
+def test_snapshot_of_another_episode_is_refused_before_training(no_step: None) -> None:
     task = fmd.tasks.Digits(steps=12, batch_size=16)
     snap = fmd.engine.Snapshot("forward", 4, [], float("nan"), 2, fingerprint="x")
     refused = {
-        "forward": r"`resume` is a snapshot of another episode",
-        "reverse": r"snapshot of engine 'forward', but this episode runs",
+        "forward": r"it belongs to another run \(its fingerprint is 'x', but this run's is '\w+'",
+        "auto": r"it belongs to another run",  # goes on with the snapshot's engine
+        "reverse": r"its engine is 'forward', but this run's is 'reverse'",
+        "bptt": r"snapshots need engine 'forward' or 'reverse' \(or no hypergradient\)",
     }
     for engine, match in refused.items():
         with pytest.raises(ValueError, match=match):

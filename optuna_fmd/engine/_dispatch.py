@@ -99,7 +99,8 @@ def _reference(
     """The reference engines, ``"bptt"`` and ``"fds"`` (no snapshots; FDS: exact only)."""
     if snapshots is not None:
         raise ValueError(
-            f"snapshots need engine 'forward' or 'reverse', but got engine={engine!r}."
+            "snapshots need engine 'forward' or 'reverse' (or no hypergradient), "
+            f"but got engine={engine!r}."
         )
     if engine == "bptt":
         return run_bptt(problem, table, state0, progress=progress, discount=discount)

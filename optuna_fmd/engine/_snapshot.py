@@ -258,7 +258,10 @@ def _check(
     if snap.engine != engine:
         refuse("engine", snap.engine, engine)
     if snap.fingerprint != fingerprint:
-        refuse("fingerprint", snap.fingerprint, fingerprint)
+        raise ValueError(
+            "cannot resume from this snapshot: it belongs to another run (its fingerprint is "
+            f"{snap.fingerprint!r}, but this run's is {fingerprint!r})."
+        )
     if snap.n_columns != n_columns:
         refuse("number of columns", snap.n_columns, n_columns)
     if snap.checkpoint_every != checkpoint_every:

@@ -125,7 +125,7 @@ def test_discounted_episodes_resume_bitwise_and_refuse_other_discounts(engine: s
         assert again.hypergradient == full.hypergradient
         assert again.val_loss == full.val_loss
     other = dataclasses.replace(options, discount=0.9)
-    with pytest.raises(ValueError, match="another episode"):
+    with pytest.raises(ValueError, match="belongs to another run"):
         fmd.run_episode(task, sched, options=other, snapshots=fmd.SnapshotOptions(resume=snaps[0]))
 
 
