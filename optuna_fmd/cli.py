@@ -35,7 +35,6 @@ from ._cli_config import (
     check_worker_flags,
     dashboard_argv,
     dashboard_command,
-    default_artifact_dir,
     make_space,
     open_cli_storage,
     report_argv,
@@ -54,6 +53,7 @@ from ._cli_console import (
     search_lines,
     wrap,
 )
+from ._cli_settings import RunSettings, StudyFiles, StudySettings, settings_from_args
 from .objective import HypergradientObjective
 from .sampler import FMDSampler
 from .space import ScheduleSpace
@@ -130,60 +130,44 @@ def make_task(
 def run_study(
     task: tasks.Task,
     space: ScheduleSpace,
+    settings: StudySettings,
     *,
-    trials: int,
-    storage: str,
-    study_name: str,
-    outer: str = "search",
-    seed: int = 0,
-    fresh_split: bool = False,
-    progress: bool = True,
     out: Any = None,
-    population: int | None = None,
-    config: dict[str, Any] | None = None,
-    total: int | None = None,
-    heartbeat: float | None = None,
-    artifact_dir: str | None = None,
-    checkpoint_every: int | None = None,
-    checkpoint_dir: str | None = None,
     opened: Any = None,
 ) -> optuna.Study:
-    """Run (or continue) an FMD study: ``trials`` more outer steps, one line printed per step.
+    """Run (or continue) an FMD study: ``settings.run.trials`` more outer steps, one line
+    printed per step (on ``out``, default stdout).
 
-    ``storage`` is the URL (printed); ``opened``, the storage already opened from it, if any.
+    ``settings.location.storage`` is the URL (printed); ``opened``, the storage already opened
+    from it, if any.
     """
     out = out or sys.stdout
+    where, run = settings.location, settings.run
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    sampler = FMDSampler(space, outer=outer, seed=seed, population=population)
+    sampler = FMDSampler(space, outer=run.outer, seed=run.seed, population=run.population)
+    if opened is None:
+        opened = open_cli_storage(where.storage, heartbeat=where.heartbeat)
     study = optuna.create_study(
-        storage=opened if opened is not None else open_cli_storage(storage, heartbeat=heartbeat),
-        study_name=study_name,
-        sampler=sampler,
-        load_if_exists=True,
+        storage=opened, study_name=where.name, sampler=sampler, load_if_exists=True
     )
-    if config is not None:
-        check_config(study, config, space)
-    objective = _objective(
-        task,
-        space,
-        seed="trial" if fresh_split else seed,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
-        checkpoint_dir=checkpoint_dir,
-    )
-    header = f"study {study_name!r} ({len(study.trials)} earlier trials) on {storage}"
+    if settings.config is not None:
+        check_config(study, settings.config, space)
+    objective = _objective(task, space, run, settings.files)
+    header = f"study {where.name!r} ({len(study.trials)} earlier trials) on {where.storage}"
     print(wrap(header, indent="  "), file=out)
-    print(wrap(describe_setup(task, space, outer, population), indent="  ", first="  "), file=out)
-    if trials or total is not None:
-        print(legend(population), file=out, flush=True)
-    bar = tqdm(total=trials, desc=study_name, unit="trial", disable=not progress)  # on stderr
-    report = _reporter(sampler, space, population, bar, out)
-    func, callbacks = _with_callbacks(objective, report, artifact_dir, total)
+    setup = describe_setup(task, space, run.outer, run.population)
+    print(wrap(setup, indent="  ", first="  "), file=out)
+    if run.trials or run.total is not None:
+        print(legend(run.population), file=out, flush=True)
+    # the progress bar is on stderr
+    bar = tqdm(total=run.trials, desc=where.name, unit="trial", disable=not run.progress)
+    report = _reporter(sampler, space, run.population, bar, out)
+    func, callbacks = _with_callbacks(objective, report, settings.files.artifact_dir, run.total)
     try:
-        if total is None or _n_done(study) < total:
+        if run.total is None or _n_done(study) < run.total:
             study.optimize(
                 func,
-                n_trials=trials if total is None else None,
+                n_trials=run.trials if run.total is None else None,
                 callbacks=callbacks,
                 catch=(RuntimeError,),
             )
@@ -235,26 +219,20 @@ def _with_callbacks(
 
 
 def _objective(
-    task: tasks.Task,
-    space: ScheduleSpace,
-    *,
-    seed: int | str,
-    progress: bool,
-    checkpoint_every: int | None,
-    checkpoint_dir: str | None,
+    task: tasks.Task, space: ScheduleSpace, run: RunSettings, files: StudyFiles
 ) -> HypergradientObjective:
-    """The study's objective; with ``checkpoint_every``, its snapshots go to an artifact store
-    in ``checkpoint_dir`` (default :data:`ARTIFACT_DIR`)."""
+    """The study's objective; with ``files.checkpoint_every``, its snapshots go to an artifact
+    store in ``files.checkpoint_dir`` (default :data:`ARTIFACT_DIR`)."""
     store = None
-    if checkpoint_every is not None:
-        os.makedirs(checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
-        store = FileSystemArtifactStore(checkpoint_dir or ARTIFACT_DIR)
+    if files.checkpoint_every is not None:
+        os.makedirs(files.checkpoint_dir or ARTIFACT_DIR, exist_ok=True)
+        store = FileSystemArtifactStore(files.checkpoint_dir or ARTIFACT_DIR)
     return HypergradientObjective(
         task,
         space,
-        seed=seed,
-        progress=progress,
-        checkpoint_every=checkpoint_every,
+        seed=run.episode_seed,
+        progress=run.progress,
+        checkpoint_every=files.checkpoint_every,
         artifact_store=store,
     )
 
@@ -327,25 +305,8 @@ def _study_from_args(
         opened = open_cli_storage(args.storage, heartbeat=args.heartbeat)
     if args.population is None:  # a study being continued keeps its own
         args.population = stored_flags(opened, study_name).get("population") or POPULATION
-    return run_study(
-        task,
-        space,
-        trials=args.trials,
-        storage=args.storage,
-        study_name=study_name,
-        outer=args.outer,
-        seed=args.seed,
-        fresh_split=args.fresh_split,
-        progress=progress_wanted(args.no_progress),
-        population=args.population,
-        config={k: getattr(args, k) for k in CONFIG_FLAGS},
-        total=total,
-        heartbeat=args.heartbeat,
-        opened=opened,
-        artifact_dir=artifact_dir(args),
-        checkpoint_every=args.checkpoint_every,
-        checkpoint_dir=args.artifact_dir or default_artifact_dir(args.storage),
-    )
+    settings = settings_from_args(args, study_name, total=total)
+    return run_study(task, space, settings, opened=opened)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ import pytest
 
 import optuna_fmd as fmd
 from optuna_fmd import cli
+from optuna_fmd._cli_config import default_artifact_dir
 from optuna_fmd._cli_console import WIDTH, command_lines, program
 from optuna_fmd._storage import open_storage
 from optuna_fmd.tasks import MODELS, _vision
@@ -285,8 +286,8 @@ def test_run_uploads_schedule_artifacts_and_prints_the_dashboard_command(
     assert _pasted(capsys.readouterr().out).rstrip().endswith(f"optuna-dashboard {url}")
     study = optuna.load_study(study_name="c", storage=url)
     assert get_all_artifact_meta(study.trials[0], storage=study._storage) == []
-    assert cli.default_artifact_dir("postgresql://u@h/db") == str(Path.cwd() / artifacts.name)
-    assert cli.default_artifact_dir("journal:/x/s.log") == "/x/optuna-fmd-artifacts"
+    assert default_artifact_dir("postgresql://u@h/db") == str(Path.cwd() / artifacts.name)
+    assert default_artifact_dir("journal:/x/s.log") == "/x/optuna-fmd-artifacts"
 
 
 def test_report_writes_html_and_pngs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
