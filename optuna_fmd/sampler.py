@@ -21,7 +21,6 @@ import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from optuna.distributions import BaseDistribution, FloatDistribution
@@ -32,6 +31,9 @@ from .outer import (
     CHECK_ATTR,
     STATE_KEY,
     BestIterate,
+    Claim,
+    Due,
+    Evaluate,
     OuterState,
     Point,
     Population,
@@ -179,8 +181,8 @@ class FMDSampler(BaseSampler):
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
+    @staticmethod
     def _members_of(
-        self,
         population: int | None,
         quorum: int | None,
         timeout: float | None,
@@ -190,18 +192,8 @@ class FMDSampler(BaseSampler):
         """The claim protocol of the population (``None``: one trial per outer step)."""
         if population is None:
             return None
-        return Population(
-            population,
-            quorum if quorum is not None else population // 2 + 1,
-            timeout,
-            float(poll_interval),
-            random.Random(seed),
-            self._init_x,
-            read=partial(self._read_state, warn=False),
-            see=self._see,
-            first=self._fresh_state,
-            decide=self._decide,
-        )
+        quorum = quorum if quorum is not None else population // 2 + 1
+        return Population(population, quorum, timeout, float(poll_interval), random.Random(seed))
 
     # -- public helpers ----------------------------------------------------------------------
     @property
@@ -275,7 +267,7 @@ class FMDSampler(BaseSampler):
         # parameter, so sample_relative is never called for it: claim its slot here.
         retry = self._retried_state(trial)
         if retry is not None and self._members is not None and is_slot(retry, self._population):
-            _, state = self._members.claim(study, trial, retry)
+            _, state = self._claim(study, trial, retry)
             study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, state.to_json())
 
     def after_trial(
@@ -430,7 +422,7 @@ class FMDSampler(BaseSampler):
             assert retry.x is not None
             return list(retry.x), retry
         if self._members is not None:
-            return self._members.claim(study, trial, retry)
+            return self._claim(study, trial, retry)
         sense = study_sense(study)
         finished = sorted(
             (
@@ -453,6 +445,66 @@ class FMDSampler(BaseSampler):
             if not (t.state == TrialState.FAIL and t.number in retried)
         ]
         return self._decide(seen, sense)
+
+    # -- the population's claims ---------------------------------------------------------
+    def _claim(
+        self, study: Study, trial: FrozenTrial, retry: OuterState | None
+    ) -> tuple[list[float], OuterState]:
+        """Claim a member slot of the current iterate for ``trial`` (or define the next
+        iterate): ask the population, take the outer step when it is due, store the claim
+        tentatively and make it final once it holds (a retry keeps its failed trial's slot)."""
+        members = self._members
+        assert members is not None
+        while True:
+            if retry is not None and retry.slot is not None and is_slot(retry, members.size):
+                slot = Evaluate(retry.slot.iterate, retry.slot.member, retry)
+            else:
+                answer = members.ask(self._claims(study, trial.number))
+                if answer is None:  # every open member slot is running: wait for one
+                    members.wait(study)
+                    continue
+                if isinstance(answer, Due):
+                    answer = members.tell(answer, *self._step_due(answer, study_sense(study)))
+                slot = answer
+            claim = members.tentative(slot, retry)
+            assert claim.x is not None
+            study._storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim.to_json())
+            if self._holds(study, trial.number, slot, claim.x):
+                return list(claim.x), members.settled(claim, "final")
+            if retry is not None:  # its slot was taken over while it waited: do not rerun it
+                return list(claim.x), members.settled(claim, "superseded")
+
+    def _claims(self, study: Study, own: int) -> list[Claim]:
+        """The member claims this sampler's states make in ``study`` (but ``own``'s)."""
+        members, n = self._members, len(self._names)
+        assert members is not None
+        out = []
+        for t in study.get_trials(deepcopy=False):
+            if t.number != own:
+                claim = members.claim_of(t, self._read_state(t, warn=False), n)
+                out += [] if claim is None else [claim]
+        return sorted(out, key=lambda c: c.trial.number)
+
+    def _holds(self, study: Study, own: int, slot: Evaluate, x: tuple[float, ...]) -> bool:
+        """Whether trial ``own``'s tentative claim on ``slot`` holds, once any rival
+        tentative claim on it has settled."""
+        members = self._members
+        assert members is not None
+        for _ in range(members.settle_polls):
+            verdict = members.verdict(self._claims(study, own), own, slot, x)
+            if verdict is not None:
+                return verdict
+            members.wait(study, short=True)  # a higher-numbered tentative claim: let it settle
+        return True
+
+    def _step_due(self, due: Due, sense: float) -> tuple[list[float], OuterState]:
+        """The params and state of the iterate ``due`` asks for: the start and the rule's
+        first state for the first, else the outer step from the iterates' mean points."""
+        if due.iterate < 0:
+            return list(self._init_x), self._fresh_state()
+        n = len(self._names)
+        points = [m.point([self._see(c.trial, sense) for c in m.claims], n) for m in due.iterates]
+        return self._decide(points, sense)
 
     def _retried_state(self, trial: FrozenTrial) -> OuterState | None:
         """The state of the failed trial that ``trial`` retries (same params), if any."""

@@ -53,6 +53,9 @@ from ._adam import AdamSettings, adam
 
 if TYPE_CHECKING:
     from ._population import (
+        Claim,
+        Due,
+        Evaluate,
         Population,
         best_iterate,
         check_population,
@@ -64,6 +67,9 @@ if TYPE_CHECKING:
 #: The names of ``_population``, imported on first use: the one module here that imports
 #: Optuna, so that the rules and the state load without it.
 _LAZY = (
+    "Claim",
+    "Due",
+    "Evaluate",
     "Population",
     "best_iterate",
     "check_population",
@@ -78,6 +84,9 @@ __all__ = [
     "AdamSettings",
     "Backtracked",
     "BestIterate",
+    "Claim",
+    "Due",
+    "Evaluate",
     "GradientStep",
     "Group",
     "MembersCheck",

@@ -7,6 +7,11 @@ A claim is the :class:`~optuna_fmd.outer._state.Slot` of the sampler's state sto
 other trials' claims, then made ``final``. The first claim of an iterate defines its
 schedules; once every member is done (or a quorum after a timeout), the iterate's point is the
 members' mean value and hypergradient, and the next iterate is the outer rule's step from it.
+
+:class:`Population` decides, :class:`~optuna_fmd.FMDSampler` acts: the sampler reads the
+claims and asks what to evaluate (:meth:`Population.ask`); when the next iterate is due it
+takes the outer step from the points of the iterates it is told and tells the population
+(:meth:`Population.tell`). The population calls nothing of the sampler's.
 """
 
 from __future__ import annotations
@@ -33,17 +38,85 @@ if TYPE_CHECKING:
     from optuna.study import Study
 
 _MAX_SLOT_FAILURES = 3  # a population member whose trial failed this often counts as bad
-_MAX_SETTLE_POLLS = 600  # short polls waiting for a rival tentative claim to settle
 
 
-@dataclass
-class _Claim:
-    """A trial's claim on member ``member`` of outer iterate ``iterate`` (population mode)."""
+@dataclass(frozen=True)
+class Claim:
+    """A trial's claim on member ``member`` of outer iterate ``iterate``: the trial and the
+    state stored on it (:class:`~optuna_fmd.FMDSampler` reads them, keeping only its own)."""
 
     trial: FrozenTrial
     iterate: int
     member: int
     state: OuterState
+
+
+@dataclass(frozen=True)
+class Evaluate:
+    """The answer to :meth:`Population.ask`: claim member ``member`` of iterate ``iterate``,
+    whose schedules and state are ``definition``; ``failed``: that slot's failed trials."""
+
+    iterate: int
+    member: int
+    definition: OuterState
+    failed: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Due:
+    """The answer to :meth:`Population.ask` when iterate ``iterate + 1`` needs defining (``-1``:
+    the first): the outer rule's step from the points of ``iterates`` (each one the mean of its
+    members, :meth:`Members.point`), told back with :meth:`Population.tell`. ``used``: the members
+    of ``iterate`` that its point averages."""
+
+    iterate: int
+    iterates: tuple[Members, ...] = ()
+    used: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Members:
+    """An iterate as its point is computed: the state that defined it, the claims of the
+    members its point averages (the lowest-numbered trial each), and whether a member it uses
+    failed for good (the iterate is then bad)."""
+
+    iterate: int
+    definition: OuterState
+    claims: tuple[Claim, ...]
+    missing: bool
+
+    def point(self, seen: Sequence[Point], n: int) -> Point:
+        """The iterate seen as one point of ``n`` params: its members' mean value and
+        hypergradient, from ``seen``, its claims' trials as the outer loop sees them (in
+        member order); bad when a member is bad, lacks a hypergradient the iterate asked for,
+        or failed for good."""
+        definition = self.definition
+        assert definition.x is not None
+        x, iterate = list(definition.x), self.iterate
+        values, grads, bad, diverged = [], [], False, False
+        for p in seen:
+            diverged = diverged or p.diverged
+            if p.bad or p.value is None or (definition.wants_hypergradient and p.grad is None):
+                bad = True
+                continue
+            values.append(p.value)
+            if p.grad is not None:
+                grads.append(p.grad)
+        if self.missing:  # a member that failed for good makes the iterate bad
+            return Point(iterate, x, None, True, None, definition)
+        if bad or not values:
+            return Point(iterate, x, None, True, None, definition, diverged)
+        k = len(values)
+        mean = [sum(g[i] for g in grads) / k for i in range(n)] if len(grads) == k else None
+        return Point(
+            iterate,
+            x,
+            sum(values) / k,
+            False,
+            mean,
+            definition,
+            members=grads if mean is not None and k > 1 else None,
+        )
 
 
 def check_population(
@@ -131,8 +204,13 @@ def _claims(view: StateView, population: int | None) -> bool:
 
 
 class Population:
-    """The claim protocol of ``size`` members per outer iterate: a collaborator of
-    :class:`~optuna_fmd.FMDSampler`, which hands it the ways to read a trial and the outer step.
+    """The claim protocol of ``size`` members per outer iterate, asked and told by
+    :class:`~optuna_fmd.FMDSampler`, which reads the study and takes the outer step.
+
+    The sampler asks (:meth:`ask`) with the claims it reads; the answer is a slot to evaluate,
+    ``None`` (every member is running: wait), or :class:`Due` (the next iterate needs the
+    outer step); the sampler tells the step (:meth:`tell`) and gets the slot. A claim written
+    as ``tentative`` is checked (:meth:`verdict`) and made ``final``.
 
     Args:
         size: Members per outer iterate.
@@ -141,12 +219,6 @@ class Population:
             (``None``: wait for every member).
         poll_interval: Seconds between storage polls while waiting for members.
         rng: Jitter of the polls.
-        start: The first iterate's params.
-        n_params: Params per point (a claim without as many finite params is ignored).
-        read: The state a trial carries (``None``: none of this sampler's).
-        see: A finished trial as the outer loop sees it (sense-adjusted).
-        first: The rule's state before the first step.
-        decide: The outer step from the points seen (averaged iterates) and the study's sense.
     """
 
     def __init__(
@@ -156,88 +228,34 @@ class Population:
         timeout: float | None,
         poll_interval: float,
         rng: random.Random,
-        start: Sequence[float],
-        *,
-        read: Callable[[FrozenTrial], OuterState | None],
-        see: Callable[[FrozenTrial, float], Point],
-        first: Callable[[], OuterState],
-        decide: Callable[[list[Point], float], tuple[list[float], OuterState]],
     ) -> None:
-        self._population = size
+        self.size = size
+        self.settle_polls = 600  # short polls waiting for a rival tentative claim to settle
         self._quorum = quorum
-        self._population_timeout = timeout
+        self._timeout = timeout
         self._poll_interval = poll_interval
         self._rng = rng
-        self._start = tuple(start)
-        self._n = len(self._start)
-        self._read_state = read
-        self._see = see
-        self._first = first
-        self._decide = decide
 
-    def _claims(self, study: Study, own: int) -> list[_Claim]:
-        out = []
-        for t in study.get_trials(deepcopy=False):
-            if t.number == own:
-                continue
-            state = self._read_state(t)
-            if state is None or state.slot is None or not is_slot(state, self._population):
-                continue
-            if state.slot.claim not in ("tentative", "final"):
-                continue
-            if not state.has_x(self._n):
-                continue
-            out.append(_Claim(t, state.slot.iterate, state.slot.member, state))
-        return sorted(out, key=lambda c: c.trial.number)
+    def claim_of(self, trial: FrozenTrial, state: OuterState | None, n: int) -> Claim | None:
+        """``trial``'s claim, when ``state`` (the sampler's own, read from it) claims a member
+        slot, tentative or final, with ``n`` finite params (``None``: it claims none)."""
+        if state is None or state.slot is None or not is_slot(state, self.size):
+            return None
+        if state.slot.claim not in ("tentative", "final") or not state.has_x(n):
+            return None
+        return Claim(trial, state.slot.iterate, state.slot.member, state)
 
-    def _point(
-        self, iterate: int, definition: OuterState, members: list[_Claim], sense: float
-    ) -> Point:
-        """Iterate ``iterate`` seen as one point: its members' mean value and hypergradient."""
-        values, grads, bad, diverged = [], [], False, False
-        assert definition.x is not None
-        x = list(definition.x)
-        for c in sorted(members, key=lambda c: c.member):
-            seen = self._see(c.trial, sense)
-            diverged = diverged or seen.diverged
-            wants_grad = definition.wants_hypergradient
-            if seen.bad or seen.value is None or (wants_grad and seen.grad is None):
-                bad = True
-                continue
-            values.append(seen.value)
-            if seen.grad is not None:
-                grads.append(seen.grad)
-        if bad or not values:
-            return Point(iterate, x, None, True, None, definition, diverged)
-        n = len(values)
-        mean_grad = (
-            [sum(g[i] for g in grads) / n for i in range(self._n)] if len(grads) == n else None
-        )
-        return Point(
-            iterate,
-            x,
-            sum(values) / n,
-            False,
-            mean_grad,
-            definition,
-            members=grads if mean_grad is not None and n > 1 else None,
-        )
-
-    def _next_slot(
-        self, claims: list[_Claim], sense: float
-    ) -> tuple[int, int, OuterState, list[int]] | None:
-        """(iterate, member, iterate definition, failed trials of that slot), or None: wait."""
-        m = self._population
-        assert m is not None
-        by_iterate: dict[int, list[_Claim]] = {}
+    def ask(self, claims: Sequence[Claim]) -> Evaluate | Due | None:
+        """What to evaluate next, given the study's ``claims``: a member slot of the current
+        iterate, ``None`` (every open slot is running: wait and ask again), or :class:`Due`
+        (every member of the current iterate is done, or a quorum after the timeout)."""
+        by_iterate: dict[int, list[Claim]] = {}
         for c in claims:
             by_iterate.setdefault(c.iterate, []).append(c)
         if not by_iterate:
-            state = replace(self._first(), origin="init", x=self._start, used=())
-            return 0, 0, state, []
+            return Due(-1)
         cur = max(by_iterate)
-        definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
-        done: dict[int, _Claim] = {}
+        done: dict[int, Claim] = {}
         failed: dict[int, list[int]] = {}
         busy: set[int] = set()
         for c in by_iterate[cur]:
@@ -247,38 +265,24 @@ class Population:
                 busy.add(c.member)
             elif c.trial.state == TrialState.FAIL:
                 failed.setdefault(c.member, []).append(c.trial.number)
-        for j in range(m):
+        for j in range(self.size):
             if j not in done and j not in busy and len(failed.get(j, [])) < _MAX_SLOT_FAILURES:
-                return cur, j, definition, sorted(failed.get(j, []), reverse=True)
-        finished = [j for j in range(m) if j in done or j not in busy]  # failed for good: bad
-        if len(finished) < m:
+                definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
+                return Evaluate(cur, j, definition, tuple(sorted(failed.get(j, []), reverse=True)))
+        finished = [j for j in range(self.size) if j in done or j not in busy]  # failed: bad
+        if len(finished) < self.size:
             if not self._quorum_reached(list(done.values())):
                 return None
             finished = sorted(done)
-        # Every member of ``cur`` is done (or the quorum after the timeout): take the outer step.
-        points = []
-        for k in sorted(by_iterate):
-            if k == cur:
-                used = finished
-            else:
-                later = by_iterate.get(k + 1)
-                used = list(later[0].state.used or ()) if later else []
-            members = [
-                c
-                for c in by_iterate[k]
-                if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-            ]
-            members = list({c.member: c for c in reversed(members)}.values())  # lowest number
-            missing = [j for j in used if j not in {c.member for c in members}]
-            point = self._point(k, by_iterate[k][0].state, members, sense)
-            if missing:  # a member that failed for good makes the iterate bad
-                point = Point(k, point.x, None, True, None, point.state)
-            points.append(point)
-        x, state = self._decide(points, sense)
-        return cur + 1, 0, replace(state, x=tuple(x), used=tuple(finished)), []
+        return Due(cur, tuple(_members(by_iterate, cur, finished)), tuple(finished))
 
-    def _quorum_reached(self, done: list[_Claim]) -> bool:
-        if self._population_timeout is None or len(done) < self._quorum:
+    def tell(self, due: Due, x: Sequence[float], state: OuterState) -> Evaluate:
+        """The first slot of the iterate the outer step defined: ``x`` and ``state`` from the
+        points of ``due`` (for the first iterate: the start and the rule's first state)."""
+        return Evaluate(due.iterate + 1, 0, replace(state, x=tuple(x), used=due.used))
+
+    def _quorum_reached(self, done: list[Claim]) -> bool:
+        if self._timeout is None or len(done) < self._quorum:
             return False
         first = min(
             (c.trial.datetime_complete for c in done if c.trial.datetime_complete is not None),
@@ -287,67 +291,51 @@ class Population:
         if first is None:
             return False
         waited = (datetime.datetime.now() - first).total_seconds()
-        return waited >= self._population_timeout
+        return waited >= self._timeout
 
-    def claim(
-        self, study: Study, trial: FrozenTrial, retry: OuterState | None
-    ) -> tuple[list[float], OuterState]:
-        """Claim a member slot of the current iterate (or define the next iterate).
+    @staticmethod
+    def tentative(slot: Evaluate, retry: OuterState | None) -> OuterState:
+        """The state a trial stores to claim ``slot``, tentatively (``retry``: the state of
+        the failed trial it retries, whose slot it keeps)."""
+        claim = replace(
+            slot.definition, slot=Slot(slot.iterate, slot.member, "tentative", slot.failed)
+        )
+        if retry is not None:
+            claim = replace(claim, origin="retry", retry_of=retry.retry_of)
+        return claim
 
-        A claim is written as ``tentative``, checked against the other trials' claims and made
-        ``final``; a trial yields to a final claim on the same slot or to a tentative one from
-        a lower-numbered trial, and waits for higher-numbered tentative claims to settle. With
-        any storage whose writes are seen by later reads (RDB, journal, in-memory), no slot is
-        ever final twice.
-        """
-        storage = study._storage
-        while True:
-            claims = self._claims(study, trial.number)
-            slot: tuple[int, int, OuterState, list[int]]
-            if retry is not None and retry.slot is not None and is_slot(retry, self._population):
-                slot = (retry.slot.iterate, retry.slot.member, retry, [])
-            else:
-                found = self._next_slot(claims, study_sense(study))
-                if found is None:  # every member of the iterate is running: wait for one
-                    self._wait(study)
-                    continue
-                slot = found
-            iterate, member, definition, failed = slot
-            claim = replace(definition, slot=Slot(iterate, member, "tentative", tuple(failed)))
-            if retry is not None:
-                claim = replace(claim, origin="retry", retry_of=retry.retry_of)
-            assert claim.x is not None
-            storage.set_trial_system_attr(trial._trial_id, STATE_KEY, claim.to_json())
-            if self._verify(study, trial, iterate, member, claim.x):
-                return list(claim.x), _settled(claim, "final")
-            if retry is not None:  # its slot was taken over while it waited: do not rerun it
-                return list(claim.x), _settled(claim, "superseded")
+    @staticmethod
+    def settled(claim: OuterState, how: str) -> OuterState:
+        """``claim`` made ``final`` (or ``superseded``: its slot was taken while it waited)."""
+        assert claim.slot is not None
+        return replace(claim, slot=replace(claim.slot, claim=how))
 
-    def _verify(
-        self, study: Study, trial: FrozenTrial, iterate: int, member: int, x: tuple[float, ...]
-    ) -> bool:
-        for _ in range(_MAX_SETTLE_POLLS):
-            rivals = []
-            for c in self._claims(study, trial.number):
-                if c.trial.state not in (
-                    TrialState.RUNNING,
-                    TrialState.COMPLETE,
-                    TrialState.PRUNED,
-                ):
-                    continue
-                if c.iterate == iterate and c.trial.number < trial.number and c.state.x != x:
-                    return False  # a lower-numbered trial defined this iterate: adopt it
-                if c.iterate == iterate and c.member == member:
-                    assert c.state.slot is not None
-                    if c.state.slot.claim == "final" or c.trial.number < trial.number:
-                        return False
-                    rivals.append(c)
-            if not rivals:
-                return True
-            self._wait(study, short=True)  # a higher-numbered tentative claim: let it settle
-        return True
+    @staticmethod
+    def verdict(
+        claims: Sequence[Claim], own: int, slot: Evaluate, x: tuple[float, ...]
+    ) -> bool | None:
+        """Whether trial ``own``'s tentative claim on ``slot`` (params ``x``) holds against the
+        other trials' ``claims``: ``False`` when it yields (a lower-numbered trial defined the
+        iterate otherwise, or holds the slot, or a final claim does), ``None`` while a
+        higher-numbered tentative claim on the slot has to settle (wait a little and ask
+        again). With any storage whose writes are seen by later reads (RDB, journal,
+        in-memory), no slot is ever final twice."""
+        rivals = False
+        for c in claims:
+            if c.trial.state not in (TrialState.RUNNING, TrialState.COMPLETE, TrialState.PRUNED):
+                continue
+            if c.iterate != slot.iterate:
+                continue
+            if c.trial.number < own and c.state.x != x:
+                return False  # a lower-numbered trial defined this iterate: adopt it
+            if c.member == slot.member:
+                assert c.state.slot is not None
+                if c.state.slot.claim == "final" or c.trial.number < own:
+                    return False
+                rivals = True
+        return None if rivals else True
 
-    def _wait(self, study: Study, *, short: bool = False) -> None:
+    def wait(self, study: Study, *, short: bool = False) -> None:
         """Sleep a little (with jitter) and fail trials whose worker stopped beating."""
         delay = self._poll_interval * (0.1 if short else 1.0) * (0.5 + self._rng.random())
         time.sleep(delay)
@@ -356,7 +344,23 @@ class Population:
             fail_stale_trials(study)
 
 
-def _settled(claim: OuterState, how: str) -> OuterState:
-    """``claim`` made ``final`` (or ``superseded``)."""
-    assert claim.slot is not None
-    return replace(claim, slot=replace(claim.slot, claim=how))
+def _members(by_iterate: dict[int, list[Claim]], cur: int, finished: list[int]) -> list[Members]:
+    """Every iterate up to ``cur`` with the members its point averages: ``finished`` for
+    ``cur``, for an earlier one those the iterate after it used."""
+    out = []
+    for k in sorted(by_iterate):
+        if k == cur:
+            used = finished
+        else:
+            later = by_iterate.get(k + 1)
+            used = list(later[0].state.used or ()) if later else []
+        members = [
+            c
+            for c in by_iterate[k]
+            if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ]
+        lowest = list({c.member: c for c in reversed(members)}.values())
+        missing = any(j not in {c.member for c in lowest} for j in used)
+        ordered = tuple(sorted(lowest, key=lambda c: c.member))
+        out.append(Members(k, by_iterate[k][0].state, ordered, missing))
+    return out

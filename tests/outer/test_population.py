@@ -8,14 +8,16 @@ their mean.
 from __future__ import annotations
 
 import math
+import random
 import threading
+from dataclasses import replace
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
-from optuna_fmd.outer._population import Population, study_sense
+from optuna_fmd.outer import Claim, Due, Evaluate, Point, Population, study_sense
 from optuna_fmd.sampler import STATE_KEY
 
 from ..test_sampler import SPACE, quad_objective
@@ -250,4 +252,49 @@ def test_the_claims_are_a_collaborator_of_the_sampler_not_a_mixin() -> None:
     assert not issubclass(fmd.FMDSampler, Population)
     assert fmd.FMDSampler(SPACE)._members is None
     members = fmd.FMDSampler(SPACE, population=3)._members
-    assert isinstance(members, Population) and members._quorum == 2
+    assert isinstance(members, Population) and members._quorum == 2 and members.size == 3
+
+
+def _trial(number: int, state: TrialState) -> optuna.trial.FrozenTrial:
+    value = 1.0 if state == TrialState.COMPLETE else None
+    trial = optuna.trial.create_trial(state=state, value=value)
+    trial.number = number
+    return trial
+
+
+def test_the_population_is_asked_and_told_and_calls_nothing_back() -> None:
+    """The claim protocol as ask/tell, without a sampler: the first ask says the first iterate
+    is due, told with the start it becomes member 0's slot; a running member 0 leaves member 1
+    to ask for; with both done the next step is due, with the members' points to average."""
+    members = Population(2, 2, None, 0.01, random.Random(0))
+    sampler = fmd.FMDSampler(SPACE, population=2)
+    start = sampler._fresh_state()
+    assert members.ask([]) == Due(-1)
+    first = members.tell(Due(-1), [0.1] * len(SPACE.param_names()), start)
+    assert (first.iterate, first.member, first.definition.used) == (0, 0, ())
+    final = Population.settled(Population.tentative(first, None), "final")
+    running = Claim(_trial(0, TrialState.RUNNING), 0, 0, final)
+    assert members.ask([running]) == Evaluate(0, 1, final)
+    assert members.ask([running, Claim(_trial(1, TrialState.RUNNING), 0, 1, final)]) is None
+    done = [Claim(_trial(j, TrialState.COMPLETE), 0, j, final) for j in (0, 1)]
+    due = members.ask(done)
+    assert isinstance(due, Due) and due.iterate == 0 and due.used == (0, 1)
+    (iterate,) = due.iterates
+    assert iterate.claims == tuple(done) and not iterate.missing
+    n = len(SPACE.param_names())
+    seen = [Point(j, list(final.x), 1.0 + 2 * j, False, [1.0 + 2 * j] * n, final) for j in (0, 1)]
+    point = iterate.point(seen, n)
+    assert (
+        point.value == 2.0 and point.grad == [2.0] * n and point.members == [[1.0] * n, [3.0] * n]
+    )
+    nxt = members.tell(due, [0.2] * n, start)
+    assert (nxt.iterate, nxt.member, nxt.definition.used) == (1, 0, (0, 1))
+    # a lower-numbered trial that defined the iterate otherwise wins over a later claim
+    other = Population.tentative(Evaluate(0, 1, replace(final, x=(0.3,) * n)), None)
+    assert Population.verdict([running], 5, Evaluate(0, 1, other), other.x) is False
+    assert Population.verdict([running], 5, Evaluate(0, 1, final), final.x) is True
+    # a higher-numbered tentative claim on the same slot: wait for it to settle
+    rival = Claim(
+        _trial(7, TrialState.RUNNING), 0, 1, Population.tentative(Evaluate(0, 1, final), None)
+    )
+    assert Population.verdict([rival], 5, Evaluate(0, 1, final), final.x) is None
