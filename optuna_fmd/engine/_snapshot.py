@@ -259,7 +259,8 @@ def _check(
         refuse("engine", snap.engine, engine)
     if snap.fingerprint != fingerprint:
         raise ValueError(
-            "cannot resume from this snapshot: it belongs to another run (its fingerprint is "
+            "cannot resume from this snapshot: it belongs to another run, whose task, schedules, "
+            "seed, hypergradient, groups or discount differ (its fingerprint is "
             f"{snap.fingerprint!r}, but this run's is {fingerprint!r})."
         )
     if snap.n_columns != n_columns:
