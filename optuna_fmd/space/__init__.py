@@ -6,8 +6,11 @@ A :class:`ScheduleSpace` maps names to entries. A :class:`Schedule` is ``K`` fre
 parameters (trial params ``<name>_<param>``, e.g. ``lr_peak``), evaluated at the ``K`` window
 midpoints ``(k + 0.5) / K``. An episode's hypergradient with respect to the window values gives
 the hypergradient with respect to a family's parameters exactly, by the chain rule
-(:meth:`ScheduleSpace.chain`). The families themselves (:class:`Cosine`, :class:`Constant`
-...) and the cosine's maths (:func:`cosine_value`) are defined in ``_families``, the window
+(:meth:`ScheduleSpace.chain`). What every family is (:class:`Family`, :class:`FamilyParam`,
+:func:`midpoints`) is defined in ``_family``, the closed-form families (:class:`Cosine`,
+:class:`Constant` ...) and the cosine's maths (:func:`cosine_value`) in ``_families``, the
+:class:`Refiner` that bends a family window by window in ``_refiner``, the loss side's families
+(:class:`DeferredStep`, the class-weight shapes) in ``_loss_families``, the window
 :class:`Schedule` in ``_windows``, the space in ``_space``, the params' names
 (:func:`param_name`, :func:`parse_param`) in ``_names`` and the default spaces
 (:data:`DEFAULT_BOUNDS`, :func:`default_space` ...) in ``_defaults``; import them from here.
@@ -36,24 +39,16 @@ from ._defaults import (
     per_layer_space,
     schedule_free_space,
 )
-from ._families import (
+from ._families import Constant, Cosine, Custom, Linear, StepDecay, cosine_value
+from ._family import Family, FamilyParam, midpoints
+from ._loss_families import (
     CLASS_WEIGHT_BOUNDS,
-    DELTA,
-    Constant,
-    Cosine,
-    Custom,
     DeferredStep,
-    Family,
-    FamilyParam,
-    Linear,
-    Refiner,
-    StepDecay,
-    cosine_value,
     effective_number_weights,
     inverse_frequency_weights,
-    midpoints,
 )
 from ._names import ParamRef, param_name, parse_param
+from ._refiner import DELTA, Refiner
 from ._space import ScheduleSpace
 from ._windows import Schedule
 

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from ._families import Constant, Cosine, Family, Refiner, loss_families
+from ._families import Constant, Cosine
+from ._family import Family
+from ._loss_families import loss_families
+from ._refiner import Refiner
 from ._space import ScheduleSpace
 from ._windows import Schedule
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ._families import DELTA
+from ._refiner import DELTA
 
 __all__ = ["ParamRef", "param_name", "parse_param"]
 

@@ -2,17 +2,18 @@
 families, and the one place that converts trial params to schedules and window hypergradients
 to param hypergradients.
 
-Import it from :mod:`optuna_fmd.space`, which re-exports it beside its entries
-(``_windows``, ``_families``), the params' names (``_names``) and the default spaces
-(``_defaults``).
+Import it from :mod:`optuna_fmd.space`, which re-exports it beside its entries (``_windows``;
+``_family`` and the families of ``_families``, ``_refiner`` and ``_loss_families``), the params'
+names (``_names``) and the default spaces (``_defaults``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
-from ._families import DELTA, Family, Refiner
+from ._family import Family
 from ._names import ParamRef
+from ._refiner import DELTA, Refiner
 from ._windows import Schedule
 
 __all__ = ["ScheduleSpace"]

@@ -1,6 +1,6 @@
 """Window schedules: ``K`` free values, each shared over a contiguous window of steps.
 
-The sibling of the families (:mod:`optuna_fmd.space._families`); import :class:`Schedule` from
+The sibling of the families (:mod:`optuna_fmd.space._family`); import :class:`Schedule` from
 :mod:`optuna_fmd.space`, which re-exports it beside the space (``_space``: the conversion
 between params and schedules) and the trial params' names (``_names``).
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .._checks import check_target, check_values, finite
 from .._checks import windows as check_windows
-from ._families import ParamSpec
+from ._family import ParamSpec
 
 __all__ = ["Schedule"]
 

@@ -90,11 +90,17 @@ def test_the_cli_family_space_keeps_the_hypers_and_their_order() -> None:
 
 def test_the_families_are_defined_once_and_re_exported() -> None:
     from optuna_fmd import space
-    from optuna_fmd.space import _families
+    from optuna_fmd.space import _families, _family, _loss_families, _refiner
 
-    for name in ("Family", "FamilyParam", "Constant", "Cosine", "Linear", "StepDecay", "Custom"):
-        assert getattr(space, name) is getattr(_families, name)
-    assert space.Refiner is _families.Refiner and space.cosine_value is _families.cosine_value
+    homes = {
+        _family: ("Family", "FamilyParam", "midpoints"),
+        _families: ("Constant", "Cosine", "Linear", "StepDecay", "Custom", "cosine_value"),
+        _refiner: ("DELTA", "Refiner"),
+        _loss_families: ("DeferredStep", "effective_number_weights", "inverse_frequency_weights"),
+    }
+    for module, names in homes.items():
+        for name in names:
+            assert getattr(space, name) is getattr(module, name)
     assert baselines.midpoints is space.midpoints
 
 
