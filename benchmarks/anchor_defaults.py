@@ -27,7 +27,8 @@ import torch
 
 from optuna_fmd import compare
 from optuna_fmd.compare import _stats
-from optuna_fmd.compare._runner import fresh_seed_figures, provenance, retrain_seeds
+from optuna_fmd.compare._provenance import provenance
+from optuna_fmd.compare._retrain import fresh_seed_figures, retrain_seeds
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TASK = "fashion-deep-sf"

@@ -79,7 +79,8 @@ def run_unit(args: tuple[str, int, int, float, bool, dict[str, Any]]) -> dict[st
     from optuna_fmd import FMDSampler, HypergradientObjective
     from optuna_fmd.compare import TASKS, CompareConfig
     from optuna_fmd.compare._methods import family_space
-    from optuna_fmd.compare._runner import fresh_seed_figures, provenance
+    from optuna_fmd.compare._provenance import provenance
+    from optuna_fmd.compare._retrain import fresh_seed_figures
     from optuna_fmd.outer import search
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -24,8 +24,10 @@ from ._cli import add_arguments, load_results, write_outputs
 from ._cli import main as cli_main
 from ._config import TASKS, CompareConfig, TaskSpec, preset
 from ._methods import METHODS, FamilyObjective, Method
+from ._provenance import provenance
 from ._report import format_markdown, plot_results, summarize
-from ._runner import provenance, read_units, run_compare, run_unit
+from ._runner import read_units, run_compare
+from ._unit import run_unit
 
 __all__ = [
     "METHODS",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from optuna_fmd.compare import _runner
+from optuna_fmd.compare import _unit
 from optuna_fmd.outer import best_group
 
 
@@ -20,7 +20,7 @@ def test_of_equal_means_the_comparison_keeps_the_iterate_that_ended_first() -> N
     points = [(t["number"], t["iterate"], t["value"]) for t in trials]
     first = best_group(points, 2)
     assert first is not None and first.trials == [0, 3]  # the sampler's rule: first trial
-    best = _runner._best(trials, 10.0, population=2)
+    best = _unit._best(trials, 10.0, population=2)
     assert best is not None and best["number"] == 1 and best["end"] == 3.0
     alone = [_trial(0, 2.0, 0.4), _trial(1, 1.0, 0.4)]  # ended first: trial 1
-    assert _runner._best(alone, 10.0)["number"] == 1  # type: ignore[index]
+    assert _unit._best(alone, 10.0)["number"] == 1  # type: ignore[index]

@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from optuna_fmd import baselines, compare, objective
-from optuna_fmd.compare import _methods, _objectives, _runner
+from optuna_fmd.compare import _methods, _objectives, _retrain, _unit
 from optuna_fmd.compare._config import CompareConfig, preset
 from optuna_fmd.episode import EpisodeResult
 
@@ -77,7 +77,7 @@ def test_fresh_seed_figures_train_a_per_layer_schedule_with_its_groups(spec) -> 
     space = spec.make_space(task=task)
     starved = space.from_params(space.initial_params() | {"lr_l0_peak": 1e-3})
     both = [
-        _runner.fresh_seed_figures(task, s, (5,), spec.groups(task))
+        _retrain.fresh_seed_figures(task, s, (5,), spec.groups(task))
         for s in (space.from_params(space.initial_params()), starved)
     ]
     assert all(math.isfinite(b["fresh_val"]) for b in both)
@@ -89,8 +89,8 @@ def test_fresh_seed_figures_train_a_per_layer_schedule_with_its_groups(spec) -> 
 def test_a_quick_deep_unit_runs_every_method_and_scores_per_layer_schedules(spec) -> None:  # type: ignore[no-untyped-def]
     cfg = CompareConfig(**{**preset("quick-deep"), "budgets": {"short": 2.0, "long": 4.0}})
     cfg.validate()
-    unit = _runner.run_unit(cfg, "digits-deep", 0)
-    _runner.retrain_unit(cfg, unit)
+    unit = _unit.run_unit(cfg, "digits-deep", 0)
+    _retrain.retrain_unit(cfg, unit)
     for m in cfg.methods:
         best = unit["methods"][m]["best"]["long"]
         assert best is not None and math.isfinite(best["fresh_val"])

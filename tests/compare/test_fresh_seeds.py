@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from optuna_fmd import compare, evaluate_schedule, run_episode
-from optuna_fmd.compare import _runner
+from optuna_fmd.compare import _retrain, _runner, _unit
 from optuna_fmd.compare._cli import merge_results
 from optuna_fmd.tasks import Digits
 
@@ -38,19 +38,19 @@ def test_a_population_best_is_the_iterate_with_the_lowest_member_mean() -> None:
         _trial(4, 5.0, 0.41, 2),
         _trial(5, 6.0, 0.37, 2),  # iterate 2: mean 0.39, complete only from cost 6
     ]
-    assert _runner._best(trials, 10.0)["number"] == 2  # one seed: the single lowest value
-    best = _runner._best(trials, 10.0, population=2)
+    assert _unit._best(trials, 10.0)["number"] == 2  # one seed: the single lowest value
+    best = _unit._best(trials, 10.0, population=2)
     assert best["number"] == 4 and best["value"] == pytest.approx(0.39) and best["end"] == 6.0
     # within a budget of 5.5 iterate 2 has one member: it does not count yet
-    early = _runner._best(trials, 5.5, population=2)
+    early = _unit._best(trials, 5.5, population=2)
     assert early["number"] == 0 and early["value"] == pytest.approx(0.40)
-    assert _runner._best(trials[:1], 10.0, population=2) is None
+    assert _unit._best(trials[:1], 10.0, population=2) is None
 
 
 def test_fresh_seeds_start_at_the_one_seed_protocols_seed() -> None:
     cfg = compare.CompareConfig(retrain_seeds=3)
-    assert _runner.retrain_seeds(cfg, 7) == (1007, 2007, 3007)
-    assert _runner.retrain_seeds(compare.CompareConfig(retrain_seeds=1), 7) == (1007,)
+    assert _retrain.retrain_seeds(cfg, 7) == (1007, 2007, 3007)
+    assert _retrain.retrain_seeds(compare.CompareConfig(retrain_seeds=1), 7) == (1007,)
     with pytest.raises(ValueError, match="retrain_seeds"):
         compare.CompareConfig(retrain_seeds=0).validate()
 
@@ -66,7 +66,7 @@ def test_fresh_seed_figures_are_plain_episodes_and_retrainings_on_those_seeds(
     digits: Digits,
 ) -> None:
     schedule = {"lr": [0.2, 0.1], "momentum": [0.9], "weight_decay": [0.0]}
-    out = _runner.fresh_seed_figures(digits, schedule, (5, 6))
+    out = _retrain.fresh_seed_figures(digits, schedule, (5, 6))
     vals = [run_episode(digits, schedule, seed=s, hypergradient=False).val_loss for s in (5, 6)]
     ev = evaluate_schedule(digits, schedule, seeds=(5, 6))
     assert out["retrain_seeds"] == [5, 6]
@@ -77,7 +77,7 @@ def test_fresh_seed_figures_are_plain_episodes_and_retrainings_on_those_seeds(
     assert out["test_loss"] == pytest.approx(ev.test_loss)
     assert vals[0] != vals[1]  # the seeds differ (weights, batches, split)
     # a schedule that diverges on a seed has no mean: it is not averaged away
-    bad = _runner.fresh_seed_figures(digits, {"lr": [1e12]}, (5,))
+    bad = _retrain.fresh_seed_figures(digits, {"lr": [1e12]}, (5,))
     assert bad["fresh_vals"] == [None] and bad["fresh_val"] is None
     assert bad["test_accuracies"] == [None] and bad["test_accuracy"] is None
 
@@ -94,7 +94,7 @@ def test_an_anchors_best_is_scored_with_the_anchors_optimiser(
         scored.append(optimizer or task.optimizer)
         return {"fresh_val": 0.1 * len(scored)}
 
-    monkeypatch.setattr(_runner, "fresh_seed_figures", figures)
+    monkeypatch.setattr(_retrain, "fresh_seed_figures", figures)
     best = {"value": 0.3, "trial": 0, "end": 1.0, "schedule": {"lr": [0.01]}}
     unit = {
         "task": "digits-sgd",
@@ -105,7 +105,7 @@ def test_an_anchors_best_is_scored_with_the_anchors_optimiser(
             "prodigy": {"best": {"long": {**best, "optimizer": "prodigy"}}},
         },
     }
-    _runner.retrain_unit(cfg, unit, digits)
+    _retrain.retrain_unit(cfg, unit, digits)
     assert scored == ["sgd", "adamw", "prodigy"]
     assert unit["methods"]["adamw-cosine-grid"]["best"]["long"]["fresh_val"] == 0.2
 
@@ -123,7 +123,7 @@ def _run_file(tmp_path: Path, digits: Digits) -> Path:
         methods[m] = {"trials": [], "best": {"short": dict(best), "long": dict(best)}}
     unit = {"task": "digits-sgd", "seed": 0, "methods": methods}
     _runner._setup(cfg.threads)  # as the run's worker did: sums split by thread differ in rounding
-    _runner.retrain_unit(cfg, unit, digits)
+    _retrain.retrain_unit(cfg, unit, digits)
     path = tmp_path / "run.jsonl"
     config = {**cfg.to_dict(), "methods": ["fmd", "tpe"]}
     config.pop("retrain_seeds")  # a file from before fresh seeds were counted
@@ -143,7 +143,7 @@ def test_rescoring_keeps_the_search_and_adds_seeds_whose_first_is_the_old_one(
         def groups(self, task: Digits) -> dict:
             return {}
 
-    monkeypatch.setattr(_runner, "TASKS", {"digits-sgd": Spec()})
+    monkeypatch.setattr(_retrain, "TASKS", {"digits-sgd": Spec()})
     path = _run_file(tmp_path, digits)
     source = compare.load_results(str(path))
     old = source["units"][0]["methods"]["fmd"]["best"]["long"]
@@ -276,7 +276,7 @@ def test_a_population_primary_reaches_a_baseline_by_iterate_means_not_lucky_memb
     ]
     units = []
     for seed in range(2):
-        best_pop = _runner._best(pop, 10.0, population=2)
+        best_pop = _unit._best(pop, 10.0, population=2)
         assert best_pop is not None and best_pop["value"] == pytest.approx(0.35)
         methods = {
             "fmd-pop2": {"trials": pop, "best": {"long": dict(best_pop)}},

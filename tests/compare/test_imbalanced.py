@@ -10,7 +10,7 @@ import optuna
 import pytest
 
 from optuna_fmd import compare, objective
-from optuna_fmd.compare import _methods, _objectives, _runner
+from optuna_fmd.compare import _methods, _objectives, _retrain, _unit
 from optuna_fmd.compare._config import CompareConfig, preset
 from optuna_fmd.compare._methods import describe_space
 from optuna_fmd.episode import EpisodeResult
@@ -119,7 +119,7 @@ def test_fresh_seed_figures_score_a_class_weight_schedule_with_its_groups(spec) 
     start = space.initial_params()
     starved = start | {f"cw_{c}_strength": 0.0 for c in range(10)}
     figures = [
-        _runner.fresh_seed_figures(task, space.from_params(p), (5,), spec.groups(task))
+        _retrain.fresh_seed_figures(task, space.from_params(p), (5,), spec.groups(task))
         for p in (start, starved)
     ]
     assert all(math.isfinite(f["fresh_val"]) for f in figures)
@@ -130,8 +130,8 @@ def test_fresh_seed_figures_score_a_class_weight_schedule_with_its_groups(spec) 
 def test_a_quick_lt_unit_runs_every_method_and_scores_per_class_schedules(spec) -> None:  # type: ignore[no-untyped-def]
     cfg = CompareConfig(**{**preset("quick-lt"), "budgets": {"short": 2.0, "long": 4.0}})
     cfg.validate()
-    unit = _runner.run_unit(cfg, "digits-lt", 0)
-    _runner.retrain_unit(cfg, unit)
+    unit = _unit.run_unit(cfg, "digits-lt", 0)
+    _retrain.retrain_unit(cfg, unit)
     for m in cfg.methods:
         best = unit["methods"][m]["best"]["long"]
         assert best is not None and math.isfinite(best["fresh_val"])

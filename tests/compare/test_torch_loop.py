@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from optuna_fmd import compare
-from optuna_fmd.compare import _methods, _runner
+from optuna_fmd.compare import _methods, _retrain
 from optuna_fmd.compare._torch_loop import TORCH_OPTIMIZERS, torch_episode
 from optuna_fmd.episode import run_episode
 from optuna_fmd.evaluation import evaluate_schedule
@@ -89,7 +89,7 @@ def test_the_prodigy_anchor_runs_its_two_weight_decays_and_is_scored_by_the_loop
     assert values[0][1] == direct.loss  # the objective is the loop on the unit's seed
     schedule = st.schedule_of(hypers)
     assert schedule == {"lr": [1.0], "weight_decay": [0.0]}
-    figures = _runner.fresh_seed_figures(digits, schedule, (5,), optimizer="prodigy")
+    figures = _retrain.fresh_seed_figures(digits, schedule, (5,), optimizer="prodigy")
     assert figures["fresh_vals"] == [
         torch_episode(digits, TORCH_OPTIMIZERS["prodigy"], hypers, seed=5).loss
     ]
