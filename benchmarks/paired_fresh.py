@@ -44,13 +44,16 @@ def main(argv: list[str]) -> int:
         seeds = sorted(
             s for s in set(a) & set(b) if a[s].get("fresh_val") and b[s].get("fresh_val")
         )
+        if not seeds:  # a budget one of the runs did not have
+            continue
         diff = [a[s]["fresh_val"] - b[s]["fresh_val"] for s in seeds]
         print(
             f"{method} (new) against {old_method} (old), {budget} budget, {len(seeds)} seeds: "
             "fresh val new "
             f"{_ci([a[s]['fresh_val'] for s in seeds])}, "
             f"old {_ci([b[s]['fresh_val'] for s in seeds])}; new - old {_ci(diff)}, new lower on "
-            f"{sum(d < 0 for d in diff)}/{len(diff)}; test acc new "
+            f"{sum(d < 0 for d in diff)}/{len(diff)} (equal on {sum(d == 0 for d in diff)}); "
+            f"test acc new "
             f"{_ci([a[s]['test_accuracy'] for s in seeds], 100)}%, old "
             f"{_ci([b[s]['test_accuracy'] for s in seeds], 100)}%; dead runs of the new "
             f"{sum(a[s].get('dead_fresh', 0) for s in seeds)} fresh, "
