@@ -572,6 +572,8 @@ THIN_CALLS = (
     "episode.py:run_episode",
     "engine/_auto.py:choose_engine",
     "engine/_snapshot.py:Snapshots.take",
+    "cli.py:run_study",
+    "outer/_population.py:Population.__init__",
 )
 
 
@@ -610,3 +612,22 @@ def test_the_engine_strings_check_is_written_in_one_place() -> None:
         if message in p.read_text()
     ]
     assert places == ["engine/_options.py"], f"{message!r} written in {places}"
+
+
+def test_the_population_is_asked_and_told_and_holds_no_callbacks() -> None:
+    """The population decides and the sampler acts: nothing the population is built with or
+    asked with is a callable, so control never goes sampler -> population -> sampler."""
+    tree = ast.parse((PACKAGE / "outer" / "_population.py").read_text())
+    population = next(
+        n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Population"
+    )
+    typed = [
+        (f.name, a.arg, ast.unparse(a.annotation))
+        for f in population.body
+        if isinstance(f, ast.FunctionDef)
+        for a in [*f.args.args, *f.args.kwonlyargs]
+        if a.annotation is not None
+    ]
+    assert typed, "Population's methods carry no annotations to check"
+    callbacks = [t for t in typed if "Callable" in t[2]]
+    assert not callbacks, f"Population takes callables: {callbacks}"
