@@ -73,7 +73,7 @@ def after_climb_gradient(
             d = mean_direction(members)  # one member dominates the mean: average directions
     if g is None or d is None or exploding:
         why = "exploding" if exploding else "contradicted"
-        if first and not exploding and not state.below and any(geo.scale):
+        if not exploding and _may_drop(state, geo):
             return _below(state, geo)
         state = replace(state, handover=why)
         return scale_fallback(state, geo, cfg, down=exploding) if first else edge(state, geo, cfg)
@@ -86,6 +86,12 @@ def after_climb_gradient(
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
     f0 = incumbent_of(state).f if last.value is None else float(last.value)
     return _climb_line(state, g, d, block, (tuple(last.x), f0), last.number, tuple(at), geo, cfg)
+
+
+def _may_drop(state: SearchState, geo: Geometry) -> bool:
+    """Whether a contradicted start may climb again from a tenth below (:func:`_below`): on the
+    first line only, once, and where the space has an lr scale to drop."""
+    return state.outer_step == 1 and not state.below and any(geo.scale)
 
 
 def _below(state: SearchState, geo: Geometry) -> Step:
@@ -198,7 +204,7 @@ def after_climb_probe(
         if len(line.probes) == 1 and shortest > step / 2:  # one shorter step, half the first
             nxt = shortest / 2
             return propose(state, geo.along(line.origin, line.d, nxt), _climb_probe(nxt, line))
-        if state.outer_step == 1 and not state.below and any(geo.scale):
+        if _may_drop(state, geo):
             return _below(state, geo)  # the start's own line is barren: from a tenth below
         return edge(replace(state, handover="contradicted"), geo, cfg)
     if ab == pts[-1][0] and not line.refined:  # the longest step is the best: twice as far
