@@ -93,6 +93,8 @@ class Members:
         definition = self.definition
         assert definition.x is not None
         x, iterate = list(definition.x), self.iterate
+        if self.missing:  # a member that failed for good makes the iterate bad
+            return Point(iterate, x, None, True, None, definition)
         values, grads, bad, diverged = [], [], False, False
         for p in seen:
             diverged = diverged or p.diverged
@@ -102,8 +104,6 @@ class Members:
             values.append(p.value)
             if p.grad is not None:
                 grads.append(p.grad)
-        if self.missing:  # a member that failed for good makes the iterate bad
-            return Point(iterate, x, None, True, None, definition)
         if bad or not values:
             return Point(iterate, x, None, True, None, definition, diverged)
         k = len(values)
