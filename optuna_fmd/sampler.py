@@ -103,9 +103,7 @@ class FMDSampler(BaseSampler):
     step. A member whose trial failed is claimed again by the next trial (resuming from its
     checkpoint); after 3 failures it counts as bad. With ``population_timeout``, the step is
     taken with the ``quorum`` members done once the first of them finished that many seconds
-    ago, so a hung worker cannot stall the study. The search rule's line probes train the
-    first member alone, and the other members then confirm the line's best probe (counted in
-    that probe's iterate). docs/sampler.md has the protocol.
+    ago, so a hung worker cannot stall the study. docs/sampler.md has the protocol.
 
     Divergence: a trial whose training or hypergradient became NaN or infinite (user attr
     ``diverged``) is bad; proposals are always finite and inside the bounds.

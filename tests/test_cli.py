@@ -448,8 +448,7 @@ def test_run_defaults_to_the_family_space_and_the_search_rule(
     assert out.count("legend:") == 1
     assert re.search(r"^trial   1 init 0\.1 .*\(best: mean ", out, re.M)
     study = optuna.load_study(study_name="optuna-fmd", storage=url)
-    # the start on both seeds, then the line's probes on the first member's
-    assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 0, 0]
+    assert [t.user_attrs["seed"] for t in study.trials] == [0, 1, 0, 1]
     assert sorted(study.trials[0].params) == [
         "lr_delta_0",
         "lr_delta_1",

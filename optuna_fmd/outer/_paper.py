@@ -70,8 +70,6 @@ class Backtracked:
     best: Summit | None = None
 
     wants_hypergradient: ClassVar[bool] = True
-    share: ClassVar[str] = "all"  # every member of a population trains each proposal
-    completes: ClassVar[None] = None
     cliffs: ClassVar[tuple[int, ...]] = ()  # no point is set aside by these rules
     check: ClassVar[None] = None  # nor is a hypergradient checked
 

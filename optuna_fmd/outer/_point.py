@@ -39,7 +39,6 @@ class Point:
     state: OuterState | None  # the sampler's state stored on the trial (same space and rule)
     diverged: bool = False  # training or the hypergradient became NaN / infinite
     members: list[list[float]] | None = None  # an iterate's members' hypergradients (>= 2)
-    first: float | None = None  # an iterate's first member's value (None: not among its members)
 
 
 class Note(NamedTuple):

@@ -89,7 +89,7 @@ class Members:
         """The iterate seen as one point of ``n`` params: its members' mean value and
         hypergradient, from ``seen``, its claims' trials as the outer loop sees them (in
         member order); bad when a member is bad, lacks a hypergradient the iterate asked for,
-        or failed for good. ``first``: the first member's value, when it is one of them."""
+        or failed for good."""
         definition = self.definition
         assert definition.x is not None
         x, iterate = list(definition.x), self.iterate
@@ -108,7 +108,6 @@ class Members:
             return Point(iterate, x, None, True, None, definition, diverged)
         k = len(values)
         mean = [sum(g[i] for g in grads) / k for i in range(n)] if len(grads) == k else None
-        first = values[0] if self.claims and self.claims[0].member == 0 else None
         return Point(
             iterate,
             x,
@@ -117,7 +116,6 @@ class Members:
             mean,
             definition,
             members=grads if mean is not None and k > 1 else None,
-            first=first,
         )
 
 
@@ -267,13 +265,12 @@ class Population:
                 busy.add(c.member)
             elif c.trial.state == TrialState.FAIL:
                 failed.setdefault(c.member, []).append(c.trial.number)
-        definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
-        needed = self.needed(definition)
-        for j in needed:
+        for j in range(self.size):
             if j not in done and j not in busy and len(failed.get(j, [])) < _MAX_SLOT_FAILURES:
+                definition = by_iterate[cur][0].state  # the lowest-numbered claim defines it
                 return Evaluate(cur, j, definition, tuple(sorted(failed.get(j, []), reverse=True)))
-        finished = [j for j in needed if j in done or j not in busy]  # failed: bad
-        if len(finished) < len(needed):
+        finished = [j for j in range(self.size) if j in done or j not in busy]  # failed: bad
+        if len(finished) < self.size:
             if not self._quorum_reached(list(done.values())):
                 return None
             finished = sorted(done)
@@ -282,16 +279,7 @@ class Population:
     def tell(self, due: Due, x: Sequence[float], state: OuterState) -> Evaluate:
         """The first slot of the iterate the outer step defined: ``x`` and ``state`` from the
         points of ``due`` (for the first iterate: the start and the rule's first state)."""
-        definition = replace(state, x=tuple(x), used=due.used)
-        return Evaluate(due.iterate + 1, self.needed(definition)[0], definition)
-
-    def needed(self, definition: OuterState) -> tuple[int, ...]:
-        """The members an iterate defined by ``definition`` trains (its rule's ``share``):
-        every one, the first alone, or every one but the first (when there are others)."""
-        share = definition.rule.share
-        if share == "first" or (share == "rest" and self.size < 2):
-            return (0,)
-        return tuple(range(1 if share == "rest" else 0, self.size))
+        return Evaluate(due.iterate + 1, 0, replace(state, x=tuple(x), used=due.used))
 
     def _quorum_reached(self, done: list[Claim]) -> bool:
         if self._timeout is None or len(done) < self._quorum:
@@ -358,32 +346,21 @@ class Population:
 
 def _members(by_iterate: dict[int, list[Claim]], cur: int, finished: list[int]) -> list[Members]:
     """Every iterate up to ``cur`` with the members its point averages: ``finished`` for
-    ``cur``, for an earlier one those the iterate after it used. An iterate that completes an
-    earlier one (``completes``: its rule's confirmation) averages that one's first member
-    with its own."""
-    used: dict[int, list[int]] = {}
-    for k in sorted(by_iterate):
-        later = by_iterate.get(k + 1)
-        used[k] = finished if k == cur else list(later[0].state.used or ()) if later else []
+    ``cur``, for an earlier one those the iterate after it used."""
     out = []
     for k in sorted(by_iterate):
-        definition = by_iterate[k][0].state
-        own, want = _lowest(by_iterate[k], used[k]), list(used[k])
-        joined = definition.rule.completes
-        if joined is not None and joined in by_iterate:
-            own = _lowest(by_iterate[joined], used.get(joined, [])) + own
-            want += used.get(joined, [])
-        missing = any(j not in {c.member for c in own} for j in want)
-        ordered = tuple(sorted(own, key=lambda c: c.member))
-        out.append(Members(k, definition, ordered, missing))
+        if k == cur:
+            used = finished
+        else:
+            later = by_iterate.get(k + 1)
+            used = list(later[0].state.used or ()) if later else []
+        members = [
+            c
+            for c in by_iterate[k]
+            if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        ]
+        lowest = list({c.member: c for c in reversed(members)}.values())
+        missing = any(j not in {c.member for c in lowest} for j in used)
+        ordered = tuple(sorted(lowest, key=lambda c: c.member))
+        out.append(Members(k, by_iterate[k][0].state, ordered, missing))
     return out
-
-
-def _lowest(claims: Sequence[Claim], used: Sequence[int]) -> list[Claim]:
-    """The completed claims on the members ``used``, the lowest-numbered trial each."""
-    members = [
-        c
-        for c in claims
-        if c.member in used and c.trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
-    ]
-    return list({c.member: c for c in reversed(members)}.values())

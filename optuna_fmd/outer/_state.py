@@ -129,19 +129,6 @@ class RuleState(Protocol):
         ...
 
     @property
-    def share(self) -> str:
-        """The population members the proposal needs: ``all``, ``first`` (the first member
-        alone) or ``rest`` (every member but the first, completing the iterate
-        :attr:`completes`)."""
-        ...
-
-    @property
-    def completes(self) -> int | None:
-        """The earlier iterate a ``rest`` proposal completes: its members are counted as that
-        iterate's (``None``: its own)."""
-        ...
-
-    @property
     def cliffs(self) -> tuple[int, ...]:
         """Trials (iterates) next to a divergence: never returned as best."""
         ...
@@ -196,15 +183,6 @@ class OuterState:
         return self.rule.converged
 
     @property
-    def group(self) -> int | None:
-        """The outer iterate this member is counted in (with a population): the iterate a
-        ``rest`` proposal completes (:attr:`RuleState.completes`), else its own slot's."""
-        if self.slot is None:
-            return None
-        completes = self.rule.completes
-        return self.slot.iterate if completes is None else completes
-
-    @property
     def check(self) -> Check | None:
         """The check of a hypergradient made for this proposal (search rule), if any."""
         return self.rule.check
@@ -217,10 +195,7 @@ class OuterState:
         """The JSON object stored at :data:`STATE_KEY` (layout :data:`VERSION`)."""
         out = {"version": VERSION, "rule": self.rule.name, **encode(self.rule)}
         out.update(encode(self, skip=("rule", "slot")), hypergradient=self.wants_hypergradient)
-        if self.slot is None:
-            return out
-        group = {} if self.rule.completes is None else {"group": self.group}
-        return {**out, **encode(self.slot), **group}
+        return out if self.slot is None else {**out, **encode(self.slot)}
 
     @classmethod
     def from_json(cls, raw: object) -> OuterState:
@@ -255,7 +230,7 @@ class StateView:
     origin: str = ""  # why the trial was proposed ("": not said)
     rule: str = ""  # the outer rule ("": not said)
     hypergradient: bool = True  # whether the trial needs one (False: a plain probe)
-    iterate: int | None = None  # a population member's outer iterate (the one it is counted in)
+    iterate: int | None = None  # a population member's outer iterate
     member: int | None = None  # a population member's member
     claim: str | None = None  # a population member's claim
     resume: tuple[int, ...] = ()  # failed trials whose checkpoints it may resume from
@@ -314,7 +289,7 @@ def read_view(raw: object) -> StateView | None:
         origin=_lenient(raw, "origin", string) or "",
         rule=_lenient(raw, "rule", string) or "",
         hypergradient=raw.get("hypergradient") is not False,
-        iterate=_group(raw),
+        iterate=_lenient(raw, "iterate", integer),
         member=_lenient(raw, "member", integer),
         claim=_lenient(raw, "claim", string),
         resume=_ints(resume),
@@ -333,13 +308,6 @@ def read_view(raw: object) -> StateView | None:
         climbed=_lenient(raw, "climbed", integer) or 0,
         best=_lenient(_object(raw, "incumbent"), "f", real),
     )
-
-
-def _group(raw: Mapping[str, Any]) -> int | None:
-    """The outer iterate a stored member is counted in: the one a confirmation completes
-    (``group``), else its slot's."""
-    group = _lenient(raw, "group", integer)
-    return _lenient(raw, "iterate", integer) if group is None else group
 
 
 def read_check(raw: object) -> Check | None:

@@ -46,10 +46,9 @@ class OuterStep(NamedTuple):
     Attributes:
         number: The trial number.
         state: The trial state's name (``"COMPLETE"``, ``"FAIL"``, ...).
-        origin: The kind of proposal (``"start"``, ``"climb"``, ``"confirm"``, ``"bracket"``,
-            ``"scale"``, ``"vertex"``, ``"explore"``, ``"pattern"``, ``"grad"`` and
-            ``"line"`` (earlier releases), ``"converged"``, ``"step"``, ``"backtrack"``,
-            ``"retry"``),
+        origin: The kind of proposal (``"start"``, ``"climb"``, ``"bracket"``, ``"scale"``,
+            ``"vertex"``, ``"explore"``, ``"pattern"``, ``"grad"`` and ``"line"`` (earlier
+            releases), ``"converged"``, ``"step"``, ``"backtrack"``, ``"retry"``),
             from the FMD sampler's state; ``""`` for a trial another sampler proposed.
         value: The objective value (validation loss), ``None`` if there is none.
         val_accuracy: ``user_attrs["val_accuracy"]``, if any.
@@ -207,8 +206,6 @@ def _table(rows: Sequence[OuterStep]) -> str:
 _PROBES = {
     "climb": "a step along the hypergradient from the best point, each further one twice as "
     "far while the value improves",
-    "confirm": "the line's best step again, on the seeds its probes did not train: with the "
-    "probe's trial it is one iterate",
     "scale": "the start's lr scaled up or down, to find its scale",
     "vertex": "the lr scale at the vertex of a parabola through the best scales",
     "explore": "a random move around the best point (then its mirror)",
@@ -237,12 +234,6 @@ def _steps_legend(rows: Sequence[OuterStep]) -> str:
             "compares iterates by their members' mean value and averages their "
             f"hypergradients: trials {', '.join(map(str, trials))} are one point, iterate {k}."
         )
-        if any(len(m) < size for m in iterates.values()):
-            items.append(
-                "A line's plain probes run on member 0 alone (an iterate of one trial); the "
-                "other members then train the line's best probe (<i>confirm</i>), and that "
-                "probe's iterate is compared by the mean over every member."
-            )
     items.append("<b>origin</b>: how the sampler proposed the trial, and why (in grey).")
     kinds = [
         r.origin for r in rows if r.hypergradient == "no: plain probe" and r.origin in _PROBES

@@ -195,8 +195,6 @@ _ORIGINS = {
     "point (plain episode)",
     "pattern": "{pass_}: {moved} moved from the best point (plain episode)",
     "climb": "climb: a step of {alpha} units along the hypergradient (plain episode)",
-    "confirm": "climb: the line's best step, {alpha} units along the hypergradient, on the "
-    "other seeds (plain episode): its point is the mean over every seed",
     "bracket": "climb: the vertex of the line's bracket, {alpha} units along the hypergradient, "
     "with its hypergradient: the next direction",
     "grad": "hypergradient at the best point: gives the next search direction",
@@ -211,8 +209,8 @@ _ORIGINS = {
 def origin_words(state: object, names: Sequence[str] = ()) -> tuple[str, str]:
     """``(kind, why)`` of a trial from the sampler state stored on it (``STATE_KEY``, raw or
     a :class:`~optuna_fmd.outer.StateView`): the proposal's kind (``start``, ``climb``,
-    ``confirm``, ``bracket``, ``scale``, ``vertex``, ``explore``, ``pattern``, ``grad`` and
-    ``line`` (earlier releases), ``converged``, ``step``,
+    ``bracket``, ``scale``, ``vertex``, ``explore``, ``pattern``, ``grad`` and ``line`` (earlier
+    releases), ``converged``, ``step``,
     ``backtrack``, ``retry``) and why the sampler chose it, in words. ``names`` are the
     space's param names in the sampler's order (to say which moved). ``("", "")`` for a trial
     the FMD sampler did not propose."""

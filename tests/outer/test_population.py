@@ -17,8 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 import optuna_fmd as fmd
-from optuna_fmd.outer import Claim, Due, Evaluate, Point, Population, read_view, study_sense
-from optuna_fmd.outer.search._state import Line
+from optuna_fmd.outer import Claim, Due, Evaluate, Point, Population, study_sense
 from optuna_fmd.sampler import STATE_KEY
 
 from ..test_sampler import SPACE, quad_objective
@@ -299,62 +298,3 @@ def test_the_population_is_asked_and_told_and_calls_nothing_back() -> None:
         _trial(7, TrialState.RUNNING), 0, 1, Population.tentative(Evaluate(0, 1, final), None)
     )
     assert Population.verdict([rival], 5, Evaluate(0, 1, final), final.x) is None
-
-
-def test_a_line_probe_asks_one_member_and_its_confirmation_completes_it() -> None:
-    """The search's one-member line probes, as ask/tell: a ``first`` iterate is due once its
-    first member is done; a ``rest`` iterate (the confirmation) asks the other members and its
-    point averages the probe's first member with them, as that iterate's."""
-    members = Population(3, 3, None, 0.01, random.Random(0))
-    sampler = fmd.FMDSampler(SPACE, population=3)
-    n = len(SPACE.param_names())
-    fresh = sampler._fresh_state()
-    line = Line((0.0,) * n, (0.0,) * n, 0.0, 0.0, (), (0.1,) * n, None, single=True, mean=1.0)
-    probe = replace(fresh, rule=replace(fresh.rule, probe=replace(fresh.rule.probe, kind="climb")))
-    probe = replace(probe, rule=replace(probe.rule, line=line))
-    assert members.needed(probe) == (0,) and members.needed(fresh) == (0, 1, 2)
-    first = members.tell(Due(3), [0.1] * n, probe)
-    assert (first.iterate, first.member) == (4, 0)
-    final = Population.settled(Population.tentative(first, None), "final")
-    done = Claim(_trial(10, TrialState.COMPLETE), 4, 0, final)
-    due = members.ask([done])
-    assert isinstance(due, Due) and due.iterate == 4 and due.used == (0,)
-    kind = replace(probe.rule.probe, kind="confirm", point=4)
-    confirm = replace(probe, rule=replace(probe.rule, probe=kind))
-    assert members.needed(confirm) == (1, 2) and confirm.rule.completes == 4
-    rest = members.tell(due, [0.1] * n, confirm)
-    assert (rest.iterate, rest.member) == (5, 1)
-    claim = Population.settled(Population.tentative(rest, None), "final")
-    assert claim.group == 4 and claim.to_json()["group"] == 4
-    assert read_view(claim.to_json()).iterate == 4  # the displays count it in iterate 4
-    running = Claim(_trial(11, TrialState.RUNNING), 5, 1, claim)
-    assert members.ask([done, running]) == Evaluate(5, 2, claim)
-    others = [Claim(_trial(11 + j, TrialState.COMPLETE), 5, j, claim) for j in (1, 2)]
-    due = members.ask([done, *others])
-    assert isinstance(due, Due) and due.used == (1, 2)
-    *_, joined = due.iterates
-    assert joined.claims == (done, *others) and not joined.missing
-    seen = [Point(j, [0.1] * n, 1.0 + j, False, None, claim) for j in range(3)]
-    point = joined.point(seen, n)
-    assert point.value == 2.0 and point.first == 1.0 and point.number == 5
-
-
-def test_a_population_searching_claims_every_slot_once_with_threads() -> None:
-    """The search rule with two members and two threads: the line probes train the first
-    member alone, each confirmation the second; no slot is trained twice and the best point
-    is an iterate of both members."""
-    study = optuna.create_study(
-        sampler=fmd.FMDSampler(SPACE, population=2, poll_interval=0.01, seed=0)
-    )
-    study.optimize(noisy_objective(delay=0.01), n_trials=24, n_jobs=2)
-    states = [t.system_attrs[STATE_KEY] for t in study.trials]
-    kinds = [s["probe"]["kind"] for s in states]
-    assert "confirm" in kinds and "climb" in kinds
-    assert len(set(slots(study))) == len(slots(study))
-    for s in states:
-        if s["probe"]["kind"] == "climb":
-            assert s["member"] == 0
-        if s["probe"]["kind"] == "confirm":
-            assert s["member"] == 1 and s["group"] == s["probe"]["point"] < s["iterate"]
-    best = study.sampler.best_iterate(study)
-    assert best is not None and best.members == 2

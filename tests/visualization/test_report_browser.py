@@ -105,8 +105,7 @@ def _check_climb_panel(page: dict[str, Any]) -> None:
     ] * 2
     check = page["rows"][2]["hypergradient"]
     assert "the hypergradients of iterate 0's members (trials 0, 1) agree" in check
-    assert "reads outer iterate 0, member 1" in page["legend"]  # the iterate numbers in words
-    assert "run on member 0 alone" in page["legend"]
+    assert "reads outer iterate 1, member 1" in page["legend"]  # the iterate numbers in words
     assert [r["origin"].split("\n")[0] for r in page["rows"]] == ["start"] * 2 + ["climb"] * 2
 
 
@@ -126,8 +125,7 @@ def test_report_of_a_default_family_study(
         lr = trial.user_attrs["schedules"]["lr"]
         assert f"lr {lr[0]:.3g} {lr[1]:.3g}" in row["schedules"]  # window values, not deltas
         assert "lr_delta" not in row["schedules"]
-    # the start's two members, then the line's probes on member 0 alone
-    assert {r["iterate"] for r in page["rows"]} == {"0.0", "0.1", "1.0", "2.0"}
+    assert {r["iterate"] for r in page["rows"]} == {"0.0", "0.1", "1.0", "1.1"}
     assert _numbers(page["best"]) == _numbers(best)  # the CLI's best iterate, not one seed
     assert "warmup 0 final 0 delta 0 0" in page["rows"][0]["params"]  # the start
     assert "climb: a step of" in page["rows"][2]["origin"]

@@ -22,10 +22,7 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    crosses orders of magnitude in a few probes. Once a probe does not improve, golden-section
    probes in log step refine the bracket around the best step down to half a doubling (at most
    ``REFINE_PROBES``); the line's minimum is then differentiated for the next line (quasi-Newton:
-   L-BFGS over the climb's hypergradients, within the block). With a population the probes train
-   its first member alone (``SearchState.share``), compared with the origin's first member; the
-   other members confirm the best probe (its iterate completed: the population's mean decides),
-   and a best probe whose mean is not below the origin's leaves the line barren.
+   L-BFGS over the climb's hypergradients, within the block).
 2. *Trust* (``_trust``): the climb goes on while its hypergradients are the slope: an iterate's
    members point the same way (positive cosine), it does not explode (a first-order change over the
    step of more than ``EXPLODE`` times the value, or a non-finite one), and a line finds a better

@@ -31,7 +31,6 @@ __all__ = [
     "after_bracket",
     "after_climb_gradient",
     "after_climb_probe",
-    "after_confirm",
     "line_block",
 ]
 
@@ -86,10 +85,7 @@ def after_climb_gradient(
         if _dot(step, change) > 1e-12 * norm(step) * norm(change):
             state = replace(state, memory=(*state.memory, (tuple(step), tuple(change)))[-MEMORY:])
     f0 = incumbent_of(state).f if last.value is None else float(last.value)
-    origin: tuple[tuple[float, ...], float, float | None] = (tuple(last.x), f0, None)
-    if cfg.members > 1 and last.first is not None:  # probes on the first member alone
-        origin = (tuple(last.x), last.first, f0)
-    return _climb_line(state, g, d, block, origin, last.number, tuple(at), geo, cfg)
+    return _climb_line(state, g, d, block, (tuple(last.x), f0), last.number, tuple(at), geo, cfg)
 
 
 def _may_drop(state: SearchState, geo: Geometry) -> bool:
@@ -127,7 +123,7 @@ def _climb_line(
     g: list[float],
     descent: list[float],
     block: list[bool],
-    origin: tuple[tuple[float, ...], float, float | None],
+    origin: tuple[tuple[float, ...], float],
     point: int,
     at: tuple[float, ...],
     geo: Geometry,
@@ -137,9 +133,7 @@ def _climb_line(
     ``point``, ``at`` in units, over the line's ``block``) from where it was taken (``origin``:
     params and value; the incumbent, but after a contradicted start's drop): quasi-Newton
     (L-BFGS over the climb's earlier hypergradients) when it has curvature pairs in the block,
-    steepest descent otherwise. With a population, ``origin`` holds its first member's value
-    and the mean over every member: the line's probes train the first member alone. The
-    line's spacing moves the fastest log-scale param by a
+    steepest descent otherwise. The line's spacing moves the fastest log-scale param by a
     factor of ``SCALE_FACTOR`` (a doubling); the first line's first probe is ``FIRST_PROBE``
     spacings (the lr x4: a line from far below reaches x256 in three probes), a
     later line's half of one (a quasi-Newton step of its own length, up to 4 spacings); each
@@ -154,12 +148,11 @@ def _climb_line(
         first = min(max(n, h / 2), 4 * h)
     else:  # a later line starts half as far: its origin is a line's minimum
         first = FIRST_PROBE * h if state.outer_step <= 1 else h / 2
-    start, f0, mean = origin
+    start, f0 = origin
     x = geo.along(start, d, first)
     if slope == 0.0 or tuple(x) == start:
         return edge(replace(state, handover="blocked"), geo, cfg)
     line = Line(tuple(g), tuple(d), slope, f0, (), start, point, at=at, spacing=h)
-    line = line if mean is None else replace(line, single=True, mean=mean)
     state = replace(state, phase="climb", line=line)
     return propose(state, x, Probe("climb", alpha=first, origin=start))
 
@@ -194,8 +187,7 @@ def after_climb_probe(
     assert state.line is not None and state.probe.alpha is not None
     line, alpha = state.line, state.probe.alpha
     step = cfg.step if line.spacing is None else line.spacing
-    number = -1 if last is None else last.number
-    line = replace(line, probes=(*line.probes, (alpha, value)), numbers=(*line.numbers, number))
+    line = replace(line, probes=(*line.probes, (alpha, value)))
     if (last is not None and last.diverged) or not math.isfinite(value):
         line = replace(line, cliff=alpha if line.cliff is None else min(line.cliff, alpha))
     if len(line.probes) == 1:  # the first probe checks the hypergradient
@@ -226,30 +218,9 @@ def after_climb_probe(
             x = geo.along(line.origin, line.d, t)
             if all(x != geo.along(line.origin, line.d, a) for a, _ in pts):
                 return propose(state, x, _climb_probe(t, line))
-    # the line's minimum (its best step): differentiated for the next line, once the other
-    # members confirm it where the probes trained the first member alone
+    # the line's minimum (its best step): differentiated for the next line
     x = geo.along(line.origin, line.d, ab)
-    if line.single and len(line.numbers) == len(line.probes):
-        k = line.numbers[[a for a, _ in line.probes].index(ab)]
-        return propose(state, x, Probe("confirm", alpha=ab, origin=line.origin, point=k))
     return propose(state, x, Probe("bracket", alpha=ab, origin=line.origin))
-
-
-def after_confirm(
-    state: SearchState, last: Point | None, value: float, geo: Geometry, cfg: SearchConfig
-) -> Step:
-    """After the other members trained a one-member line's best step (``value``: the mean
-    over every member there): differentiated for the next line when that mean is below the
-    origin's; otherwise the first member's improvement was its own and the line found
-    nothing (as a barren line: from a tenth below, or hand over)."""
-    line = state.line
-    assert line is not None and line.mean is not None and state.probe.alpha is not None
-    if value < line.mean and last is not None and last.x is not None:
-        bracket = Probe("bracket", alpha=state.probe.alpha, origin=line.origin)
-        return propose(state, last.x, bracket)
-    if _may_drop(state, geo):
-        return _below(state, geo)
-    return edge(replace(state, handover="contradicted"), geo, cfg)
 
 
 def _climb_probe(alpha: float, line: Line) -> Probe:
@@ -291,8 +262,7 @@ def after_bracket(
     guide keeps the line's hypergradient when its first probe confirmed it."""
     line = state.line
     assert line is not None and state.probe.alpha is not None
-    own = () if line.single else ((state.probe.alpha, value),)  # a mean is no first member's
-    pts = sorted((f, a) for a, f in (*line.probes, *own) if math.isfinite(f))
+    pts = sorted((f, a) for a, f in (*line.probes, (state.probe.alpha, value)) if math.isfinite(f))
     if pts and pts[0][0] < line.f0:
         alpha = abs(pts[0][1])
         state = replace(state, alpha=alpha, climbed=state.climbed + 1)

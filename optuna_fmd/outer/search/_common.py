@@ -24,7 +24,6 @@ class SearchConfig:
     hypergradients: bool = True  # False: the same search with plain episodes only (an ablation)
     explore: int = 0  # probes of the exploration at the edge (0: none)
     seed: int = 0  # seeds the exploration's draws
-    members: int = 1  # the population's members (1: none); more: a line's probes train one
 
 
 def propose(state: SearchState, x: Sequence[float], probe: Probe) -> Step:

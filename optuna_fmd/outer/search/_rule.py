@@ -15,7 +15,7 @@ from .._geometry import FIRST_STEP, Geometry
 from .._point import Note, Point, Proposal
 from .._registry import OuterRule, register
 from .._state import RuleState
-from ._climb import after_bracket, after_climb_gradient, after_climb_probe, after_confirm
+from ._climb import after_bracket, after_climb_gradient, after_climb_probe
 from ._common import SearchConfig, Step, propose
 from ._edge import edge, hand_over
 from ._explore import after_probe, explore_next, probes_for
@@ -54,7 +54,6 @@ def search_step(
     x = list(last.x) if last is not None and last.x is not None else None
     best = state.incumbent
     improved = x is not None and value < (math.inf if best is None else best.f)
-    improved = improved and state.share != "first"  # one member's value is no iterate's
     if improved:
         assert x is not None and last is not None
         state = replace(state, incumbent=Incumbent(tuple(x), value, last.number))
@@ -65,8 +64,6 @@ def search_step(
         return after_climb_gradient(state, last, geo, cfg)
     if kind == "climb":
         return after_climb_probe(state, last, value, geo, cfg)
-    if kind == "confirm":
-        return after_confirm(state, last, value, geo, cfg)
     if kind == "bracket":
         return after_bracket(state, last, value, geo, cfg)
     if kind in ("start", "scale"):
@@ -133,7 +130,6 @@ class SearchSettings:
     step: float = FIRST_STEP
     explore: int | None = None
     hypergradients: bool = True
-    population: int | None = field(default=None, repr=False)  # the sampler's, once resolved
     name: ClassVar[str] = SearchState.name
 
     def __post_init__(self) -> None:
@@ -144,10 +140,8 @@ class SearchSettings:
             raise TypeError(f"`hypergradients` must be a bool, but got {self.hypergradients!r}.")
 
     def resolved(self, layered: bool, population: int | None) -> SearchSettings:
-        """With the exploration's default filled in (:func:`probes_for`) and the population
-        the rule proposes for."""
-        explore = probes_for(layered, self.explore, population)
-        return replace(self, explore=explore, population=population)
+        """With the exploration's default filled in (:func:`probes_for`)."""
+        return replace(self, explore=probes_for(layered, self.explore, population))
 
     def tags(self, seed: int | None) -> list[object]:
         """What sets the rule's proposals apart beyond its name, for the state's fingerprint."""
@@ -155,8 +149,7 @@ class SearchSettings:
         return tags + ([["explore", self.explore, seed]] if self.explore else [])
 
     def build(self, geometry: Geometry, seed: int) -> OuterRule:
-        members = self.population or 1
-        config = SearchConfig(self.step, self.hypergradients, self.explore or 0, seed, members)
+        config = SearchConfig(self.step, self.hypergradients, self.explore or 0, seed)
         return SearchRule(geometry, config)
 
 

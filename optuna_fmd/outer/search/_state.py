@@ -35,8 +35,8 @@ class Incumbent:
 @dataclass(frozen=True)
 class Probe:
     """What a proposed trial is for: ``start``, ``scale``, ``vertex``, ``explore``,
-    ``pattern``, ``climb``, ``confirm``, ``bracket`` or ``converged`` (``grad`` and ``line`` in
-    earlier releases)."""
+    ``pattern``, ``climb``, ``bracket`` or ``converged`` (``grad`` and ``line`` in earlier
+    releases)."""
 
     kind: str
     # scale, vertex: log of the lr factor from the start
@@ -45,8 +45,6 @@ class Probe:
     alpha: float | None = field(default=None, metadata=ABSENT)
     # line: the params the line starts from
     origin: Vector | None = field(default=None, metadata=ABSENT)
-    # confirm: the iterate whose first member it completes
-    point: int | None = field(default=None, metadata=ABSENT)
 
 
 @dataclass(frozen=True)
@@ -76,11 +74,6 @@ class Line:
     at: Vector | None = field(default=None, metadata=ABSENT)
     spacing: float | None = field(default=None, metadata=ABSENT)  # between probes, in units
     refined: int = 0  # probes refining its bracket so far
-    # with a population: its probes train the first member alone, compared with the origin's
-    # first member (``f0``); ``mean``: the origin's value over every member
-    single: bool = False
-    mean: float | None = field(default=None, metadata=ABSENT)
-    numbers: tuple[int, ...] = ()  # the trial (iterate) of each probe
 
 
 @dataclass(frozen=True)
@@ -141,18 +134,3 @@ class SearchState:
         are plain episodes."""
         kind = self.probe.kind
         return kind == "bracket" or (kind == "start" and self.phase == "climb")
-
-    @property
-    def share(self) -> str:
-        """The population members the proposal needs: a line probe of a one-member line its
-        first (``first``), the confirmation of that line's best probe the others (``rest``),
-        every other proposal all of them (``all``)."""
-        if self.probe.kind == "confirm":
-            return "rest"
-        single = self.line is not None and self.line.single
-        return "first" if self.probe.kind == "climb" and single else "all"
-
-    @property
-    def completes(self) -> int | None:
-        """The iterate whose first member a confirmation completes (``None``: none)."""
-        return self.probe.point if self.probe.kind == "confirm" else None
