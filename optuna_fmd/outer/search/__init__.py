@@ -24,9 +24,10 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    ``REFINE_PROBES``); the line's minimum is then differentiated for the next line (quasi-Newton:
    L-BFGS over the climb's hypergradients, within the block).
 2. *Trust* (``_trust``): the climb goes on while its hypergradients are the slope: an iterate's
-   members point the same way (positive cosine), it does not explode (a first-order change over the
-   step of more than ``EXPLODE`` times the value, or a non-finite one), and a line finds a better
-   point (a first probe that does not improve is followed by one half as long). Members that point
+   members point the same way (positive cosine), it does not explode (a first-order change over
+   half a doubling of the fastest lr, a later line's first step, of more than ``EXPLODE`` times
+   the value, or a non-finite one), and a line finds a better point (a first probe that does
+   not improve is followed by one half as long). Members that point
    apart still give a slope over the coordinates where every member has the same sign, if those
    hold ``AGREED`` of the mean's length (a learning rate at its edge, the others below theirs). A
    contradicted hypergradient marks the *edge*. If the very first one's members point apart, or

@@ -34,7 +34,7 @@ __all__ = [
     "line_block",
 ]
 
-EXPLODE = 10.0  # |first-order change over the first step| / |value| that counts as exploding
+EXPLODE = 10.0  # |first-order change over half a doubling| / |value| that counts as exploding
 CLIMB_PROBES = 7  # probes doubling along one hypergradient
 FIRST_PROBE = 2.0  # the first line's first probe, in spacings (doublings of the fastest lr)
 REFINE_PROBES = 4  # golden-section probes refining a line's bracket
@@ -60,7 +60,8 @@ def after_climb_gradient(
         g = _masked(geo.unit_gradient(last.x, last.grad), geo.base)
         block = line_block(geo, state.outer_step, g)
         n = norm(_masked(g, block))
-        exploding = not math.isfinite(n) or n * state.alpha > EXPLODE * abs(best.f)
+        half = _lead_step(geo, cfg, _direction(g, block)[0]) / 2  # a later line's first step
+        exploding = not math.isfinite(n) or n * half > EXPLODE * abs(best.f)
     d: list[float] | None = None if g is None else _masked(g, block)
     if g is not None and last is not None and last.members:
         assert last.x is not None

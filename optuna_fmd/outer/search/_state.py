@@ -111,7 +111,7 @@ class SearchState:
     probe: Probe  # what the proposed trial is for
     bracket: Bracket  # the lr-scale search
     line: Line | None  # the climb's line
-    alpha: float  # the next line's first step, in units
+    alpha: float  # the latest line's accepted step, in units (a record)
     outer_step: int = 0  # hypergradients taken
     converged: bool = False  # from now on the incumbent is proposed
     coarse_done: bool = False  # the coarse pass over the family's other params is done

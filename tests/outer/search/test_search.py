@@ -363,3 +363,22 @@ def test_lines_alternate_between_the_learning_rates_and_the_other_hypers() -> No
     assert first and all(r[0][1] == 0.9 for r in first)  # the lr line holds the momentum
     assert second and all(r[0][0] == second[0][2].line.origin[0] for r in second)
     assert min(r[1] for r in second) < min(r[1] for r in first)  # and the second moves it
+
+
+def test_a_long_first_line_does_not_make_the_next_hypergradient_explode() -> None:
+    """A first line that went far (lr x256 and more) and a steep slope in momentum at its
+    minimum: the explosion check weighs the next line's own first step (half a doubling), not
+    the long step the first line took, so the second line moves the momentum along the
+    hypergradient instead of handing over."""
+    geo = _geometry(lr=0.001)
+
+    def f(x: list[float]) -> float:
+        return math.log(x[0] / 0.3) ** 2 + 1000 * (x[1] - 0.89) ** 2 + 0.3
+
+    run = _drive(f, geo, 24)
+    kinds = [r[2].probe.kind for r in run]
+    n = kinds.index("bracket")
+    assert run[n][0][0] > 0.001 * 2**7  # the first line's minimum, far up
+    second = run[n + 1][2]
+    assert second.probe.kind == "climb" and second.handover is None and not second.edge
+    assert second.line is not None and second.line.d[0] == 0.0 and second.line.d[1] != 0.0
