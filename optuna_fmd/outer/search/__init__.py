@@ -27,10 +27,10 @@ The ``"search"`` rule (:func:`search_step`) uses the hypergradient where it is t
    members point the same way (positive cosine), it does not explode (a first-order change over
    half a doubling of the fastest lr, a later line's first step, of more than ``EXPLODE`` times
    the value, or a non-finite one), and a line finds a better point (a first probe that does
-   not improve is followed by one half as long). Members that point
-   apart still give a slope over the coordinates where every member has the same sign, if those
-   hold ``AGREED`` of the mean's length (a learning rate at its edge, the others below theirs). A
-   contradicted hypergradient marks the *edge*. If the very first one's members point apart, or
+   not improve is followed by one half as long). Members that point apart still give a slope
+   over the coordinates where every member has the same sign, if those hold ``AGREED`` of the
+   mean's length (a learning rate at its edge, the others below theirs). A contradicted
+   hypergradient marks the *edge*. If the very first one's members point apart, or
    the first line along it finds nothing (a start at or above the good lr), the climb begins
    again once, differentiated, from every lr at ``BELOW`` (a tenth) of the start's, where the
    hypergradient is the slope. If that one is
